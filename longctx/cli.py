@@ -1,0 +1,81 @@
+"""The one ``longctx`` command: a table of subcommands, each a thin layer over a library function.
+
+Each entry names the module and function that implements it; the module is imported only when
+its subcommand runs, so ``longctx --help`` is instant and a CUDA-only import never happens on CPU.
+Every subcommand function has the signature ``main(argv: list[str]) -> int`` and builds its own
+``argparse`` parser (``prog="longctx <name>"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+
+from longctx.errors import LongctxError
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    target: str  # "package.module:function"
+    summary: str
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "make-tiny": Subcommand("longctx.tiny:main", "write a tiny random checkpoint + byte tokenizer (for trying things out)"),
+    "inspect": Subcommand("rope_scaling.cli:inspect_main", "show a checkpoint's architecture, RoPE parameters and context"),
+    "extend": Subcommand("rope_scaling.cli:extend_main", "rescale RoPE (yarn, linear, ntk, dynamic, llama3, longrope, abf) and write a checkpoint"),
+    "pack": Subcommand("packing.cli:main", "tokenize SFT data and pack it into fixed-length packs with LongAlign loss weights"),
+    "train": Subcommand("longctx.train.cli:main", "continue training on packs with ring-attention sequence parallelism"),
+    "needle": Subcommand("eval_longbench.cli:needle_main", "needle-in-a-haystack / passkey accuracy heatmap"),
+    "ppl": Subcommand("eval_longbench.cli:ppl_main", "sliding-window perplexity vs context length"),
+    "longbench-chat": Subcommand("eval_longbench.cli:longbench_chat_main", "LongBench-Chat answers scored by an LLM judge"),
+    "plan": Subcommand("longctx.plan.cli:main", "per-GPU memory and step-time estimate: will my run fit?"),
+    "quickstart": Subcommand("longctx.quickstart:main", "the whole pipeline on the shipped tiny model, on CPU"),
+    "organism": Subcommand("longctx.organism:main", "reproduce / check the shipped tiny pretrained model"),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in SUBCOMMANDS)
+    rows = "\n".join(f"  {name:<{width}}  {sc.summary}" for name, sc in SUBCOMMANDS.items())
+    return (
+        "usage: longctx <subcommand> [options]\n\n"
+        "Give a Hugging Face causal LM a long context window, and prove it works.\n\n"
+        f"subcommands:\n{rows}\n\n"
+        "Run `longctx <subcommand> --help` for the options of one subcommand."
+    )
+
+
+def resolve(name: str):
+    """Import and return the function implementing subcommand ``name``."""
+    module_name, func_name = SUBCOMMANDS[name].target.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from longctx import __version__
+
+        print(f"longctx {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"longctx: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        return int(resolve(name)(rest) or 0)
+    except LongctxError as err:
+        print(f"longctx {name}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"longctx {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

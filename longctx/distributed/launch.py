@@ -1,0 +1,98 @@
+"""Run a function on N local ranks with a real ``torch.distributed`` process group.
+
+Used by the tests (ring attention vs full attention on 2–4 gloo ranks), the benchmarks and the
+quick start (2 sequence-parallel ranks on a laptop). Production multi-GPU runs use ``torchrun`` /
+``accelerate launch`` instead; the code under test is the same.
+
+Why not ``torch.multiprocessing.spawn``: it has no timeout. A hung collective must fail the test
+after ``timeout`` seconds, never hang CI.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+import socket
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world_size: int, port: int, backend: str, threads: int, fn: Callable, args: tuple, results) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
+    torch.set_num_threads(threads)
+    try:
+        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=60))
+        out = fn(rank, world_size, *args)
+        dist.barrier()
+        results.put((rank, True, out))
+    except BaseException:  # report every failure to the parent, which raises it
+        results.put((rank, False, traceback.format_exc()))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def run_local(
+    fn: Callable[..., Any],
+    world_size: int,
+    *args: Any,
+    timeout: float = 180.0,
+    backend: str = "gloo",
+    threads_per_rank: int | None = None,
+) -> list[Any]:
+    """Call ``fn(rank, world_size, *args)`` on ``world_size`` fresh processes joined in one group.
+
+    ``fn`` must be importable (a module-level function). Returns the per-rank return values in
+    rank order. Raises ``RuntimeError`` with the failing rank's traceback, or ``TimeoutError``
+    (after killing every rank) when the ranks do not finish within ``timeout`` seconds.
+    """
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    threads = threads_per_rank or max(1, (os.cpu_count() or 1) // world_size)
+    port = free_port()
+    procs = [
+        ctx.Process(target=_worker, args=(r, world_size, port, backend, threads, fn, args, results), daemon=True)
+        for r in range(world_size)
+    ]
+    for p in procs:
+        p.start()
+    out: dict[int, Any] = {}
+
+
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < world_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{fn.__name__} on {world_size} ranks did not finish within {timeout:.0f}s")
+            try:
+                rank, ok, value = results.get(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead and results.empty():
+                    raise RuntimeError(f"rank process exited with code {dead[0].exitcode} before reporting")
+                continue
+            if not ok:
+                raise RuntimeError(f"rank {rank} failed:\n{value}")
+            out[rank] = value
+    finally:
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    return [out[r] for r in range(world_size)]

@@ -1,0 +1,105 @@
+"""``longctx make-tiny``: a tiny random checkpoint (+ byte tokenizer) of a chosen model family.
+
+Random weights prove that code runs, not that an extension works; they are what the tests and
+the first README command use. The *trained* tiny model shipped with the project is ``organism``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, CONFIG_MAPPING, PretrainedConfig
+
+from longctx.errors import LongctxError
+from longctx.io import atomic_dir
+from longctx.tokenizer import byte_tokenizer
+
+# model_type -> extra config fields that make the family what it is (e.g. GLM's half rotary dim).
+FAMILIES: dict[str, dict] = {
+    "llama": {},
+    "mistral": {"sliding_window": None},
+    "qwen2": {},
+    "qwen3": {},
+    "glm": {"partial_rotary_factor": 0.5},
+    "glm4": {"partial_rotary_factor": 0.5},
+    "phi3": {},
+}
+
+
+def tiny_config(
+    family: str = "llama",
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 128,
+    max_position_embeddings: int = 256,
+    rope_theta: float = 10000.0,
+    vocab_size: int = 258,
+    tie_word_embeddings: bool = True,
+) -> PretrainedConfig:
+    """A small config of ``family`` with a plain (default) RoPE."""
+    if family not in FAMILIES:
+        raise LongctxError(f"--family: unknown {family!r}; choose one of {', '.join(FAMILIES)}")
+    kwargs = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=max_position_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": float(rope_theta)},
+        tie_word_embeddings=tie_word_embeddings,
+        bos_token_id=256,
+        eos_token_id=257,
+        pad_token_id=257,
+    )
+    extra = dict(FAMILIES[family])
+    if "partial_rotary_factor" in extra:
+        kwargs["rope_parameters"]["partial_rotary_factor"] = extra.pop("partial_rotary_factor")
+    kwargs.update(extra)
+    return CONFIG_MAPPING[family](**kwargs)
+
+
+def make_tiny_checkpoint(out: str | Path, family: str = "llama", seed: int = 0, overwrite: bool = False, **config_kwargs) -> Path:
+    """Write a random ``family`` model (safetensors) and the byte tokenizer to ``out``, atomically."""
+    config = tiny_config(family, **config_kwargs)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    tokenizer = byte_tokenizer()
+    out = Path(out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="longctx make-tiny",
+        description="Write a tiny randomly initialised checkpoint and a byte-level tokenizer with a chat "
+        "template. Useful to try every longctx command in seconds; it has learned nothing.",
+    )
+    p.add_argument("--out", required=True, help="output directory (must not exist unless --overwrite)")
+    p.add_argument("--family", default="llama", choices=list(FAMILIES), help="model_type to build (default: llama)")
+    p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--max-position-embeddings", type=int, default=256, help="the model's original context length")
+    p.add_argument("--rope-theta", type=float, default=10000.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args(argv)
+    out = make_tiny_checkpoint(
+        a.out, a.family, seed=a.seed, overwrite=a.overwrite, hidden_size=a.hidden_size, num_layers=a.layers,
+        num_heads=a.heads, num_kv_heads=a.kv_heads, max_position_embeddings=a.max_position_embeddings,
+        rope_theta=a.rope_theta,
+    )
+    print(f"wrote tiny {a.family} checkpoint to {out}")
+    return 0

@@ -1,0 +1,22 @@
+"""Module-level functions run on spawned ranks by tests (spawn needs importable functions)."""
+
+import torch
+import torch.distributed as dist
+
+
+def allreduce_rank(rank: int, world_size: int) -> float:
+    t = torch.tensor([float(rank)])
+    dist.all_reduce(t)
+    return t.item()
+
+
+def fail_on_rank_one(rank: int, world_size: int) -> None:
+    if rank == 1:
+        raise ValueError("boom on rank 1")
+    return None
+
+
+def hang(rank: int, world_size: int) -> None:
+    if rank == 0:
+        import time
+        time.sleep(60)
