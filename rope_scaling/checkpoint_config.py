@@ -1,0 +1,155 @@
+"""Read, normalise and patch a checkpoint's ``config.json`` (v5 ``rope_parameters`` or legacy form).
+
+transformers v5 stores RoPE as ``rope_parameters = {"rope_type", "rope_theta", ...}``; older
+files have a top-level ``rope_theta`` and an optional ``rope_scaling`` dict keyed by ``type``.
+We read both, describe the model's RoPE in one :class:`RopeConfig`, and write back only the v5
+form, always with ``original_max_position_embeddings`` (a yarn dict without it silently gets a
+ramp computed from the *new* length).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from longctx.errors import LongctxError, where
+
+# model_type -> methods transformers can load for it (None: all). Phi-3 accepts only default/longrope.
+SUPPORTED: dict[str, frozenset[str] | None] = {
+    "llama": None, "mistral": None, "qwen2": None, "qwen3": None, "glm": None, "glm4": None,
+    "phi3": frozenset({"default", "longrope", "abf", "ntk"}),
+}
+# Architectures we know have no rotary embedding, with what they use instead.
+NO_ROPE: dict[str, str] = {
+    "gpt2": "learned absolute position embeddings", "gpt_bigcode": "learned absolute position embeddings",
+    "opt": "learned absolute position embeddings", "bloom": "ALiBi", "mpt": "ALiBi",
+    "bert": "learned absolute position embeddings", "roberta": "learned absolute position embeddings",
+    "t5": "relative position buckets", "xglm": "sinusoidal absolute position embeddings",
+}
+SCALED_TYPES = ("linear", "dynamic", "yarn", "longrope", "llama3")
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    """What a checkpoint's RoPE is, whatever form its config.json used."""
+
+    path: str
+    model_type: str
+    form: str  # "v5" (rope_parameters) or "legacy" (rope_theta + rope_scaling)
+    rope_type: str
+    rope_theta: float
+    head_dim: int
+    partial_rotary_factor: float
+    original_length: int  # the context the weights were trained at
+    max_position_embeddings: int
+    params: dict = field(default_factory=dict)  # every other key of the rope dict (factor, beta_fast, ...)
+
+    @property
+    def rotary_dim(self) -> int:
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    @property
+    def context_length(self) -> int:
+        """The context the config claims now (dynamic NTK: original x factor, reached at run time)."""
+        if self.rope_type == "dynamic":
+            return int(round(self.original_length * float(self.params.get("factor", 1.0))))
+        return self.max_position_embeddings
+
+
+def read_config(model_dir: str | Path) -> tuple[dict, Path]:
+    """``(raw dict, path)`` of ``MODEL_DIR/config.json``; a missing or corrupt file is a one-line error."""
+    model_dir = Path(model_dir)
+    path = model_dir / "config.json"
+    if not model_dir.is_dir():
+        raise LongctxError(f"{model_dir}: not a directory (expected a Hugging Face checkpoint folder)")
+    if not path.is_file():
+        raise LongctxError(f"{path}: missing (not a Hugging Face checkpoint folder?)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise LongctxError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise LongctxError(f"{path}: cannot read ({err})") from None
+    if not isinstance(raw, dict):
+        raise LongctxError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    return raw, path
+
+
+def _number(raw: dict, key: str, path: object, kind=float, required: bool = True):
+    value = raw.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
+        raise LongctxError(f"{where(path, field=key)} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+    return kind(value)
+
+
+def _resolve_head(raw: dict, path: object) -> tuple[int, float]:
+    """head_dim and partial_rotary_factor as transformers' own config class resolves them (family defaults)."""
+    from transformers import CONFIG_MAPPING
+
+    try:
+        cfg = CONFIG_MAPPING[raw["model_type"]].from_dict(copy.deepcopy(raw))
+    except Exception as err:  # noqa: BLE001 - any failure here is a config the user must fix
+        raise LongctxError(f"{path}: transformers cannot build a {raw['model_type']} config from it ({err})") from None
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    rp = cfg.rope_parameters or {}
+    return int(head_dim), float(rp.get("partial_rotary_factor", getattr(cfg, "partial_rotary_factor", None) or 1.0))
+
+
+def read_rope_config(raw: dict, path: object = "config.json") -> RopeConfig:
+    """Normalise either config form into a :class:`RopeConfig`; unknown or RoPE-less models are refused."""
+    model_type = raw.get("model_type")
+    if not isinstance(model_type, str):
+        raise LongctxError(f"{where(path, field='model_type')} missing: cannot tell the architecture")
+    if model_type in NO_ROPE:
+        raise LongctxError(f"{where(path, field='model_type')} = {model_type!r} has no rotary position "
+                           f"embedding ({NO_ROPE[model_type]}); RoPE extension does not apply")
+    if model_type not in SUPPORTED:
+        raise LongctxError(f"{where(path, field='model_type')} = {model_type!r} is not supported "
+                           f"(supported: {', '.join(SUPPORTED)}); refusing to guess its RoPE layout")
+    max_pos = _number(raw, "max_position_embeddings", path, int)
+    if isinstance(raw.get("rope_parameters"), dict):
+        form, rope = "v5", dict(raw["rope_parameters"])
+        if any(isinstance(v, dict) for v in rope.values()):
+            raise LongctxError(f"{where(path, field='rope_parameters')}: per-layer-type RoPE is not supported")
+    elif raw.get("rope_scaling") is not None:
+        if not isinstance(raw["rope_scaling"], dict):
+            raise LongctxError(f"{where(path, field='rope_scaling')} must be an object, got {raw['rope_scaling']!r}")
+        form, rope = "legacy", dict(raw["rope_scaling"])
+    else:
+        form, rope = "legacy", {}
+    rope_type = rope.pop("rope_type", None) or rope.pop("type", None) or "default"
+    rope.pop("type", None)
+    if model_type == "phi3" and rope_type in ("su", "yarn"):
+        rope_type = "longrope"  # what Phi3Config does with these old names
+    theta = rope.pop("rope_theta", raw.get("rope_theta", 10000.0))
+    theta = _number({"rope_theta": theta}, "rope_theta", path)
+    rope.pop("partial_rotary_factor", None)
+    head_dim, partial = _resolve_head(raw, path)
+
+    original = rope.pop("original_max_position_embeddings", None)
+    if model_type == "phi3" and rope_type == "longrope":
+        original = raw.get("original_max_position_embeddings", original)  # Phi-3 gives it priority
+    if rope_type in ("default", "dynamic") or original is None:
+        original = max_pos  # dynamic: transformers measures the trained length by max_position_embeddings
+    original = _number({"original_max_position_embeddings": original}, "original_max_position_embeddings", path, int)
+    return RopeConfig(str(path), model_type, form, rope_type, theta, head_dim, partial, original, max_pos, rope)
+
+
+def patch_config(raw: dict, rope_parameters: dict, max_position_embeddings: int) -> dict:
+    """A new config dict with v5 ``rope_parameters`` and the new length; legacy keys removed.
+
+    ``rope_scaling`` would otherwise win over ``rope_parameters`` when transformers loads the file,
+    and a stale top-level ``rope_theta`` would contradict it.
+    """
+    out = copy.deepcopy(raw)
+    out.pop("rope_scaling", None)
+    out.pop("rope_theta", None)
+    out["rope_parameters"] = copy.deepcopy(rope_parameters)
+    out["max_position_embeddings"] = int(max_position_embeddings)
+    if out.get("model_type") == "phi3" and "original_max_position_embeddings" in rope_parameters:
+        out["original_max_position_embeddings"] = int(rope_parameters["original_max_position_embeddings"])
+    return out
