@@ -1,0 +1,143 @@
+"""Read SFT records from JSONL, JSON, Parquet files or saved ``datasets`` directories.
+
+Every record comes with its location (``file:line`` for JSONL, ``file:record N`` otherwise) so that
+any later error can name where the bad data is. Malformed input is not raised here but yielded as
+a :class:`BadRecord`, so the caller decides between stopping (default) and ``--skip-bad``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from longctx.errors import LongctxError
+
+SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+@dataclass(frozen=True)
+class Record:
+    where: str  # "file:line" or "file:record N"
+    data: dict
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    where: str
+    reason: str  # short category, counted in the report
+    message: str  # full one-line explanation
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def source_kind(path: Path) -> str:
+    """'jsonl' | 'json' | 'parquet' | 'datasets' — or a LongctxError naming the path."""
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "state.json").exists():
+            return "datasets"
+        raise LongctxError(f"{path}: a directory but not a saved datasets directory (no dataset_info.json/state.json)")
+    if not path.exists():
+        raise LongctxError(f"{path}: no such file")
+    for suffix in SUFFIXES:
+        if path.name.endswith(suffix):
+            return suffix[1:]
+    raise LongctxError(f"{path}: unknown input format (expected {', '.join(SUFFIXES)} or a saved datasets directory)")
+
+
+def fingerprint(path: Path) -> dict:
+    """sha256 and size of a source (a directory: of its files, in sorted order) for the manifest."""
+    h = hashlib.sha256()
+    size = 0
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+                size += len(block)
+    return {"path": str(path), "sha256": h.hexdigest(), "bytes": size}
+
+
+def _read_jsonl(path: Path) -> Iterator[Record | BadRecord]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield BadRecord(where, "malformed JSON", f"malformed JSON ({e.msg} at column {e.colno})")
+                continue
+            if not isinstance(obj, dict):
+                yield BadRecord(where, "not an object", f"expected a JSON object, got {type(obj).__name__}")
+                continue
+            yield Record(where, obj)
+
+
+def _read_json(path: Path) -> Iterator[Record | BadRecord]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except json.JSONDecodeError as e:
+        yield BadRecord(f"{path}:{e.lineno}", "malformed JSON", f"malformed JSON ({e.msg} at column {e.colno})")
+        return
+    if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+        obj = obj["data"]
+    if not isinstance(obj, list):
+        yield BadRecord(str(path), "not a list", "expected a JSON list of records (or {\"data\": [...]})")
+        return
+    for i, rec in enumerate(obj):
+        where = f"{path}:record {i}"
+        if isinstance(rec, dict):
+            yield Record(where, rec)
+        else:
+            yield BadRecord(where, "not an object", f"expected a JSON object, got {type(rec).__name__}")
+
+
+def _read_parquet(path: Path) -> Iterator[Record | BadRecord]:
+    import pyarrow.parquet as pq  # direct, batch by batch: no copy into the datasets cache
+
+    try:
+        pf = pq.ParquetFile(str(path))
+    except Exception as e:  # noqa: BLE001 - any reader failure is the user's file
+        raise LongctxError(f"{path}: cannot read parquet ({type(e).__name__}: {e})") from None
+    i = 0
+    for batch in pf.iter_batches(batch_size=1024):
+        for rec in batch.to_pylist():
+            yield Record(f"{path}:record {i}", rec)
+            i += 1
+
+
+def _read_datasets_dir(path: Path) -> Iterator[Record | BadRecord]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as e:  # noqa: BLE001 - any reader failure is the user's file
+        raise LongctxError(f"{path}: cannot read the datasets directory ({type(e).__name__}: {e})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if "train" not in ds:
+            raise LongctxError(f"{path}: a DatasetDict without a 'train' split (splits: {', '.join(ds)})")
+        ds = ds["train"]
+    for i, rec in enumerate(ds):
+        yield Record(f"{path}:record {i}", rec)
+
+
+def read_records(path: str | Path) -> Iterator[Record | BadRecord]:
+    """Yield the records of one source, in file order."""
+    path = Path(path)
+    kind = source_kind(path)
+    if kind == "jsonl":
+        yield from _read_jsonl(path)
+    elif kind == "json":
+        yield from _read_json(path)
+    elif kind == "parquet":
+        yield from _read_parquet(path)
+    else:
+        yield from _read_datasets_dir(path)

@@ -1,0 +1,214 @@
+"""packing.pipeline / longctx pack: records in, packs out; nothing lost, nothing silent."""
+
+import json
+
+import numpy as np
+import pytest
+
+from longctx.errors import LongctxError
+from longctx.tokenizer import byte_tokenizer
+from packing.pipeline import PackConfig, pack_files
+from packing.tokenize import tokenize_record
+from packing.writer import load_packs
+
+P = 256
+
+
+def _records(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        q, a = "q" * int(rng.integers(1, 150)), "a" * int(rng.integers(1, 60))
+        out.append({"messages": [{"role": "user", "content": f"{i}:{q}"}, {"role": "assistant", "content": a}]})
+    out.append({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]})
+    out.append({"text": "plain text for pre-training"})
+    return out
+
+
+def _jsonl(path, records, extra_lines=()):
+    with open(path, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+        for line in extra_lines:
+            f.write(line + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return byte_tokenizer()
+
+
+def _pack(tok, sources, out, **kw):
+    kw.setdefault("pack_length", P)
+    return pack_files(sources, "byte-tokenizer", out, PackConfig(progress=False, **kw), tokenizer=tok)
+
+
+def _sequences_from_packs(ds):
+    out = []
+    for row in ds:
+        ids, labels = np.array(row["input_ids"]), np.array(row["labels"])
+        s = 0
+        for n in row["seq_lens"]:
+            out.append((tuple(ids[s:s + n]), tuple(labels[s:s + n])))
+            s += n
+    return out
+
+
+def test_every_record_appears_in_exactly_one_pack_and_tokens_are_conserved(tok, tmp_path):
+    """The multiset of (input_ids, labels) sequences in the packs equals the tokenized records."""
+    recs = _records()
+    res = _pack(tok, [_jsonl(tmp_path / "d.jsonl", recs)], tmp_path / "out")
+    ds, manifest = load_packs(tmp_path / "out")
+    got = _sequences_from_packs(ds)
+    want = [tokenize_record(tok, r) for r in recs]
+    assert sorted(got) == sorted((tuple(t.input_ids), tuple(t.labels)) for t in want)
+    c = manifest["counts"]
+    assert c["tokens_in"] == c["tokens_packed"] == sum(len(t.input_ids) for t in want)
+    assert manifest["num_rows"] == len(ds) == c["packs"] and res.manifest == manifest
+
+
+def test_positions_restart_per_sequence_and_padding_is_an_unlabelled_pseudo_sequence(tok, tmp_path):
+    """position_ids are 0..n-1 per sequence; padding: positions 0..p-1, label -100, weight 0, not in seq_lens."""
+    _pack(tok, [_jsonl(tmp_path / "d.jsonl", _records())], tmp_path / "out")
+    ds, _ = load_packs(tmp_path / "out")
+    for row in ds:
+        pos, used = np.array(row["position_ids"]), sum(row["seq_lens"])
+        assert len(pos) == P
+        assert pos.tolist() == [i for n in row["seq_lens"] + ([P - used] if used < P else []) for i in range(n)]
+        assert (np.array(row["labels"][used:]) == -100).all() and not any(row["loss_weights"][used:])
+
+
+def test_loss_weights_are_one_over_target_count_and_sum_to_one_per_sequence(tok, tmp_path):
+    """On the N_i labelled tokens of sequence i the weight is 1/N_i; unlabelled tokens weigh 0."""
+    _pack(tok, [_jsonl(tmp_path / "d.jsonl", _records())], tmp_path / "out")
+    ds, _ = load_packs(tmp_path / "out")
+    for row in ds:
+        labels, w = np.array(row["labels"]), np.array(row["loss_weights"], dtype=np.float64)
+        s = 0
+        for n in row["seq_lens"]:
+            lab, ws = labels[s:s + n], w[s:s + n]
+            n_targets = int((lab != -100).sum())
+            assert n_targets > 0 and np.allclose(ws[lab != -100], 1.0 / n_targets, rtol=1e-7)
+            assert (ws[lab == -100] == 0).all() and abs(ws.sum() - 1) < 1e-6
+            s += n
+
+
+def test_output_is_deterministic_for_a_seed(tok, tmp_path):
+    """Same data and seed: identical rows; another seed: same packs in another order."""
+    src = _jsonl(tmp_path / "d.jsonl", _records())
+    rows = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        _pack(tok, [src], tmp_path / name, seed=seed)
+        rows[name] = [r["input_ids"] for r in load_packs(tmp_path / name)[0]]
+    assert rows["a"] == rows["b"]
+    assert rows["a"] != rows["c"] and sorted(rows["a"]) == sorted(rows["c"])
+
+
+def test_bad_record_stops_with_file_and_line(tok, tmp_path):
+    """Malformed JSON on line 33 stops the run with `file:33: malformed JSON`, and writes nothing."""
+    src = _jsonl(tmp_path / "d.jsonl", _records(), extra_lines=["{oops"])
+    with pytest.raises(LongctxError, match=r"d\.jsonl:33: malformed JSON"):
+        _pack(tok, [src], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_skip_bad_skips_and_counts_bad_records_by_reason(tok, tmp_path):
+    """--skip-bad: bad records are counted per reason; the good ones are packed."""
+    bad = [json.dumps({"messages": [{"role": "user", "content": "no answer"}]}), "{oops", "[1, 2]"]
+    src = _jsonl(tmp_path / "d.jsonl", _records(), extra_lines=bad)
+    res = _pack(tok, [src], tmp_path / "out", skip_bad=True)
+    c = res.manifest["counts"]
+    assert c["bad_by_reason"] == {"malformed JSON": 1, "no assistant turn": 1, "not an object": 1}
+    assert c["records"] == len(_records()) + 3 and c["sequences"] == len(_records())
+
+
+def test_overlong_error_names_the_record_and_the_flag(tok, tmp_path):
+    """Default --overlong error: a sequence longer than the pack stops the run, naming file:line."""
+    long = {"messages": [{"role": "user", "content": "x" * 400}, {"role": "assistant", "content": "y"}]}
+    with pytest.raises(LongctxError, match=r"d\.jsonl:1: .* > --pack-length 256"):
+        _pack(tok, [_jsonl(tmp_path / "d.jsonl", [long])], tmp_path / "out")
+
+
+@pytest.mark.parametrize("policy", ["drop", "truncate", "split"])
+def test_overlong_policies_count_outcomes_and_keep_the_token_ledger(tok, tmp_path, policy):
+    """drop/truncate/split: each outcome is counted and tokens_in == tokens_packed + tokens_dropped."""
+    long = {"text": "z" * 700}  # 701 tokens with EOS: 2 full chunks + 189
+    res = _pack(tok, [_jsonl(tmp_path / "d.jsonl", _records(5) + [long])], tmp_path / "out", overlong=policy)
+    c = res.manifest["counts"]
+    assert c["tokens_in"] == c["tokens_packed"] + c.get("tokens_dropped", 0)
+    expect = {"drop": ("records_dropped_overlong", 701), "truncate": ("records_truncated", 701 - P),
+              "split": ("records_split", 0)}[policy]
+    assert c[expect[0]] == 1 and c.get("tokens_dropped", 0) == expect[1]
+    if policy == "split":
+        assert c["split_chunks"] == 3 and c["sequences"] == 7 + 3
+    assert max(res.lengths) <= P
+
+
+def test_json_parquet_and_datasets_inputs_give_the_same_packs(tok, tmp_path):
+    """The same records as JSONL, JSON, Parquet and a saved datasets dir produce identical packs."""
+    import datasets
+
+    recs = _records(12)
+    chat = [r for r in recs if "messages" in r]
+    _jsonl(tmp_path / "d.jsonl", chat)
+    (tmp_path / "d.json").write_text(json.dumps(chat))
+    datasets.Dataset.from_list(chat).to_parquet(str(tmp_path / "d.parquet"))
+    datasets.Dataset.from_list(chat).save_to_disk(str(tmp_path / "d_ds"))
+    outs = []
+    for name in ("d.jsonl", "d.json", "d.parquet", "d_ds"):
+        _pack(tok, [tmp_path / name], tmp_path / f"out_{name}")
+        outs.append([r["input_ids"] for r in load_packs(tmp_path / f"out_{name}")[0]])
+    assert all(o == outs[0] for o in outs)
+
+
+def test_sorted_mode_writes_one_row_per_sequence_grouped_by_batch(tok, tmp_path):
+    """--mode sorted: rows carry batch_id, batches are contiguous, and the manifest says so."""
+    from packing.collate import iter_sorted_batches
+
+    res = _pack(tok, [_jsonl(tmp_path / "d.jsonl", _records())], tmp_path / "out", mode="sorted", batch_size=4)
+    ds, manifest = load_packs(tmp_path / "out")
+    assert manifest["mode"] == "sorted" and len(ds) == res.manifest["counts"]["sequences"]
+    ids = ds["batch_id"]
+    runs = [b for i, b in enumerate(ids) if i == 0 or ids[i - 1] != b]
+    assert len(runs) == len(set(runs)), "rows of one batch are not contiguous"
+    batches = list(iter_sorted_batches(ds, pad_token_id=tok.pad_token_id))
+    assert sum(b["num_sequences"] for b in batches) == len(ds) and all(b["input_ids"].shape[0] <= 4 for b in batches)
+
+
+def test_load_packs_rejects_a_manifest_that_disagrees_with_the_data(tok, tmp_path):
+    """A manifest with the wrong row count is refused with the file and the field."""
+    _pack(tok, [_jsonl(tmp_path / "d.jsonl", _records())], tmp_path / "out")
+    m = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    m["num_rows"] += 1
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(LongctxError, match=r"manifest\.json: num_rows"):
+        load_packs(tmp_path / "out")
+
+
+def test_cli_writes_packs_manifest_report_and_histogram(tmp_path, capsys):
+    """`longctx pack` end to end from a saved tokenizer: exit 0, report printed, PNG written."""
+    from packing.cli import main
+
+    byte_tokenizer().save_pretrained(tmp_path / "tok")
+    src = _jsonl(tmp_path / "d.jsonl", _records())
+    rc = main([str(src), "--tokenizer", str(tmp_path / "tok"), "--pack-length", str(P), "--out", str(tmp_path / "out"),
+               "--no-progress"])
+    assert rc == 0
+    assert "efficiency" in capsys.readouterr().out
+    for name in ("manifest.json", "report.txt", "lengths.png", "dataset_info.json"):
+        assert (tmp_path / "out" / name).exists(), name
+    assert (tmp_path / "out" / "lengths.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_existing_output_is_refused_without_overwrite_and_replaced_with_it(tok, tmp_path):
+    """An existing --out is left untouched unless overwrite=True, which replaces it whole."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    src = _jsonl(tmp_path / "d.jsonl", _records(5))
+    with pytest.raises(LongctxError, match="already exists"):
+        _pack(tok, [src], out)
+    assert (out / "keep.txt").read_text() == "mine"
+    pack_files([src], "byte-tokenizer", out, PackConfig(pack_length=P, progress=False), overwrite=True, tokenizer=tok)
+    assert not (out / "keep.txt").exists() and load_packs(out)[1]["counts"]["sequences"] == 7
