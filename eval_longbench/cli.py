@@ -1,0 +1,269 @@
+"""``longctx needle``, ``longctx ppl``, ``longctx longbench-chat``: parse, validate, report.
+
+The work lives in :mod:`eval_longbench.needle`, :mod:`~eval_longbench.ppl` and
+:mod:`~eval_longbench.longbench_chat`; these functions only wire files and flags to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+from pathlib import Path
+
+from longctx.errors import LongctxError
+from longctx.io import atomic_write_json, atomic_write_text
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+
+def parse_lengths(text: str) -> list[int]:
+    """``"256,512,1k,32K"`` -> ``[256, 512, 1024, 32768]``."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        mult = 1024 if part[-1] in "kK" else 1
+        try:
+            out.append(int(part[:-1] if mult > 1 else part) * mult)
+        except ValueError:
+            raise LongctxError(f"--lengths: {part!r} is not a length (e.g. 512 or 4k)") from None
+    if not out:
+        raise LongctxError("--lengths: empty")
+    return out
+
+
+def parse_depths(text: str, spacing: str) -> list[float]:
+    """``"5"`` -> five depths 0..1 (``spacing``); ``"0,0.5,1"`` or ``"0,50,100"`` (percent) -> as given."""
+    from eval_longbench.needle import depth_grid
+
+    if "," not in text and "." not in text:
+        try:
+            return depth_grid(int(text), spacing)
+        except ValueError:
+            raise LongctxError(f"--depths: {text!r} is neither a count nor a list") from None
+    try:
+        vals = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise LongctxError(f"--depths: {text!r} is not a comma-separated list of numbers") from None
+    return [v / 100 for v in vals] if max(vals) > 1 else vals
+
+
+def model_names(paths: list[str], names: str | None) -> list[str]:
+    if names:
+        out = [n.strip() for n in names.split(",")]
+        if len(out) != len(paths):
+            raise LongctxError(f"--names: {len(out)} names for {len(paths)} models")
+    else:
+        out = [Path(p).name or str(p) for p in paths]
+    if len(set(out)) != len(out):
+        out = [f"{n}#{i}" for i, n in enumerate(out, 1)]
+    return out
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-remote-code", action="store_true", help="allow custom modeling code in the checkpoint")
+    p.add_argument("--dtype", default="auto", help="auto (as saved), float32, bfloat16 or float16")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--names", help="comma-separated display names for the models (default: directory names)")
+
+
+def _judge_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("judge (an OpenAI-compatible chat-completions endpoint, or a local model)")
+    g.add_argument("--judge-url", help="API base, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
+    g.add_argument("--judge-model", default="gpt-4o", help="model name sent to the endpoint (default: gpt-4o)")
+    g.add_argument("--judge-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (default: OPENAI_API_KEY); the key is never logged or saved")
+    g.add_argument("--judge-local", metavar="DIR", help="use a local Hugging Face chat model as the judge instead (offline)")
+    g.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per request (default: 120)")
+    g.add_argument("--judge-tries", type=int, default=5, help="tries per case on 429/5xx/timeouts/unparseable replies (default: 5)")
+    g.add_argument("--concurrency", type=int, default=4, help="judge requests in flight at once (default: 4)")
+
+
+def build_judge(a):
+    """The judge object from flags, or ``None`` when none was asked for."""
+    from eval_longbench.judge import LocalJudge, OpenAIJudge
+
+    if a.judge_url and a.judge_local:
+        raise LongctxError("--judge-url and --judge-local: choose one")
+    if a.judge_local:
+        from eval_longbench.models import load_model
+
+        model, tok = load_model(a.judge_local, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
+        return LocalJudge(model, tok)
+    if a.judge_url:
+        key = os.environ.get(a.judge_key_env) or None
+        if key is None:
+            print(f"note: ${a.judge_key_env} is not set; calling the judge without an API key")
+        return OpenAIJudge(a.judge_url, a.judge_model, api_key=key, timeout=a.judge_timeout, max_tries=a.judge_tries)
+    return None
+
+
+def needle_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="longctx needle", formatter_class=_FMT,
+        description="Needle-in-a-haystack / passkey retrieval accuracy over context lengths x needle depths.\n\n"
+        "Writes OUT/results.json (every cell, saved as it finishes; a rerun skips finished cells) and\n"
+        "OUT/heatmap.png (x: context length, y: depth, colour: score 0-1), models side by side.\n\n"
+        "example:\n  longctx needle base/ extended/ --lengths 1k,2k,4k --depths 5 --task passkey --out runs/niah",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint directories (two compare side by side)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--task", default="passkey", choices=["passkey", "needle"], help="passkey (5-digit key) or needle (magic numbers)")
+    p.add_argument("--lengths", default="256,512,1024", help="context lengths in tokens, e.g. 1k,2k,4k (default: 256,512,1024)")
+    p.add_argument("--depths", default="5", help="a count (evenly spread 0-100%%) or a list like 0,25,50 (default: 5)")
+    p.add_argument("--depth-spacing", default="linear", choices=["linear", "sigmoid"], help="spacing for a depth count")
+    p.add_argument("--samples", type=int, default=1, help="prompts per cell; the cell score is their mean (default: 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-needles", type=int, default=1, help="needle task: needles in the haystack (1 asked, the rest distractors)")
+    p.add_argument("--needle", help="custom needle sentence (with --question and --answer)")
+    p.add_argument("--question", help="custom question, asked after the haystack")
+    p.add_argument("--answer", help="custom expected answer")
+    p.add_argument("--haystack", nargs="*", metavar="PATH", help="text files/directories for the haystack (default: built-in noise sentences)")
+    p.add_argument("--scoring", default="auto", choices=["auto", "exact", "contains", "judge"],
+                   help="auto: exact number match for passkey/needle, contains for a custom needle; judge: 1-10 by an LLM")
+    p.add_argument("--chat", action="store_true", help="wrap prompts in the model's chat template")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
+    _model_flags(p)
+    _judge_flags(p)
+    a = p.parse_args(argv)
+
+    from eval_longbench.haystack import read_text_sources, split_sentences
+    from eval_longbench.judge import NEEDLE_JUDGE_TEMPLATE
+    from eval_longbench.models import hf_generate_fn, load_model
+    from eval_longbench.needle import NeedleConfig, run_needle
+    from eval_longbench.plots import plot_heatmaps
+    from eval_longbench.results import ResultStore
+
+    filler = split_sentences(read_text_sources(a.haystack)) if a.haystack else None
+    cfg = NeedleConfig(
+        task=a.task, lengths=parse_lengths(a.lengths), depths=parse_depths(a.depths, a.depth_spacing), samples=a.samples,
+        seed=a.seed, num_needles=a.num_needles, needle=a.needle, question=a.question, answer=a.answer,
+        scoring=a.scoring, max_new_tokens=a.max_new_tokens, filler_name=",".join(a.haystack) if a.haystack else "noise",
+    )
+    scorer = None
+    if cfg.scoring == "judge":
+        judge = build_judge(a)
+        if judge is None:
+            raise LongctxError("--scoring judge: needs --judge-url or --judge-local")
+
+        def scorer(pred, ans, q):
+            r = judge.rate(NEEDLE_JUDGE_TEMPLATE.format(question=q, reference=ans, prediction=pred))
+            return 0.0 if r.score is None else (r.score - 1) / 9
+
+    out = Path(a.out)
+    store = ResultStore(out / "results.json", {**cfg.meta(), "chat": a.chat}, overwrite=a.overwrite)
+    cells = {}
+    for path, name in zip(a.models, model_names(a.models, a.names)):
+        model, tok = load_model(path, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
+        cells[name] = run_needle(hf_generate_fn(model, tok, chat=a.chat), tok, cfg, store, model_name=name, scorer=scorer, filler=filler)
+        del model
+        gc.collect()
+        mean = sum(c["score"] for c in cells[name]) / len(cells[name])
+        print(f"{name}: mean score {mean:.3f} over {len(cells[name])} cells")
+    png = plot_heatmaps(cells, out / "heatmap.png", title=f"{cfg.task} retrieval")
+    print(f"wrote {out / 'results.json'} and {png}")
+    return 0
+
+
+def ppl_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="longctx ppl", formatter_class=_FMT,
+        description="Sliding-window perplexity at several context lengths (the YaRN paper's protocol: the\n"
+        "window is the evaluation length, moved by --stride; every length scores the same first\n"
+        "--max-tokens tokens). Logits are computed in chunks, never for a whole window at once.\n"
+        "Writes OUT/results.json (resumable), OUT/ppl.csv and OUT/ppl.png (one line per model).\n\n"
+        "example:\n  longctx ppl base/ extended/ --lengths 1k,2k,4k,8k --text book.txt --stride 256 --out runs/ppl",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint directories (one line each on the plot)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--lengths", default="256,512,1024", help="evaluation lengths, e.g. 1k,2k,4k (default: 256,512,1024)")
+    p.add_argument("--text", nargs="+", default=["builtin"],
+                   help="text files/directories (*.txt), or 'builtin' (seeded noise sentences: periodic, easy) (default: builtin)")
+    p.add_argument("--stride", type=int, default=256, help="tokens the window moves each step; capped at the length (default: 256)")
+    p.add_argument("--max-tokens", type=int, help="tokens of text scored at every length (default: the largest length)")
+    p.add_argument("--chunk-size", type=int, default=1024, help="positions per output-head chunk (default: 1024)")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
+    _model_flags(p)
+    a = p.parse_args(argv)
+
+    from eval_longbench.haystack import noise_stream, read_text_sources
+    from eval_longbench.models import load_model
+    from eval_longbench.plots import plot_ppl
+    from eval_longbench.ppl import rows_to_csv, run_ppl
+    from eval_longbench.results import ResultStore
+
+    lengths = parse_lengths(a.lengths)
+    need = a.max_tokens or max(lengths)
+    if a.text == ["builtin"]:
+        stream = noise_stream(0)
+        text = " ".join(next(stream) for _ in range(need // 2 + 64))  # every noise sentence has >= 4 tokens
+    else:
+        text = read_text_sources(a.text)
+    out = Path(a.out)
+    store = ResultStore(out / "results.json", {"text": a.text, "stride": a.stride, "max_tokens": need}, overwrite=a.overwrite)
+    rows = []
+    for path, name in zip(a.models, model_names(a.models, a.names)):
+        model, tok = load_model(path, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
+        ids = tok(text, add_special_tokens=True)["input_ids"]
+        for r in run_ppl(model, ids, lengths, store, model_name=name, stride=a.stride, max_tokens=need, chunk_size=a.chunk_size):
+            print(f"{name} @ {r['length']}: ppl {r['ppl']:.3f} over {r['tokens']} tokens")
+            rows.append(r)
+        del model
+        gc.collect()
+    atomic_write_text(out / "ppl.csv", rows_to_csv(rows))
+    plot_ppl(rows, out / "ppl.png")
+    print(f"wrote {out / 'ppl.csv'} and {out / 'ppl.png'}")
+    return 0
+
+
+def longbench_chat_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="longctx longbench-chat", formatter_class=_FMT,
+        description="LongBench-Chat: answer each long-document case with the model (chat template, prompt\n"
+        "middle-truncated to --max-length tokens), then rate each answer 1-10 with a judge that sees the\n"
+        "question, the reference answer and three scored examples. You supply both files.\n"
+        "Writes OUT/results.json (predictions and ratings, saved as they come; a rerun resumes and\n"
+        "retries failed ratings) and OUT/report.json (mean score, per-case scores, failures).\n\n"
+        "example:\n  OPENAI_API_KEY=... longctx longbench-chat extended/ --cases test_cases.json \\\n"
+        "      --few-shots few_shots.json --judge-url https://api.openai.com/v1 --judge-model gpt-4o --out runs/lbc",
+    )
+    p.add_argument("model", metavar="MODEL", help="checkpoint directory of the chat model under test")
+    p.add_argument("--cases", required=True, help="test cases: JSON list or JSONL with idx, prompt, query, answer")
+    p.add_argument("--few-shots", required=True, help="few-shot file: list; entry i = three {answer, score} for case idx i+1")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--max-length", type=int, default=64000, help="prompt tokens kept (first and last halves) (default: 64000)")
+    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--generate-only", action="store_true", help="only write predictions; rate them in a later run")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
+    _model_flags(p)
+    _judge_flags(p)
+    a = p.parse_args(argv)
+
+    from eval_longbench.longbench_chat import generate_predictions, judge_predictions, load_cases, load_few_shots, report
+    from eval_longbench.models import hf_generate_fn, load_model
+    from eval_longbench.results import ResultStore
+
+    cases, shots = load_cases(a.cases), load_few_shots(a.few_shots)
+    judge = None if a.generate_only else build_judge(a)
+    if not a.generate_only and judge is None:
+        raise LongctxError("a judge is needed: pass --judge-url URL (key in $" + a.judge_key_env + ") or --judge-local DIR, or --generate-only")
+    out = Path(a.out)
+    store = ResultStore(out / "results.json", {"model": model_names([a.model], a.names)[0], "max_length": a.max_length,
+                                               "max_new_tokens": a.max_new_tokens}, overwrite=a.overwrite)
+    pending = [c for c in cases if f"pred/{c['idx']}" not in store]
+    if pending:
+        model, tok = load_model(a.model, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
+        generate_predictions(cases, hf_generate_fn(model, tok, chat=True), tok, store, max_length=a.max_length, max_new_tokens=a.max_new_tokens)
+        del model
+        gc.collect()
+    preds = {c["idx"]: store.get(f"pred/{c['idx']}")["prediction"] for c in cases}
+    if judge is not None:
+        judge_predictions(cases, preds, shots, judge, store, concurrency=a.concurrency, few_shots_path=a.few_shots)
+    rep = report(cases, store)
+    atomic_write_json(out / "report.json", rep)
+    mean = "n/a" if rep["mean_score"] is None else f"{rep['mean_score']:.2f}"
+    print(f"LongBench-Chat: mean score {mean} (1-10) over {rep['rated']}/{rep['cases']} cases; {len(rep['failures'])} without a rating")
+    for f in rep["failures"]:
+        print(f"  idx {f['idx']}: {f['error']}")
+    print(f"wrote {out / 'report.json'}")
+    return 0

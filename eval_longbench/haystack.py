@@ -1,0 +1,274 @@
+"""Haystacks: filler text, sentence boundaries, needle insertion and a token-exact length fit.
+
+Pure functions of (tokenizer, length, depth, seed): the same arguments give the same prompt, so
+the passkey generator doubles as a training-data generator (the shipped tiny model is pretrained
+on exactly these samples).
+
+Why sentence boundaries found in the *text*: LongAlign's needle test searches for a hard-coded
+period token id, which only exists in GLM's vocabulary, so for other tokenizers the needle lands at
+position 0. Here boundaries are character offsets after ``.``, ``!`` or ``?`` plus whitespace, so
+the placement is the same for every tokenizer.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from longctx.errors import LongctxError
+
+# RULER-style noise: short, true, boring sentences; shuffled with the seed so the haystack is not
+# one period repeated (the model must find the needle, not a break in the rhythm).
+NOISE_SENTENCES: tuple[str, ...] = (
+    "The grass is green.",
+    "The sky is blue.",
+    "The sun is yellow.",
+    "Here we go.",
+    "There and back again.",
+    "The river runs to the sea.",
+    "Birds sing in the morning.",
+    "The road is long and quiet.",
+    "Snow falls in the winter.",
+    "The moon is bright tonight.",
+    "Leaves turn brown in autumn.",
+    "The wind blows from the west.",
+    "A cat sleeps on the warm step.",
+    "The bread is fresh today.",
+    "Clouds drift over the hills.",
+    "The clock ticks on the wall.",
+)
+
+# Short on purpose: at 256 tokens of a byte-level tokenizer, every word of overhead is haystack lost.
+PASSKEY_INTRO = "A pass key is hidden in the text below. Find it and remember it."
+PASSKEY_NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
+PASSKEY_QUESTION = "What is the pass key? The pass key is"
+
+_BOUNDARY = re.compile(r"[.!?][\"')\]]*\s+")
+_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+
+
+def noise_stream(seed: int) -> Iterator[str]:
+    """Endless noise sentences: each round is a fresh seeded shuffle of :data:`NOISE_SENTENCES`."""
+    rng = random.Random(seed)
+    pool = list(NOISE_SENTENCES)
+    while True:
+        rng.shuffle(pool)
+        yield from pool
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences at ``[.!?]`` followed by whitespace (collapses whitespace runs)."""
+    return [s.strip() for s in _SPLIT.split(" ".join(text.split())) if s.strip()]
+
+
+def read_text_sources(paths: Sequence[str | Path]) -> str:
+    """Concatenate UTF-8 text files; a directory contributes its ``*.txt`` files in sorted order."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.rglob("*.txt"))
+            if not found:
+                raise LongctxError(f"{p}: directory has no *.txt files")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise LongctxError(f"{p}: no such file or directory")
+    parts = []
+    for f in files:
+        try:
+            parts.append(f.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise LongctxError(f"{f}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = "\n\n".join(t.strip() for t in parts if t.strip())
+    if not text:
+        raise LongctxError(f"{', '.join(map(str, files))}: text is empty")
+    return text
+
+
+def text_stream(sentences: Sequence[str], seed: int) -> Iterator[str]:
+    """Endless sentences from user text, in order, starting at a seeded offset and wrapping around."""
+    if not sentences:
+        raise LongctxError("haystack text has no sentences")
+    i = random.Random(seed).randrange(len(sentences))
+    while True:
+        yield sentences[i]
+        i = (i + 1) % len(sentences)
+
+
+def sentence_boundaries(text: str) -> list[int]:
+    """Character offsets where a sentence starts: 0, after each ``[.!?]`` + whitespace, and the end."""
+    cuts = [len(text) - len(text.lstrip())] + [m.end() for m in _BOUNDARY.finditer(text)]
+    if cuts[-1] != len(text):
+        cuts.append(len(text))
+    return sorted(set(cuts))
+
+
+def boundary_at_depth(text: str, depth: float) -> int:
+    """The sentence boundary of ``text`` nearest to ``depth * len(text)`` (0 = start, 1 = end)."""
+    if not 0.0 <= depth <= 1.0:
+        raise LongctxError(f"depth {depth}: must be within [0, 1]")
+    target = depth * len(text)
+    return min(sentence_boundaries(text), key=lambda c: (abs(c - target), c))
+
+
+def insert_needles(text: str, needles: Sequence[tuple[str, float]]) -> tuple[str, list[int]]:
+    """Insert each ``(needle, depth)`` at the sentence boundary of the *original* text nearest its depth.
+
+    Returns the new text and, per needle (input order), the haystack offset where it went in, so
+    ``offset / len(text)`` is the achieved depth. The haystack's own characters are kept exactly
+    (only a space is added next to each needle), so its token count grows smoothly with its length.
+    """
+    cuts = [boundary_at_depth(text, d) for _, d in needles]
+    order = sorted(range(len(needles)), key=lambda i: (cuts[i], i))
+    out, prev = [], 0
+    for i in order:
+        out.append(text[prev:cuts[i]])
+        at_end = cuts[i] == len(text) and text and not text[-1].isspace()
+        out.append(" " + needles[i][0] if at_end else needles[i][0] + " ")
+        prev = cuts[i]
+    out.append(text[prev:])
+    return "".join(out), cuts
+
+
+def insert_at_depth(text: str, needle: str, depth: float) -> tuple[str, int]:
+    """Insert one ``needle`` at the sentence boundary nearest to ``depth``; returns (text, haystack offset)."""
+    new, cuts = insert_needles(text, [(needle, depth)])
+    return new, cuts[0]
+
+
+@dataclass(frozen=True)
+class Needle:
+    text: str
+    depth: float  # fraction of the haystack before the needle, in [0, 1]
+
+
+def _ntok(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@functools.lru_cache(maxsize=8192)
+def _sentence_ntok(tokenizer, sentence: str) -> int:
+    """Token count of one filler sentence (+ its trailing space); cached across samples."""
+    return _ntok(tokenizer, sentence + " ")
+
+
+def fit_prompt(
+    tokenizer,
+    context_tokens: int,
+    needles: Sequence[Needle],
+    *,
+    intro: str,
+    question: str,
+    sentences: Iterator[str],
+) -> tuple[str, dict]:
+    """Build ``intro \\n haystack-with-needles \\n question`` of exactly ``context_tokens`` tokens.
+
+    Token count is that of ``tokenizer(prompt, add_special_tokens=False)``. The haystack is cut at
+    the *front* at token granularity (so it still ends on a whole sentence), then the needles go in
+    at sentence boundaries. A binary search on the cut finds the exact length; a tokenizer that
+    merges across the cut may make one exact length unreachable, and then the closest shorter
+    prompt is returned (``info["n_tokens"]`` always holds the true count).
+    """
+    overhead = _ntok(tokenizer, intro + "\n" + " ".join(n.text for n in needles) + "\n" + question)
+    budget = context_tokens - overhead
+    if budget < 1:
+        raise LongctxError(f"context length {context_tokens}: too short for the task's {overhead} tokens of intro, needles and question")
+    # Collect whole sentences until the haystack alone (tokenized in context) exceeds the budget;
+    # per-sentence counts only estimate it, as merges across sentence joins change the total.
+    hay, want = [], budget + 16
+    while True:
+        est = 0
+        while est < want:
+            s = next(sentences)
+            hay.append(s)
+            est += _sentence_ntok(tokenizer, s)
+        hay_ids = tokenizer(" ".join(hay), add_special_tokens=False)["input_ids"]
+        if len(hay_ids) >= budget + 8:
+            break
+        want = budget + 16 - len(hay_ids)
+    full = tokenizer.decode(hay_ids, skip_special_tokens=True)
+    starts = set(sentence_boundaries(full))
+
+    def build(k: int) -> tuple[str, list[float]]:
+        text = tokenizer.decode(hay_ids[len(hay_ids) - k:], skip_special_tokens=True) if k else ""
+        # A cut inside a sentence leaves a fragment in front: it stays, but before any needle.
+        lead = len(text) - len(text.lstrip())
+        clean = full.endswith(text) and (len(full) - len(text) + lead) in starts
+        m = None if clean else _BOUNDARY.search(text)
+        frag = 0 if clean else (m.end() if m else len(text))
+        rest = text[frag:]
+        new, offsets = insert_needles(rest, [(n.text, n.depth) for n in needles])
+        return text[:frag] + new, [o / max(len(rest), 1) for o in offsets]
+
+    def assemble(k: int) -> tuple[str, str, list[float]]:
+        text, depths = build(k)
+        return intro + "\n" + text + "\n" + question, text, depths
+
+    # Secant steps first (one tokenization when counts add up, as for byte tokenizers), then bisection.
+    k = max(0, min(budget, len(hay_ids)))
+    for _ in range(3):
+        cand = assemble(k)
+        n = _ntok(tokenizer, cand[0])
+        if n == context_tokens:
+            prompt, text, depths = cand
+            return prompt, {"n_tokens": n, "needle_depths": [round(d, 4) for d in depths]}
+        k = max(0, min(len(hay_ids), k + context_tokens - n))
+    lo, hi = 0, len(hay_ids)  # invariant: count(lo) <= target (or lo == 0)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _ntok(tokenizer, assemble(mid)[0]) <= context_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    prompt, text, depths = assemble(lo)
+    n = _ntok(tokenizer, prompt)
+    for k in range(lo + 1, min(lo + 4, len(hay_ids)) + 1):  # merges can make the count non-monotone by a token
+        if n == context_tokens:
+            break
+        cand = assemble(k)
+        if _ntok(tokenizer, cand[0]) == context_tokens:
+            (prompt, text, depths), n = cand, context_tokens
+    if n > context_tokens:
+        raise LongctxError(f"context length {context_tokens}: cannot fit the task (shortest prompt has {n} tokens)")
+    info = {
+        "n_tokens": n,
+        "needle_depths": [round(d, 4) for d in depths],
+    }
+    return prompt, info
+
+
+def make_passkey_sample(
+    tokenizer,
+    context_tokens: int,
+    depth: float,
+    seed: int,
+    *,
+    digits: int = 5,
+    filler: Sequence[str] | None = None,
+) -> tuple[str, str]:
+    """The passkey-retrieval prompt (YaRN / LongLoRA test) and its answer; pure in all arguments.
+
+    ``prompt`` has exactly ``context_tokens`` tokens (without special tokens) and ends with
+    ``"The pass key is"``; the answer is the ``digits``-digit key. ``filler`` is a list of
+    sentences (see :func:`split_sentences`); ``None`` means seeded RULER-style noise.
+    """
+    prompt, _, answer = passkey_sample(tokenizer, context_tokens, depth, seed, digits=digits, filler=filler)
+    return prompt, answer
+
+
+def passkey_sample(tokenizer, context_tokens: int, depth: float, seed: int, *, digits: int = 5,
+                   filler: Sequence[str] | None = None) -> tuple[str, dict, str]:
+    """:func:`make_passkey_sample` plus the placement info (token count, achieved needle depth)."""
+    rng = random.Random(f"passkey:{seed}")
+    key = str(rng.randrange(10 ** (digits - 1), 10**digits))
+    sentences = noise_stream(seed) if filler is None else text_stream(filler, seed)
+    prompt, info = fit_prompt(
+        tokenizer, context_tokens, [Needle(PASSKEY_NEEDLE.format(key=key), depth)],
+        intro=PASSKEY_INTRO, question=PASSKEY_QUESTION, sentences=sentences,
+    )
+    return prompt, info, key

@@ -1,0 +1,164 @@
+"""LongBench-Chat (LongAlign): long-document questions answered by the model, rated 1-10 by a judge.
+
+Two phases, each resumable from ``results.json``: (1) generate an answer per case through the
+model's chat template after middle-truncating the prompt to ``max_length`` tokens (the benchmark
+keeps the first and last halves: instructions sit at the start, the question at the end);
+(2) rate each answer with a judge given the question, the reference answer and the case's three
+scored few-shot examples. Failed ratings are listed, not cached, so a rerun tries them again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from eval_longbench.judge import build_judge_prompt, rate_many
+from eval_longbench.models import GenerateFn
+from eval_longbench.results import ResultStore
+from longctx.errors import LongctxError, where
+
+CASE_FIELDS = {"idx": int, "prompt": str, "query": str, "answer": str}
+
+
+def _read_json_or_jsonl(path: Path) -> list:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LongctxError(f"{path}: no such file") from None
+    if not text.strip():
+        raise LongctxError(f"{path}: file is empty")
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise LongctxError(f"{where(path, e.lineno)}: invalid JSON ({e.msg})") from None
+        return [(i + 1, rec) for i, rec in enumerate(data)]
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((n, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise LongctxError(f"{where(path, n)}: invalid JSON ({e.msg})") from None
+    return out
+
+
+def load_cases(path: str | Path) -> list[dict]:
+    """Test cases from a JSON list or JSONL file; every record needs ``idx``, ``prompt``, ``query``, ``answer``.
+
+    Errors name the file, the record (line for JSONL, 1-based position for a JSON list) and the field.
+    """
+    path = Path(path)
+    cases, seen = [], {}
+    for n, rec in _read_json_or_jsonl(path):
+        if not isinstance(rec, dict):
+            raise LongctxError(f"{where(path, n)}: record is not an object")
+        for name, typ in CASE_FIELDS.items():
+            if name not in rec:
+                raise LongctxError(f"{where(path, n, name)}: missing")
+            if not isinstance(rec[name], typ) or isinstance(rec[name], bool):
+                raise LongctxError(f"{where(path, n, name)}: expected {typ.__name__}, got {type(rec[name]).__name__}")
+        if rec["idx"] in seen:
+            raise LongctxError(f"{where(path, n, 'idx')}: {rec['idx']} repeats record {seen[rec['idx']]}")
+        seen[rec["idx"]] = n
+        cases.append({k: rec[k] for k in CASE_FIELDS})
+    if not cases:
+        raise LongctxError(f"{path}: no test cases")
+    return cases
+
+
+def load_few_shots(path: str | Path) -> list[list[dict]]:
+    """The few-shot file: a JSON list whose entry i (0-based) holds three ``{answer, score}`` for case idx i+1."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LongctxError(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise LongctxError(f"{where(path, e.lineno)}: invalid JSON ({e.msg})") from None
+    if not isinstance(data, list) or not data:
+        raise LongctxError(f"{path}: expected a non-empty JSON list of per-case example lists")
+    for i, entry in enumerate(data):
+        if not isinstance(entry, list) or not entry:
+            raise LongctxError(f"{path}: [{i}]: expected a list of {{answer, score}} examples")
+        for j, ex in enumerate(entry):
+            if not isinstance(ex, dict) or not isinstance(ex.get("answer"), str):
+                raise LongctxError(f"{path}: [{i}][{j}].answer: missing or not a string")
+            if not isinstance(ex.get("score"), (int, float)) or isinstance(ex.get("score"), bool):
+                raise LongctxError(f"{path}: [{i}][{j}].score: missing or not a number")
+    return data
+
+
+def few_shots_for(few_shots: list[list[dict]], idx: int, path: str = "few-shot file") -> list[dict]:
+    """The examples of case ``idx`` (1-based, the benchmark's convention)."""
+    if not 1 <= idx <= len(few_shots):
+        raise LongctxError(f"{path}: has {len(few_shots)} entries, none for case idx {idx}")
+    return few_shots[idx - 1]
+
+
+def truncate_middle(tokenizer, text: str, max_length: int) -> str:
+    """Keep the first and last ``max_length // 2`` tokens of ``text`` when it is longer than ``max_length``."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_length:
+        return text
+    half = max_length // 2
+    return tokenizer.decode(ids[:half], skip_special_tokens=True) + tokenizer.decode(ids[len(ids) - half:], skip_special_tokens=True)
+
+
+def generate_predictions(cases: Sequence[dict], generate: GenerateFn, tokenizer, store: ResultStore, *,
+                         max_length: int, max_new_tokens: int = 1024, progress: bool = True) -> dict[int, str]:
+    """Answer every case not yet in ``store`` (key ``pred/<idx>``), saving each answer as it comes.
+
+    ``generate`` receives the truncated raw prompt; applying the chat template is its job (see
+    :func:`eval_longbench.models.hf_generate_fn` with ``chat=True``).
+    """
+    todo = [c for c in cases if f"pred/{c['idx']}" not in store]
+    for c in tqdm(todo, desc="longbench-chat generate", disable=not progress or not todo):
+        prompt = truncate_middle(tokenizer, c["prompt"], max_length)
+        store.put(f"pred/{c['idx']}", {"idx": c["idx"], "prediction": generate(prompt, max_new_tokens).strip()})
+    return {c["idx"]: store.get(f"pred/{c['idx']}")["prediction"] for c in cases}
+
+
+def judge_predictions(cases: Sequence[dict], predictions: dict[int, str], few_shots: list[list[dict]], judge,
+                      store: ResultStore, *, concurrency: int = 4, few_shots_path: str = "few-shot file",
+                      progress: bool = True) -> None:
+    """Rate every answer not yet rated (key ``score/<idx>``); failures go to ``fail/<idx>``, to be retried."""
+    prompts = {}
+    for c in cases:
+        if f"score/{c['idx']}" not in store:
+            shots = few_shots_for(few_shots, c["idx"], few_shots_path)
+            prompts[str(c["idx"])] = build_judge_prompt(c["query"], c["answer"], shots, predictions[c["idx"]])
+    bar = tqdm(total=len(prompts), desc="longbench-chat judge", disable=not progress or not prompts)
+
+    def save(key: str, rating) -> None:
+        rec = {"idx": int(key), "score": rating.score, "judge_reply": rating.reply, "attempts": rating.attempts}
+        if rating.score is None:
+            store.put(f"fail/{key}", {**rec, "error": rating.error})
+        else:
+            store.records.pop(f"fail/{key}", None)
+            store.put(f"score/{key}", rec)
+        bar.update(1)
+
+    try:
+        rate_many(judge, prompts, save, concurrency=concurrency)
+    finally:
+        bar.close()
+
+
+def report(cases: Sequence[dict], store: ResultStore) -> dict:
+    """Mean score (1-10) over rated cases, per-case scores, and the cases without a rating."""
+    per_case, failures = [], []
+    for c in cases:
+        s = store.get(f"score/{c['idx']}")
+        if s is not None:
+            per_case.append({"idx": c["idx"], "score": s["score"]})
+        else:
+            f = store.get(f"fail/{c['idx']}") or {}
+            failures.append({"idx": c["idx"], "error": f.get("error") or ("no prediction" if f"pred/{c['idx']}" not in store else "not rated")})
+    scores = [p["score"] for p in per_case]
+    return {"mean_score": sum(scores) / len(scores) if scores else None, "rated": len(scores),
+            "cases": len(cases), "per_case": per_case, "failures": failures}

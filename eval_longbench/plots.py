@@ -1,0 +1,85 @@
+"""Pictures people read faster than tables: needle heatmaps (one or two models) and ppl-vs-length curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
+
+from longctx.io import atomic_write_bytes  # noqa: E402
+
+# Red (missed) -> yellow -> green (found), the colours of gkamradt's NIAH plots.
+NIAH_CMAP = LinearSegmentedColormap.from_list("niah", ["#F0496E", "#EBB839", "#0CD79F"])
+
+
+def heatmap_matrix(cells: Sequence[dict]) -> tuple[list[int], list[float], list[list[float]]]:
+    """``(lengths, depths, scores[depth][length])`` from needle cells (``None`` where a cell is missing)."""
+    lengths = sorted({c["length"] for c in cells})
+    depths = sorted({c["depth"] for c in cells})
+    by = {(c["length"], c["depth"]): c["score"] for c in cells}
+    return lengths, depths, [[by.get((L, d)) for L in lengths] for d in depths]
+
+
+def _save(fig, path: str | Path) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def plot_heatmaps(models: dict[str, Sequence[dict]], path: str | Path, title: str = "") -> Path:
+    """One heatmap per model, side by side (x: context length, y: needle depth, colour: score 0-1)."""
+    fig, axes = plt.subplots(1, len(models), figsize=(1.0 + 0.9 * max(4, _ncols(models)) * len(models), 4.6), squeeze=False)
+    im = None
+    for col, (ax, (name, cells)) in enumerate(zip(axes[0], models.items())):
+        lengths, depths, m = heatmap_matrix(cells)
+        data = [[float("nan") if v is None else v for v in row] for row in m]
+        im = ax.imshow(data, cmap=NIAH_CMAP, vmin=0, vmax=1, aspect="auto", origin="upper")
+        ax.set_xticks(range(len(lengths)), [_fmt_len(L) for L in lengths], rotation=45)
+        ax.set_yticks(range(len(depths)), [f"{100 * d:.0f}%" for d in depths])
+        ax.set_xlabel("context length (tokens)")
+        if col == 0:
+            ax.set_ylabel("needle depth")
+        mean = [v for row in m for v in row if v is not None]
+        ax.set_title(f"{name}\nmean {sum(mean) / len(mean):.2f}" if mean else name, fontsize=10)
+        for i, row in enumerate(m):
+            for j, v in enumerate(row):
+                if v is not None:
+                    ax.text(j, i, f"{v:.2f}".rstrip("0").rstrip(".") if v not in (0, 1) else f"{v:.0f}", ha="center", va="center", fontsize=7)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[0]), label="score", fraction=0.046 / len(models), pad=0.02)
+    if title:
+        fig.suptitle(title, y=1.06)
+    return _save(fig, path)
+
+
+def plot_ppl(rows: Sequence[dict], path: str | Path, title: str = "Perplexity vs context length") -> Path:
+    """Perplexity (log scale) against evaluation length, one line per model."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in dict.fromkeys(r["model"] for r in rows):
+        pts = sorted((r["length"], r["ppl"]) for r in rows if r["model"] == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("perplexity")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def _ncols(models: dict) -> int:
+    return max(len({c["length"] for c in cells}) for cells in models.values())
+
+
+def _fmt_len(n: int) -> str:
+    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)

@@ -1,0 +1,116 @@
+"""Haystack generation: token-exact length, determinism, and needles at sentence boundaries at the asked depth."""
+
+import re
+
+import pytest
+
+from eval_longbench.haystack import (
+    NOISE_SENTENCES, PASSKEY_INTRO, PASSKEY_QUESTION, insert_at_depth, make_passkey_sample, passkey_sample,
+    sentence_boundaries, split_sentences,
+)
+from longctx.errors import LongctxError
+from longctx.tokenizer import byte_tokenizer
+
+TOK = byte_tokenizer()
+NEEDLE_RE = re.compile(r"The pass key is (\d{5})\. Remember it\. \1 is the pass key\.")
+
+
+def ntok(tok, text):
+    return len(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def bpe_tokenizer():
+    """A real merging BPE tokenizer (trained offline on noise), so token counts are not char counts."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from tokenizers import decoders
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = list(NOISE_SENTENCES) * 5 + [PASSKEY_INTRO, PASSKEY_QUESTION, "0123456789 Remember it."]
+    trainer = trainers.BpeTrainer(vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+@pytest.mark.parametrize("length", [200, 257, 1000, 3001])
+def test_passkey_prompt_has_exactly_the_asked_token_count(length):
+    """With the byte tokenizer every length is reachable, so the fit must be exact."""
+    prompt, answer = make_passkey_sample(TOK, length, 0.5, seed=3)
+    assert ntok(TOK, prompt) == length
+    assert prompt.endswith("The pass key is")
+    assert re.fullmatch(r"\d{5}", answer)
+
+
+def test_passkey_sample_is_a_pure_function_of_its_seed():
+    """Same arguments give the same prompt; another seed gives another key and haystack."""
+    a = make_passkey_sample(TOK, 400, 0.3, seed=11)
+    assert a == make_passkey_sample(TOK, 400, 0.3, seed=11)
+    b = make_passkey_sample(TOK, 400, 0.3, seed=12)
+    assert a[1] != b[1] and a[0] != b[0]
+
+
+def test_needle_sits_between_whole_sentences():
+    """Removing the needle leaves the haystack's sentences intact: the text before it ends a sentence
+    (or is the intro) and the text after it starts a noise sentence."""
+    for depth in (0.0, 0.1, 0.37, 0.5, 0.81, 1.0):
+        prompt, answer = make_passkey_sample(TOK, 900, depth, seed=5)
+        m = NEEDLE_RE.search(prompt)
+        assert m and m.group(1) == answer
+        before, after = prompt[:m.start()].rstrip(), prompt[m.end():].lstrip()
+        assert before.endswith("."), before[-40:]
+        assert after.startswith(PASSKEY_QUESTION) or any(after.startswith(s) for s in NOISE_SENTENCES), after[:40]
+
+
+@pytest.mark.parametrize("depth", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_needle_lands_near_the_asked_depth(depth):
+    """The fraction of haystack characters before the needle is within one sentence (~35 chars) of the depth."""
+    prompt, _ = make_passkey_sample(TOK, 2000, depth, seed=1)
+    m = NEEDLE_RE.search(prompt)
+    start = prompt.index("\n") + 1
+    end = prompt.rindex("\n")
+    hay_len = (end - start) - (m.end() - m.start()) - 1
+    frac = (m.start() - start) / hay_len
+    assert abs(frac - depth) < 35 / hay_len + 1e-9
+
+
+@pytest.mark.parametrize("length", [333, 700])
+def test_merging_bpe_tokenizer_fits_length_and_places_needle_at_a_boundary(length):
+    """With a merging BPE tokenizer (word tokens, merges across sentence joins) the prompt still has the
+    exact length, and the needle sits at a sentence boundary in the middle (not at 0, not at a token id)."""
+    tok = bpe_tokenizer()
+    prompt, info, answer = passkey_sample(tok, length, 0.5, seed=2)
+    assert ntok(tok, prompt) == length == info["n_tokens"]
+    m = NEEDLE_RE.search(prompt)
+    assert m and m.group(1) == answer
+    assert prompt[:m.start()].rstrip().endswith(".")
+    assert 0.4 < info["needle_depths"][0] < 0.6
+
+
+def test_user_text_haystack_uses_its_sentences():
+    """A user filler supplies the haystack; the needle goes between two of its sentences."""
+    text = "Alpha went home. Beta stayed out late! Gamma asked why? Delta knew the answer. " * 40
+    sentences = split_sentences(text)
+    assert sentences[:4] == ["Alpha went home.", "Beta stayed out late!", "Gamma asked why?", "Delta knew the answer."]
+    prompt, answer = make_passkey_sample(TOK, 800, 0.5, seed=0, filler=sentences)
+    assert "The grass is green." not in prompt
+    m = NEEDLE_RE.search(prompt)
+    assert prompt[:m.start()].rstrip()[-1] in ".!?"
+    assert prompt[m.end():].lstrip().startswith(("Alpha", "Beta", "Gamma", "Delta"))
+
+
+def test_insert_at_depth_uses_character_boundaries_not_token_ids():
+    """Boundaries are found in text: depth 0.5 of four equal sentences is after the second one."""
+    text = "One one one. Two two two. Six six six. Ten ten ten."
+    assert sentence_boundaries(text) == [0, 13, 26, 39, len(text)]
+    new, pos = insert_at_depth(text, "NEEDLE.", 0.5)
+    assert new == "One one one. Two two two. NEEDLE. Six six six. Ten ten ten."
+    assert pos == 26
+
+
+def test_too_short_length_is_a_clear_error():
+    """A context that cannot hold the intro, needle and question raises LongctxError naming the length."""
+    with pytest.raises(LongctxError, match="context length 50"):
+        make_passkey_sample(TOK, 50, 0.5, seed=0)
