@@ -71,6 +71,7 @@ def run_local(
     for p in procs:
         p.start()
     out: dict[int, Any] = {}
+    finished = False
 
 
     deadline = time.monotonic() + timeout
@@ -89,9 +90,10 @@ def run_local(
             if not ok:
                 raise RuntimeError(f"rank {rank} failed:\n{value}")
             out[rank] = value
+        finished = True
     finally:
-        for p in procs:
-            p.join(timeout=5)
+        for p in procs:  # after a failure, do not wait for ranks stuck in a collective
+            p.join(timeout=10 if finished else 0.1)
             if p.is_alive():
                 p.kill()
                 p.join()
