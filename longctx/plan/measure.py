@@ -1,0 +1,114 @@
+"""Measure the peak memory of a real training step on CPU, to check the planner against.
+
+PyTorch has no ``max_memory_allocated`` for CPU tensors, and peak RSS mixes in the interpreter,
+shared libraries and glibc's arena caching. :class:`LiveTensorBytes` instead counts the bytes of
+every live tensor storage exactly: a ``TorchDispatchMode`` sees each tensor an aten op creates
+(forward, autograd backward and optimizer alike), and a weak reference to its storage fires when
+the storage is freed. The result is the CPU analogue of ``torch.cuda.max_memory_allocated``
+(allocator caching and fragmentation excluded; scratch memory a kernel allocates internally
+without returning it as a tensor is not seen).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+
+class LiveTensorBytes(TorchDispatchMode):
+    """Tracks the bytes of live CPU tensor storages: ``.current`` and ``.peak`` (since entry/reset)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._live: dict[int, weakref.ref] = {}
+        self.current = 0
+        self.peak = 0
+
+    def track(self, tensor: torch.Tensor) -> None:
+        """Count ``tensor``'s storage (once) until it is freed."""
+        if not isinstance(tensor, torch.Tensor) or tensor.device.type != "cpu":
+            return
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key == 0 or key in self._live:
+            return
+        nbytes = storage.nbytes()
+
+        def _freed(_ref, key=key, nbytes=nbytes):
+            if self._live.pop(key, None) is not None:
+                self.current -= nbytes
+
+        self._live[key] = weakref.ref(storage, _freed)
+        self.current += nbytes
+        self.peak = max(self.peak, self.current)
+
+    def reset_peak(self) -> None:
+        self.peak = self.current
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            self.track(t)
+        return out
+
+
+@dataclass(frozen=True)
+class StepMeasurement:
+    peak_bytes: int
+    """Peak live tensor bytes during one full training step (params and optimizer states included)."""
+    static_bytes: int
+    """Live bytes before the step: parameters, optimizer states, inputs."""
+
+
+def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointing: bool = False,
+                       seed: int = 0) -> StepMeasurement:
+    """Peak memory of the second AdamW step of a ``transformers`` causal LM built from ``config``
+    (float32, CPU, SDPA attention, one sequence of ``seq_len`` tokens).
+
+    ``loss_chunk == 0``: the model's own loss over full logits (``model(input_ids, labels=...)``);
+    otherwise the final hidden states go through ``packing.loss.chunked_lm_loss`` with that chunk
+    size, as the longctx trainer does. The first step runs untracked so that the optimizer states
+    exist; the second is measured, from the forward pass to ``zero_grad``.
+    """
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config._attn_implementation = "sdpa"
+    model = AutoModelForCausalLM.from_config(config).float().train()
+    if checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
+    ids = torch.randint(0, config.vocab_size, (1, seq_len))
+    position_ids = torch.arange(seq_len)[None]
+
+    def step() -> None:
+        if loss_chunk:
+            from packing.loss import chunked_lm_loss, shift_targets
+
+            hidden = model.model(input_ids=ids, position_ids=position_ids).last_hidden_state
+            targets, _ = shift_targets(ids, None, position_ids)
+            loss = chunked_lm_loss(hidden, model.lm_head.weight, targets, chunk_size=loss_chunk) / seq_len
+        else:
+            loss = model(input_ids=ids, position_ids=position_ids, labels=ids).loss
+        loss.backward()
+        del loss
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    with LiveTensorBytes() as meter:
+        tensors = [p for p in model.parameters()] + [b for b in model.buffers()] + [ids, position_ids]
+        tensors += [v for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
+        for t in tensors:
+            meter.track(t)
+        static = meter.current
+        meter.reset_peak()
+        step()
+    return StepMeasurement(meter.peak, static)

@@ -1,0 +1,237 @@
+"""Per-GPU memory of one training step, term by term. Every term is a pure function of plain numbers.
+
+Notation: P parameters (P_L of one decoder layer, P_E = V·H of the embedding), L layers, H hidden,
+I MLP width, V vocabulary, q = heads·d, kv = kv_heads·d, a = bytes of the compute dtype (2 for
+bf16, 4 for fp32), T = tokens held by this GPU (seq_len · micro_batch / sp), S = sharding degree
+(all GPUs for zero2/zero3/fsdp, else 1).
+
+The peak is not the sum of all terms: a step passes through phases, and each term is live in some
+of them (see :data:`PHASES`). The planner sums the live terms of each phase and takes the largest.
+Activations and gradients trade places during backward (a layer's activations are freed as its
+gradients appear), so the backward peak is at its first layer (all activations, no layer grads)
+or its last (all grads, one layer of activations); both are phases here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from longctx.plan.shapes import ModelShape, RunShape
+
+GiB = float(2**30)
+
+PHASES = ("forward", "backward", "backward_end", "step")
+"""forward: end of the forward pass with the loss computed (and its backward); backward: the first
+(last-layer) decoder backward; backward_end: the last (first-layer) decoder backward, all grads
+present; step: ``optimizer.step()``."""
+
+
+@dataclass(frozen=True)
+class Term:
+    """One row of the memory table."""
+
+    name: str
+    """Short name shown in the table ("params", "grads", ...)."""
+    bytes: float
+    """Bytes on one GPU while the term is live."""
+    phases: tuple[str, ...]
+    """The phases of :data:`PHASES` during which the term is live."""
+    formula: str
+    """The formula, in the notation of this module, for the report."""
+
+
+# ---------------------------------------------------------------- model states
+
+
+def params_bytes(n_params: int, a: int, shard: int, offloaded: bool) -> float:
+    """Working copy of the parameters: P · a / S; 0 when offloaded to CPU (ZeRO-3 offload)."""
+    return 0.0 if offloaded else n_params * a / shard
+
+
+def gathered_params_bytes(layer_params: int, embedding_params: int, a: int, sharded: bool) -> float:
+    """Unsharded parameters in flight under ZeRO-3/FSDP: max(2·P_L, P_E) · a (current + prefetched
+    layer, or the embedding/head when it is gathered); 0 without parameter sharding."""
+    return max(2 * layer_params, embedding_params) * a if sharded else 0.0
+
+
+def grads_bytes(n_params: int, layer_params: int, a: int, shard: int, offloaded: bool) -> float:
+    """Gradients: P · a / S. With the optimizer offloaded (ZeRO-Offload) gradients stream to CPU as
+    they are reduced, and the GPU keeps about one layer's bucket: P_L · a."""
+    return layer_params * a if offloaded else n_params * a / shard
+
+
+def optimizer_bytes(n_params: int, master_weights: bool, shard: int, offloaded: bool) -> float:
+    """AdamW states: P · (4 + 4 [+ 4 fp32 master copy when training in bf16/fp16]) / S; 0 if offloaded."""
+    return 0.0 if offloaded else n_params * (8 + (4 if master_weights else 0)) / shard
+
+
+def optimizer_step_bytes(local_params: float, largest_tensor: int, foreach: bool, offloaded: bool) -> float:
+    """Temporaries of ``AdamW.step()``: foreach (CUDA) makes one fp32 copy of the local shard
+    (``_foreach_sqrt`` of exp_avg_sq): 4 · P/S; the per-tensor loop (CPU) makes two of the largest
+    tensor: 2 · 4 · max numel. 0 when the step runs on the CPU (offload)."""
+    if offloaded:
+        return 0.0
+    return 4 * local_params if foreach else 2 * 4 * largest_tensor
+
+
+# ---------------------------------------------------------------- activations
+
+
+def rmsnorm_bytes_per_token(h: int, a: int, norm: str) -> float:
+    """Saved by one RMSNorm (+ its output, saved by the next linear), per token.
+
+    "hf" (transformers' LlamaRMSNorm upcasts): fp32 input 4·H, normalised tensor a·H, output a·H
+    → 4H + 2aH (+4 for 1/rms). "fused" (Liger, torchtitan fused_rmsnorm): input a·H + output a·H (+4)."""
+    return (4 * h + 2 * a * h if norm == "hf" else 2 * a * h) + 4
+
+
+def layer_activation_bytes_per_token(shape: ModelShape, a: int, attn_kernel: str = "flash", norm: str = "hf",
+                                     tiled_mlp: int = 1, swiglu: str = "hf") -> float:
+    """Everything one decoder layer keeps for backward, per token (no checkpointing):
+
+        2 · rmsnorm                                   (input_layernorm, post_attention_layernorm)
+      + a · (q + kv + kv) + a · q + 4 · heads         (rotated q, k, v; attention output; fp32 log-sum-exp)
+      + a · q   if attn_kernel == "sdpa"              (o_proj input: contiguous copy of the transposed output)
+      + 4 · a · I / tiled_mlp                         (gate, up, silu(gate), silu·up)
+        (3 · a · I / tiled_mlp with swiglu == "fused": Liger keeps gate and up only)
+
+    Flash-style attention keeps no T×T matrix. Dropout is off (no masks). For Llama-3-8B in bf16
+    this is ≈ 196 KiB per token per layer."""
+    q, kv = shape.q_dim, shape.kv_dim
+    attn = a * (q + 2 * kv) + a * q + 4 * shape.num_heads + (a * q if attn_kernel == "sdpa" else 0)
+    mlp = (4 if swiglu == "hf" else 3) * a * shape.intermediate_size / tiled_mlp
+    return 2 * rmsnorm_bytes_per_token(shape.hidden_size, a, norm) + attn + mlp
+
+
+def backward_transient_bytes_per_token(shape: ModelShape, a: int, tiled_mlp: int = 1) -> float:
+    """Gradient buffers alive inside one layer's backward, per token, on top of its activations:
+    the incoming hidden-state grad (a·H, held for the residual branch) plus the larger of
+    the MLP's peak, at the ``silu(gate)·up`` backward: grad of the product, of silu and of up alive,
+    the product freed: 2·a·I/tiles; and attention's: grad of the output plus dq, dk, dv: a·(2q + 2kv)."""
+    return a * (shape.hidden_size + max(2 * shape.intermediate_size / tiled_mlp, 2 * shape.q_dim + 2 * shape.kv_dim))
+
+
+def saved_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:
+    """Activations kept across layers while the step is in flight.
+
+    Full checkpointing: each layer's input, L · T · a · H; with checkpoint offload only the two
+    layers in flight stay: 2 · T · a · H. No checkpointing: (L − 1) layers of
+    :func:`layer_activation_bytes_per_token` (the L-th is :func:`layer_activation_bytes`)."""
+    a = run.act_bytes
+    if run.checkpointing == "full":
+        per_layer = tokens * a * shape.hidden_size
+        return 2 * per_layer if run.checkpoint_offload else shape.num_layers * per_layer
+    return (shape.num_layers - 1) * layer_activation_bytes(tokens, shape, run)
+
+
+def layer_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:
+    """One layer's full activations, T · act_layer: recomputed in backward under checkpointing; without
+    it, the last layer's (so that kept + this = all L layers in forward, one layer at the backward end)."""
+    return tokens * layer_activation_bytes_per_token(shape, run.act_bytes, run.attn_kernel, run.norm, run.tiled_mlp,
+                                                     run.swiglu)
+
+
+def backward_transient_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:
+    """Gradient buffers inside one layer's backward: T · bwd_transient."""
+    return tokens * backward_transient_bytes_per_token(shape, run.act_bytes, run.tiled_mlp)
+
+
+def attention_workspace_bytes(tokens: int, shape: ModelShape, attn_kernel: str) -> float:
+    """Attention backward scratch: flash-attn accumulates dq in fp32, T · q · 4 bytes; 0 for SDPA
+    (its CPU/efficient kernels accumulate in blocks)."""
+    return tokens * shape.q_dim * 4 if attn_kernel == "flash" else 0.0
+
+
+def ring_buffer_bytes(tokens: int, shape: ModelShape, a: int, layout: str, sp: int) -> float:
+    """Sequence-parallel communication buffers, per GPU (0 when sp == 1).
+
+    Ring/zigzag (ring-flash-attn backward, the larger direction): the K/V block being used and the
+    one in flight, 2 · 2 · a · kv, the dK/dV being accumulated and in flight in fp32, 2 · 2 · 4 · kv,
+    the fp32 dq accumulator and block buffers, (4 + a) · q + 2 · a · kv; all times T.
+    Ulysses: the all-to-all copies of q, k, v and the output, T · a · (2·q + 2·kv)."""
+    if sp == 1:
+        return 0.0
+    q, kv = shape.q_dim, shape.kv_dim
+    if layout == "ulysses":
+        return tokens * a * (2 * q + 2 * kv)
+    return tokens * (4 * a * kv + 16 * kv + (4 + a) * q + 2 * a * kv)
+
+
+def loss_bytes(tokens: int, shape: ModelShape, a: int, chunk: int, impl: str, norm: str,
+               keep_logits: bool = False) -> float:
+    """Final norm + output head + cross-entropy, at their peak (the loss backward).
+
+    Final norm: rmsnorm per token · T. Then
+      full logits, "hf":    T · V · 12         fp32 log-softmax (saved), then in backward the fp32 grad
+                                               of the loss and of the log-softmax (the compute-dtype
+                                               logits are freed once the caller drops the model output;
+                                               a caller that keeps ``outputs.logits`` adds T · V · a)
+      full logits, "fused": T · V · a          one logits buffer, gradient written in place
+                                               (flash-attn's fused cross-entropy)
+      chunked, c tokens at a time, "hf" (``packing.loss.chunked_lm_loss``):
+                            2 · T · a · H      the selected hidden rows and their grad
+                          + c · V · (2a + 8 if a < 4 else 8)   chunk logits, fp32 copy, softmax, grad
+                          + 2 · 4 · V · H      fp32 head-grad accumulator and the matmul temporary
+      chunked, "fused" (Liger fused linear cross-entropy: grads computed in forward, in place):
+                            2 · T · a · H + c · V · a + 4 · V · H"""
+    v, h = shape.vocab_size, shape.hidden_size
+    final_norm = tokens * rmsnorm_bytes_per_token(h, a, norm)
+    if chunk <= 0:
+        return final_norm + tokens * v * ((12 if impl == "hf" else a) + (a if keep_logits and impl == "hf" else 0))
+    c = min(chunk, tokens)
+    if impl == "fused":
+        return final_norm + 2 * tokens * a * h + c * v * a + 4 * v * h
+    per_logit = 2 * a + 8 if a < 4 else 8
+    return final_norm + 2 * tokens * a * h + c * v * per_logit + 8 * v * h
+
+
+# ---------------------------------------------------------------- assembly
+
+
+def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
+    """All terms for ``run`` on one GPU, with the phases in which each is live."""
+    a = run.act_bytes
+    t = run.tokens_per_rank
+    shard = run.gpus if run.sharding != "none" else 1
+    param_shard = run.gpus if run.sharding in ("zero3", "fsdp") else 1
+    opt_off = run.offload in ("optimizer", "params")
+    master = run.dtype != "fp32"
+    p, pl, pe = shape.num_params, shape.layer_params, shape.embedding_params
+    all_ = PHASES
+    terms = [
+        Term("params", params_bytes(p, a, param_shard, run.offload == "params"), all_, "P·a/S (0 if offloaded)"),
+        Term("gathered params", gathered_params_bytes(pl, pe, a, param_shard > 1 or run.offload == "params"),
+             ("forward", "backward", "backward_end"), "max(2·P_L, P_E)·a under ZeRO-3/FSDP"),
+        Term("grads", grads_bytes(p, pl, a, shard, opt_off), ("backward_end", "step"),
+             "P·a/S (P_L·a if offloaded)"),
+        Term("optimizer states", optimizer_bytes(p, master, shard, opt_off), all_,
+             f"P·{12 if master else 8}/S (0 if offloaded)"),
+        Term("optimizer step", optimizer_step_bytes(p / shard, max(pe, shape.intermediate_size * shape.hidden_size),
+                                                    run.foreach_optimizer, opt_off), ("step",),
+             "4·P/S (foreach) or 8·max numel"),
+        Term("activations (kept)", saved_activation_bytes(t, shape, run), ("forward", "backward"),
+             "L·T·a·H (checkpoints)" if run.checkpointing == "full" else "(L−1)·T·act_layer"),
+        Term("layer activations", layer_activation_bytes(t, shape, run),
+             ("backward", "backward_end") + (("forward",) if run.checkpointing == "none" else ()),
+             "T·act_layer (one layer" + (", recomputed)" if run.checkpointing == "full" else ")")),
+        Term("backward transient", backward_transient_bytes(t, shape, run), ("backward", "backward_end"),
+             "T·a·(H + max(2I/tiles, 2q + 2kv))"),
+        Term("attention workspace", attention_workspace_bytes(t, shape, run.attn_kernel),
+             ("backward", "backward_end"), "T·q·4 (flash dq fp32)"),
+        Term("ring buffers", ring_buffer_bytes(t, shape, a, run.layout, run.sp), ("backward", "backward_end"),
+             "T·(4a·kv + 16·kv + (4+a)·q + 2a·kv)" if run.layout != "ulysses" else "T·a·(2q + 2kv)"),
+        Term("logits / loss", loss_bytes(t, shape, a, run.loss_chunk, run.loss_impl, run.norm, run.keep_logits), ("forward",),
+             _loss_formula(run)),
+    ]
+    return terms
+
+
+def phase_totals(terms: list[Term]) -> dict[str, float]:
+    """Bytes live in each phase: the sum of the terms live in it."""
+    return {ph: sum(t.bytes for t in terms if ph in t.phases) for ph in PHASES}
+
+
+def _loss_formula(run: RunShape) -> str:
+    if run.loss_chunk <= 0:
+        return ("T·V·(12+a)" if run.keep_logits else "T·V·12") if run.loss_impl == "hf" else "T·V·a"
+    return "c·V·(2a+8) + 2·T·a·H + 8·V·H" if run.loss_impl == "hf" else "c·V·a + 2·T·a·H + 4·V·H"

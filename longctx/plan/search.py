@@ -1,0 +1,56 @@
+"""The largest sequence length that fits (bisection) and the sequence-parallel degree to use.
+
+Memory grows monotonically with the sequence length in every term, so bisection over multiples of
+the layout's granularity (2·sp for zigzag) finds the largest fitting length exactly.
+"""
+
+from __future__ import annotations
+
+from longctx.plan.planner import plan_run
+from longctx.plan.shapes import ModelShape, RunShape, seq_granularity
+
+MAX_SEQ = 1 << 31
+
+
+def _fits(shape: ModelShape, run: RunShape, seq_len: int) -> bool:
+    return plan_run(shape, run.replace(seq_len=seq_len)).fits
+
+
+def max_seq_len(shape: ModelShape, run: RunShape, multiple: int = 1) -> int:
+    """Largest seq_len (a multiple of lcm(granularity, ``multiple``)) for which ``run`` fits; 0 if none."""
+    g = seq_granularity(run)
+    step = g * multiple // _gcd(g, multiple)
+    if not _fits(shape, run, step):
+        return 0
+    lo, hi = 1, 2  # in units of `step`: lo fits, hi unknown
+    while _fits(shape, run, hi * step):
+        lo, hi = hi, hi * 2
+        if hi * step > MAX_SEQ:
+            return lo * step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _fits(shape, run, mid * step):
+            lo = mid
+        else:
+            hi = mid
+    return lo * step
+
+
+def recommend_sp(shape: ModelShape, run: RunShape) -> int | None:
+    """Smallest SP degree dividing ``run.gpus`` (and the seq length, and the heads for ulysses) at
+    which ``run.seq_len`` fits: the least communication and the most data parallelism. None if none fits."""
+    for sp in range(1, run.gpus + 1):
+        if run.gpus % sp:
+            continue
+        g = 2 * sp if run.layout == "zigzag" else sp
+        if run.seq_len % g or (run.layout == "ulysses" and shape.num_heads % sp):
+            continue
+        if plan_run(shape, run.replace(sp=sp)).fits:
+            return sp
+    return None
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a

@@ -1,0 +1,262 @@
+"""What the planner plans for: the model's shape and the run's shape, as plain documented dataclasses.
+
+A :class:`ModelShape` is the handful of numbers that decide memory and FLOPs of a Llama-style
+decoder (Llama, Mistral, Qwen2/3, ...). It comes from a local ``config.json`` (or a checkpoint
+directory holding one), a ``transformers`` config object, or a named preset whose numbers are
+written out below (copied from the public ``config.json`` of each model, so no download is needed).
+A :class:`RunShape` is everything about *how* it is trained: tokens, GPUs, parallelism, sharding,
+offload, checkpointing, loss chunking, dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from longctx.errors import LongctxError
+
+DTYPE_BYTES: dict[str, int] = {"bf16": 2, "fp16": 2, "fp32": 4}
+SHARDINGS = ("none", "zero2", "zero3", "fsdp")
+OFFLOADS = ("none", "optimizer", "params")
+CHECKPOINTINGS = ("full", "none")
+LAYOUTS = ("zigzag", "ring", "varlen", "ulysses")
+ATTN_KERNELS = ("flash", "sdpa")
+NORMS = ("hf", "fused")
+IMPLS = ("hf", "fused")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The numbers of a Llama-style decoder-only model that set its memory and FLOPs."""
+
+    hidden_size: int
+    """Width H of the residual stream."""
+    num_layers: int
+    """Number of decoder layers L."""
+    num_heads: int
+    """Query heads."""
+    num_kv_heads: int
+    """Key/value heads (GQA); equal to ``num_heads`` for multi-head attention."""
+    head_dim: int
+    """Per-head width d (usually H / num_heads)."""
+    intermediate_size: int
+    """Width I of the gated MLP (gate, up: H→I; down: I→H)."""
+    vocab_size: int
+    """Vocabulary size V (rows of the embedding and the output head)."""
+    tie_embeddings: bool = False
+    """The output head shares the embedding matrix (no extra V×H parameters)."""
+    attention_bias: bool = False
+    """q/k/v projections carry biases (Qwen2)."""
+    name: str = "custom"
+    """Label shown in reports."""
+
+    @property
+    def q_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def layer_params(self) -> int:
+        """Parameters of one decoder layer: attention (q,k,v,o), gated MLP (3·H·I), two RMSNorm gains."""
+        h = self.hidden_size
+        attn = h * self.q_dim + 2 * h * self.kv_dim + self.q_dim * h
+        if self.attention_bias:
+            attn += self.q_dim + 2 * self.kv_dim
+        return attn + 3 * h * self.intermediate_size + 2 * h
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.hidden_size
+
+    @property
+    def num_params(self) -> int:
+        """All parameters: embedding, L layers, final norm, and the head unless tied."""
+        head = 0 if self.tie_embeddings else self.embedding_params
+        return self.embedding_params + self.num_layers * self.layer_params + self.hidden_size + head
+
+    @property
+    def matmul_params(self) -> int:
+        """Parameters that take part in a matmul per token (the N of 6·N·T): layers + output head."""
+        return self.num_layers * self.layer_params + self.embedding_params
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """How the model is trained: one row of the plan. Memory is reported per GPU."""
+
+    seq_len: int
+    """Tokens in one training sequence (pack), split over the ``sp`` ranks of a sequence-parallel group."""
+    gpus: int = 1
+    """Total GPUs (data-parallel degree = gpus / sp)."""
+    gpu_mem_gib: float = 80.0
+    """Usable memory of one GPU in GiB (2^30 bytes), as torch reports it."""
+    sp: int = 1
+    """Sequence-parallel degree: ranks that share one sequence. Must divide ``gpus``."""
+    layout: str = "zigzag"
+    """How a sequence is split over the SP ranks: "zigzag" (2·sp chunks) or "ring"/"varlen"
+    (contiguous chunks), all ring attention where K/V blocks circulate; or "ulysses" (all-to-all:
+    each rank attends over the whole sequence with heads/sp). "varlen" is the trainer's name for ring."""
+    micro_batch: int = 1
+    """Sequences per SP group per forward/backward."""
+    sharding: str = "none"
+    """"none" (DDP: full replica), "zero2" (optimizer states + grads sharded), "zero3"/"fsdp"
+    (params too). Sharding spans all ``gpus`` (DeepSpeed shards over DP×SP; torchtitan over dp_shard×cp)."""
+    offload: str = "none"
+    """"optimizer": optimizer states, master weights and gradients live in CPU RAM (ZeRO-Offload);
+    "params": the parameters too (ZeRO-3 offload); only the layers in flight are on the GPU."""
+    checkpointing: str = "full"
+    """"full": keep each layer's input only and recompute the layer in backward; "none": keep everything."""
+    checkpoint_offload: bool = False
+    """Move the per-layer checkpoints to CPU RAM (Arctic/ALST); two layers' worth stay in flight."""
+    loss_chunk: int = 0
+    """Tokens per loss chunk (logits never exist for more than this many tokens); 0 = full logits."""
+    loss_impl: str = "hf"
+    """"hf": unfused PyTorch cross-entropy (fp32 log-softmax and grads; chunked: ``packing.loss``) or
+    "fused": one compute-dtype logits buffer whose gradient is written in place (flash-attn's fused
+    CE for full logits; Liger's fused linear cross-entropy when chunked)."""
+    keep_logits: bool = False
+    """The training loop keeps the model output (full logits, compute dtype) alive through backward,
+    as loops that hold ``outputs`` while calling ``outputs.loss.backward()`` do: + T·V·a."""
+    tiled_mlp: int = 1
+    """Split the MLP over the sequence into this many tiles (Arctic TiledMLP); 1 = no tiling."""
+    dtype: str = "bf16"
+    """Parameter/activation dtype: "bf16"/"fp16" (with fp32 master weights in the optimizer) or "fp32"."""
+    attn_kernel: str = "flash"
+    """"flash" (flash-attn: output already [T, heads, d], fp32 dq accumulator in backward) or
+    "sdpa" (PyTorch SDPA: output transposed, so o_proj gets its own contiguous copy)."""
+    norm: str = "hf"
+    """RMSNorm: "hf" (upcasts to fp32 and keeps that copy plus the normalised tensor) or "fused"
+    (keeps its input and 1/rms only)."""
+    swiglu: str = "hf"
+    """Gated MLP: "hf" (silu(gate)·up in eager PyTorch keeps 4 I-wide tensors) or "fused" (Liger keeps 3)."""
+    foreach_optimizer: bool = True
+    """AdamW's foreach path (the CUDA default) allocates one fp32 temporary as large as the local
+    shard during ``step()``; False: the per-tensor loop (CPU) needs two temporaries of the largest tensor."""
+    frag_margin: float = 0.05
+    """Allocator fragmentation / reserved-vs-allocated margin, as a fraction of the peak."""
+    overhead_gib: float = 1.0
+    """Fixed per-GPU overhead: CUDA context, NCCL and cuBLAS workspaces (GiB). 0 on CPU."""
+
+    def __post_init__(self) -> None:
+        validate_run(self)
+
+    @property
+    def dp(self) -> int:
+        return self.gpus // self.sp
+
+    @property
+    def tokens_per_rank(self) -> int:
+        """Tokens each GPU holds activations for: seq_len / sp per sequence, times micro_batch."""
+        return self.seq_len * self.micro_batch // self.sp
+
+    @property
+    def act_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    def replace(self, **changes: Any) -> "RunShape":
+        return dataclasses.replace(self, **changes)
+
+
+def seq_granularity(run: RunShape) -> int:
+    """Sequence lengths must be a multiple of this: 2·sp for zigzag (2·sp chunks), sp otherwise."""
+    return 2 * run.sp if run.layout == "zigzag" else run.sp
+
+
+def validate_run(run: RunShape) -> None:
+    """Raise :class:`LongctxError` naming the flag when a run shape is impossible."""
+
+    def choice(flag: str, value: str, options: tuple[str, ...]) -> None:
+        if value not in options:
+            raise LongctxError(f"--{flag}: {value!r} is not one of {', '.join(options)}")
+
+    choice("sharding", run.sharding, SHARDINGS)
+    choice("offload", run.offload, OFFLOADS)
+    choice("checkpointing", run.checkpointing, CHECKPOINTINGS)
+    choice("layout", run.layout, LAYOUTS)
+    choice("dtype", run.dtype, tuple(DTYPE_BYTES))
+    choice("attn-kernel", run.attn_kernel, ATTN_KERNELS)
+    choice("norm", run.norm, NORMS)
+    choice("loss-impl", run.loss_impl, IMPLS)
+    choice("swiglu", run.swiglu, IMPLS)
+    for flag, value in (("seq-len", run.seq_len), ("gpus", run.gpus), ("sp", run.sp), ("micro-batch", run.micro_batch),
+                        ("tiled-mlp", run.tiled_mlp)):
+        if int(value) < 1:
+            raise LongctxError(f"--{flag}: must be at least 1, got {value}")
+    if run.gpus % run.sp:
+        raise LongctxError(f"--sp: {run.sp} does not divide --gpus {run.gpus}")
+    if run.seq_len % seq_granularity(run):
+        raise LongctxError(
+            f"--seq-len: {run.seq_len} is not a multiple of {seq_granularity(run)} "
+            f"({'2·sp' if run.layout == 'zigzag' else 'sp'} for layout {run.layout})"
+        )
+    if run.loss_chunk < 0:
+        raise LongctxError(f"--loss-chunk: must be >= 0 (0 = full logits), got {run.loss_chunk}")
+    if run.gpu_mem_gib <= 0:
+        raise LongctxError(f"--gpu-mem: must be positive, got {run.gpu_mem_gib}")
+    if run.offload == "params" and run.sharding not in ("zero3", "fsdp"):
+        raise LongctxError("--offload params: needs --sharding zero3 or fsdp (parameter offload is a ZeRO-3 feature)")
+    if not 0 <= run.frag_margin < 1:
+        raise LongctxError(f"--frag-margin: must be in [0, 1), got {run.frag_margin}")
+
+
+# Numbers from each model's public config.json (hidden, layers, heads, kv heads, head dim, MLP, vocab, tied, qkv bias).
+PRESETS: dict[str, ModelShape] = {
+    "llama-2-7b": ModelShape(4096, 32, 32, 32, 128, 11008, 32000, False, False, "llama-2-7b"),
+    "llama-2-13b": ModelShape(5120, 40, 40, 40, 128, 13824, 32000, False, False, "llama-2-13b"),
+    "llama-3-8b": ModelShape(4096, 32, 32, 8, 128, 14336, 128256, False, False, "llama-3-8b"),
+    "llama-3.1-8b": ModelShape(4096, 32, 32, 8, 128, 14336, 128256, False, False, "llama-3.1-8b"),
+    "llama-3.2-1b": ModelShape(2048, 16, 32, 8, 64, 8192, 128256, True, False, "llama-3.2-1b"),
+    "llama-3.2-3b": ModelShape(3072, 28, 24, 8, 128, 8192, 128256, True, False, "llama-3.2-3b"),
+    "llama-3-70b": ModelShape(8192, 80, 64, 8, 128, 28672, 128256, False, False, "llama-3-70b"),
+    "mistral-7b": ModelShape(4096, 32, 32, 8, 128, 14336, 32000, False, False, "mistral-7b"),
+    "qwen2-7b": ModelShape(3584, 28, 28, 4, 128, 18944, 152064, False, True, "qwen2-7b"),
+    "qwen2.5-7b": ModelShape(3584, 28, 28, 4, 128, 18944, 152064, False, True, "qwen2.5-7b"),
+}
+
+
+def shape_from_config(config: Any, name: str = "custom") -> ModelShape:
+    """A :class:`ModelShape` from a ``transformers`` config object or a ``config.json`` dict."""
+    get = (lambda k, d=None: config.get(k, d)) if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+               if get(k) is None]
+    if missing:
+        raise LongctxError(f"{name}: config lacks {', '.join(missing)} (not a Llama-style decoder config?)")
+    heads = int(get("num_attention_heads"))
+    hidden = int(get("hidden_size"))
+    model_type = get("model_type", "") or ""
+    return ModelShape(
+        hidden_size=hidden,
+        num_layers=int(get("num_hidden_layers")),
+        num_heads=heads,
+        num_kv_heads=int(get("num_key_value_heads") or heads),
+        head_dim=int(get("head_dim") or hidden // heads),
+        intermediate_size=int(get("intermediate_size")),
+        vocab_size=int(get("vocab_size")),
+        tie_embeddings=bool(get("tie_word_embeddings", False)),
+        attention_bias=bool(get("attention_bias", False)) or model_type == "qwen2",
+        name=name,
+    )
+
+
+def load_model_shape(spec: str) -> ModelShape:
+    """A preset name, a ``config.json`` path, or a checkpoint directory containing ``config.json``."""
+    if spec.lower() in PRESETS:
+        return PRESETS[spec.lower()]
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise LongctxError(f"--model: {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a config.json / checkpoint dir")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise LongctxError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    if "text_config" in config and "hidden_size" not in config:
+        config = config["text_config"]
+    return shape_from_config(config, name=str(spec))
