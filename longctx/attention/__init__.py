@@ -1,0 +1,50 @@
+"""Attention for long sequences: packed (varlen) attention and exact ring attention across ranks.
+
+Importing this package registers ``attn_implementation="longctx_varlen"`` and ``"longctx_ring"``
+with transformers. Tensors are ``[B, H, T, D]`` (the SDPA / HF layout); K/V may have fewer heads
+(GQA), they are never expanded in memory.
+
+Public API::
+
+    varlen_attention(q, k, v, cu_seqlens, scale=None) -> out              # one process, packed
+    zigzag_ring_attention(q, k, v, group=None, scale=None) -> out         # local zigzag shard
+    varlen_ring_attention(q, k, v, cu_seqlens, group=None, scale=None) -> out  # local contiguous shard, GLOBAL cu_seqlens
+    full_attention_reference(q, k, v, cu_seqlens=None, scale=None) -> out # dense float64-capable oracle
+    with sequence_parallel(group, layout="zigzag" | "varlen", cu_seqlens=None): model(...)
+    checkpoint_context_fn  # activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": ...}
+
+Sharding helpers live in ``longctx.distributed.sharding`` (``shard_for_layout``, ``unshard``).
+On CUDA with flash-attn / ring-flash-attn installed the same functions delegate to them
+(``longctx.attention.cuda``, unverified on GPU in this project's CI).
+"""
+
+from longctx.attention.blocks import block_attention_forward, full_attention_reference
+from longctx.attention.hf import (
+    SequenceParallel,
+    checkpoint_context_fn,
+    current_sequence_parallel,
+    longctx_ring_attention,
+    longctx_varlen_attention,
+    register,
+    sequence_parallel,
+)
+from longctx.attention.ring.varlen import varlen_ring_attention
+from longctx.attention.ring.zigzag import zigzag_ring_attention
+from longctx.attention.varlen import varlen_attention
+
+register()
+
+__all__ = [
+    "SequenceParallel",
+    "block_attention_forward",
+    "checkpoint_context_fn",
+    "current_sequence_parallel",
+    "full_attention_reference",
+    "longctx_ring_attention",
+    "longctx_varlen_attention",
+    "register",
+    "sequence_parallel",
+    "varlen_attention",
+    "varlen_ring_attention",
+    "zigzag_ring_attention",
+]

@@ -1,0 +1,237 @@
+"""Transformers glue: ``attn_implementation="longctx_varlen" | "longctx_ring"`` and the SP context.
+
+Both functions follow transformers' attention-interface signature
+``fn(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs)`` with
+``query`` ``[B, H, T, D]``, ``key``/``value`` ``[B, Hkv, T, D]``, and return ``([B, T, H, D], None)``,
+so unmodified Llama / Qwen2 / Glm modeling code calls them (registered on ``import
+longctx.attention``).
+
+Document boundaries for ``longctx_varlen`` (and ``longctx_ring`` without a context):
+1. ``cu_seq_lens_q`` / ``cu_seq_lens_k`` kwargs (``model(..., cu_seq_lens_q=..., cu_seq_lens_k=...,
+   max_length_q=..., max_length_k=...)`` forwards them to every attention layer), else
+2. restarts of ``position_ids`` (pos[i] != pos[i-1] + 1). Transformers only passes packed
+   ``position_ids`` through when no cache is built: train with ``use_cache=False``.
+Under ``sequence_parallel``, ``longctx_ring`` uses GLOBAL boundaries instead: the context's
+``cu_seqlens`` (varlen layout), else the ranks' ``position_ids`` all-gathered once per forward;
+the zigzag layout is one causal sequence per row (plus trailing padding).
+
+A padded 2-D ``attention_mask`` is refused (express padding as its own segment instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from longctx.distributed.sharding import LAYOUTS, cu_seqlens_from_position_ids, unshard
+
+NAMES = ("longctx_varlen", "longctx_ring")
+
+
+@dataclass
+class SequenceParallel:
+    """What ``longctx_ring`` needs to know about the sequence-parallel group.
+
+    group: the process group whose ranks hold the shards (ranks in group order = shard order).
+    layout: ``"zigzag"`` (one causal sequence per row) or ``"varlen"`` (packed, contiguous shards).
+    cu_seqlens: GLOBAL int32 boundaries of the padded pack (``shard_for_layout(...)["cu_seqlens"]``);
+        for ``varlen`` it is gathered from the local ``position_ids`` once when omitted.
+    """
+
+    group: dist.ProcessGroup | None
+    layout: str = "zigzag"
+    cu_seqlens: torch.Tensor | None = None
+    _gathered: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout: unknown {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
+
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size(self.group)
+
+    @property
+    def rank(self) -> int:
+        return dist.get_rank(self.group)
+
+
+_CURRENT: contextvars.ContextVar[SequenceParallel | None] = contextvars.ContextVar("longctx_sp", default=None)
+
+
+@contextlib.contextmanager
+def sequence_parallel(
+    group: dist.ProcessGroup | None = None, layout: str = "zigzag", cu_seqlens: torch.Tensor | None = None
+) -> Iterator[SequenceParallel]:
+    """Within this block, ``longctx_ring`` attention is ring attention over ``group`` in ``layout``.
+
+    The model then sees the LOCAL shard (``shard_for_layout``) with the GLOBAL ``position_ids`` of
+    its tokens. Nesting replaces the outer context; leaving restores it. Plain backward needs no
+    context (autograd saves the group), but activation checkpointing recomputes attention inside
+    backward: either run ``loss.backward()`` inside the block, or enable checkpointing with
+    ``model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False,
+    "context_fn": checkpoint_context_fn})``.
+
+    Example (each rank)::
+
+        shard = shard_for_layout(pack, "varlen", rank, world, seq_lens=pack_seq_lens)
+        with sequence_parallel(group, layout="varlen", cu_seqlens=shard["cu_seqlens"]):
+            hidden = model.model(input_ids=shard["input_ids"][None],
+                                 position_ids=shard["position_ids"][None], use_cache=False).last_hidden_state
+            loss = chunked_lm_loss(hidden[0], model.lm_head.weight, shard["labels"], shard["loss_weights"])
+            loss.backward()   # then all-reduce gradients over the data x sequence-parallel ranks
+    """
+    sp = SequenceParallel(group=group if group is not None else dist.group.WORLD, layout=layout, cu_seqlens=cu_seqlens)
+    token = _CURRENT.set(sp)
+    try:
+        yield sp
+    finally:
+        _CURRENT.reset(token)
+
+
+def checkpoint_context_fn():
+    """``context_fn`` for ``torch.utils.checkpoint`` (non-reentrant): the recompute in backward sees
+    the ``sequence_parallel`` context that was active in forward, wherever backward runs."""
+    sp = _CURRENT.get()
+
+    @contextlib.contextmanager
+    def recompute():
+        token = _CURRENT.set(sp)
+        try:
+            yield
+        finally:
+            _CURRENT.reset(token)
+
+    return contextlib.nullcontext(), recompute()
+
+
+def current_sequence_parallel() -> SequenceParallel | None:
+    """The active context, or None (then ``longctx_ring`` is plain single-process varlen attention)."""
+    return _CURRENT.get()
+
+
+def _flat_boundaries(query: torch.Tensor, kwargs: dict) -> torch.Tensor | None:
+    """cu_seqlens over the batch flattened to one row, from kwargs or position_ids; None = one causal row per batch item."""
+    cu_q, cu_k = kwargs.get("cu_seq_lens_q"), kwargs.get("cu_seq_lens_k")
+    if cu_q is not None:
+        if cu_k is not None and not torch.equal(cu_q.to(torch.int64), cu_k.to(torch.int64)):
+            raise ValueError("longctx attention: cu_seq_lens_q != cu_seq_lens_k (cross attention is not supported)")
+        return cu_q.to(torch.int32)
+    pos = kwargs.get("position_ids")
+    b, _, t, _ = query.shape
+    if pos is None:
+        return None
+    pos = pos.expand(b, t) if pos.shape[0] != b else pos
+    rows = [cu_seqlens_from_position_ids(pos[i]).to(torch.int64) + i * t for i in range(b)]
+    return torch.cat([rows[0]] + [r[1:] for r in rows[1:]]).to(torch.int32)
+
+
+def _check_common(query, key, attention_mask, dropout: float, kwargs: dict) -> None:
+    if key.shape[2] != query.shape[2]:
+        raise ValueError(f"longctx attention is for training without a KV cache (use_cache=False): got "
+                         f"{query.shape[2]} queries vs {key.shape[2]} keys; generate with attn_implementation='sdpa'")
+    if dropout:
+        raise ValueError("longctx attention does not implement attention dropout; set attention_dropout=0")
+    if attention_mask is not None and not bool(attention_mask.all()):
+        raise ValueError("longctx attention: padded attention_mask is not supported; pack padding as its own segment")
+    if kwargs.get("sliding_window") is not None:
+        raise ValueError("longctx attention: sliding-window attention is not supported")
+
+
+def longctx_varlen_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Causal attention inside each packed sequence (no cross-document attention); single process."""
+    from longctx.attention.varlen import varlen_attention
+
+    _check_common(query, key, attention_mask, dropout, kwargs)
+    b, h, t, d = query.shape
+    cu = _flat_boundaries(query, kwargs)
+    if cu is None:
+        cu = torch.arange(0, b * t + 1, t, dtype=torch.int32)
+    flat = [x.transpose(0, 1).reshape(x.shape[1], 1, b * t, x.shape[-1]).transpose(0, 1) for x in (query, key, value)]
+    out = varlen_attention(*flat, cu_seqlens=cu.to(query.device), scale=scaling)  # [1, H, B*T, D]
+    out = out.reshape(h, b, t, d).permute(1, 2, 0, 3).contiguous()
+    return out, None
+
+
+def _global_cu_seqlens(sp: SequenceParallel, kwargs: dict, local_len: int) -> torch.Tensor:
+    """The varlen layout's GLOBAL boundaries: context value, else all-gathered position_ids (cached)."""
+    if sp.cu_seqlens is not None:
+        return sp.cu_seqlens
+    pos = kwargs.get("position_ids")
+    if pos is None:
+        raise ValueError("longctx_ring (varlen layout) needs cu_seqlens in sequence_parallel(...) or position_ids")
+    # every layer of one forward gets the same position_ids tensor: gather once per tensor version
+    key = (pos.data_ptr(), tuple(pos.shape), pos._version)
+    if sp._gathered.get("key") != key:
+        local = pos.reshape(-1)[:local_len].contiguous()
+        parts = [torch.empty_like(local) for _ in range(sp.world_size)]
+        dist.all_gather(parts, local, group=sp.group)
+        sp._gathered.update(key=key, cu=cu_seqlens_from_position_ids(unshard(parts, "varlen")))
+    return sp._gathered["cu"]
+
+
+def longctx_ring_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Ring attention over the active ``sequence_parallel`` group on the LOCAL shard (batch 1 for varlen).
+
+    Without an active context (or with a 1-rank group) this is ``longctx_varlen`` attention, so one
+    model config serves both degrees.
+    """
+    from longctx.attention.ring.varlen import varlen_ring_attention
+    from longctx.attention.ring.zigzag import zigzag_ring_attention
+
+    sp = current_sequence_parallel()
+    if sp is None or sp.world_size == 1:
+        return longctx_varlen_attention(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+    _check_common(query, key, attention_mask, dropout, kwargs)
+    if sp.layout == "zigzag":
+        if sp.cu_seqlens is not None and len(sp.cu_seqlens) > 3:
+            raise ValueError("longctx_ring zigzag layout holds ONE causal sequence per row (plus padding); "
+                             f"got {len(sp.cu_seqlens) - 1} segments: use layout='varlen' for packs")
+        out = zigzag_ring_attention(query, key, value, group=sp.group, scale=scaling)
+    else:
+        if query.shape[0] != 1:
+            raise ValueError(f"longctx_ring varlen layout takes one pack per rank (batch 1), got batch {query.shape[0]}")
+        cu = _global_cu_seqlens(sp, kwargs, query.shape[2])
+        out = varlen_ring_attention(query, key, value, cu_seqlens=cu.to(query.device), group=sp.group, scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _refuse_padding_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs) -> None:
+    """Mask builder for our names: no 4-D mask is ever built (memory); a padded 2-D mask is refused."""
+    if attention_mask is not None and not bool(attention_mask.all()):
+        raise ValueError("longctx attention: padded attention_mask is not supported; pack padding as its own segment")
+    return None
+
+
+def register() -> None:
+    """Register ``longctx_varlen`` and ``longctx_ring`` with transformers (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register("longctx_varlen", longctx_varlen_attention)
+    AttentionInterface.register("longctx_ring", longctx_ring_attention)
+    for name in NAMES:
+        AttentionMaskInterface.register(name, _refuse_padding_mask)

@@ -1,0 +1,1 @@
+"""Ring (sequence-parallel) attention: zigzag and varlen (all-gather K/V) layouts."""

@@ -1,0 +1,65 @@
+"""Packed (varlen) causal attention in one process: each sequence attends only to itself.
+
+One block per sequence, so memory grows with the sum of squared sequence lengths at most (the
+flash kernel: linearly), never with the pack length squared. On CUDA with flash-attn installed
+this delegates to ``flash_attn_varlen_func`` (``longctx.attention.cuda``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from longctx.attention.blocks import Block, default_scale, run_blocks_backward, run_blocks_forward
+
+
+def segment_blocks(cu_seqlens: torch.Tensor) -> list[Block]:
+    """One causal diagonal block per non-empty segment of ``cu_seqlens``."""
+    cu = [int(x) for x in cu_seqlens.tolist()]
+    return [Block(s, e, s, e, True) for s, e in zip(cu[:-1], cu[1:]) if e > s]
+
+
+def check_cu_seqlens(cu_seqlens: torch.Tensor, total: int) -> None:
+    cu = cu_seqlens.tolist()
+    if not cu or cu[0] != 0 or cu[-1] != total or any(b < a for a, b in zip(cu[:-1], cu[1:])):
+        raise ValueError(f"cu_seqlens must rise from 0 to the sequence length {total}, got {cu}")
+
+
+class _VarlenAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, cu_seqlens, scale, kernel):
+        blocks = segment_blocks(cu_seqlens)
+        out, lse = run_blocks_forward(q, k, v, blocks, scale, kernel)
+        out = out.to(q.dtype)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.blocks, ctx.scale, ctx.kernel = blocks, scale, kernel
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = run_blocks_backward(dout, q, k, v, out, lse, ctx.blocks, ctx.scale, ctx.kernel)
+        return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), None, None, None
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    scale: float | None = None,
+    kernel: str | None = None,
+) -> torch.Tensor:
+    """Causal attention within each segment ``[cu[i], cu[i+1])`` of a ``[1, H, T, D]`` pack.
+
+    ``k``/``v`` may have fewer heads (GQA). ``kernel``: None (auto), ``"flash"`` or ``"torch"``.
+    """
+    if q.shape[0] != 1:
+        raise ValueError(f"varlen_attention takes one flattened pack (batch 1), got batch {q.shape[0]}")
+    check_cu_seqlens(cu_seqlens, q.shape[2])
+    scale = default_scale(q, scale)
+    if q.is_cuda and kernel is None:
+        from longctx.attention import cuda
+
+        if cuda.has_flash_attn():
+            return cuda.flash_varlen(q, k, v, cu_seqlens, scale)
+    return _VarlenAttention.apply(q, k, v, cu_seqlens.cpu(), scale, kernel)

@@ -1,0 +1,194 @@
+"""Sequence-parallel index math: which tokens of a pack each rank holds, and back again.
+
+Pure functions, no process group: the trainer, the tests and the benchmarks call them on whole
+packs (after labels were shifted to next-token targets) and the attention functions in
+``longctx.attention`` consume the result.
+
+Layouts (``W`` = sequence-parallel world size, ``T`` = padded pack length):
+
+* ``"zigzag"``: the sequence is cut into ``2W`` equal chunks; rank ``r`` holds chunks ``r`` and
+  ``2W-1-r`` (in that order). Causal work is then the same on every rank (ring-flash-attn's
+  zigzag scheme). The whole row is ONE causal sequence: use it for long single documents.
+* ``"varlen"``: rank ``r`` holds the contiguous slice ``[r*T/W, (r+1)*T/W)``. Document boundaries
+  may fall anywhere, including across ranks; attention learns them from the GLOBAL ``cu_seqlens``
+  that :func:`shard_for_layout` returns (pass it to ``longctx.attention.sequence_parallel``).
+
+Padding rule: a pack whose length is not a multiple of the layout unit (``2W`` for zigzag, ``W``
+for varlen) is padded at the END with ``pad`` tokens: ``input_ids`` = ``pad_token_id``,
+``labels`` = -100, ``loss_weights`` = 0, ``position_ids`` = 0, 1, 2, ... (a fresh segment). The
+padding is its own segment in ``cu_seqlens`` and lies after every real token, so causal attention
+never lets a real row see it, and it carries no loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+LAYOUTS = ("zigzag", "varlen")
+
+# value used to pad each known column; other columns pad with 0
+PAD_VALUES: dict[str, float] = {"labels": -100, "loss_weights": 0.0, "input_ids": 0}
+
+
+def _check_layout(layout: str, world_size: int, rank: int | None = None) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: unknown {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if rank is not None and not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside [0, {world_size})")
+
+
+def layout_unit(layout: str, world_size: int) -> int:
+    """The pack length must be a multiple of this: ``2*world_size`` (zigzag) or ``world_size`` (varlen)."""
+    _check_layout(layout, world_size)
+    return 2 * world_size if layout == "zigzag" else world_size
+
+
+def padded_length(length: int, layout: str, world_size: int) -> int:
+    """``length`` rounded up to the layout unit."""
+    unit = layout_unit(layout, world_size)
+    return -(-length // unit) * unit
+
+
+def zigzag_chunks(rank: int, world_size: int) -> tuple[int, int]:
+    """The two chunk indices (out of ``2*world_size``) that ``rank`` holds, in local order."""
+    _check_layout("zigzag", world_size, rank)
+    return rank, 2 * world_size - 1 - rank
+
+
+def local_indices(total_len: int, layout: str, rank: int, world_size: int) -> torch.Tensor:
+    """Global token indices (int64, local order) held by ``rank``; ``total_len`` must be padded already."""
+    _check_layout(layout, world_size, rank)
+    unit = layout_unit(layout, world_size)
+    if total_len % unit:
+        raise ValueError(f"length {total_len} is not a multiple of the {layout} unit {unit}; pad it first")
+    if layout == "varlen":
+        n = total_len // world_size
+        return torch.arange(rank * n, (rank + 1) * n)
+    c = total_len // (2 * world_size)
+    a, b = zigzag_chunks(rank, world_size)
+    return torch.cat([torch.arange(a * c, (a + 1) * c), torch.arange(b * c, (b + 1) * c)])
+
+
+def cu_seqlens_from_lengths(seq_lens: Sequence[int], total_len: int | None = None) -> torch.Tensor:
+    """Cumulative lengths ``[0, l0, l0+l1, ...]`` (int32); a tail up to ``total_len`` becomes one more segment."""
+    lens = [int(x) for x in seq_lens]
+    if any(x <= 0 for x in lens):
+        raise ValueError(f"seq_lens must be positive, got {lens}")
+    s = sum(lens)
+    if total_len is not None:
+        if total_len < s:
+            raise ValueError(f"seq_lens sum to {s} > pack length {total_len}")
+        if total_len > s:
+            lens.append(total_len - s)
+    return torch.tensor([0] + lens, dtype=torch.int64).cumsum(0).to(torch.int32)
+
+
+def cu_seqlens_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
+    """Boundaries where a 1-D position sequence does not continue by +1 (a restart), as int32 cu_seqlens."""
+    pos = position_ids.reshape(-1)
+    starts = torch.nonzero(pos[1:] != pos[:-1] + 1).flatten() + 1
+    n = torch.tensor([pos.numel()], device=pos.device)
+    return torch.cat([torch.zeros(1, dtype=starts.dtype, device=pos.device), starts, n]).to(torch.int32)
+
+
+def position_ids_from_cu_seqlens(cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """Positions restarting at 0 at every segment start (int64, 1-D)."""
+    cu = cu_seqlens.to(torch.int64)
+    lens = cu[1:] - cu[:-1]
+    total = int(cu[-1])
+    starts = torch.repeat_interleave(cu[:-1], lens)
+    return torch.arange(total) - starts
+
+
+def pad_to_unit(tensors: dict[str, torch.Tensor], unit: int, pad_token_id: int = 0) -> tuple[dict[str, torch.Tensor], int]:
+    """Pad every ``[..., T]`` tensor on its last dim to a multiple of ``unit``; returns (padded, n_pad).
+
+    Positions of the padding restart at 0 (its own segment); see the module docstring for values.
+    """
+    lengths = {t.shape[-1] for t in tensors.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"all tensors must share the last (sequence) dim, got lengths {sorted(lengths)}")
+    t_len = lengths.pop()
+    n_pad = (-t_len) % unit
+    if n_pad == 0:
+        return dict(tensors), 0
+    out = {}
+    for name, t in tensors.items():
+        if name == "position_ids":
+            tail = torch.arange(n_pad, dtype=t.dtype, device=t.device).expand(*t.shape[:-1], n_pad)
+        else:
+            value = pad_token_id if name == "input_ids" else PAD_VALUES.get(name, 0)
+            tail = torch.full((*t.shape[:-1], n_pad), value, dtype=t.dtype, device=t.device)
+        out[name] = torch.cat([t, tail], dim=-1)
+    return out, n_pad
+
+
+def shard_for_layout(
+    tensors: dict[str, torch.Tensor],
+    layout: str,
+    rank: int,
+    world_size: int,
+    seq_lens: Sequence[int] | None = None,
+    pad_token_id: int = 0,
+) -> dict[str, torch.Tensor]:
+    """The local shard of a pack for ``rank``: pad to the layout unit, then select this rank's tokens.
+
+    ``tensors``: name -> ``[T]`` or ``[B, T]`` tensors sharing the sequence (last) dim, e.g.
+    ``input_ids``, ``labels`` (already shifted next-token targets), ``position_ids``,
+    ``loss_weights``. ``seq_lens``: the real sequence lengths of the pack (``B == 1``); when given,
+    ``position_ids`` are derived from it if absent; when not, boundaries come from
+    ``position_ids`` restarts (or the whole row is one sequence).
+
+    Returns the same names sharded (``position_ids`` always present: the GLOBAL positions of the
+    local tokens, which is what RoPE needs), plus
+
+    * ``"cu_seqlens"``: int32 GLOBAL boundaries of the padded pack (padding = last segment); give
+      it to ``sequence_parallel(..., cu_seqlens=...)`` for the varlen layout;
+    * ``"indices"``: int64 global token index of every local token (what :func:`unshard` inverts).
+    """
+    _check_layout(layout, world_size, rank)
+    if not tensors:
+        raise ValueError("shard_for_layout: no tensors given")
+    tensors = dict(tensors)
+    t_len = next(iter(tensors.values())).shape[-1]
+    ref = next(iter(tensors.values()))
+    if "position_ids" not in tensors:
+        if seq_lens is not None:
+            pos = position_ids_from_cu_seqlens(cu_seqlens_from_lengths(seq_lens, t_len))
+        else:
+            pos = torch.arange(t_len)
+        tensors["position_ids"] = pos.to(ref.device).expand(*ref.shape[:-1], t_len).contiguous()
+    padded, n_pad = pad_to_unit(tensors, layout_unit(layout, world_size), pad_token_id)
+    total = t_len + n_pad
+    if seq_lens is not None:
+        cu = cu_seqlens_from_lengths(seq_lens, t_len)
+        if n_pad:
+            cu = torch.cat([cu, torch.tensor([total], dtype=torch.int32)])
+    else:
+        cu = cu_seqlens_from_position_ids(padded["position_ids"].reshape(-1, total)[0])
+    idx = local_indices(total, layout, rank, world_size)
+    out = {name: t.index_select(-1, idx.to(t.device)).contiguous() for name, t in padded.items()}
+    out["cu_seqlens"] = cu
+    out["indices"] = idx
+    return out
+
+
+def unshard(shards: Sequence[torch.Tensor], layout: str, total_len: int | None = None, dim: int = -1) -> torch.Tensor:
+    """Inverse of :func:`shard_for_layout`: per-rank local tensors (rank order) -> the global tensor.
+
+    ``total_len`` (the unpadded length) strips the padding; ``dim`` is the sequence dim.
+    """
+    world_size = len(shards)
+    cat = torch.cat(list(shards), dim=dim)
+    padded = cat.shape[dim]
+    order = torch.cat([local_indices(padded, layout, r, world_size) for r in range(world_size)])
+    inv = torch.empty_like(order)
+    inv[order] = torch.arange(padded)
+    out = cat.index_select(dim, inv.to(cat.device))
+    if total_len is not None:
+        out = out.narrow(dim, 0, total_len)
+    return out

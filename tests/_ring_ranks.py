@@ -1,0 +1,145 @@
+"""Rank functions for the ring-attention tests (spawned by run_local, so they live at module level).
+
+Every rank builds the same global inputs from a fixed seed, computes the float64 dense oracle on
+the whole (real, unpadded) sequence itself, runs the distributed function on its shard and
+returns max abs errors on its own tokens; the test process asserts on them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from longctx.attention import full_attention_reference, sequence_parallel, varlen_ring_attention, zigzag_ring_attention
+from longctx.distributed.sharding import shard_for_layout
+
+
+def _attention_case(rank: int, world: int, case: dict, group=None) -> dict:
+    """One ring-vs-oracle comparison; ``case``: layout, dtype, T (real length), H, Hkv, D, seq_lens, kernel."""
+    dtype = getattr(torch, case["dtype"])
+    t_real, h, hk, d = case["T"], case["H"], case["Hkv"], case["D"]
+    seq_lens = case.get("seq_lens")
+    shard = shard_for_layout({"input_ids": torch.zeros(t_real, dtype=torch.long)}, case["layout"], rank, world, seq_lens)
+    idx, cu = shard["indices"], shard["cu_seqlens"]
+    t_pad = int(cu[-1])
+    g = torch.Generator().manual_seed(case.get("seed", 0))
+    q, k, v = (torch.randn(1, n, t_pad, d, generator=g, dtype=torch.float64) for n in (h, hk, hk))
+    dout = torch.randn(1, h, t_pad, d, generator=g, dtype=torch.float64)
+    dout[:, :, t_real:] = 0  # padding carries no loss
+
+    # oracle: float64 dense attention on the REAL tokens only (padding does not exist for it)
+    ref_in = [x[:, :, :t_real].clone().requires_grad_() for x in (q, k, v)]
+    ref_cu = None if seq_lens is None else torch.tensor([0] + list(seq_lens)).cumsum(0)
+    ref = full_attention_reference(*ref_in, cu_seqlens=ref_cu)
+    ref_grads = torch.autograd.grad(ref, ref_in, dout[:, :, :t_real])
+
+    loc = [x[:, :, idx].to(dtype).requires_grad_() for x in (q, k, v)]
+    if case["layout"] == "zigzag":
+        out = zigzag_ring_attention(*loc, group=group, kernel=case.get("kernel"))
+    else:
+        out = varlen_ring_attention(*loc, cu_seqlens=cu, group=group, kernel=case.get("kernel"))
+    grads = torch.autograd.grad(out, loc, dout[:, :, idx].to(dtype))
+
+    real = idx < t_real  # compare real tokens only
+    ridx = idx[real]
+    errs = {"out": (out[:, :, real].double() - ref[:, :, ridx]).abs().max().item()}
+    for name, gl, gr in zip(("dq", "dk", "dv"), grads, ref_grads):
+        errs[name] = (gl[:, :, real].double() - gr[:, :, ridx]).abs().max().item()
+    return errs
+
+
+def attention_cases(rank: int, world: int, cases: list[dict]) -> list[dict]:
+    """Run several comparisons in one group (spawning ranks is the slow part)."""
+    return [_attention_case(rank, world, c) for c in cases]
+
+
+# sub-groups of a 4-rank job, deliberately not starting at global rank 0 and (for 2) not contiguous,
+# so group ranks differ from global ranks and the ring's peer translation is exercised
+SUBGROUPS = {2: [1, 3], 3: [1, 2, 3], 4: [0, 1, 2, 3]}
+
+
+def ring_suite(rank: int, world: int, cases_by_size: dict, model: list) -> dict:
+    """Everything the ring tests check, in one spawn: attention cases on groups of 2, 3 and 4 ranks
+    (sub-groups of this job) and the model-parity cases on the 2-rank group."""
+    assert world == 4
+    groups = {n: (dist.new_group(SUBGROUPS[n]) if n < world else dist.group.WORLD) for n in SUBGROUPS}
+    out = {"attention": {}, "model": None}
+    for n, members in SUBGROUPS.items():
+        if rank in members:
+            g = groups[n]
+            grank = dist.get_rank(g)
+            out["attention"][n] = (grank, [_attention_case(grank, n, c, g) for c in cases_by_size[n]])
+    if rank in SUBGROUPS[2]:
+        g = groups[2]
+        out["model"] = [model_parity(dist.get_rank(g), 2, *c, group=g) for c in model]
+    return out
+
+
+def _tiny_model(family: str):
+    from transformers import AutoModelForCausalLM
+
+    from longctx.tiny import tiny_config
+
+    cfg = tiny_config(family, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
+    cfg._attn_implementation = "longctx_ring"
+    cfg.use_cache = False
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(cfg, attn_implementation="longctx_ring").double()
+
+
+def _pack(seq_lens: list[int]) -> dict:
+    from packing.loss import shift_targets
+
+    g = torch.Generator().manual_seed(1)
+    t = sum(seq_lens)
+    ids = torch.randint(0, 256, (t,), generator=g)
+    pos = torch.cat([torch.arange(n) for n in seq_lens])
+    weights = torch.cat([torch.full((n,), 1.0 / (n - 1), dtype=torch.float64) for n in seq_lens])
+    targets, w = shift_targets(ids.clone(), weights, pos)
+    return {"input_ids": ids, "position_ids": pos, "labels": targets, "loss_weights": w}
+
+
+def _loss(model, input_ids, position_ids, labels, weights) -> torch.Tensor:
+    from packing.loss import chunked_lm_loss
+
+    hidden = model.model(input_ids=input_ids[None], position_ids=position_ids[None], use_cache=False).last_hidden_state
+    return chunked_lm_loss(hidden[0], model.lm_head.weight, labels, weights, chunk_size=8)
+
+
+def model_parity(
+    rank: int, world: int, family: str, layout: str, seq_lens: list[int],
+    pass_cu: bool = True, checkpointing: bool = False, group=None,
+) -> dict:
+    """Loss and parameter gradients: degree ``world`` ring attention vs degree 1, same packed batch."""
+    import longctx.attention  # noqa: F401  (registers the attention functions in this process)
+
+    pack = _pack(seq_lens)
+    single = _tiny_model(family)
+    loss1 = _loss(single, pack["input_ids"], pack["position_ids"], pack["labels"], pack["loss_weights"])
+    loss1.backward()
+
+    model = _tiny_model(family)
+    if checkpointing:  # the recompute in backward runs outside the context below
+        from longctx.attention import checkpoint_context_fn
+
+        model.train()
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": checkpoint_context_fn})
+    shard = shard_for_layout(pack, layout, rank, world, None if layout == "zigzag" else seq_lens)
+    cu = shard["cu_seqlens"] if pass_cu else None  # None: boundaries gathered from position_ids
+    with sequence_parallel(group, layout=layout, cu_seqlens=cu):
+        loss = _loss(model, shard["input_ids"], shard["position_ids"], shard["labels"], shard["loss_weights"])
+    loss.backward()  # outside the context on purpose: backward must not need it
+    total = loss.detach().clone()
+    dist.all_reduce(total, group=group)
+    grad_err = 0.0
+    for (name, p1), (_, p) in zip(single.named_parameters(), model.named_parameters()):
+        gp = p.grad.clone()
+        dist.all_reduce(gp, group=group)
+        grad_err = max(grad_err, (gp - p1.grad).abs().max().item())
+    return {"loss1": loss1.item(), "loss_sp": total.item(), "grad_err": grad_err,
+            "grad_scale": max(p.grad.abs().max().item() for p in single.parameters())}
+
+
+def model_cases(rank: int, world: int, cases: list[tuple]) -> list[dict]:
+    return [model_parity(rank, world, *c) for c in cases]
