@@ -1,0 +1,108 @@
+"""``longctx train``: continue training a (RoPE-extended) checkpoint on packs.
+
+Examples::
+
+    longctx train --config configs/train_tiny_sp2.yaml                   # one process
+    longctx train --config run.yaml --set optim.lr=1e-5 --set train.steps=200
+    longctx train --config run.yaml --nproc 2                            # 2 local gloo ranks (CPU)
+    torchrun --nproc-per-node 8 -m longctx train --config run.yaml       # GPUs (NCCL)
+    accelerate launch -m longctx train --config run.yaml
+
+Every config key is documented in ``longctx.train.config`` and can be overridden with
+``--set section.key=value`` (``--set lr=1e-5`` works when the key name is unique).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from longctx.errors import LongctxError
+from longctx.train.config import RunConfig, dump_yaml, field_docs, load_config
+
+
+def _keys_help() -> str:
+    docs = field_docs()
+    names = {"ModelConfig": "model", "DataConfig": "data", "ParallelConfig": "parallel", "OptimConfig": "optim",
+             "TrainConfig": "train", "CheckpointConfig": "checkpoint", "LogConfig": "log", "RunConfig": ""}
+    lines = []
+    for key, doc in docs.items():
+        cls, name = key.split(".")
+        if cls in names:
+            dotted = f"{names[cls]}.{name}" if names[cls] else name
+            lines.append(f"  {dotted:<28} {doc[:110]}{'...' if len(doc) > 110 else ''}")
+    return "config keys (YAML sections / --set names):\n" + "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="longctx train",
+        description="Continue training a Hugging Face causal LM at long context on packs from `longctx pack`: "
+                    "LongAlign loss weighting, chunked loss (no full logits), ring-attention sequence parallelism "
+                    "(parallel.sp_degree), data parallelism over the remaining ranks, atomic resumable checkpoints "
+                    "and a final safetensors export in <checkpoint.out>/final.",
+        epilog=_keys_help() + "\n\nLaunch with torchrun / accelerate launch for GPUs (RANK, WORLD_SIZE, LOCAL_RANK are "
+               "read from the environment), or --nproc N for N local CPU ranks (gloo). SIGTERM/SIGINT save a "
+               "checkpoint and exit; rerunning the same command resumes.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML run config (see configs/*.yaml); optional if everything is given with --set")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set optim.lr=1e-5 (repeatable)")
+    p.add_argument("--nproc", type=int, default=0, help="spawn this many local ranks (gloo on CPU) instead of "
+                   "using the torchrun environment")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return p
+
+
+def run_training(cfg: RunConfig) -> dict:
+    """Library entry point: train one rank (or the single process) with ``cfg``."""
+    from longctx.train.trainer import Trainer
+
+    return Trainer(cfg).run()
+
+
+def _rank_main(rank: int, world_size: int, cfg_dict: dict) -> dict:
+    """One spawned local rank (module-level so ``spawn`` can import it)."""
+    from longctx.train.config import from_dict
+
+    out = run_training(from_dict(cfg_dict))
+    out.pop("history", None)
+    return out
+
+
+def launch_local(cfg: RunConfig, nproc: int, timeout: float = 7 * 24 * 3600.0) -> list[dict]:
+    """Run ``cfg`` on ``nproc`` local gloo ranks (CPU): the same code path as torchrun."""
+    from longctx.distributed.launch import run_local
+
+    return run_local(_rank_main, nproc, cfg.to_dict(), timeout=timeout)
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(dump_yaml(cfg), end="")
+        return 0
+    if args.nproc < 0:
+        raise LongctxError(f"--nproc: must be >= 0, got {args.nproc}")
+    if args.nproc > 1:
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            raise LongctxError("--nproc: already running under a launcher (WORLD_SIZE is set); drop --nproc")
+        try:
+            results = launch_local(cfg, args.nproc)
+        except RuntimeError as err:
+            msg = str(err)
+            tail = msg.strip().splitlines()[-1] if msg.strip() else msg
+            if "LongctxError" in msg:
+                raise LongctxError(tail.split("LongctxError: ", 1)[-1]) from None
+            raise
+        summary = results[0]
+    else:
+        summary = run_training(cfg)
+    if summary["status"] == "interrupted":
+        print(f"longctx train: stopped by a signal after step {summary['step']}; checkpoint saved in "
+              f"{summary['out']}/checkpoints (rerun the same command to resume)", file=sys.stderr)
+    else:
+        print(f"longctx train: {summary['step']} steps done; model exported to {summary['out']}/final")
+    return 0

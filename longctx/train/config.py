@@ -1,0 +1,319 @@
+"""Training configuration: nested, documented dataclasses; a YAML file plus ``--set`` overrides.
+
+Every field says its unit and sentinels. ``load_config(path, overrides)`` reads YAML, applies
+``key=value`` overrides with dotted keys (``optim.lr=1e-5``; a bare ``lr=1e-5`` is accepted when
+the name is unique across sections), type-checks every value and runs :func:`validate`, so a bad
+run fails before any process group or model is created, with an error that names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from longctx.errors import LongctxError
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""
+    """Hugging Face checkpoint directory to continue training (usually the output of `longctx extend`)."""
+    attn_implementation: str = "auto"
+    """"auto": longctx_ring when sp_degree > 1, else longctx_varlen (packed) / sdpa; or any name
+    registered with transformers' AttentionInterface ("sdpa", "eager", "longctx_varlen", ...)."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer in the backward pass (trades ~30% time for activation memory)."""
+    dtype: str = "auto"
+    """Parameter/compute dtype: "auto" = bf16 autocast on CUDA, float32 on CPU; or "float32"/"bfloat16"."""
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    """Pack directory written by `longctx pack` (datasets Arrow + manifest.json)."""
+    mode: str = "packed"
+    """"packed": one pack per row (LongAlign packing); "sorted": unpack the sequences and batch
+    sequences of similar length together (LongAlign sorted batching); "padded": random batches padded
+    to their longest sequence (the naive baseline)."""
+    batch_tokens: int = 0
+    """sorted/padded modes: token budget of one micro-batch (rows x longest row); 0 = pack length."""
+    shuffle: bool = True
+    """Shuffle the order of packs (or of sorted batches) every epoch, deterministically from train.seed."""
+
+
+@dataclass
+class ParallelConfig:
+    sp_degree: int = 1
+    """Sequence-parallel degree: ranks that share one pack (ring attention). Must divide the world size;
+    the data-parallel degree is world_size / sp_degree."""
+    layout: str = "zigzag"
+    """How a pack is split over the sequence-parallel ranks: "zigzag" (2*sp chunks, balanced causal
+    work; the pack length must be divisible by 2*sp_degree) or "varlen" (contiguous chunks; pack
+    length divisible by sp_degree)."""
+    fsdp: bool = False
+    """Shard parameters, gradients and AdamW states over all ranks with FSDP2 (torch fully_shard, the engine
+    behind accelerate's FSDP2 plugin); tested on CPU/gloo, unverified on CUDA."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-5
+    """Peak learning rate of AdamW (after warmup)."""
+    min_lr_ratio: float = 0.1
+    """Cosine decays to lr * min_lr_ratio at the last step."""
+    warmup_steps: int = 0
+    """Linear warmup from 0 over this many optimizer steps."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
+    beta1: float = 0.9
+    """AdamW beta1."""
+    beta2: float = 0.95
+    """AdamW beta2."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables clipping."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    """Number of optimizer steps for the whole run (resumes continue towards this number)."""
+    micro_batch: int = 1
+    """Packs (rows) per forward pass per data-parallel rank (packed mode)."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step on each data-parallel rank."""
+    loss: str = "weighted"
+    """"weighted": LongAlign loss weighting, every sequence counts equally in the optimizer step
+    (sum of per-token weights 1/N_i, divided by the global sequence count M); "token": mean over all
+    target tokens of the optimizer step."""
+    loss_chunk: int = 4096
+    """Tokens per chunk of the output-head + cross-entropy computation (full logits are never built)."""
+    seed: int = 0
+    """Seed for data order and every RNG."""
+
+
+@dataclass
+class CheckpointConfig:
+    out: str = ""
+    """Run directory: checkpoints/, metrics.jsonl, config.yaml and the final model in final/."""
+    every: int = 0
+    """Save a resumable checkpoint every this many optimizer steps; 0 = only on signals and at the end."""
+    keep_last: int = 2
+    """Keep this many most recent checkpoints (older ones are deleted after a new one is complete)."""
+    resume: bool = True
+    """Resume from the newest complete checkpoint in out/checkpoints when one exists."""
+    export: bool = True
+    """Write the final Hugging Face checkpoint (safetensors + extended rope config) to out/final."""
+
+
+@dataclass
+class LogConfig:
+    every: int = 1
+    """Write a metrics line every this many optimizer steps."""
+    progress: bool = True
+    """Show a tqdm progress bar (loss, tokens/s, ETA) on rank 0."""
+    tensorboard: bool = True
+    """Also write TensorBoard scalars to out/tb when the tensorboard package is installed."""
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    force: bool = False
+    """Train even when the memory planner (longctx.plan) says the run does not fit."""
+    plan_gpu_mem_gib: float = 0.0
+    """GPU memory the planner checks against (GiB); 0 = the CUDA device's own memory (no check on CPU)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = [f.name for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(f.default_factory)]  # type: ignore[arg-type]
+DATA_MODES = ("packed", "sorted", "padded")
+LAYOUTS = ("zigzag", "varlen")
+LOSSES = ("weighted", "token")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def _coerce(value: Any, typ: Any, name: str, where: str) -> Any:
+    """Convert a YAML/CLI value to the field's type, or raise naming the field."""
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif typ is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise LongctxError(f"{where}: {name}: expected {typ.__name__}, got {value!r}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _set(cfg: RunConfig, dotted: str, value: Any, where: str) -> None:
+    parts = dotted.split(".")
+    if len(parts) == 1:  # bare name: top-level field or a unique field of one section
+        name = parts[0]
+        if name in _field_types(RunConfig) and name not in SECTIONS:
+            parts = [name]
+        else:
+            owners = [s for s in SECTIONS if name in _field_types(type(getattr(cfg, s)))]
+            if len(owners) != 1:
+                hint = f"ambiguous, use one of {', '.join(f'{o}.{name}' for o in owners)}" if owners else "unknown key"
+                raise LongctxError(f"{where}: {name}: {hint}")
+            parts = [owners[0], name]
+    target: Any = cfg
+    for i, part in enumerate(parts[:-1]):
+        if part not in SECTIONS or i > 0:
+            raise LongctxError(f"{where}: {dotted}: unknown section {part!r} (sections: {', '.join(SECTIONS)})")
+        target = getattr(target, part)
+    types = _field_types(type(target))
+    name = parts[-1]
+    if name not in types or name in SECTIONS:
+        raise LongctxError(f"{where}: {dotted}: unknown key (known: {', '.join(sorted(types))})")
+    setattr(target, name, _coerce(value, types[name], dotted, where))
+
+
+def from_dict(raw: dict[str, Any], where: str = "<config>") -> RunConfig:
+    """Build a RunConfig from a nested dict (as read from YAML); unknown keys are errors."""
+    cfg = RunConfig()
+    if raw is None:
+        return cfg
+    if not isinstance(raw, dict):
+        raise LongctxError(f"{where}: the top level must be a mapping of sections")
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise LongctxError(f"{where}: {key}: expected a mapping of fields, got {value!r}")
+            for sub, v in value.items():
+                _set(cfg, f"{key}.{sub}", v, where)
+        else:
+            _set(cfg, str(key), value, where)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-5"`` -> ("optim.lr", 1e-5); the value is parsed as YAML (numbers, bools)."""
+    if "=" not in text:
+        raise LongctxError(f"--set {text!r}: expected key=value, e.g. optim.lr=1e-5")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value) if value.strip() else ""
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, *, validate_now: bool = True) -> RunConfig:
+    """Read ``path`` (YAML), apply ``--set`` overrides, and validate (static checks only)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise LongctxError(f"{path}: config file not found") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise LongctxError(f"{path}{line}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    cfg = from_dict(raw, str(path or "<config>"))
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set(cfg, key, value, f"--set {text}")
+    if validate_now:
+        validate(cfg)
+    return cfg
+
+
+def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | None = None, where: str = "config") -> None:
+    """Static checks that need no model and no process group; raise naming the field to fix."""
+    def bad(name: str, msg: str) -> LongctxError:
+        return LongctxError(f"{where}: {name}: {msg}")
+
+    c = cfg
+    if c.data.mode not in DATA_MODES:
+        raise bad("data.mode", f"{c.data.mode!r} is not one of {', '.join(DATA_MODES)}")
+    if c.parallel.layout not in LAYOUTS:
+        raise bad("parallel.layout", f"{c.parallel.layout!r} is not one of {', '.join(LAYOUTS)}")
+    if c.train.loss not in LOSSES:
+        raise bad("train.loss", f"{c.train.loss!r} is not one of {', '.join(LOSSES)}")
+    if c.model.dtype not in DTYPES:
+        raise bad("model.dtype", f"{c.model.dtype!r} is not one of {', '.join(DTYPES)}")
+    for name, value, lo in [("parallel.sp_degree", c.parallel.sp_degree, 1), ("train.steps", c.train.steps, 1),
+                            ("train.micro_batch", c.train.micro_batch, 1), ("train.grad_accum", c.train.grad_accum, 1),
+                            ("train.loss_chunk", c.train.loss_chunk, 1), ("checkpoint.keep_last", c.checkpoint.keep_last, 1),
+                            ("checkpoint.every", c.checkpoint.every, 0), ("optim.warmup_steps", c.optim.warmup_steps, 0),
+                            ("data.batch_tokens", c.data.batch_tokens, 0), ("log.every", c.log.every, 1)]:
+        if value < lo:
+            raise bad(name, f"must be >= {lo}, got {value}")
+    if c.plan_gpu_mem_gib < 0:
+        raise bad("plan_gpu_mem_gib", f"must be >= 0 (0 = the device's memory), got {c.plan_gpu_mem_gib}")
+    if not c.optim.lr > 0:
+        raise bad("optim.lr", f"must be > 0, got {c.optim.lr}")
+    if not 0 <= c.optim.min_lr_ratio <= 1:
+        raise bad("optim.min_lr_ratio", f"must be in [0, 1], got {c.optim.min_lr_ratio}")
+    if c.optim.grad_clip < 0:
+        raise bad("optim.grad_clip", f"must be >= 0 (0 disables), got {c.optim.grad_clip}")
+    sp = c.parallel.sp_degree
+    if sp > 1 and c.data.mode != "packed":
+        raise bad("data.mode", f"{c.data.mode!r} batches rows of different lengths, which sequence parallelism "
+                  f"(parallel.sp_degree={sp}) cannot shard; use data.mode: packed")
+    if world_size is not None and world_size % sp:
+        raise bad("parallel.sp_degree", f"{sp} does not divide the world size {world_size}")
+    if pack_length is not None and sp > 1:
+        unit = 2 * sp if c.parallel.layout == "zigzag" else sp
+        if pack_length % unit:
+            raise bad("parallel.layout", f"pack length {pack_length} is not divisible by {unit} "
+                      f"({'2 x ' if c.parallel.layout == 'zigzag' else ''}sp_degree {sp}) for the "
+                      f"{c.parallel.layout} layout; re-pack with a pack length that is a multiple of {unit}")
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    """The resolved config, as written beside the checkpoints."""
+    return yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False)
+
+
+def field_docs() -> dict[str, str]:
+    """``section.field`` -> docstring, read from this module's source (for --help and docs)."""
+    import ast
+    import inspect
+
+    out: dict[str, str] = {}
+    tree = ast.parse(inspect.getsource(__import__(__name__, fromlist=["x"])))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            body = node.body
+            for a, b in zip(body, body[1:]):
+                if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
+                    out[f"{node.name}.{a.target.id}"] = " ".join(str(b.value.value).split())  # type: ignore[attr-defined]
+    return out

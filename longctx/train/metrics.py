@@ -1,0 +1,66 @@
+"""Training metrics: one JSON line per logged step, TensorBoard when installed, a tqdm bar on rank 0."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+
+class Metrics:
+    """Rank-0 sink for step metrics; other ranks get a no-op instance (``enabled=False``)."""
+
+    def __init__(self, out: str | Path, total_steps: int, start_step: int = 0, *, enabled: bool = True,
+                 progress: bool = True, tensorboard: bool = True):
+        self.enabled = enabled
+        self.start_time = time.perf_counter()
+        self.start_step = start_step
+        self.tokens = 0
+        self.bar = None
+        self.tb = None
+        self.file = None
+        if not enabled:
+            return
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.file = open(out / "metrics.jsonl", "a", encoding="utf-8")
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tb"))
+            except ImportError:  # tensorboard is optional
+                self.tb = None
+
+    def log(self, step: int, stats: dict[str, Any], write: bool = True) -> dict[str, Any]:
+        """Record step ``step`` (1-based); returns the line written (with tokens/s and elapsed)."""
+        self.tokens += int(stats.get("tokens", 0))
+        elapsed = time.perf_counter() - self.start_time
+        line = {"step": step, **stats, "tokens_per_s": self.tokens / elapsed if elapsed > 0 else 0.0,
+                "elapsed_s": elapsed}
+        if not self.enabled:
+            return line
+        if write and self.file is not None:
+            self.file.write(json.dumps(line) + "\n")
+            self.file.flush()
+        if self.tb is not None and write:
+            for k in ("loss", "lr", "grad_norm", "tokens_per_s"):
+                if k in line:
+                    self.tb.add_scalar(f"train/{k}", line[k], step)
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix(loss=f"{line['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}")
+        return line
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.file is not None:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()

@@ -1,0 +1,279 @@
+"""The trainer: phase-named methods that tie config, mesh, data, model, step, checkpoints together.
+
+    trainer = Trainer(load_config("run.yaml", ["optim.lr=1e-5"]))
+    summary = trainer.run()          # setup -> resume -> loop (steps, checkpoints, signals) -> export
+
+Run under ``torchrun``/``accelerate launch`` (RANK/WORLD_SIZE/LOCAL_RANK from the environment), under
+``longctx.distributed.launch.run_local`` (CPU, gloo), or as a single process.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from longctx.errors import LongctxError
+from longctx.io import atomic_write_text
+from longctx.train import checkpoint as ckpt
+from longctx.train.config import RunConfig, dump_yaml, validate
+from longctx.train.data import StepData, open_packs
+from longctx.train.mesh import Groups, Mesh, build_groups, env_world
+from longctx.train.metrics import Metrics
+from longctx.train.step import LMLoss, StepOptions, train_step
+
+StepCallback = Callable[["Trainer", int, dict], None]
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """LR multiplier for optimizer step ``step`` (0-based): linear warmup, then cosine to ``min_ratio``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    span = max(1, total - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """Continued long-context training; ``callbacks`` run after every step (tests use them)."""
+
+    def __init__(self, cfg: RunConfig, callbacks: list[StepCallback] | None = None):
+        self.cfg = cfg
+        self.callbacks = list(callbacks or [])
+        self.step = 0  # optimizer steps done
+        self.position = 0  # data units consumed
+        self.stop_requested = False
+        self.history: list[dict] = []
+
+    # ---------------------------------------------------------------- setup
+    def setup_distributed(self) -> None:
+        """Join (or create, from the torchrun environment) the process group; build DP x SP groups."""
+        rank, world, local_rank = env_world()
+        if world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if dist.is_initialized():
+            rank, world = dist.get_rank(), dist.get_world_size()
+        validate(self.cfg, world_size=world)
+        self.mesh = Mesh.from_world(world, self.cfg.parallel.sp_degree, rank)
+        self.groups: Groups = build_groups(self.mesh)
+        self.is_main = rank == 0
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+            self.device = torch.device("cuda", local_rank)
+        else:
+            self.device = torch.device("cpu")
+        torch.manual_seed(self.cfg.train.seed)
+
+    def build_data(self) -> None:
+        c = self.cfg
+        if not c.data.path:
+            raise LongctxError("config: data.path: required (a pack directory from `longctx pack`)")
+        self.src = open_packs(c.data.path)
+        validate(c, world_size=self.mesh.world_size, pack_length=self.src.pack_length)
+        if c.data.mode == "packed" and not self.src.is_packed:
+            raise LongctxError(f"{self.src.path}: data.mode: packed needs packs, this directory holds sorted-batching "
+                               "rows; set data.mode: sorted")
+        if c.parallel.sp_degree > 1 and c.parallel.layout == "zigzag" and any(len(s) > 1 for s in self.src.seq_lens):
+            raise LongctxError(f"{self.src.path}: parallel.layout: zigzag ring attention treats a pack as one causal "
+                               "sequence, but these packs hold several sequences; use parallel.layout: varlen")
+        self.data = StepData(self.src, c.data.mode, c.train.micro_batch, c.train.grad_accum, self.mesh.dp_degree,
+                             self.mesh.dp_rank, seed=c.train.seed, shuffle=c.data.shuffle, batch_tokens=c.data.batch_tokens)
+
+    def attn_implementation(self) -> str:
+        impl = self.cfg.model.attn_implementation
+        if impl == "auto":
+            impl = "longctx_ring" if self.cfg.parallel.sp_degree > 1 else "longctx_varlen"
+        if impl.startswith("longctx"):
+            import longctx.attention  # noqa: F401  (registers the longctx_* names)
+        elif self.cfg.parallel.sp_degree > 1:
+            raise LongctxError(f"config: model.attn_implementation: {impl!r} cannot run sequence parallel "
+                               "(parallel.sp_degree > 1); use longctx_ring or auto")
+        return impl
+
+    def build_model(self) -> None:
+        from transformers import AutoModelForCausalLM
+
+        c = self.cfg
+        if not c.model.path:
+            raise LongctxError("config: model.path: required (a Hugging Face checkpoint directory)")
+        dtype = torch.bfloat16 if c.model.dtype == "bfloat16" else torch.float32
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(c.model.path, dtype=dtype,
+                                                              attn_implementation=self.attn_implementation())
+        except OSError as err:
+            raise LongctxError(f"{c.model.path}: model.path: cannot load ({str(err).splitlines()[0]})") from None
+        self.model.to(self.device).train()
+        self.model.config.use_cache = False
+        if c.model.gradient_checkpointing:  # transformers 5 name first, the older name as a fallback
+            enable = getattr(self.model, "activation_checkpointing_enable", None)
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.fsdp = c.parallel.fsdp and self.mesh.world_size > 1
+        autocast = torch.bfloat16 if (c.model.dtype == "auto" and self.device.type == "cuda") else None
+        self.step_opts = StepOptions(loss_mode=c.train.loss, loss_chunk=c.train.loss_chunk, layout=c.parallel.layout,
+                                     grad_clip=c.optim.grad_clip, autocast_dtype=autocast,
+                                     pad_token_id=self.src.pad_token_id, reduce_grads=not self.fsdp)
+        self.loss_module = LMLoss(self.model, self.step_opts)
+        if self.fsdp:
+            from longctx.train.parallelize import apply_fsdp
+
+            apply_fsdp(self.loss_module, self.model, self.device.type, self.mesh.world_size)
+
+    def build_optimizer(self) -> None:
+        o, steps = self.cfg.optim, self.cfg.train.steps
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, foreach=False)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: warmup_cosine(s, o.warmup_steps, steps, o.min_lr_ratio))
+
+    def check_plan(self) -> None:
+        """Ask longctx.plan whether the run fits in GPU memory; refuse (before loading weights) unless ``force``."""
+        c = self.cfg
+        mem = c.plan_gpu_mem_gib
+        if mem == 0 and self.device.type == "cuda":
+            mem = torch.cuda.get_device_properties(self.device).total_memory / 2**30
+        if mem == 0:
+            return  # CPU without an explicit budget: nothing to check against
+        from transformers import AutoConfig
+
+        from longctx.plan import RunShape, plan_run, shape_from_config
+
+        run = RunShape(seq_len=self.src.pack_length, gpus=self.mesh.world_size, gpu_mem_gib=mem, sp=c.parallel.sp_degree,
+                       layout=c.parallel.layout, micro_batch=1 if c.parallel.sp_degree > 1 else c.train.micro_batch,
+                       sharding="fsdp" if c.parallel.fsdp else "none",
+                       checkpointing="full" if c.model.gradient_checkpointing else "none", loss_chunk=c.train.loss_chunk,
+                       dtype="bf16" if self.device.type == "cuda" and c.model.dtype != "float32" else "fp32",
+                       attn_kernel="sdpa", overhead_gib=1.0 if self.device.type == "cuda" else 0.0)
+        result = plan_run(shape_from_config(AutoConfig.from_pretrained(c.model.path), Path(c.model.path).name), run)
+        if self.is_main:
+            print(f"longctx train: plan: {result.message()}", flush=True)
+        if not result.fits and not c.force:
+            raise LongctxError(f"config: plan_gpu_mem_gib/force: the planner predicts this run does not fit "
+                               f"({result.total_bytes / 2**30:.2f} GiB > {mem:.2f} GiB per GPU); enable "
+                               "model.gradient_checkpointing, raise parallel.sp_degree, or set force: true")
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.checkpoint.out)
+
+    def maybe_resume(self) -> None:
+        if not self.cfg.checkpoint.resume:
+            return
+        path = ckpt.latest_checkpoint(self.out / "checkpoints")
+        if path is None:
+            return
+        state = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.mesh.world_size, self.mesh.rank,
+                                     sharded=self.fsdp)
+        self.step, self.position = int(state["step"]), int(state["position"])
+        if self.is_main:
+            print(f"longctx train: resumed from {path} (step {self.step})", flush=True)
+
+    def setup(self) -> None:
+        if not self.cfg.checkpoint.out:
+            raise LongctxError("config: checkpoint.out: required (the run directory)")
+        self.setup_distributed()
+        self.build_data()
+        self.check_plan()
+        self.build_model()
+        self.build_optimizer()
+        self.maybe_resume()
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.yaml", dump_yaml(self.cfg))
+
+    # ---------------------------------------------------------------- loop
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+
+    def install_signal_handlers(self) -> dict:
+        old = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                old[sig] = signal.signal(sig, self._on_signal)
+            except ValueError:  # not the main thread
+                pass
+        return old
+
+    def agree_to_stop(self) -> bool:
+        """Every rank stops together if any rank got a signal (an all-reduce MAX on a flag)."""
+        flag = torch.tensor([1.0 if self.stop_requested else 0.0])
+        if self.groups.world is not None:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def train_one_step(self) -> dict:
+        batches = self.data.micro_batches(self.position)
+        stats = train_step(self.loss_module, self.optimizer, self.scheduler, batches, self.groups, self.step_opts, self.device)
+        self.position += self.data.per_step
+        self.step += 1
+        stats["epoch"] = self.data.epoch(self.position)
+        return stats
+
+    def save(self) -> None:
+        ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.model, self.optimizer, self.scheduler,
+                             {"position": self.position, "world_size": self.mesh.world_size}, self.cfg.checkpoint.keep_last,
+                             sharded=self.fsdp)
+
+    def loop(self) -> str:
+        c = self.cfg
+        metrics = Metrics(self.out, c.train.steps, self.step, enabled=self.is_main, progress=c.log.progress,
+                          tensorboard=c.log.tensorboard)
+        status = "done"
+        try:
+            while self.step < c.train.steps:
+                stats = self.train_one_step()
+                line = metrics.log(self.step, stats, write=self.step % c.log.every == 0 or self.step == c.train.steps)
+                self.history.append(line)
+                for cb in self.callbacks:
+                    cb(self, self.step, line)
+                if self.agree_to_stop():
+                    self.save()
+                    status = "interrupted"
+                    break
+                if c.checkpoint.every and self.step % c.checkpoint.every == 0 and self.step < c.train.steps:
+                    self.save()
+        finally:
+            metrics.close()
+        return status
+
+    def export(self) -> Path | None:
+        from longctx.train.export import export_hf
+
+        path, state = None, None
+        if self.fsdp:
+            from longctx.train.parallelize import full_state
+
+            state = full_state(self.model)[0]
+        if self.is_main:
+            path = export_hf(self.model, self.cfg.model.path, self.out / "final", state_dict=state)
+        if self.groups.world is not None:
+            dist.barrier()
+        return path
+
+    def run(self) -> dict:
+        """Set up, resume, train to ``train.steps`` (or a signal), checkpoint and export; returns a summary."""
+        t0 = time.perf_counter()
+        self.setup()
+        old = self.install_signal_handlers()
+        try:
+            status = self.loop()
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        if status == "done":
+            self.save()
+            if self.cfg.checkpoint.export:
+                self.export()
+        return {"status": status, "step": self.step, "history": self.history, "out": str(self.out),
+                "seconds": time.perf_counter() - t0}
