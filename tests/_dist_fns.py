@@ -20,3 +20,7 @@ def hang(rank: int, world_size: int) -> None:
     if rank == 0:
         import time
         time.sleep(60)
+
+
+def return_tensor(rank: int, world_size: int):
+    return {"rank": rank, "t": torch.full((1000,), float(rank))}

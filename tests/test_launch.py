@@ -19,3 +19,9 @@ def test_run_local_raises_with_the_failing_ranks_traceback():
 def test_run_local_times_out_instead_of_hanging():
     with pytest.raises(TimeoutError):
         run_local(_dist_fns.hang, 2, timeout=8)
+
+
+def test_run_local_returns_tensors_intact_after_ranks_exit():
+    """Tensor results survive the rank process exiting (no shared-memory file descriptors)."""
+    out = run_local(_dist_fns.return_tensor, 2)
+    assert [o["t"].sum().item() for o in out] == [0.0, 1000.0]

@@ -11,6 +11,7 @@ after ``timeout`` seconds, never hang CI.
 from __future__ import annotations
 
 import os
+import pickle
 import queue
 import time
 import socket
@@ -38,7 +39,9 @@ def _worker(rank: int, world_size: int, port: int, backend: str, threads: int, f
         dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=60))
         out = fn(rank, world_size, *args)
         dist.barrier()
-        results.put((rank, True, out))
+        # Plain pickle bytes, not the multiprocessing reducer: that one shares tensor storage through
+        # file descriptors, which race with this process exiting (FileNotFoundError in the parent).
+        results.put((rank, True, pickle.dumps(out)))
     except BaseException:  # report every failure to the parent, which raises it
         results.put((rank, False, traceback.format_exc()))
     finally:
@@ -89,7 +92,7 @@ def run_local(
                 continue
             if not ok:
                 raise RuntimeError(f"rank {rank} failed:\n{value}")
-            out[rank] = value
+            out[rank] = pickle.loads(value)
         finished = True
     finally:
         for p in procs:  # after a failure, do not wait for ranks stuck in a collective
