@@ -3,12 +3,17 @@
     python benchmarks/bench_attention.py                      # 4K tokens (the shared 2-core default)
     python benchmarks/bench_attention.py --length 32768       # the full-size run, on a real machine
     python benchmarks/bench_attention.py --json out.json      # also write the numbers
+    python benchmarks/bench_attention.py --part packed        # only part 2 (varlen vs dense)
 
 Part 1, one sequence of ``--length`` tokens, forward + backward (float32, GQA):
   * single-process full causal attention (SDPA -> the CPU flash kernel, what ``sdpa`` runs), and
   * zigzag ring attention on 1, 2 and 4 gloo ranks (each rank holds length / W tokens).
-Part 2, a pack of ``--length`` tokens made of documents of ``--doc-len`` tokens:
-  * ``varlen_attention`` (one flash-kernel call per document), against
+Part 2, a pack of ``--length`` tokens made of documents of ``--doc-len`` tokens, and a pack of
+random short documents (1..64 tokens, seed 0):
+  * ``varlen_attention`` default path (SDPA per group of documents: equal lengths batched, short
+    documents bucketed; autograd backward),
+  * ``varlen_attention(kernel="flash")`` (the block-plan path with the hand-written backward: the
+    default before SDPA grouping), against
   * SDPA with a dense ``[T, T]`` block-diagonal causal mask (what a masked packed batch costs).
 
 Every configuration runs in a fresh process (run_local), so peak memory is not hidden by memory
@@ -91,13 +96,19 @@ def bench_one(rank: int, world: int, mode: str, length: int, heads: int, kv_head
         q = torch.randn(1, heads, n, dim, requires_grad=True)
         k = torch.randn(1, kv_heads, n, dim, requires_grad=True)
         v = torch.randn(1, kv_heads, n, dim, requires_grad=True)
+        mode, _, docs = mode.partition(":")
         cu = torch.arange(0, length + 1, doc_len, dtype=torch.int32)
+        if docs == "short":
+            ends = torch.randint(1, 65, (length,), generator=torch.Generator().manual_seed(0)).cumsum(0)
+            cu = torch.cat([torch.zeros(1, dtype=torch.int64), ends[ends < length], torch.tensor([length])]).to(torch.int32)
         if mode == "sdpa_full":
             fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)  # noqa: E731
         elif mode == "ring":
             fn = zigzag_ring_attention
         elif mode == "varlen":
             fn = lambda q, k, v: varlen_attention(q, k, v, cu)  # noqa: E731
+        elif mode == "varlen_blocks":
+            fn = lambda q, k, v: varlen_attention(q, k, v, cu, kernel="flash")  # noqa: E731
         elif mode == "dense_mask":
             seg = torch.repeat_interleave(torch.arange(len(cu) - 1), cu[1:] - cu[:-1])
             mask = (seg[:, None] == seg[None, :]).tril()[None, None]
@@ -105,17 +116,27 @@ def bench_one(rank: int, world: int, mode: str, length: int, heads: int, kv_head
         else:
             raise ValueError(mode)
         seconds = _step(fn, (q, k, v), repeats)
-    return {"mode": mode, "world": world, "rank": rank, "seconds": seconds, "peak_mib": mem.delta_mib}
+    return {"mode": mode, "world": world, "rank": rank, "seconds": seconds, "peak_mib": mem.delta_mib,
+            "documents": len(cu) - 1}
 
 
-def run(length: int, heads: int, kv_heads: int, dim: int, doc_len: int, repeats: int, worlds=(1, 2, 4)) -> dict:
+PACKED_MODES = ("varlen", "varlen_blocks", "dense_mask")
+
+
+def run(length: int, heads: int, kv_heads: int, dim: int, doc_len: int, repeats: int, worlds=(1, 2, 4),
+        part: str = "all") -> dict:
     shape = (length, heads, kv_heads, dim, doc_len, repeats)
-    ring = {"sdpa_full": run_local(bench_one, 1, "sdpa_full", *shape, timeout=1800)[0]}
-    for w in worlds:
-        per_rank = run_local(bench_one, w, "ring", *shape, timeout=1800)
-        ring[f"ring_W{w}"] = {"seconds": max(r["seconds"] for r in per_rank),
-                              "peak_mib": max(r["peak_mib"] for r in per_rank)}
-    packed = {m: run_local(bench_one, 1, m, *shape, timeout=1800)[0] for m in ("varlen", "dense_mask")}
+    ring = {}
+    if part in ("all", "ring"):
+        ring["sdpa_full"] = run_local(bench_one, 1, "sdpa_full", *shape, timeout=1800)[0]
+        for w in worlds:
+            per_rank = run_local(bench_one, w, "ring", *shape, timeout=1800)
+            ring[f"ring_W{w}"] = {"seconds": max(r["seconds"] for r in per_rank),
+                                  "peak_mib": max(r["peak_mib"] for r in per_rank)}
+    packed = {}
+    if part in ("all", "packed"):
+        packed = {f"{m}:{docs}": run_local(bench_one, 1, f"{m}:{docs}", *shape, timeout=1800)[0]
+                  for docs in ("equal", "short") for m in PACKED_MODES}
     return {"shape": dict(zip(("length", "heads", "kv_heads", "dim", "doc_len", "repeats"), shape)),
             "ring": ring, "packed": packed}
 
@@ -123,20 +144,25 @@ def run(length: int, heads: int, kv_heads: int, dim: int, doc_len: int, repeats:
 def report(res: dict) -> str:
     s = res["shape"]
     lines = [f"# length {s['length']}, heads {s['heads']} (kv {s['kv_heads']}), head_dim {s['dim']}, float32, "
-             f"forward+backward, CPU; median of {s['repeats']}",
-             "", "## one sequence: per-rank peak memory and step time", "",
-             "| config | step s | peak MiB / rank | time vs full | memory vs full |", "|---|---|---|---|---|"]
-    base = res["ring"]["sdpa_full"]
-    for name, r in res["ring"].items():
-        lines.append(f"| {name} | {r['seconds']:.3f} | {r['peak_mib']:.1f} | {r['seconds'] / base['seconds']:.2f}x "
-                     f"| {r['peak_mib'] / max(base['peak_mib'], 1e-9):.2f}x |")
-    v, d = res["packed"]["varlen"], res["packed"]["dense_mask"]
-    lines += ["", f"## pack of {s['length']} tokens in documents of {s['doc_len']}", "",
-              "| config | step s | peak MiB |", "|---|---|---|",
-              f"| dense block-diagonal mask (SDPA) | {d['seconds']:.3f} | {d['peak_mib']:.1f} |",
-              f"| varlen (per-document flash kernel) | {v['seconds']:.3f} | {v['peak_mib']:.1f} |",
-              f"| ratio dense / varlen | {d['seconds'] / v['seconds']:.2f}x | "
-              f"{d['peak_mib'] / max(v['peak_mib'], 1e-9):.2f}x |"]
+             f"forward+backward, CPU; median of {s['repeats']}"]
+    if res["ring"]:
+        lines += ["", "## one sequence: per-rank peak memory and step time", "",
+                  "| config | step s | peak MiB / rank | time vs full | memory vs full |", "|---|---|---|---|---|"]
+        base = res["ring"]["sdpa_full"]
+        for name, r in res["ring"].items():
+            lines.append(f"| {name} | {r['seconds']:.3f} | {r['peak_mib']:.1f} | {r['seconds'] / base['seconds']:.2f}x "
+                         f"| {r['peak_mib'] / max(base['peak_mib'], 1e-9):.2f}x |")
+    labels = {"dense_mask": "dense block-diagonal mask (SDPA)", "varlen_blocks": "varlen, block path (kernel='flash')",
+              "varlen": "varlen, default (grouped SDPA)"}
+    for docs, title in (("equal", f"documents of {s['doc_len']}"), ("short", "random documents of 1..64")):
+        if f"varlen:{docs}" not in res["packed"]:
+            continue
+        d = res["packed"][f"dense_mask:{docs}"]
+        lines += ["", f"## pack of {s['length']} tokens in {d['documents']} {title}", "",
+                  "| config | step s | peak MiB | dense / this (time) |", "|---|---|---|---|"]
+        for m in ("dense_mask", "varlen_blocks", "varlen"):
+            r = res["packed"][f"{m}:{docs}"]
+            lines.append(f"| {labels[m]} | {r['seconds']:.4f} | {r['peak_mib']:.1f} | {d['seconds'] / r['seconds']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -149,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc-len", type=int, default=512, help="document length in the packed comparison")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--part", choices=("all", "ring", "packed"), default="all", help="which comparison to run")
     a = p.parse_args(argv)
     if a.length % 8 or a.length % a.doc_len:
         p.error("--length must be divisible by 8 (zigzag on 4 ranks) and by --doc-len")
-    res = run(a.length, a.heads, a.kv_heads, a.dim, a.doc_len, a.repeats)
+    res = run(a.length, a.heads, a.kv_heads, a.dim, a.doc_len, a.repeats, part=a.part)
     print(report(res))
     if a.json:
         atomic_write_json(a.json, res)

@@ -9,10 +9,13 @@
        transformers masks per document from the restarting position_ids),
      - sorted batching + sdpa (LongAlign's alternative: similar lengths in one batch, padded),
      - naive padded batching + sdpa (random batches padded to their longest row).
+   The four configs' timed steps are interleaved (round robin): on a shared machine the load
+   changes within a run, and timing configs one after another would compare loads, not configs.
 2. Peak memory (RSS, fresh process each) of the loss forward+backward: packing.loss.chunked_lm_loss
    vs full logits (packing.loss.full_lm_loss), at --loss-tokens x --vocab.
 
     python benchmarks/bench_train.py                          # defaults (reduced for a shared 2-core CPU)
+    python benchmarks/bench_train.py --threads 1              # steadier when other jobs share the cores
     python benchmarks/bench_train.py --loss-tokens 32768 --vocab 32768   # the full 32K x 32K point (~13 GB RAM)
 """
 
@@ -63,25 +66,36 @@ def write_packs(out: Path, lengths: np.ndarray, pack_length: int, pad_id: int, s
     return out
 
 
-def throughput(model: Path, packs: Path, mode: str, attn: str, steps: int, warmup: int, tmp: Path) -> dict:
+def make_trainer(model: Path, packs: Path, mode: str, attn: str, steps: int, tmp: Path):
     from longctx.train.config import load_config
     from longctx.train.trainer import Trainer
 
-    cfg = load_config(None, [f"model.path={model}", f"data.path={packs}", f"checkpoint.out={tmp / mode}",
+    cfg = load_config(None, [f"model.path={model}", f"data.path={packs}", f"checkpoint.out={tmp / f'{mode}_{attn}'}",
                              f"data.mode={mode}", f"model.attn_implementation={attn}", "log.progress=false",
-                             "log.tensorboard=false", "optim.lr=1e-4", f"train.steps={steps + warmup}",
+                             "log.tensorboard=false", "optim.lr=1e-4", f"train.steps={steps}",
                              "checkpoint.export=false"])
     t = Trainer(cfg)
     t.setup()
-    for _ in range(warmup):
-        t.train_one_step()
-    tokens, slots, t0 = 0, 0, time.perf_counter()
+    return t
+
+
+def throughput(model: Path, packs: Path, configs: list[tuple[str, str]], steps: int, warmup: int, tmp: Path) -> list[dict]:
+    """Tokens/s of each (mode, attn) config, their timed steps INTERLEAVED (round robin), so a change
+    in the load of a shared machine during the run hits every config alike."""
+    trainers = [make_trainer(model, packs, mode, attn, steps + warmup, tmp) for mode, attn in configs]
+    for t in trainers:
+        for _ in range(warmup):
+            t.train_one_step()
+    rows = [{"mode": mode, "attn": attn, "tokens": 0, "slots": 0, "seconds": 0.0} for mode, attn in configs]
     for _ in range(steps):
-        batches = t.data.micro_batches(t.position)
-        slots += sum(int(b["input_ids"].numel()) for b in batches)
-        tokens += t.train_one_step()["tokens"]
-    dt = time.perf_counter() - t0
-    return {"mode": mode, "attn": attn, "tokens_per_s": tokens / dt, "tokens": tokens, "slots": slots, "seconds": dt}
+        for t, r in zip(trainers, rows):
+            r["slots"] += sum(int(b["input_ids"].numel()) for b in t.data.micro_batches(t.position))
+            t0 = time.perf_counter()
+            r["tokens"] += t.train_one_step()["tokens"]
+            r["seconds"] += time.perf_counter() - t0
+    for r in rows:
+        r["tokens_per_s"] = r["tokens"] / r["seconds"]
+    return rows
 
 
 LOSS_CHILD = """
@@ -126,13 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 is steadier on a shared machine)")
     a = ap.parse_args(argv)
 
     import torch
 
     from longctx.tiny import make_tiny_checkpoint
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     if not a.skip_throughput:
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
@@ -142,10 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             packs = write_packs(tmp / "packs", lengths, a.pack_length, 257, 0)
             print(f"model: Llama hidden 128, 2 layers; {a.sequences} sequences, mean length {lengths.mean():.0f}, "
                   f"max {lengths.max()}; token budget {a.pack_length} per micro-batch; {a.steps} timed steps")
-            rows = [throughput(model, packs, "packed", "longctx_varlen", a.steps, a.warmup, tmp),
-                    throughput(model, packs, "packed", "sdpa", a.steps, a.warmup, tmp),
-                    throughput(model, packs, "sorted", "sdpa", a.steps, a.warmup, tmp),
-                    throughput(model, packs, "padded", "sdpa", a.steps, a.warmup, tmp)]
+            rows = throughput(model, packs, [("packed", "longctx_varlen"), ("packed", "sdpa"), ("sorted", "sdpa"),
+                                             ("padded", "sdpa")], a.steps, a.warmup, tmp)
             naive = rows[-1]["tokens_per_s"]
             print(f"{'mode':<8} {'attention':<15} {'tokens/s':>10} {'fill':>6} {'vs naive':>9}")
             for r in rows:

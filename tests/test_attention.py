@@ -22,15 +22,24 @@ def _oracle(q, k, v, cu, dout):
     return ref, torch.autograd.grad(ref, ref_in, dout.double())
 
 
-@pytest.mark.parametrize("kernel", ["flash", "torch"])
+# lengths 3, 137, 3, 7, 5, 2, 6, 4, 10: seven short ones padded into one shared call, 137 alone, 10
+# in another bucket; groups out of token order, so the SDPA path gathers, pads and scatters
+CU_MIXED = torch.tensor([0, 3, 140, 143, 150, 155, 157, 163, 167, 177], dtype=torch.int32)
+# lengths 3, 137, 3, 7, 140, 10: too few short documents to pay for a gather: one call per document
+CU_LONG = torch.tensor([0, 3, 140, 143, 150, 290, 300], dtype=torch.int32)
+
+
+@pytest.mark.parametrize("cu", [CU, CU_MIXED, CU_LONG], ids=["short", "mixed", "long"])
+@pytest.mark.parametrize("kernel", [None, "flash", "torch"], ids=["sdpa", "flash", "torch"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_varlen_matches_dense_block_diagonal_attention(kernel, dtype, tol):
-    """varlen_attention (GQA, both kernels) == dense causal block-diagonal attention, forward and dq/dk/dv."""
-    q, k, v = _qkv(dtype=dtype)
-    out = varlen_attention(q, k, v, CU, kernel=kernel)
+def test_varlen_matches_dense_block_diagonal_attention(cu, kernel, dtype, tol):
+    """varlen_attention (GQA; default SDPA path and both block kernels) == dense causal block-diagonal
+    attention, forward and dq/dk/dv."""
+    q, k, v = _qkv(t=int(cu[-1]), dtype=dtype)
+    out = varlen_attention(q, k, v, cu, kernel=kernel)
     dout = torch.randn_like(out)
     grads = torch.autograd.grad(out, (q, k, v), dout)
-    ref, ref_grads = _oracle(q, k, v, CU, dout)
+    ref, ref_grads = _oracle(q, k, v, cu, dout)
     assert (out.double() - ref).abs().max() <= tol
     for g, r in zip(grads, ref_grads):
         assert g.shape == r.shape
@@ -59,6 +68,56 @@ def test_varlen_calls_kernel_per_sequence_never_on_whole_pack(monkeypatch):
     cu = torch.tensor([0, 10, 20, 30, 40], dtype=torch.int32)
     varlen_attention(q, k, v, cu, kernel="torch")
     assert seen and max(seen) == 10
+
+
+def _spy_sdpa(monkeypatch):
+    calls = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        calls.append((tuple(q.shape), tuple(k.shape)))
+        return real(q, k, v, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    return calls
+
+
+def test_sdpa_path_never_attends_over_the_pack_and_never_expands_kv(monkeypatch):
+    """Default path: every SDPA call sees at most the longest document's keys, with the K/V heads unexpanded."""
+    calls = _spy_sdpa(monkeypatch)
+    q, k, v = _qkv(t=int(CU_MIXED[-1]))
+    varlen_attention(q, k, v, CU_MIXED)
+    longest = int((CU_MIXED[1:] - CU_MIXED[:-1]).max())
+    assert calls and max(kshape[2] for _, kshape in calls) <= longest
+    assert all(kshape[1] == k.shape[1] for _, kshape in calls)
+
+
+def test_many_short_documents_share_batched_calls(monkeypatch):
+    """60 short documents of varied lengths run as a few batched SDPA calls, not one call each."""
+    calls = _spy_sdpa(monkeypatch)
+    lens = torch.randint(1, 40, (60,), generator=torch.Generator().manual_seed(5))
+    cu = torch.cat([torch.zeros(1, dtype=torch.int64), lens.cumsum(0)]).to(torch.int32)
+    q, k, v = _qkv(t=int(cu[-1]), d=4)
+    varlen_attention(q, k, v, cu)
+    assert len(calls) <= 8 and sum(qshape[0] for qshape, _ in calls) == 60
+
+
+def test_plan_gathers_only_when_it_saves_enough_calls():
+    """Short documents are bucketed (with a gather) when that saves many calls, else each is its own call."""
+    from longctx.attention.varlen_plan import plan_varlen
+
+    bucketed = plan_varlen(tuple(CU_MIXED.tolist()))
+    assert bucketed.gather is not None and len(bucketed.groups) == 3
+    per_doc = plan_varlen(tuple(CU_LONG.tolist()))
+    assert per_doc.gather is None and per_doc.groups == ((1, 3), (1, 137), (1, 3), (1, 7), (1, 140), (1, 10))
+
+
+def test_equal_length_rows_run_as_one_call_without_copy():
+    """A pack of equal-length rows (a [B, T] batch without boundaries) is one call on a view: no gather."""
+    from longctx.attention.varlen_plan import plan_varlen
+
+    plan = plan_varlen((0, 64, 128, 192))
+    assert plan.groups == ((3, 64),) and plan.gather is None and plan.scatter is None
 
 
 def test_flash_and_torch_kernels_agree_including_lse():
@@ -184,3 +243,15 @@ def test_decoding_with_a_kv_cache_is_refused():
     ids = torch.randint(0, 256, (1, 6))
     with pytest.raises(ValueError, match="use_cache=False"):
         model.generate(ids, max_new_tokens=2, do_sample=False)
+
+
+def test_boundaries_follow_in_place_changes_of_position_ids():
+    """The per-forward boundary cache never serves stale boundaries: editing position_ids in place is seen."""
+    q, k, v = [x.detach() for x in _qkv(t=12)]
+    pos = torch.arange(12)[None].clone()
+    first, _ = la.longctx_varlen_attention(None, q, k, v, None, position_ids=pos)
+    pos[0, 5:] = torch.arange(7)  # now two documents: [0, 5) and [5, 12)
+    second, _ = la.longctx_varlen_attention(None, q, k, v, None, position_ids=pos)
+    ref = full_attention_reference(q, k, v, cu_seqlens=torch.tensor([0, 5, 12])).transpose(1, 2)
+    assert (second - ref).abs().max() < 1e-12
+    assert (first - second)[:, 5:].abs().max() > 1e-3

@@ -13,6 +13,10 @@ Public API::
     with sequence_parallel(group, layout="zigzag" | "varlen", cu_seqlens=None): model(...)
     checkpoint_context_fn  # activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": ...}
 
+Single-process ``varlen_attention`` runs SDPA per group of documents and lets autograd do the
+backward (``varlen_plan``: equal lengths batched, many short documents bucketed); the hand-written
+block path (``kernel="flash" | "torch"``) is what the ring variants share.
+
 Sharding helpers live in ``longctx.distributed.sharding`` (``shard_for_layout``, ``unshard``).
 On CUDA with flash-attn / ring-flash-attn installed the same functions delegate to them
 (``longctx.attention.cuda``, unverified on GPU in this project's CI).

@@ -126,9 +126,19 @@ def _flat_boundaries(query: torch.Tensor, kwargs: dict) -> torch.Tensor | None:
     b, _, t, _ = query.shape
     if pos is None:
         return None
-    pos = pos.expand(b, t) if pos.shape[0] != b else pos
-    rows = [cu_seqlens_from_position_ids(pos[i]).to(torch.int64) + i * t for i in range(b)]
-    return torch.cat([rows[0]] + [r[1:] for r in rows[1:]]).to(torch.int32)
+    # every layer of a forward gets the same position_ids object: derive the boundaries once. The
+    # cache holds the tensor itself (so its memory cannot be reused by another) and its version.
+    key = (b, t, pos._version)
+    if _LAST_BOUNDARIES.get("pos") is pos and _LAST_BOUNDARIES.get("key") == key:
+        return _LAST_BOUNDARIES["cu"]
+    full = pos.expand(b, t) if pos.shape[0] != b else pos
+    rows = [cu_seqlens_from_position_ids(full[i]).to(torch.int64) + i * t for i in range(b)]
+    cu = torch.cat([rows[0]] + [r[1:] for r in rows[1:]]).to(torch.int32)
+    _LAST_BOUNDARIES.update(pos=pos, key=key, cu=cu)
+    return cu
+
+
+_LAST_BOUNDARIES: dict = {}
 
 
 def _check_common(query, key, attention_mask, dropout: float, kwargs: dict) -> None:

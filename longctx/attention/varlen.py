@@ -1,8 +1,16 @@
 """Packed (varlen) causal attention in one process: each sequence attends only to itself.
 
-One block per sequence, so memory grows with the sum of squared sequence lengths at most (the
-flash kernel: linearly), never with the pack length squared. On CUDA with flash-attn installed
-this delegates to ``flash_attn_varlen_func`` (``longctx.attention.cuda``).
+Default path (``kernel=None``, no flash-attn): ``F.scaled_dot_product_attention(is_causal=True,
+enable_gqa=True)`` per *group* of documents, autograd doing the backward (``varlen_plan``).
+Documents of equal length share one batched call; short documents are right-padded into one
+batched call per length bucket (exact: under a causal mask a real query never sees the padding
+after it). On CPU SDPA runs its flash kernel for float32 and float64 alike, and with
+``enable_gqa`` it passes the fewer K/V heads straight to that kernel (no ``repeat_interleave``).
+Memory grows with the sum of squared (bucketed) document lengths at most, never with the pack
+length squared. ``kernel="flash" | "torch"`` runs the block-plan path that the ring variants share
+(``blocks.py``: one block per document, lse merge, hand-written backward) -- the reference twin.
+On CUDA with flash-attn installed this delegates to ``flash_attn_varlen_func``
+(``longctx.attention.cuda``).
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from longctx.attention.blocks import Block, default_scale, run_blocks_backward, run_blocks_forward
+from longctx.attention.varlen_plan import sdpa_varlen
 
 
 def segment_blocks(cu_seqlens: torch.Tensor) -> list[Block]:
@@ -51,7 +60,8 @@ def varlen_attention(
 ) -> torch.Tensor:
     """Causal attention within each segment ``[cu[i], cu[i+1])`` of a ``[1, H, T, D]`` pack.
 
-    ``k``/``v`` may have fewer heads (GQA). ``kernel``: None (auto), ``"flash"`` or ``"torch"``.
+    ``k``/``v`` may have fewer heads (GQA). ``kernel``: None (auto: flash-attn on CUDA when
+    installed, else batched per-document SDPA), ``"flash"`` or ``"torch"`` (the block-plan path).
     """
     if q.shape[0] != 1:
         raise ValueError(f"varlen_attention takes one flattened pack (batch 1), got batch {q.shape[0]}")
@@ -62,4 +72,6 @@ def varlen_attention(
 
         if cuda.has_flash_attn():
             return cuda.flash_varlen(q, k, v, cu_seqlens, scale)
+    if kernel is None:
+        return sdpa_varlen(q, k, v, cu_seqlens.cpu(), scale)
     return _VarlenAttention.apply(q, k, v, cu_seqlens.cpu(), scale, kernel)

@@ -143,6 +143,10 @@ def shard_for_layout(
     ``position_ids`` are derived from it if absent; when not, boundaries come from
     ``position_ids`` restarts (or the whole row is one sequence).
 
+    For ``[B, T]`` input without ``seq_lens``, ``cu_seqlens`` is computed from row 0's
+    ``position_ids`` only (the other rows' boundaries are ignored): rows with different document
+    boundaries must be sharded one row at a time (call this once per ``[T]`` row).
+
     Returns the same names sharded (``position_ids`` always present: the GLOBAL positions of the
     local tokens, which is what RoPE needs), plus
 
