@@ -255,3 +255,20 @@ def test_boundaries_follow_in_place_changes_of_position_ids():
     ref = full_attention_reference(q, k, v, cu_seqlens=torch.tensor([0, 5, 12])).transpose(1, 2)
     assert (second - ref).abs().max() < 1e-12
     assert (first - second)[:, 5:].abs().max() > 1e-3
+
+
+def test_varlen_attention_accepts_mixed_dtypes_under_autocast():
+    """Under bf16 autocast RoPE hands q/k in float32 and v in bf16: attention runs in the autocast dtype."""
+    import longctx.attention  # noqa: F401  (registers the functions)
+    from longctx.attention.hf import longctx_varlen_attention
+
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 4, 16, 8), torch.randn(1, 2, 16, 8)
+    v = torch.randn(1, 2, 16, 8).bfloat16()
+    pos = torch.cat([torch.arange(10), torch.arange(6)])[None]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = longctx_varlen_attention(torch.nn.Module(), q, k, v, None, scaling=8**-0.5, position_ids=pos)
+    assert out.dtype == torch.bfloat16
+    ref, _ = longctx_varlen_attention(torch.nn.Module(), q.double(), k.double(), v.double(), None,
+                                      scaling=8**-0.5, position_ids=pos)
+    assert (out.double() - ref).abs().max() < 5e-2

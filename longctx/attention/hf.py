@@ -153,6 +153,20 @@ def _check_common(query, key, attention_mask, dropout: float, kwargs: dict) -> N
         raise ValueError("longctx attention: sliding-window attention is not supported")
 
 
+def _same_dtype(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Bring q/k/v to one dtype: under autocast RoPE leaves q/k in float32 while v is bf16.
+
+    As transformers' flash integration does, the autocast dtype wins when autocast is on; otherwise
+    the promoted dtype (so nothing is silently rounded down).
+    """
+    device_type = query.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+    else:
+        dtype = torch.promote_types(torch.promote_types(query.dtype, key.dtype), value.dtype)
+    return tuple(x if x.dtype == dtype else x.to(dtype) for x in (query, key, value))
+
+
 def longctx_varlen_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -167,6 +181,7 @@ def longctx_varlen_attention(
     from longctx.attention.varlen import varlen_attention
 
     _check_common(query, key, attention_mask, dropout, kwargs)
+    query, key, value = _same_dtype(query, key, value)
     b, h, t, d = query.shape
     cu = _flat_boundaries(query, kwargs)
     if cu is None:
@@ -216,6 +231,7 @@ def longctx_ring_attention(
     if sp is None or sp.world_size == 1:
         return longctx_varlen_attention(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
     _check_common(query, key, attention_mask, dropout, kwargs)
+    query, key, value = _same_dtype(query, key, value)
     if sp.layout == "zigzag":
         if sp.cu_seqlens is not None and len(sp.cu_seqlens) > 3:
             raise ValueError("longctx_ring zigzag layout holds ONE causal sequence per row (plus padding); "
