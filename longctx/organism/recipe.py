@@ -1,0 +1,93 @@
+"""The exact pretraining recipe of the shipped tiny model, as one dataclass.
+
+``longctx organism train --out DIR`` runs it: a random Llama (``longctx.tiny``), passkey data
+(:mod:`longctx.organism.data`) written as packs, and the project's own trainer
+(:mod:`longctx.train`) driven through its ``RunConfig``. Nothing here trains by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from longctx.train.config import RunConfig
+
+
+@dataclass
+class OrganismRecipe:
+    # model (LlamaForCausalLM, byte vocabulary 258, tied embeddings)
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate_size: int = 384
+    context: int = 512
+    """The original context window: max_position_embeddings and the length of every training sequence."""
+    rope_theta: float = 10000.0
+    init_seed: int = 0
+    """Seed of the random initialisation (longctx.tiny.make_tiny_checkpoint)."""
+    # data
+    data_seed: int = 0
+    """Base seed of the passkey sequences (see longctx.organism.data.sample_seed)."""
+    answer_weight: float = 5.0
+    """Loss weight of each answer digit relative to every other token."""
+    # optimisation (longctx.train)
+    steps: int = 3000
+    batch: int = 8
+    """Sequences per optimizer step (micro_batch; one process)."""
+    lr: float = 2e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 250
+    # phase 2: mixed lengths (see longctx.organism.data.mixed_pack)
+    mixed_steps: int = 600
+    """Steps of phase 2 on packs of conversations with uniform lengths in [mixed_min_len, context]; 0 = skip."""
+    mixed_min_len: int = 224
+    mixed_lr: float = 1e-3
+    mixed_warmup_steps: int = 50
+
+    @property
+    def num_sequences(self) -> int:
+        """Every step sees fresh sequences: one epoch of the data = the whole run."""
+        return self.steps * self.batch
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mixed_run_config(recipe: OrganismRecipe, phase1_model: str | Path, packs_dir: str | Path, run_dir: str | Path) -> RunConfig:
+    """Phase 2: continue from phase 1 on mixed-length packs (longctx_varlen keeps sequences apart)."""
+    cfg = run_config(recipe, phase1_model, packs_dir, run_dir)
+    cfg.model.attn_implementation = "longctx_varlen"
+    cfg.optim.lr = recipe.mixed_lr
+    cfg.optim.warmup_steps = recipe.mixed_warmup_steps
+    cfg.train.steps = recipe.mixed_steps
+    cfg.train.seed = recipe.data_seed + 1
+    return cfg
+
+
+def run_config(recipe: OrganismRecipe, init_dir: str | Path, packs_dir: str | Path, run_dir: str | Path) -> RunConfig:
+    """The phase-1 trainer config (single process, fp32, sdpa attention: one sequence per row)."""
+    cfg = RunConfig()
+    cfg.model.path = str(init_dir)
+    cfg.model.attn_implementation = "sdpa"  # one sequence per row: plain causal attention is exact
+    cfg.model.dtype = "float32"
+    cfg.data.path = str(packs_dir)
+    cfg.data.shuffle = False  # the rows are already i.i.d. samples
+    cfg.optim.lr = recipe.lr
+    cfg.optim.warmup_steps = recipe.warmup_steps
+    cfg.optim.min_lr_ratio = recipe.min_lr_ratio
+    cfg.optim.weight_decay = recipe.weight_decay
+    cfg.optim.grad_clip = recipe.grad_clip
+    cfg.train.steps = recipe.steps
+    cfg.train.micro_batch = recipe.batch
+    cfg.train.loss = "weighted"
+    cfg.train.seed = recipe.data_seed
+    cfg.checkpoint.out = str(run_dir)
+    cfg.checkpoint.every = recipe.checkpoint_every
+    cfg.checkpoint.keep_last = 2
+    cfg.log.every = 10
+    cfg.log.tensorboard = False
+    return cfg

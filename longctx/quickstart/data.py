@@ -1,0 +1,34 @@
+"""Synthetic long SFT data for the quick start: passkey conversations at mixed lengths (JSONL).
+
+The records are ordinary chat records (``messages``), so they go through ``longctx pack`` like a
+user's own data; they are the conversations the shipped model was pretrained on, only longer. Mixed lengths (half the original context up to the new one) matter: packing long
+and short sequences together is what keeps short-context accuracy while the model learns long.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from eval_longbench.haystack import passkey_sample
+from longctx.io import atomic_write_text
+from longctx.organism.data import chat_overhead, passkey_messages
+
+
+def sft_records(tokenizer, n: int, *, min_tokens: int, max_tokens: int, seed: int = 0) -> list[dict]:
+    """``n`` passkey conversations whose rendered length lies in ``[min_tokens, max_tokens]``."""
+    overhead = chat_overhead(tokenizer)
+    rng = random.Random(f"quickstart-sft:{seed}")
+    out = []
+    for i in range(n):
+        length = rng.randint(min_tokens, max_tokens) - overhead
+        s = rng.randrange(2**31)
+        prompt, _, key = passkey_sample(tokenizer, length, rng.random(), s)
+        out.append({"messages": passkey_messages(prompt, key), "id": f"passkey-{i}", "tokens": length + overhead})
+    return out
+
+
+def write_sft_jsonl(path: str | Path, records: list[dict]) -> Path:
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+    return Path(path)

@@ -1,0 +1,253 @@
+"""The quick start, step by step: evaluate -> extend -> pack -> train (ring attention) -> evaluate.
+
+Each step calls the library function behind one ``longctx`` subcommand with the arguments that
+``report/commands.sh`` prints, so every number in the report comes from a run the user can repeat
+on their own checkpoint. Layout of ``out``: ``models/`` (extended checkpoints), ``data/sft.jsonl``,
+``packs/``, ``configs/`` (trainer YAML), ``train/<method>/`` (trainer output; ``final/`` is the
+trained model), ``eval/`` (needle and ppl results.json) and ``report/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import shlex
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from longctx.errors import LongctxError
+from longctx.io import atomic_write_text
+from longctx.quickstart.config import QuickstartConfig
+
+MARKER = "quickstart.json"
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+@contextlib.contextmanager
+def _timed(key: str, title: str, timings: dict) -> Iterator[None]:
+    _say(f"\n== {title}")
+    t0 = time.perf_counter()
+    yield
+    timings[key] = round(time.perf_counter() - t0, 1)
+    _say(f"   ({timings[key]:.0f} s)")
+
+
+def method_label(method: str) -> str:
+    return {"linear": "pi", "yarn": "yarn", "abf": "abf"}.get(method, method)
+
+
+def abf_theta(base: float, head_dim: int, factor: float) -> float:
+    """NTK-aware base for ``factor``: base * factor ** (d / (d - 2)) (bloc97; Code Llama uses a fixed 1e6)."""
+    return base * factor ** (head_dim / (head_dim - 2))
+
+
+class Runner:
+    """Holds the paths and the shell equivalents while :func:`run_quickstart` walks the steps."""
+
+    def __init__(self, cfg: QuickstartConfig):
+        from longctx.organism.check import shipped_model_dir
+
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.base = Path(cfg.model) if cfg.model else shipped_model_dir()
+        from rope_scaling.registry import METHODS
+
+        bad = [m for m in cfg.methods if m not in METHODS]
+        if bad:
+            raise LongctxError(f"--methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")
+        if not (self.base / "config.json").is_file():
+            raise LongctxError(f"{self.base}: --model: not a checkpoint directory (no config.json)")
+        conf = json.loads((self.base / "config.json").read_text())
+        self.context = int(conf["max_position_embeddings"])
+        self.head_dim = int(conf.get("head_dim") or conf["hidden_size"] // conf["num_attention_heads"])
+        self.theta = float((conf.get("rope_parameters") or {}).get("rope_theta", conf.get("rope_theta", 10000.0)))
+        # Evaluated prompt lengths: the prompt plus the chat template and the reply fill exactly m x context
+        # tokens, so "1x" really lies inside the window (the reply of a 512-token prompt would not).
+        from longctx.organism.data import chat_overhead
+        from packing.pipeline import load_tokenizer
+
+        tok = load_tokenizer(str(self.base))
+        if not getattr(tok, "chat_template", None):
+            raise LongctxError(f"{self.base}: --model: the tokenizer has no chat template (the quick start asks its "
+                               "passkey questions as chat turns)")
+        self.overhead = chat_overhead(tok)
+        self.windows = [self.context * m for m in cfg.multiples]
+        self.lengths = [w - self.overhead for w in self.windows]
+        self.target = self.context * cfg.factor
+        self.commands: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.needle_cells: dict[str, list[dict]] = {}
+        self.ppl_rows: dict[str, list[dict]] = {}
+        self.models: dict[str, dict] = {}  # name -> {"path", "method", "stage"}
+
+    # ------------------------------------------------------------ helpers
+    def rel(self, p: Path | str) -> str:
+        return shlex.quote(str(p))
+
+    def cmd(self, comment: str, line: str) -> None:
+        self.commands.append(f"# {comment}\n{line}")
+
+    def ext_dir(self, method: str) -> Path:
+        return self.out / "models" / f"{method_label(method)}-x{self.cfg.factor}"
+
+    def evaluate(self, names: list[str]) -> None:
+        """Passkey grid + sliding-window perplexity for each model in ``names`` (one load per model)."""
+        from eval_longbench.haystack import noise_stream
+        from eval_longbench.models import load_model
+        from eval_longbench.ppl import run_ppl
+        from eval_longbench.results import ResultStore
+        from longctx.organism.check import MAX_NEW_TOKENS, passkey_cells
+
+        c = self.cfg
+        need = max(self.windows)
+        stream = noise_stream(0)  # exactly what `longctx ppl --text builtin` scores
+        text = " ".join(next(stream) for _ in range(need // 2 + 64))
+        ppl_store = ResultStore(self.out / "eval" / "ppl" / "results.json",
+                                {"text": ["builtin"], "stride": c.ppl_stride, "max_tokens": need})
+        for name in names:
+            path = self.models[name]["path"]
+            model, tok = load_model(path)
+            self.needle_cells[name] = passkey_cells(
+                path, self.lengths, samples_per_cell=c.eval_samples, depths=c.eval_depths, seed=c.seed,
+                results=self.out / "eval" / "needle" / "results.json", name=name, progress=c.progress,
+                model=model, tokenizer=tok)
+            ids = tok(text, add_special_tokens=True)["input_ids"]
+            self.ppl_rows[name] = run_ppl(model, ids, self.windows, ppl_store, model_name=name, stride=c.ppl_stride,
+                                          max_tokens=need, progress=c.progress)
+            del model
+            gc.collect()
+        paths = " ".join(self.rel(self.models[n]["path"]) for n in names)
+        lengths = ",".join(map(str, self.lengths))
+        self.cmd(f"evaluate {', '.join(names)}: passkey heatmap and perplexity vs length",
+                 f"longctx needle {paths} --names {','.join(names)} --task passkey --chat --lengths {lengths} "
+                 f"--depths {c.eval_depths} --samples {c.eval_samples} --seed {c.seed} --max-new-tokens {MAX_NEW_TOKENS} "
+                 f"--out {self.rel(self.out / 'eval' / 'needle')}\n"
+                 f"longctx ppl {paths} --names {','.join(names)} --lengths {','.join(map(str, self.windows))} --text builtin "
+                 f"--stride {c.ppl_stride} --out {self.rel(self.out / 'eval' / 'ppl')}")
+
+    # ------------------------------------------------------------ steps
+    def step_extend(self) -> None:
+        from rope_scaling.extend import extend_checkpoint
+
+        for m in self.cfg.methods:
+            theta = abf_theta(self.theta, self.head_dim, self.cfg.factor) if m == "abf" else None
+            if m == "abf" and self.cfg.abf_theta:
+                theta = self.cfg.abf_theta
+            theta = float(round(theta)) if theta else None  # a whole number, so commands.sh repeats it exactly
+            params = extend_checkpoint(self.base, self.ext_dir(m), method=m, factor=self.cfg.factor, rope_theta=theta,
+                                       overwrite=True)
+            _say(f"   {method_label(m)}: rope_parameters {json.dumps(params)}")
+            name = f"{method_label(m)}-x{self.cfg.factor}"
+            self.models[name] = {"path": str(self.ext_dir(m)), "method": method_label(m), "stage": "training-free"}
+            self.cmd(f"extend with {m}", f"longctx extend {self.rel(self.base)} --out {self.rel(self.ext_dir(m))} "
+                     f"--method {m} --factor {self.cfg.factor}" + (f" --rope-theta {theta:.0f}" if theta else ""))
+
+    def step_pack(self) -> Path:
+        from packing.pipeline import PackConfig, load_tokenizer, pack_files
+        from longctx.quickstart.data import sft_records, write_sft_jsonl
+
+        c = self.cfg
+        tok = load_tokenizer(str(self.base))
+        records = sft_records(tok, c.sft_records, min_tokens=self.context // 2, max_tokens=self.target, seed=c.seed)
+        jsonl = write_sft_jsonl(self.out / "data" / "sft.jsonl", records)
+        packs = self.out / "packs"
+        res = pack_files([jsonl], self.base, packs, PackConfig(pack_length=self.target, train_on=c.train_on, seed=c.seed,
+                                                                progress=c.progress),
+                         overwrite=True, tokenizer=tok)
+        counts = res.manifest["counts"]
+        _say(f"   {counts['sequences']} conversations -> {counts['packs']} packs of {self.target} tokens")
+        self.cmd("pack the synthetic passkey conversations (data/sft.jsonl, written by the quick start; use your own "
+                 "chat data here)", f"longctx pack {self.rel(jsonl)} --tokenizer {self.rel(self.base)} "
+                 f"--pack-length {self.target} --train-on {c.train_on} --seed {c.seed} --out {self.rel(packs)}")
+        return packs
+
+    def train_config(self, method: str, packs: Path):
+        from longctx.train.config import RunConfig
+
+        c = self.cfg
+        cfg = RunConfig()
+        cfg.model.path = str(self.ext_dir(method))
+        cfg.model.attn_implementation = "auto"  # longctx_ring with sp_degree > 1
+        cfg.data.path = str(packs)
+        cfg.parallel.sp_degree = c.sp_degree
+        cfg.parallel.layout = "varlen"  # packs hold several conversations
+        cfg.optim.lr = c.lr
+        cfg.optim.warmup_steps = c.warmup_steps
+        cfg.train.steps = c.steps
+        cfg.train.micro_batch = 1
+        cfg.train.loss = "weighted"
+        cfg.train.seed = c.seed
+        cfg.checkpoint.out = str(self.out / "train" / method_label(method))
+        cfg.checkpoint.every = 0
+        cfg.checkpoint.keep_last = 1
+        cfg.log.progress = c.progress
+        cfg.log.tensorboard = False
+        return cfg
+
+    def step_train(self, packs: Path) -> None:
+        from longctx.train.cli import launch_local
+        from longctx.train.config import dump_yaml
+
+        for m in self.cfg.methods:
+            cfg = self.train_config(m, packs)
+            yaml_path = self.out / "configs" / f"train-{method_label(m)}.yaml"
+            atomic_write_text(yaml_path, dump_yaml(cfg))
+            _say(f"   {method_label(m)}: {self.cfg.steps} steps, {self.cfg.sp_degree} ranks (ring attention, gloo)")
+            try:
+                launch_local(cfg, self.cfg.sp_degree, timeout=3600.0)
+            except RuntimeError as err:
+                tail = str(err).strip().splitlines()[-1] if str(err).strip() else str(err)
+                raise LongctxError(f"{yaml_path}: training failed: {tail}") from None
+            name = f"{method_label(m)}-x{self.cfg.factor}+ft"
+            self.models[name] = {"path": str(Path(cfg.checkpoint.out) / "final"), "method": method_label(m),
+                                 "stage": "fine-tuned"}
+            self.cmd(f"continue training the {m} checkpoint on 2 sequence-parallel ranks (ring attention)",
+                     f"longctx train --config {self.rel(yaml_path)} --nproc {self.cfg.sp_degree}")
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse to mix runs: an existing folder is replaced only with ``overwrite`` and only if it is ours."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise LongctxError(f"{out}: already exists (choose another --out or pass --overwrite)")
+        if not (out / MARKER).exists():
+            raise LongctxError(f"{out}: --overwrite: not a quick start folder (no {MARKER}); refusing to delete it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_quickstart(cfg: QuickstartConfig, overwrite: bool = False) -> dict:
+    """Run every step and write ``out/report``; returns the summary dict (also report/summary.json)."""
+    from longctx.quickstart.report import write_report
+
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    r = Runner(cfg)  # validates the model before anything is written
+    prepare_out(out, overwrite)
+    atomic_write_text(out / MARKER, json.dumps(cfg.to_dict(), indent=2) + "\n")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    n = cfg.eval_depths * cfg.eval_samples
+    base_name = "base"
+    r.models[base_name] = {"path": str(r.base), "method": "none", "stage": "shipped"}
+    with _timed("evaluate", f"[1/5] evaluate the shipped model at {r.windows} tokens (n={n} per length)", r.timings):
+        r.evaluate([base_name])
+    with _timed("extend", f"[2/5] extend RoPE x{cfg.factor} ({', '.join(cfg.methods)}) and evaluate training-free", r.timings):
+        r.step_extend()
+        r.evaluate([k for k, v in r.models.items() if v["stage"] == "training-free"])
+    with _timed("pack", f"[3/5] pack {cfg.sft_records} synthetic passkey conversations into {r.target}-token packs", r.timings):
+        packs = r.step_pack()
+    with _timed("train", f"[4/5] continue training ({cfg.steps} steps per method, ring attention on {cfg.sp_degree} ranks)", r.timings):
+        r.step_train(packs)
+    with _timed("re-evaluate", "[5/5] evaluate the trained models", r.timings):
+        r.evaluate([k for k, v in r.models.items() if v["stage"] == "fine-tuned"])
+    total = time.perf_counter() - t0
+    summary = write_report(r, total)
+    _say(f"\nquick start done in {total / 60:.1f} min; report in {out / 'report'}")
+    return summary

@@ -1,0 +1,111 @@
+"""`longctx quickstart`: a drastically reduced run writes a report whose numbers come from its runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from longctx.errors import LongctxError
+from longctx.quickstart.cli import build_parser, config_from_args
+from longctx.quickstart.config import QuickstartConfig
+from longctx.quickstart.pipeline import run_quickstart
+
+
+@pytest.fixture(scope="module")
+def reduced_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qs") / "run"
+    cfg = QuickstartConfig(out=str(out), factor=2, multiples=[1, 2], methods=["yarn"], eval_depths=1, eval_samples=1,
+                           sft_records=4, steps=2, progress=False)
+    summary = run_quickstart(cfg)
+    return out, summary
+
+
+def test_report_folder_has_every_artifact(reduced_run):
+    """report/ holds both heatmaps, the ppl plot (real PNGs), summary.md/json and an executable commands.sh."""
+    out, _ = reduced_run
+    rep = out / "report"
+    for png in ("heatmap_before.png", "heatmap_after.png", "ppl.png"):
+        assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (rep / "summary.md").read_text().count("\n| ") >= 3  # header + one row per model
+    assert (rep / "commands.sh").stat().st_mode & 0o100
+
+
+def test_summary_numbers_are_the_recorded_eval_results(reduced_run):
+    """Every accuracy and ppl in summary.json equals what the needle / ppl result files recorded for that model,
+    and each passkey prompt leaves room for the chat template and reply inside its window."""
+    out, summary = reduced_run
+    needle = json.loads((out / "eval" / "needle" / "results.json").read_text())["records"]
+    ppl = json.loads((out / "eval" / "ppl" / "results.json").read_text())["records"]
+    assert [m["model"] for m in summary["models"]] == ["base", "yarn-x2", "yarn-x2+ft"]
+    for m in summary["models"]:
+        assert sorted(map(int, m["windows"])) == [512, 1024]
+        for window, cell in m["windows"].items():
+            samples = [s for c in needle.values() if c["model"] == m["model"] and c["length"] == cell["prompt_tokens"]
+                       for s in c["samples"]]
+            assert len(samples) == cell["n"] == 1
+            assert cell["prompt_tokens"] + summary["chat_overhead_tokens"] == int(window)
+            assert all(isinstance(s["prediction"], str) and s["answer"].isdigit() for s in samples)
+            assert cell["accuracy"] == sum(s["score"] for s in samples) / len(samples)
+            assert cell["ppl"] == ppl[f"{m['model']}|{window}"]["ppl"]
+
+
+def test_training_changed_the_extended_weights(reduced_run):
+    """The fine-tuned model (trainer output) differs from the extended checkpoint it started from."""
+    out, _ = reduced_run
+    key = "model.layers.0.mlp.up_proj.weight"
+    with safe_open(out / "models" / "yarn-x2" / "model.safetensors", "pt") as a, \
+            safe_open(out / "train" / "yarn" / "final" / "model.safetensors", "pt") as b:
+        assert not (a.get_tensor(key) == b.get_tensor(key)).all()
+    trained = json.loads((out / "train" / "yarn" / "final" / "config.json").read_text())
+    assert trained["rope_parameters"]["rope_type"] == "yarn" and trained["max_position_embeddings"] == 1024
+
+
+def test_commands_sh_lists_each_step_with_loadable_configs(reduced_run):
+    """commands.sh names extend, pack, train (2 ranks, ring via sp_degree 2), needle and ppl; its train config loads."""
+    from longctx.train.config import load_config
+
+    out, _ = reduced_run
+    text = (out / "report" / "commands.sh").read_text()
+    for piece in ("longctx extend", "--method yarn --factor 2", "longctx pack", "--pack-length 1024",
+                  "longctx train --config", "--nproc 2", "longctx needle", "longctx ppl"):
+        assert piece in text
+    cfg = load_config(out / "configs" / "train-yarn.yaml")
+    assert cfg.parallel.sp_degree == 2 and cfg.train.steps == 2
+    assert Path(cfg.model.path) == out / "models" / "yarn-x2"
+
+
+def test_refuses_to_delete_a_folder_it_did_not_write(tmp_path):
+    """--overwrite replaces only a quick start folder; any other non-empty folder is refused."""
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(LongctxError, match="not a quick start folder"):
+        run_quickstart(QuickstartConfig(out=str(tmp_path), progress=False), overwrite=True)
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_cli_rejects_lengths_beyond_the_extension():
+    """--multiples larger than --factor is a user error naming the flag."""
+    args = build_parser().parse_args(["--factor", "4", "--multiples", "1,8"])
+    with pytest.raises(LongctxError, match="--multiples"):
+        config_from_args(args)
+
+
+def test_sft_records_have_the_requested_lengths():
+    """Each synthetic conversation renders to the token count it records, within [min, max]."""
+    from longctx.quickstart.data import sft_records
+    from longctx.tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    recs = sft_records(tok, 5, min_tokens=300, max_tokens=900, seed=1)
+    for r in recs:
+        n = len(tok(tok.apply_chat_template(r["messages"], tokenize=False), add_special_tokens=False)["input_ids"])
+        assert n == r["tokens"] and 300 <= n <= 900
+    assert len({r["messages"][1]["content"] for r in recs}) == 5
+
+
+def test_unknown_method_fails_before_anything_is_written(tmp_path):
+    """A bad --methods entry is reported up front (naming the flag) and the output folder is never created."""
+    out = tmp_path / "qs"
+    with pytest.raises(LongctxError, match="--methods: unknown nope"):
+        run_quickstart(QuickstartConfig(out=str(out), methods=["yarn", "nope"], progress=False))
+    assert not out.exists()
