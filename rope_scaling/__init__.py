@@ -7,11 +7,11 @@ computes any registered method; :func:`extend_checkpoint` writes an extended Hug
 from rope_scaling.base_selection import critical_base, critical_dimension, lower_bound_base
 from rope_scaling.checkpoint_config import RopeConfig, patch_config, read_config, read_rope_config
 from rope_scaling.explain import explain_pairs, format_table
-from rope_scaling.extend import ExtensionPlan, effective_rope, extend_checkpoint, plan_extension
+from rope_scaling.extend import ExtensionPlan, effective_rope, extend_checkpoint, plan_extension, write_extension
 from rope_scaling.registry import METHODS, compute, get_method, validate_params
 
 __all__ = [
     "METHODS", "ExtensionPlan", "RopeConfig", "compute", "critical_base", "critical_dimension", "effective_rope",
     "explain_pairs", "extend_checkpoint", "format_table", "get_method", "lower_bound_base", "patch_config",
-    "plan_extension", "read_config", "read_rope_config", "validate_params",
+    "plan_extension", "read_config", "read_rope_config", "validate_params", "write_extension",
 ]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from longctx.errors import LongctxError
 from rope_scaling.common import RopeOutput, check_base, check_factor, default_inv_freq, rotary_dim
 
 
@@ -44,7 +45,5 @@ def abf_rope(*, base: float, head_dim: int, rope_theta: float, partial_rotary_fa
     """Adjusted base frequency: plain RoPE with ``rope_theta`` (must be above the old base)."""
     check_base(rope_theta, "rope_theta (new)")
     if rope_theta <= base:
-        from longctx.errors import LongctxError
-
         raise LongctxError(f"rope_theta: ABF needs a new base above the current {base:g}, got {rope_theta:g}")
     return default_inv_freq(rope_theta, rotary_dim(head_dim, partial_rotary_factor)), 1.0

@@ -76,7 +76,7 @@ def _extend_parser() -> argparse.ArgumentParser:
 
 def extend_main(argv: list[str]) -> int:
     from rope_scaling.checkpoint_config import read_config
-    from rope_scaling.extend import extend_checkpoint, plan_extension
+    from rope_scaling.extend import plan_extension, write_extension
 
     a = _extend_parser().parse_args(argv)
     if not a.dry_run and not a.out:
@@ -106,11 +106,7 @@ def extend_main(argv: list[str]) -> int:
         print(format_table(plan.pairs(), max_rows=0 if len(plan.pairs()) <= 32 else 24))
         print("\n(dry run: nothing written)")
         return 0
-    extend_checkpoint(a.model_dir, a.out, method=plan.method, target_length=plan.target_length,
-                      rope_theta=plan.rope_parameters["rope_theta"] if plan.method == "abf" else None,
-                      overwrite=a.overwrite, **{k: v for k, v in params.items()},
-                      **({"long_factor": plan.rope_parameters["long_factor"]} if plan.method == "longrope"
-                         and "long_factor" not in params else {}))
+    write_extension(a.model_dir, a.out, raw, path, plan, overwrite=a.overwrite)
     print(f"wrote {a.out}")
     return 0
 

@@ -135,8 +135,7 @@ def plan_extension(
         new_theta = float(rope_theta)
         params["rope_theta"] = new_theta
     if method == "longrope" and "long_factor" not in params:
-        params["long_factor"] = yarn_long_factor(**{k: common[k] for k in ("base", "head_dim", "partial_rotary_factor",
-                                                                           "factor", "original_length")})
+        params["long_factor"] = yarn_long_factor(**common)
         notes.append("long_factor: YaRN's per-pair rescale (no LongRoPE search was run); short_factor: all 1")
     if method == "longrope":
         params.setdefault("short_factor", [1.0] * (dim // 2))
@@ -147,7 +146,7 @@ def plan_extension(
             "partial_rotary_factor": rc.partial_rotary_factor, "original_max_position_embeddings": rc.original_length}
     if m.rope_type != "default":
         rope["factor"] = _as_number(factor)
-    rope.update({k: v for k, v in HF_DEFAULTS.get(method, {}).items()})
+    rope.update(HF_DEFAULTS.get(method, {}))
     rope.update({k: v for k, v in params.items() if k != "rope_theta"})
     max_pos = rc.original_length if method == "dynamic" else target_length
     if method == "dynamic":
@@ -158,8 +157,9 @@ def plan_extension(
                          training_note(method, factor), notes)
 
 
-def _weight_files(src: Path) -> tuple[list[Path], list[Path]]:
-    files = [p for p in src.rglob("*") if p.is_file()]
+def weight_files(src: Path) -> tuple[list[Path], list[Path]]:
+    """``(safetensors files, pickle files)`` anywhere under ``src``."""
+    files = [p for p in Path(src).rglob("*") if p.is_file()]
     return ([p for p in files if p.name.endswith(".safetensors")],
             [p for p in files if p.suffix in PICKLE_SUFFIXES])
 
@@ -181,20 +181,31 @@ def extend_checkpoint(
     Weights must be safetensors (hard-linked when possible, never loaded); pickle-only checkpoints
     are refused. ``out`` appears complete or not at all.
     """
-    src, out = Path(src), Path(out)
     raw, path = read_config(src)
     plan = plan_extension(raw, path, method=method, target_length=target_length, factor=factor,
                           rope_theta=rope_theta, **method_params)
+    write_extension(src, out, raw, path, plan, overwrite=overwrite)
+    return plan.rope_parameters
+
+
+def write_extension(src: str | os.PathLike, out: str | os.PathLike, raw: dict, config_path: Path,
+                    plan: ExtensionPlan, *, overwrite: bool = False) -> None:
+    """Write ``out``: ``src`` with ``plan`` applied to its config (``raw``, read from ``config_path``).
+
+    For callers that already hold the plan (``longctx extend`` prints it first), so it is neither
+    re-read nor re-derived.
+    """
+    src, out = Path(src), Path(out)
     if out.resolve() == src.resolve():
         raise LongctxError(f"--out {out}: same folder as the source; write the extended checkpoint elsewhere")
-    safetensors, pickles = _weight_files(src)
+    safetensors, pickles = weight_files(src)
     if not safetensors:
         if pickles:
             raise LongctxError(f"{src}: only pickle weights ({pickles[0].name}); longctx never unpickles or re-pickles "
                                "weights (unpickling runs arbitrary code). Convert first: "
                                "AutoModelForCausalLM.from_pretrained(src).save_pretrained(dst, safe_serialization=True)")
         raise LongctxError(f"{src}: no *.safetensors weights found")
-    skip = {path.resolve(), *(p.resolve() for p in pickles)}
+    skip = {Path(config_path).resolve(), *(p.resolve() for p in pickles)}
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for p in sorted(src.rglob("*")):
             if not p.is_file() or p.resolve() in skip:
@@ -206,14 +217,13 @@ def extend_checkpoint(
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(p, dst)
         atomic_write_json(tmp / "config.json", patch_config(raw, plan.rope_parameters, plan.max_position_embeddings))
-    return plan.rope_parameters
 
 
 def effective_rope(model_dir: str | os.PathLike) -> tuple[RopeConfig, torch.Tensor, float]:
     """The checkpoint's RoPE and its frequencies at its full context (for inspect and eval)."""
     raw, path = read_config(model_dir)
     rc = read_rope_config(raw, path)
-    name = {"default": "default"}.get(rc.rope_type, rc.rope_type)
+    name = rc.rope_type
     m = get_method(name)
     kw = dict(base=rc.rope_theta, head_dim=rc.head_dim, partial_rotary_factor=rc.partial_rotary_factor,
               original_length=rc.original_length, factor=float(rc.params.get("factor", 1.0) or 1.0))

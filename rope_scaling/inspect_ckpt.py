@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from pathlib import Path
 
+from longctx.errors import LongctxError
 from rope_scaling.checkpoint_config import read_config, read_rope_config
-from rope_scaling.extend import PICKLE_SUFFIXES
+from rope_scaling.extend import weight_files
 
 
 def _safetensors_params(files: list[Path]) -> int:
     """Parameter count from safetensors headers only (8-byte length + JSON), without reading tensors."""
     total = 0
     for f in files:
-        with open(f, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(n))
-        for name, meta in header.items():
-            if name != "__metadata__":
-                count = 1
-                for s in meta["shape"]:
-                    count *= s
-                total += count
+        try:
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+            for name, meta in header.items():
+                if name != "__metadata__":
+                    total += math.prod(meta["shape"])
+        except (struct.error, ValueError, TypeError, KeyError, AttributeError):
+            raise LongctxError(f"{f}: not a valid safetensors file (its header cannot be parsed)") from None
     return total
 
 
@@ -31,9 +33,7 @@ def inspect_checkpoint(model_dir: str | os.PathLike) -> dict:
     """Architecture, RoPE parameters (normalised), trained and claimed context, weight format."""
     raw, path = read_config(model_dir)
     rc = read_rope_config(raw, path)
-    files = [p for p in Path(model_dir).rglob("*") if p.is_file()]
-    st = [p for p in files if p.name.endswith(".safetensors")]
-    pk = [p for p in files if p.suffix in PICKLE_SUFFIXES]
+    st, pk = weight_files(Path(model_dir))
     rope = {"rope_type": rc.rope_type, "rope_theta": rc.rope_theta, "partial_rotary_factor": rc.partial_rotary_factor,
             **({"original_max_position_embeddings": rc.original_length} if rc.rope_type != "default" else {}),
             **rc.params}

@@ -51,3 +51,18 @@ def test_effective_rope_reads_back_what_extend_wrote(tiny_llama, tmp_path):
         plan = plan_extension(raw, path, method=method, factor=4)
         rc, inv_freq, attn = effective_rope(out)
         assert rc.rope_type == method and torch.equal(inv_freq, plan.new_inv_freq) and attn == plan.attention_factor
+
+
+def test_inspect_names_a_corrupt_safetensors_file(tiny_llama, tmp_path):
+    """A safetensors file whose header cannot be parsed is a one-line error naming that file, not a traceback."""
+    import shutil
+
+    import pytest
+
+    from longctx.errors import LongctxError
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_llama, bad)
+    (bad / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(LongctxError, match=r"model\.safetensors: not a valid safetensors file"):
+        inspect_checkpoint(bad)
