@@ -44,6 +44,8 @@ def parse_depths(text: str, spacing: str) -> list[float]:
         vals = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise LongctxError(f"--depths: {text!r} is not a comma-separated list of numbers") from None
+    if not vals:
+        raise LongctxError("--depths: empty")
     return [v / 100 for v in vals] if max(vals) > 1 else vals
 
 
@@ -56,6 +58,24 @@ def model_names(paths: list[str], names: str | None) -> list[str]:
         out = [Path(p).name or str(p) for p in paths]
     if len(set(out)) != len(out):
         out = [f"{n}#{i}" for i, n in enumerate(out, 1)]
+    return out
+
+
+def _load(a, path: str):
+    """``(model, tokenizer)`` at ``path`` with the --trust-remote-code / --dtype / --device flags."""
+    from eval_longbench.models import load_model
+
+    return load_model(path, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
+
+
+def _each_model(a, paths: list[str], work) -> dict:
+    """``{name: work(name, model, tokenizer)}``, one checkpoint loaded at a time, freed before the next loads."""
+    out = {}
+    for path, name in zip(paths, model_names(paths, a.names)):
+        model, tok = _load(a, path)
+        out[name] = work(name, model, tok)
+        del model, tok
+        gc.collect()
     return out
 
 
@@ -85,10 +105,7 @@ def build_judge(a):
     if a.judge_url and a.judge_local:
         raise LongctxError("--judge-url and --judge-local: choose one")
     if a.judge_local:
-        from eval_longbench.models import load_model
-
-        model, tok = load_model(a.judge_local, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
-        return LocalJudge(model, tok)
+        return LocalJudge(*_load(a, a.judge_local))
     if a.judge_url:
         key = os.environ.get(a.judge_key_env) or None
         if key is None:
@@ -129,7 +146,7 @@ def needle_main(argv: list[str]) -> int:
 
     from eval_longbench.haystack import read_text_sources, split_sentences
     from eval_longbench.judge import NEEDLE_JUDGE_TEMPLATE
-    from eval_longbench.models import hf_generate_fn, load_model
+    from eval_longbench.models import hf_generate_fn
     from eval_longbench.needle import NeedleConfig, run_needle
     from eval_longbench.plots import plot_heatmaps
     from eval_longbench.results import ResultStore
@@ -152,14 +169,13 @@ def needle_main(argv: list[str]) -> int:
 
     out = Path(a.out)
     store = ResultStore(out / "results.json", {**cfg.meta(), "chat": a.chat}, overwrite=a.overwrite)
-    cells = {}
-    for path, name in zip(a.models, model_names(a.models, a.names)):
-        model, tok = load_model(path, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
-        cells[name] = run_needle(hf_generate_fn(model, tok, chat=a.chat), tok, cfg, store, model_name=name, scorer=scorer, filler=filler)
-        del model
-        gc.collect()
-        mean = sum(c["score"] for c in cells[name]) / len(cells[name])
-        print(f"{name}: mean score {mean:.3f} over {len(cells[name])} cells")
+
+    def evaluate(name, model, tok):
+        cells = run_needle(hf_generate_fn(model, tok, chat=a.chat), tok, cfg, store, model_name=name, scorer=scorer, filler=filler)
+        print(f"{name}: mean score {sum(c['score'] for c in cells) / len(cells):.3f} over {len(cells)} cells")
+        return cells
+
+    cells = _each_model(a, a.models, evaluate)
     png = plot_heatmaps(cells, out / "heatmap.png", title=f"{cfg.task} retrieval")
     print(f"wrote {out / 'results.json'} and {png}")
     return 0
@@ -187,7 +203,6 @@ def ppl_main(argv: list[str]) -> int:
     a = p.parse_args(argv)
 
     from eval_longbench.haystack import noise_stream, read_text_sources
-    from eval_longbench.models import load_model
     from eval_longbench.plots import plot_ppl
     from eval_longbench.ppl import rows_to_csv, run_ppl
     from eval_longbench.results import ResultStore
@@ -201,15 +216,15 @@ def ppl_main(argv: list[str]) -> int:
         text = read_text_sources(a.text)
     out = Path(a.out)
     store = ResultStore(out / "results.json", {"text": a.text, "stride": a.stride, "max_tokens": need}, overwrite=a.overwrite)
-    rows = []
-    for path, name in zip(a.models, model_names(a.models, a.names)):
-        model, tok = load_model(path, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
+
+    def evaluate(name, model, tok):
         ids = tok(text, add_special_tokens=True)["input_ids"]
-        for r in run_ppl(model, ids, lengths, store, model_name=name, stride=a.stride, max_tokens=need, chunk_size=a.chunk_size):
+        rows = run_ppl(model, ids, lengths, store, model_name=name, stride=a.stride, max_tokens=need, chunk_size=a.chunk_size)
+        for r in rows:
             print(f"{name} @ {r['length']}: ppl {r['ppl']:.3f} over {r['tokens']} tokens")
-            rows.append(r)
-        del model
-        gc.collect()
+        return rows
+
+    rows = [r for model_rows in _each_model(a, a.models, evaluate).values() for r in model_rows]
     atomic_write_text(out / "ppl.csv", rows_to_csv(rows))
     plot_ppl(rows, out / "ppl.png")
     print(f"wrote {out / 'ppl.csv'} and {out / 'ppl.png'}")
@@ -239,8 +254,10 @@ def longbench_chat_main(argv: list[str]) -> int:
     _judge_flags(p)
     a = p.parse_args(argv)
 
-    from eval_longbench.longbench_chat import generate_predictions, judge_predictions, load_cases, load_few_shots, report
-    from eval_longbench.models import hf_generate_fn, load_model
+    from eval_longbench.longbench_chat import (
+        generate_predictions, judge_predictions, load_cases, load_few_shots, report, stored_predictions,
+    )
+    from eval_longbench.models import hf_generate_fn
     from eval_longbench.results import ResultStore
 
     cases, shots = load_cases(a.cases), load_few_shots(a.few_shots)
@@ -252,11 +269,9 @@ def longbench_chat_main(argv: list[str]) -> int:
                                                "max_new_tokens": a.max_new_tokens}, overwrite=a.overwrite)
     pending = [c for c in cases if f"pred/{c['idx']}" not in store]
     if pending:
-        model, tok = load_model(a.model, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
-        generate_predictions(cases, hf_generate_fn(model, tok, chat=True), tok, store, max_length=a.max_length, max_new_tokens=a.max_new_tokens)
-        del model
-        gc.collect()
-    preds = {c["idx"]: store.get(f"pred/{c['idx']}")["prediction"] for c in cases}
+        _each_model(a, [a.model], lambda _name, model, tok: generate_predictions(
+            cases, hf_generate_fn(model, tok, chat=True), tok, store, max_length=a.max_length, max_new_tokens=a.max_new_tokens))
+    preds = stored_predictions(cases, store)
     if judge is not None:
         judge_predictions(cases, preds, shots, judge, store, concurrency=a.concurrency, few_shots_path=a.few_shots)
     rep = report(cases, store)

@@ -100,6 +100,11 @@ def text_stream(sentences: Sequence[str], seed: int) -> Iterator[str]:
         i = (i + 1) % len(sentences)
 
 
+def filler_stream(filler: Sequence[str] | None, seed: int) -> Iterator[str]:
+    """The haystack sentences of one sample: seeded noise when ``filler`` is ``None``, else the user's text."""
+    return noise_stream(seed) if filler is None else text_stream(filler, seed)
+
+
 def sentence_boundaries(text: str) -> list[int]:
     """Character offsets where a sentence starts: 0, after each ``[.!?]`` + whitespace, and the end."""
     cuts = [len(text) - len(text.lstrip())] + [m.end() for m in _BOUNDARY.finditer(text)]
@@ -266,9 +271,8 @@ def passkey_sample(tokenizer, context_tokens: int, depth: float, seed: int, *, d
     """:func:`make_passkey_sample` plus the placement info (token count, achieved needle depth)."""
     rng = random.Random(f"passkey:{seed}")
     key = str(rng.randrange(10 ** (digits - 1), 10**digits))
-    sentences = noise_stream(seed) if filler is None else text_stream(filler, seed)
     prompt, info = fit_prompt(
         tokenizer, context_tokens, [Needle(PASSKEY_NEEDLE.format(key=key), depth)],
-        intro=PASSKEY_INTRO, question=PASSKEY_QUESTION, sentences=sentences,
+        intro=PASSKEY_INTRO, question=PASSKEY_QUESTION, sentences=filler_stream(filler, seed),
     )
     return prompt, info, key

@@ -120,6 +120,11 @@ def generate_predictions(cases: Sequence[dict], generate: GenerateFn, tokenizer,
     for c in tqdm(todo, desc="longbench-chat generate", disable=not progress or not todo):
         prompt = truncate_middle(tokenizer, c["prompt"], max_length)
         store.put(f"pred/{c['idx']}", {"idx": c["idx"], "prediction": generate(prompt, max_new_tokens).strip()})
+    return stored_predictions(cases, store)
+
+
+def stored_predictions(cases: Sequence[dict], store: ResultStore) -> dict[int, str]:
+    """``{idx: prediction}`` for every case, read from ``store`` (all must have been generated)."""
     return {c["idx"]: store.get(f"pred/{c['idx']}")["prediction"] for c in cases}
 
 

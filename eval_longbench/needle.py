@@ -16,9 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
-from eval_longbench.haystack import (
-    Needle, fit_prompt, noise_stream, passkey_sample, text_stream,
-)
+from eval_longbench.haystack import Needle, filler_stream, fit_prompt, passkey_sample
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from longctx.errors import LongctxError
@@ -117,7 +115,7 @@ def build_sample(tokenizer, cfg: NeedleConfig, length: int, depth: float, seed: 
         question = "What is the pass key?"
     else:
         rng = random.Random(f"needle:{seed}")
-        sentences = noise_stream(seed) if filler is None else text_stream(filler, seed)
+        sentences = filler_stream(filler, seed)
         if cfg.needle:
             needles = [Needle(cfg.needle, depth)]
             question, answer, intro = cfg.question, cfg.answer, cfg.intro or ""

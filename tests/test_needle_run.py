@@ -157,3 +157,11 @@ def test_judge_scoring_maps_ratings_to_unit_scores(tiny_llama, tmp_path):
             assert "pass key" in srv.requests[0]["body"]["messages"][1]["content"]
         recs = json.loads((out / "results.json").read_text())["records"].values()
         assert [r["score"] for r in recs] == [score, score]
+
+
+def test_empty_depth_list_is_a_one_line_error():
+    """--depths with separators but no numbers is a LongctxError naming the flag, not a ValueError traceback."""
+    from eval_longbench.cli import parse_depths
+
+    with pytest.raises(LongctxError, match="--depths"):
+        parse_depths(",", "linear")
