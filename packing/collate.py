@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-IGNORE_INDEX = -100
+from packing.weights import IGNORE_INDEX  # the one definition of the label-mask value
 
 
 def segment_lengths(seq_lens: Sequence[int], row_length: int) -> list[int]:
@@ -65,8 +65,12 @@ def collate_packs(rows: Sequence[Mapping]) -> dict:
         "position_ids": torch.tensor(np.stack([np.asarray(r["position_ids"]) for r in rows]), dtype=torch.long),
         "loss_weights": torch.tensor(np.stack([np.asarray(r["loss_weights"], dtype=np.float32) for r in rows])),
     }
-    seq_lens = [[int(n) for n in r["seq_lens"]] for r in rows]
-    out["cu_seqlens"], out["max_seqlen"] = cu_seqlens_from_rows(seq_lens, T)
+    return _add_segments(out, [[int(n) for n in r["seq_lens"]] for r in rows], T)
+
+
+def _add_segments(out: dict, seq_lens: list[list[int]], row_length: int) -> dict:
+    """The keys both layouts share beyond the tensors: ``cu_seqlens``, ``max_seqlen``, ``seq_lens``, ``num_sequences``."""
+    out["cu_seqlens"], out["max_seqlen"] = cu_seqlens_from_rows(seq_lens, row_length)
     out["seq_lens"] = seq_lens
     out["num_sequences"] = sum(len(s) for s in seq_lens)
     return out
@@ -102,10 +106,7 @@ def collate_padded(rows: Sequence[Mapping], pad_token_id: int, pad_to_multiple_o
         "position_ids": torch.from_numpy(pos),
         "loss_weights": torch.from_numpy(wts),
     }
-    out["cu_seqlens"], out["max_seqlen"] = cu_seqlens_from_rows(seq_lens, T)
-    out["seq_lens"] = seq_lens
-    out["num_sequences"] = sum(len(s) for s in seq_lens)
-    return out
+    return _add_segments(out, seq_lens, T)
 
 
 def sorted_batches(lengths: Sequence[int] | np.ndarray, batch_size: int, seed: int = 0) -> list[np.ndarray]:

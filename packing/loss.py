@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-IGNORE_INDEX = -100
+from packing.weights import IGNORE_INDEX  # the one definition of the label-mask value
 
 
 def shift_targets(

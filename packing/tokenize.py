@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from longctx.errors import LongctxError
+from packing.weights import IGNORE_INDEX  # the one definition of the label-mask value
 
-IGNORE_INDEX = -100
 TRAIN_ON = ("all", "assistant", "last")
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {
