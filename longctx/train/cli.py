@@ -19,13 +19,13 @@ import os
 import sys
 
 from longctx.errors import LongctxError
-from longctx.train.config import RunConfig, dump_yaml, field_docs, load_config
+from longctx.train.config import SECTIONS, RunConfig, dump_yaml, field_docs, load_config
 
 
 def _keys_help() -> str:
     docs = field_docs()
-    names = {"ModelConfig": "model", "DataConfig": "data", "ParallelConfig": "parallel", "OptimConfig": "optim",
-             "TrainConfig": "train", "CheckpointConfig": "checkpoint", "LogConfig": "log", "RunConfig": ""}
+    root = RunConfig()
+    names = {type(getattr(root, s)).__name__: s for s in SECTIONS} | {"RunConfig": ""}
     lines = []
     for key, doc in docs.items():
         cls, name = key.split(".")
