@@ -131,6 +131,8 @@ class StepData:
                     order = list(np.random.default_rng(seed).permutation(len(lengths)))
                 self.units = [[seqs[i] for i in b] for b in group_by_budget(lengths, order, budget)]
         self.per_step = self.dp * self.accum * self.mb  # small datasets wrap around into the next epoch
+        self._perm_epoch: int | None = None
+        self._perm = np.empty(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.units)
@@ -141,7 +143,14 @@ class StepData:
         epoch, k = divmod(g, n)
         if not self.shuffle:
             return k
-        return int(np.random.default_rng([self.seed, epoch]).permutation(n)[k])
+        return int(self._permutation(epoch)[k])
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        """The epoch's unit order, drawn once per epoch (not once per lookup: every step asks again)."""
+        if self._perm_epoch != epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.units))
+            self._perm_epoch = epoch
+        return self._perm
 
     def epoch(self, position: int) -> float:
         return position / len(self.units)
