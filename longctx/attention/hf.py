@@ -199,13 +199,14 @@ def _global_cu_seqlens(sp: SequenceParallel, kwargs: dict, local_len: int) -> to
     pos = kwargs.get("position_ids")
     if pos is None:
         raise ValueError("longctx_ring (varlen layout) needs cu_seqlens in sequence_parallel(...) or position_ids")
-    # every layer of one forward gets the same position_ids tensor: gather once per tensor version
-    key = (pos.data_ptr(), tuple(pos.shape), pos._version)
-    if sp._gathered.get("key") != key:
+    # every layer of one forward gets the same position_ids tensor: gather once per tensor version. As in
+    # _flat_boundaries, the cache holds the tensor itself, so a new tensor at a reused address cannot match.
+    key = (tuple(pos.shape), pos._version)
+    if sp._gathered.get("pos") is not pos or sp._gathered.get("key") != key:
         local = pos.reshape(-1)[:local_len].contiguous()
         parts = [torch.empty_like(local) for _ in range(sp.world_size)]
         dist.all_gather(parts, local, group=sp.group)
-        sp._gathered.update(key=key, cu=cu_seqlens_from_position_ids(unshard(parts, "varlen")))
+        sp._gathered.update(pos=pos, key=key, cu=cu_seqlens_from_position_ids(unshard(parts, "varlen")))
     return sp._gathered["cu"]
 
 
