@@ -129,10 +129,11 @@ def train_step(loss_module: LMLoss, optimizer: torch.optim.Optimizer, scheduler:
         prepared.append({k: v.to(device) for k, v in t.items()})
         share += s
         tokens += sum(sum(r) for r in mb["seq_lens"])
-    counts = _all_reduce(torch.tensor([float(share), float(tokens)], dtype=torch.float64), groups.dp)
+    # reduction tensors live on the compute device: NCCL reduces only CUDA tensors (gloo: device is cpu)
+    counts = _all_reduce(torch.tensor([float(share), float(tokens)], dtype=torch.float64, device=device), groups.dp)
     norm = counts[0].item()
     params = [p for p in loss_module.parameters() if p.requires_grad]
-    loss_sum = torch.zeros((), dtype=torch.float64)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for t in prepared:
         for local, cu in _shards(t, groups, opts):
             ctx = contextlib.nullcontext()
@@ -144,7 +145,7 @@ def train_step(loss_module: LMLoss, optimizer: torch.optim.Optimizer, scheduler:
                 s = loss_module(local)
                 if norm > 0:
                     (s / norm).backward()
-            loss_sum += s.detach().to(torch.float64).cpu()
+            loss_sum += s.detach().to(torch.float64)  # stays on the device: no sync per micro-batch
     if opts.reduce_grads:
         all_reduce_grads(params, groups.world)
     loss_sum = _all_reduce(loss_sum.reshape(1), groups.world)[0]

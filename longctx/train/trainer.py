@@ -207,7 +207,7 @@ class Trainer:
 
     def agree_to_stop(self) -> bool:
         """Every rank stops together if any rank got a signal (an all-reduce MAX on a flag)."""
-        flag = torch.tensor([1.0 if self.stop_requested else 0.0])
+        flag = torch.tensor([1.0 if self.stop_requested else 0.0], device=self.device)  # NCCL needs a CUDA tensor
         if self.groups.world is not None:
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
