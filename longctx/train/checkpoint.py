@@ -110,7 +110,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
             model.load_state_dict(msd)
             optimizer.load_state_dict(osd)
         if scheduler is not None:
-            scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+            scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))  # plain numbers
         rngs = torch.load(path / "rng.pt", weights_only=False)
     except (OSError, RuntimeError, ValueError, KeyError) as err:
         raise LongctxError(f"{path}: cannot resume from this checkpoint ({str(err).splitlines()[0]})") from None
