@@ -292,3 +292,26 @@ def test_zigzag_layout_with_multi_sequence_packs_is_refused(tiny_llama, packs, t
     t.mesh = Mesh.from_world(2, 2)
     with pytest.raises(LongctxError, match="parallel.layout.*varlen"):
         t.build_data()
+
+
+def test_checkpoint_files_load_without_running_pickled_code(tiny_llama, packs, tmp_path):
+    """A resumable checkpoint holds safetensors weights and weights_only-loadable states: no pickle can run code."""
+    import random as pyrandom
+
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from longctx.train.checkpoint import latest_checkpoint, rng_state, set_rng_state
+    from longctx.train.trainer import Trainer
+
+    Trainer(tr.base_config(tiny_llama, packs, tmp_path / "run", **{"checkpoint.export": False})).run()
+    ckpt = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert not (ckpt / "model.pt").exists()
+    assert load_file(ckpt / "model.safetensors")
+    for name in ("optimizer.pt", "scheduler.pt", "rng.pt"):
+        torch.load(ckpt / name, weights_only=True)  # raises on anything but tensors and plain data
+    state = rng_state()
+    expected = (torch.rand(3), np.random.rand(3), pyrandom.random())
+    set_rng_state(state)
+    again = (torch.rand(3), np.random.rand(3), pyrandom.random())
+    assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]

@@ -108,7 +108,9 @@ def test_fsdp_on_2_ranks_equals_one_rank_with_double_accumulation(tiny_llama, pa
     ref = _one_process(tr.base_config(tiny_llama, packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
     cfg = tr.base_config(tiny_llama, packs, tmp_path / "fsdp", **{**sets, "parallel.fsdp": True, "checkpoint.export": True})
     run_local(tr.train_params, 2, cfg.to_dict(), timeout=240, threads_per_rank=1)
-    saved = torch.load(tmp_path / "fsdp" / "checkpoints" / "step-00000001" / "model.pt", weights_only=True)
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "fsdp" / "checkpoints" / "step-00000001" / "model.safetensors")
     assert _rel_err({k: v.numpy() for k, v in saved.items()}, ref["params"]) <= PARAM_TOL
     from transformers import AutoModelForCausalLM
 

@@ -1,7 +1,9 @@
 """Resumable checkpoints: atomic, periodic, keep-last-N, exact resume.
 
-A checkpoint is ``<out>/checkpoints/step-00000012/`` holding the model and optimizer state dicts,
-the scheduler state, ``trainer.json`` (step, data position, config) and every rank's RNG states.
+A checkpoint is ``<out>/checkpoints/step-00000012/`` holding the model weights (safetensors), the
+optimizer and scheduler states and every rank's RNG states (tensors and plain numbers, read back
+with ``torch.load(weights_only=True)``: nothing in a checkpoint can run code when loaded), and
+``trainer.json`` (step, data position, config).
 It is written through :func:`longctx.io.atomic_dir`, so a crash (even SIGKILL) mid-write leaves
 only a hidden temporary directory, never a directory that looks complete; resume picks the
 newest ``step-*`` directory. Parameters are replicated on every rank (DP x SP without FSDP), so
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file, save_file
 
 from longctx.errors import LongctxError
 from longctx.io import atomic_dir
@@ -28,7 +31,14 @@ STEP_DIR = re.compile(r"^step-(\d{8})$")
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every RNG's state as tensors, lists and numbers (so it loads with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(internal), gauss_next],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -36,10 +46,24 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unshared(state_dict: dict) -> dict:
+    """safetensors refuses tensors that share storage (tied embeddings): give repeats their own copy."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in state_dict.items():
+        v = v.detach().contiguous()
+        ptr = v.untyped_storage().data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
 
 
 def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
@@ -82,10 +106,10 @@ def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimiz
     final = Path(root) / f"step-{step:08d}"
     if rank == 0:
         with atomic_dir(final, overwrite=True) as tmp:
-            torch.save(msd, tmp / "model.pt")
+            save_file(_unshared(msd), tmp / "model.safetensors")
             torch.save(osd, tmp / "optimizer.pt")
             torch.save(scheduler.state_dict() if scheduler is not None else {}, tmp / "scheduler.pt")
-            torch.save(rngs, tmp / "rng.pt")
+            torch.save(rngs, tmp / "rng.pt")  # tensors + plain numbers only (see rng_state)
             (tmp / "trainer.json").write_text(json.dumps({"step": step, **trainer_state}, indent=2) + "\n")
         for _, old in list_checkpoints(root)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
@@ -100,7 +124,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     path = Path(path)
     try:
         state = json.loads((path / "trainer.json").read_text())
-        msd = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        msd = load_file(path / "model.safetensors", device="cpu")
         osd = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
         if sharded:
             from longctx.train.parallelize import load_full_state
@@ -111,7 +135,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
             optimizer.load_state_dict(osd)
         if scheduler is not None:
             scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))  # plain numbers
-        rngs = torch.load(path / "rng.pt", weights_only=False)
+        rngs = torch.load(path / "rng.pt", weights_only=True)
     except (OSError, RuntimeError, ValueError, KeyError) as err:
         raise LongctxError(f"{path}: cannot resume from this checkpoint ({str(err).splitlines()[0]})") from None
     if len(rngs) != world_size:
