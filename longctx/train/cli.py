@@ -72,10 +72,20 @@ def _rank_main(rank: int, world_size: int, cfg_dict: dict) -> dict:
 
 
 def launch_local(cfg: RunConfig, nproc: int, timeout: float = 7 * 24 * 3600.0) -> list[dict]:
-    """Run ``cfg`` on ``nproc`` local gloo ranks (CPU): the same code path as torchrun."""
+    """Run ``cfg`` on ``nproc`` local gloo ranks (CPU): the same code path as torchrun.
+
+    A user error on a rank (``LongctxError``: a bad config value, a missing file) is raised here as
+    the same one-line ``LongctxError``; anything else stays a ``RuntimeError`` with the traceback.
+    """
     from longctx.distributed.launch import run_local
 
-    return run_local(_rank_main, nproc, cfg.to_dict(), timeout=timeout)
+    try:
+        return run_local(_rank_main, nproc, cfg.to_dict(), timeout=timeout)
+    except RuntimeError as err:
+        msg = str(err).strip()
+        if "LongctxError: " in msg:
+            raise LongctxError(msg.splitlines()[-1].split("LongctxError: ", 1)[-1]) from None
+        raise
 
 
 def main(argv: list[str]) -> int:
@@ -89,15 +99,7 @@ def main(argv: list[str]) -> int:
     if args.nproc > 1:
         if int(os.environ.get("WORLD_SIZE", 1)) > 1:
             raise LongctxError("--nproc: already running under a launcher (WORLD_SIZE is set); drop --nproc")
-        try:
-            results = launch_local(cfg, args.nproc)
-        except RuntimeError as err:
-            msg = str(err)
-            tail = msg.strip().splitlines()[-1] if msg.strip() else msg
-            if "LongctxError" in msg:
-                raise LongctxError(tail.split("LongctxError: ", 1)[-1]) from None
-            raise
-        summary = results[0]
+        summary = launch_local(cfg, args.nproc)[0]
     else:
         summary = run_training(cfg)
     if summary["status"] == "interrupted":
