@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import ClassVar
 from dataclasses import dataclass, field
 
 from longctx.errors import LongctxError
@@ -211,6 +212,8 @@ class LocalJudge:
     tokenizer: object
     max_new_tokens: int = 512
     max_tries: int = 2
+    # One model generating from several threads at once only contends for the same cores/GPU.
+    max_concurrency: ClassVar[int] = 1
 
     def rate(self, prompt: str, system: str = JUDGE_SYSTEM) -> Rating:
         from eval_longbench.models import hf_generate_fn
@@ -225,7 +228,8 @@ def rate_many(judge, prompts: dict[str, str], on_result: Callable[[str, Rating],
     stops the run after the finished ones are saved."""
     if not prompts:
         return
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    workers = max(1, min(concurrency, getattr(judge, "max_concurrency", concurrency)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(judge.rate, p): k for k, p in prompts.items()}
         try:
             for fut in as_completed(futures):

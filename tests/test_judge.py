@@ -180,3 +180,26 @@ def test_local_hf_judge_runs_offline(tiny_llama):
     model, tok = load_model(tiny_llama)
     r = LocalJudge(model, tok, max_new_tokens=4, max_tries=2).rate("Rate: [[?]]")
     assert r.score is None and r.attempts == 2 and isinstance(r.reply, str)
+
+
+def test_a_local_judge_is_called_one_prompt_at_a_time_whatever_the_concurrency():
+    """LocalJudge generates on one model: rate_many never runs two of its ratings at once."""
+    from eval_longbench.judge import LocalJudge, Rating
+
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    class CountingLocalJudge(LocalJudge):
+        def rate(self, prompt, system=""):
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+            time.sleep(0.02)
+            with lock:
+                state["now"] -= 1
+            return Rating(score=7, reply="[[7]]", attempts=1)
+
+    got = {}
+    rate_many(CountingLocalJudge(model=None, tokenizer=None), {str(i): "p" for i in range(8)},
+              lambda k, r: got.__setitem__(k, r.score), concurrency=4)
+    assert got == {str(i): 7 for i in range(8)} and state["peak"] == 1
