@@ -24,3 +24,15 @@ def hang(rank: int, world_size: int) -> None:
 
 def return_tensor(rank: int, world_size: int):
     return {"rank": rank, "t": torch.full((1000,), float(rank))}
+
+
+def wait_for_sigterm(rank: int, world_size: int, ready_dir: str) -> str:
+    """Mark this rank ready, then wait (up to 60 s) for a SIGTERM; report whether one came."""
+    import signal
+    import threading
+    from pathlib import Path
+
+    got = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: got.set())
+    Path(ready_dir, f"rank{rank}").touch()
+    return "sigterm" if got.wait(60) else "no signal"

@@ -25,3 +25,25 @@ def test_run_local_returns_tensors_intact_after_ranks_exit():
     """Tensor results survive the rank process exiting (no shared-memory file descriptors)."""
     out = run_local(_dist_fns.return_tensor, 2)
     assert [o["t"].sum().item() for o in out] == [0.0, 1000.0]
+
+
+def test_sigterm_to_the_launcher_reaches_every_rank(tmp_path):
+    """SIGTERM sent to the launching process is forwarded to the ranks (as torchrun does), which then finish."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = ("import sys; sys.path.insert(0, %r); import _dist_fns; "
+            "from longctx.distributed.launch import run_local; "
+            "print(run_local(_dist_fns.wait_for_sigterm, 2, %r, timeout=90))") % (str(Path(__file__).parent), str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("rank*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert out.strip() == "['sigterm', 'sigterm']"

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import signal
+import threading
 import time
 import socket
 import traceback
@@ -62,6 +64,10 @@ def run_local(
     ``fn`` must be importable (a module-level function). Returns the per-rank return values in
     rank order. Raises ``RuntimeError`` with the failing rank's traceback, or ``TimeoutError``
     (after killing every rank) when the ranks do not finish within ``timeout`` seconds.
+
+    A SIGTERM sent to this (launching) process is forwarded to every rank, as torchrun does, so a
+    trainer's "save a checkpoint and exit" handler runs on all of them; the launcher keeps waiting
+    for their results.
     """
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
@@ -76,7 +82,13 @@ def run_local(
     out: dict[int, Any] = {}
     finished = False
 
+    def forward_sigterm(signum, frame):
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
 
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, forward_sigterm) if in_main else None
     deadline = time.monotonic() + timeout
     try:
         while len(out) < world_size:
@@ -95,6 +107,8 @@ def run_local(
             out[rank] = pickle.loads(value)
         finished = True
     finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
         for p in procs:  # after a failure, do not wait for ranks stuck in a collective
             p.join(timeout=10 if finished else 0.1)
             if p.is_alive():
