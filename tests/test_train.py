@@ -315,3 +315,15 @@ def test_checkpoint_files_load_without_running_pickled_code(tiny_llama, packs, t
     set_rng_state(state)
     again = (torch.rand(3), np.random.rand(3), pyrandom.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
+
+
+@pytest.mark.parametrize("field, value", [("final_logit_softcapping", 30.0), ("logit_scale", 0.0625)])
+def test_a_model_with_transformed_logits_is_refused_not_trained_wrong(field, value):
+    """The chunked loss computes plain hidden @ W^T logits: soft-capped or scaled logits are refused by name."""
+    from types import SimpleNamespace
+
+    from longctx.train.step import check_plain_output_head
+
+    check_plain_output_head(SimpleNamespace(final_logit_softcapping=None, logit_scale=1.0))  # plain heads pass
+    with pytest.raises(LongctxError, match=field):
+        check_plain_output_head(SimpleNamespace(**{field: value}))

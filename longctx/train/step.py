@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from longctx.errors import LongctxError
 from longctx.train.mesh import Groups
 from packing.loss import IGNORE_INDEX, chunked_lm_loss, shift_targets
 
@@ -55,12 +56,27 @@ def prepare(batch: dict, opts: StepOptions) -> tuple[dict, int]:
     return t, share
 
 
+# Config fields that change logits after the output head; the chunked loss computes hidden @ W^T (+ b)
+# only, so training such a model with it would silently optimise a different objective.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def check_plain_output_head(config: Any) -> None:
+    """Refuse models whose logits are transformed after the head (Gemma-2 soft-capping, Cohere scale...)."""
+    for name in _LOGIT_TRANSFORMS:
+        value = getattr(config, name, None)
+        if value not in (None, 1, 1.0):
+            raise LongctxError(f"model.path: config.json sets {name}={value!r}; the chunked loss computes plain "
+                               "hidden @ W^T logits, so this model cannot be trained correctly with it yet")
+
+
 class LMLoss(torch.nn.Module):
     """The model plus the chunked loss as one module: hidden states from the base model (no logits), then
     ``chunked_lm_loss``. Being one module lets FSDP's root hooks cover the output head as well."""
 
     def __init__(self, model: torch.nn.Module, opts: "StepOptions"):
         super().__init__()
+        check_plain_output_head(model.config)
         self.model = model
         self.opts = opts
 
