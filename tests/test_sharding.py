@@ -10,8 +10,8 @@ from longctx.distributed.sharding import (
     padded_length,
     shard_for_layout,
     unshard,
-    zigzag_chunks,
 )
+from longctx.distributed.layouts.zigzag import zigzag_chunks
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])

@@ -14,7 +14,7 @@ import torch
 
 from longctx.errors import LongctxError
 from longctx.train.config import RunConfig, from_dict, load_config, validate
-from longctx.train.mesh import Mesh
+from longctx.distributed.mesh import Mesh
 
 import _train_ranks as tr
 

@@ -11,9 +11,10 @@ Document boundaries for ``longctx_varlen`` (and ``longctx_ring`` without a conte
    max_length_q=..., max_length_k=...)`` forwards them to every attention layer), else
 2. restarts of ``position_ids`` (pos[i] != pos[i-1] + 1). Transformers only passes packed
    ``position_ids`` through when no cache is built: train with ``use_cache=False``.
-Under ``sequence_parallel``, ``longctx_ring`` uses GLOBAL boundaries instead: the context's
-``cu_seqlens`` (varlen layout), else the ranks' ``position_ids`` all-gathered once per forward;
-the zigzag layout is one causal sequence per row (plus trailing padding).
+Under ``sequence_parallel``, ``longctx_ring`` runs the attention of the context's layout (its row in
+:mod:`longctx.distributed.layouts`), which also says what boundaries it needs: the varlen layout
+uses GLOBAL ones (the context's ``cu_seqlens``, else the ranks' ``position_ids`` all-gathered once
+per forward); a single-document layout (zigzag) is one causal sequence per row (plus padding).
 
 A padded 2-D ``attention_mask`` is refused (express padding as its own segment instead).
 """
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from longctx.distributed.sharding import LAYOUTS, cu_seqlens_from_position_ids, unshard
+from longctx.distributed.layouts import LAYOUTS, get_layout
+from longctx.distributed.sharding import cu_seqlens_from_position_ids
 
 NAMES = ("longctx_varlen", "longctx_ring")
 
@@ -38,19 +40,20 @@ class SequenceParallel:
     """What ``longctx_ring`` needs to know about the sequence-parallel group.
 
     group: the process group whose ranks hold the shards (ranks in group order = shard order).
-    layout: ``"zigzag"`` (one causal sequence per row) or ``"varlen"`` (packed, contiguous shards).
+    layout: a name of :data:`longctx.distributed.layouts.LAYOUTS`: ``"zigzag"`` (one causal sequence
+        per row) or ``"varlen"`` (packed, contiguous shards).
     cu_seqlens: GLOBAL int32 boundaries of the padded pack (``shard_for_layout(...)["cu_seqlens"]``);
         for ``varlen`` it is gathered from the local ``position_ids`` once when omitted.
+    cache: per-context scratch of the layout (e.g. those gathered boundaries, reused by every layer).
     """
 
     group: dist.ProcessGroup | None
     layout: str = "zigzag"
     cu_seqlens: torch.Tensor | None = None
-    _gathered: dict = field(default_factory=dict, repr=False)
+    cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout: unknown {self.layout!r}; choose one of {', '.join(LAYOUTS)}")
+        get_layout(self.layout)  # ValueError naming the choices
 
     @property
     def world_size(self) -> int:
@@ -192,24 +195,6 @@ def longctx_varlen_attention(
     return out, None
 
 
-def _global_cu_seqlens(sp: SequenceParallel, kwargs: dict, local_len: int) -> torch.Tensor:
-    """The varlen layout's GLOBAL boundaries: context value, else all-gathered position_ids (cached)."""
-    if sp.cu_seqlens is not None:
-        return sp.cu_seqlens
-    pos = kwargs.get("position_ids")
-    if pos is None:
-        raise ValueError("longctx_ring (varlen layout) needs cu_seqlens in sequence_parallel(...) or position_ids")
-    # every layer of one forward gets the same position_ids tensor: gather once per tensor version. As in
-    # _flat_boundaries, the cache holds the tensor itself, so a new tensor at a reused address cannot match.
-    key = (tuple(pos.shape), pos._version)
-    if sp._gathered.get("pos") is not pos or sp._gathered.get("key") != key:
-        local = pos.reshape(-1)[:local_len].contiguous()
-        parts = [torch.empty_like(local) for _ in range(sp.world_size)]
-        dist.all_gather(parts, local, group=sp.group)
-        sp._gathered.update(pos=pos, key=key, cu=cu_seqlens_from_position_ids(unshard(parts, "varlen")))
-    return sp._gathered["cu"]
-
-
 def longctx_ring_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -220,29 +205,24 @@ def longctx_ring_attention(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """Ring attention over the active ``sequence_parallel`` group on the LOCAL shard (batch 1 for varlen).
+    """The context layout's attention over the active ``sequence_parallel`` group, on the LOCAL shard.
 
-    Without an active context (or with a 1-rank group) this is ``longctx_varlen`` attention, so one
-    model config serves both degrees.
+    The layout row gives the function, checks the inputs (varlen: batch 1) and supplies its extra
+    arguments (varlen: the GLOBAL cu_seqlens). Without an active context (or with a 1-rank group)
+    this is ``longctx_varlen`` attention, so one model config serves both degrees.
     """
-    from longctx.attention.ring.varlen import varlen_ring_attention
-    from longctx.attention.ring.zigzag import zigzag_ring_attention
-
     sp = current_sequence_parallel()
     if sp is None or sp.world_size == 1:
         return longctx_varlen_attention(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
     _check_common(query, key, attention_mask, dropout, kwargs)
     query, key, value = _same_dtype(query, key, value)
-    if sp.layout == "zigzag":
-        if sp.cu_seqlens is not None and len(sp.cu_seqlens) > 3:
-            raise ValueError("longctx_ring zigzag layout holds ONE causal sequence per row (plus padding); "
-                             f"got {len(sp.cu_seqlens) - 1} segments: use layout='varlen' for packs")
-        out = zigzag_ring_attention(query, key, value, group=sp.group, scale=scaling)
-    else:
-        if query.shape[0] != 1:
-            raise ValueError(f"longctx_ring varlen layout takes one pack per rank (batch 1), got batch {query.shape[0]}")
-        cu = _global_cu_seqlens(sp, kwargs, query.shape[2])
-        out = varlen_ring_attention(query, key, value, cu_seqlens=cu.to(query.device), group=sp.group, scale=scaling)
+    layout = get_layout(sp.layout)
+    if not layout.multi_document and sp.cu_seqlens is not None and len(sp.cu_seqlens) > 3:
+        packed = [name for name, row in LAYOUTS.items() if row.multi_document]
+        raise ValueError(f"longctx_ring {layout.name} layout holds ONE causal sequence per row (plus padding); "
+                         f"got {len(sp.cu_seqlens) - 1} segments: use layout={' or '.join(map(repr, packed))} for packs")
+    extra = layout.attention_kwargs(sp, query, kwargs)
+    out = layout.attention_fn()(query, key, value, group=sp.group, scale=scaling, **extra)
     return out.transpose(1, 2).contiguous(), None
 
 

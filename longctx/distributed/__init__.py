@@ -1,1 +1,3 @@
-"""Process groups, rank layout math and local multi-process launching (gloo on CPU, NCCL on CUDA)."""
+"""Sequence parallelism without a model: the layout registry (``layouts``), the index math of
+sharding a pack (``sharding``), the DP x SP process groups (``mesh``) and local multi-process
+launching (``launch``: gloo on CPU, NCCL on CUDA)."""

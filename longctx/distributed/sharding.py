@@ -4,17 +4,12 @@ Pure functions, no process group: the trainer, the tests and the benchmarks call
 packs (after labels were shifted to next-token targets) and the attention functions in
 ``longctx.attention`` consume the result.
 
-Layouts (``W`` = sequence-parallel world size, ``T`` = padded pack length):
+What differs per layout (which tokens rank ``r`` of ``W`` holds, the length unit) is declared by
+its row in :mod:`longctx.distributed.layouts` (``zigzag``: chunks ``r`` and ``2W-1-r`` of ``2W``;
+``varlen``: the ``r``-th contiguous slice); everything here is generic over those rows.
 
-* ``"zigzag"``: the sequence is cut into ``2W`` equal chunks; rank ``r`` holds chunks ``r`` and
-  ``2W-1-r`` (in that order). Causal work is then the same on every rank (ring-flash-attn's
-  zigzag scheme). The whole row is ONE causal sequence: use it for long single documents.
-* ``"varlen"``: rank ``r`` holds the contiguous slice ``[r*T/W, (r+1)*T/W)``. Document boundaries
-  may fall anywhere, including across ranks; attention learns them from the GLOBAL ``cu_seqlens``
-  that :func:`shard_for_layout` returns (pass it to ``longctx.attention.sequence_parallel``).
-
-Padding rule: a pack whose length is not a multiple of the layout unit (``2W`` for zigzag, ``W``
-for varlen) is padded at the END with ``pad`` tokens: ``input_ids`` = ``pad_token_id``,
+Padding rule: a pack whose length is not a multiple of the layout unit (``Layout.unit(W)``: ``2W``
+for zigzag, ``W`` for varlen) is padded at the END with ``pad`` tokens: ``input_ids`` = ``pad_token_id``,
 ``labels`` = -100, ``loss_weights`` = 0, ``position_ids`` = 0, 1, 2, ... (a fresh segment). The
 padding is its own segment in ``cu_seqlens`` and lies after every real token, so causal attention
 never lets a real row see it, and it carries no loss.
@@ -26,25 +21,24 @@ from collections.abc import Sequence
 
 import torch
 
-LAYOUTS = ("zigzag", "varlen")
+from longctx.distributed.layouts import Layout, get_layout
 
 # value used to pad each known column; other columns pad with 0
 PAD_VALUES: dict[str, float] = {"labels": -100, "loss_weights": 0.0, "input_ids": 0}
 
 
-def _check_layout(layout: str, world_size: int, rank: int | None = None) -> None:
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout: unknown {layout!r}; choose one of {', '.join(LAYOUTS)}")
+def _check_layout(layout: str, world_size: int, rank: int | None = None) -> Layout:
+    row = get_layout(layout)
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
     if rank is not None and not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} outside [0, {world_size})")
+    return row
 
 
 def layout_unit(layout: str, world_size: int) -> int:
     """The pack length must be a multiple of this: ``2*world_size`` (zigzag) or ``world_size`` (varlen)."""
-    _check_layout(layout, world_size)
-    return 2 * world_size if layout == "zigzag" else world_size
+    return _check_layout(layout, world_size).unit(world_size)
 
 
 def padded_length(length: int, layout: str, world_size: int) -> int:
@@ -53,24 +47,13 @@ def padded_length(length: int, layout: str, world_size: int) -> int:
     return -(-length // unit) * unit
 
 
-def zigzag_chunks(rank: int, world_size: int) -> tuple[int, int]:
-    """The two chunk indices (out of ``2*world_size``) that ``rank`` holds, in local order."""
-    _check_layout("zigzag", world_size, rank)
-    return rank, 2 * world_size - 1 - rank
-
-
 def local_indices(total_len: int, layout: str, rank: int, world_size: int) -> torch.Tensor:
     """Global token indices (int64, local order) held by ``rank``; ``total_len`` must be padded already."""
-    _check_layout(layout, world_size, rank)
-    unit = layout_unit(layout, world_size)
+    row = _check_layout(layout, world_size, rank)
+    unit = row.unit(world_size)
     if total_len % unit:
         raise ValueError(f"length {total_len} is not a multiple of the {layout} unit {unit}; pad it first")
-    if layout == "varlen":
-        n = total_len // world_size
-        return torch.arange(rank * n, (rank + 1) * n)
-    c = total_len // (2 * world_size)
-    a, b = zigzag_chunks(rank, world_size)
-    return torch.cat([torch.arange(a * c, (a + 1) * c), torch.arange(b * c, (b + 1) * c)])
+    return torch.cat([torch.arange(a, b) for a, b in row.local_spans(total_len, rank, world_size)])
 
 
 def cu_seqlens_from_lengths(seq_lens: Sequence[int], total_len: int | None = None) -> torch.Tensor:

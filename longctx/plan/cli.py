@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from longctx.distributed.layouts import LAYOUTS, layouts_help
 from longctx.errors import LongctxError
 from longctx.plan.planner import plan_run
 from longctx.plan.report import render_json, render_table
 from longctx.plan.search import max_seq_len, recommend_sp
-from longctx.plan.shapes import (ATTN_KERNELS, CHECKPOINTINGS, DTYPE_BYTES, IMPLS, LAYOUTS, NORMS, OFFLOADS, PRESETS,
-                                 SHARDINGS, RunShape, load_model_shape)
+from longctx.plan.shapes import (ATTN_KERNELS, CHECKPOINTINGS, DTYPE_BYTES, IMPLS, NORMS, OFFLOADS, PRESETS, SHARDINGS,
+                                 RunShape, load_model_shape)
 from longctx.plan.throughput import PEAK_FLOPS, step_time
 
 
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's dense peak TFLOP/s")
     p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed for the step time")
     p.add_argument("--sp", type=int, default=1, help="sequence-parallel degree (ranks sharing one sequence)")
-    p.add_argument("--layout", default="zigzag", choices=LAYOUTS, help="sequence-parallel layout")
+    p.add_argument("--layout", default="zigzag", choices=list(LAYOUTS),
+                   help=f"sequence-parallel layout (those longctx train runs): {layouts_help()}")
     p.add_argument("--micro-batch", type=int, default=1, help="sequences per SP group per forward/backward")
     p.add_argument("--sharding", default="none", choices=SHARDINGS,
                    help="none = DDP replica; zero2 = grads+optimizer sharded; zero3/fsdp = params too")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from longctx.distributed.layouts import get_layout
 from longctx.plan.shapes import ModelShape, RunShape
 
 GiB = float(2**30)
@@ -143,18 +144,14 @@ def attention_workspace_bytes(tokens: int, shape: ModelShape, attn_kernel: str) 
 
 
 def ring_buffer_bytes(tokens: int, shape: ModelShape, a: int, layout: str, sp: int) -> float:
-    """Sequence-parallel communication buffers, per GPU (0 when sp == 1).
-
-    Ring/zigzag (ring-flash-attn backward, the larger direction): the K/V block being used and the
-    one in flight, 2 · 2 · a · kv, the dK/dV being accumulated and in flight in fp32, 2 · 2 · 4 · kv,
-    the fp32 dq accumulator and block buffers, (4 + a) · q + 2 · a · kv; all times T.
-    Ulysses: the all-to-all copies of q, k, v and the output, T · a · (2·q + 2·kv)."""
+    """Sequence-parallel communication buffers, per GPU (0 when sp == 1): T times the layout row's
+    ``comm_bytes_per_token``. Both layouts are ring attention (ring-flash-attn backward, the larger
+    direction): the K/V block being used and the one in flight, 2 · 2 · a · kv, the dK/dV being
+    accumulated and in flight in fp32, 2 · 2 · 4 · kv, the fp32 dq accumulator and block buffers,
+    (4 + a) · q + 2 · a · kv (``longctx.distributed.layouts.base.ring_comm_bytes_per_token``)."""
     if sp == 1:
         return 0.0
-    q, kv = shape.q_dim, shape.kv_dim
-    if layout == "ulysses":
-        return tokens * a * (2 * q + 2 * kv)
-    return tokens * (4 * a * kv + 16 * kv + (4 + a) * q + 2 * a * kv)
+    return tokens * get_layout(layout).comm_bytes_per_token(shape.q_dim, shape.kv_dim, a)
 
 
 def loss_bytes(tokens: int, shape: ModelShape, a: int, chunk: int, impl: str, norm: str,
@@ -219,7 +216,7 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
         Term("attention workspace", attention_workspace_bytes(t, shape, run.attn_kernel),
              ("backward", "backward_end"), "T·q·4 (flash dq fp32)"),
         Term("ring buffers", ring_buffer_bytes(t, shape, a, run.layout, run.sp), ("backward", "backward_end"),
-             "T·(4a·kv + 16·kv + (4+a)·q + 2a·kv)" if run.layout != "ulysses" else "T·a·(2q + 2kv)"),
+             get_layout(run.layout).comm_formula),
         Term("logits / loss", loss_bytes(t, shape, a, run.loss_chunk, run.loss_impl, run.norm, run.keep_logits), ("forward",),
              _loss_formula(run)),
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from longctx.distributed.layouts import get_layout
 from longctx.plan.memory import GiB, Term, memory_terms, phase_totals
 from longctx.plan.shapes import ModelShape, RunShape
 
@@ -81,8 +82,9 @@ def plan_run(shape: ModelShape, run: RunShape) -> PlanResult:
     margin = run.frag_margin * phases[peak_phase]
     overhead = run.overhead_gib * GiB
     notes = []
-    if run.layout == "ulysses" and shape.num_heads % run.sp:
-        notes.append(f"ulysses needs sp ({run.sp}) to divide the {shape.num_heads} attention heads")
+    why = get_layout(run.layout).check_heads(run.sp, shape.num_heads, shape.num_kv_heads)
+    if why:
+        notes.append(why)
     if run.loss_chunk <= 0 and run.tokens_per_rank * shape.vocab_size * 4 > 0.1 * run.gpu_mem_gib * GiB:
         notes.append("full logits take over 10% of memory: try --loss-chunk 4096")
     return PlanResult(shape, run, terms, phases, peak_phase, margin, overhead,

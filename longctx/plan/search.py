@@ -1,11 +1,12 @@
 """The largest sequence length that fits (bisection) and the sequence-parallel degree to use.
 
 Memory grows monotonically with the sequence length in every term, so bisection over multiples of
-the layout's granularity (2·sp for zigzag) finds the largest fitting length exactly.
+the layout's granularity (its unit: 2·sp for zigzag) finds the largest fitting length exactly.
 """
 
 from __future__ import annotations
 
+from longctx.distributed.layouts import get_layout
 from longctx.plan.planner import plan_run
 from longctx.plan.shapes import ModelShape, RunShape, seq_granularity
 
@@ -37,13 +38,14 @@ def max_seq_len(shape: ModelShape, run: RunShape, multiple: int = 1) -> int:
 
 
 def recommend_sp(shape: ModelShape, run: RunShape) -> int | None:
-    """Smallest SP degree dividing ``run.gpus`` (and the seq length, and the heads for ulysses) at
-    which ``run.seq_len`` fits: the least communication and the most data parallelism. None if none fits."""
+    """Smallest SP degree dividing ``run.gpus`` (and the seq length by the layout's unit, and meeting
+    the layout's head constraint) at which ``run.seq_len`` fits: the least communication and the
+    most data parallelism. None if none fits."""
+    layout = get_layout(run.layout)
     for sp in range(1, run.gpus + 1):
         if run.gpus % sp:
             continue
-        g = 2 * sp if run.layout == "zigzag" else sp
-        if run.seq_len % g or (run.layout == "ulysses" and shape.num_heads % sp):
+        if run.seq_len % layout.unit(sp) or layout.check_heads(sp, shape.num_heads, shape.num_kv_heads):
             continue
         if plan_run(shape, run.replace(sp=sp)).fits:
             return sp

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.errors import LongctxError
 
 DTYPE_BYTES: dict[str, int] = {"bf16": 2, "fp16": 2, "fp32": 4}
 SHARDINGS = ("none", "zero2", "zero3", "fsdp")
 OFFLOADS = ("none", "optimizer", "params")
 CHECKPOINTINGS = ("full", "none")
-LAYOUTS = ("zigzag", "ring", "varlen", "ulysses")
 ATTN_KERNELS = ("flash", "sdpa")
 NORMS = ("hf", "fused")
 IMPLS = ("hf", "fused")
@@ -99,9 +99,9 @@ class RunShape:
     sp: int = 1
     """Sequence-parallel degree: ranks that share one sequence. Must divide ``gpus``."""
     layout: str = "zigzag"
-    """How a sequence is split over the SP ranks: "zigzag" (2·sp chunks) or "ring"/"varlen"
-    (contiguous chunks), all ring attention where K/V blocks circulate; or "ulysses" (all-to-all:
-    each rank attends over the whole sequence with heads/sp). "varlen" is the trainer's name for ring."""
+    """How a sequence is split over the SP ranks: a layout the trainer runs (``longctx.distributed.layouts``),
+    "zigzag" (2·sp chunks) or "varlen" (sp contiguous chunks), both ring attention where K/V blocks
+    circulate. The row gives the length granularity, the head constraint and the communication buffers."""
     micro_batch: int = 1
     """Sequences per SP group per forward/backward."""
     sharding: str = "none"
@@ -164,21 +164,21 @@ class RunShape:
 
 
 def seq_granularity(run: RunShape) -> int:
-    """Sequence lengths must be a multiple of this: 2·sp for zigzag (2·sp chunks), sp otherwise."""
-    return 2 * run.sp if run.layout == "zigzag" else run.sp
+    """Sequence lengths must be a multiple of this: the layout's unit (2·sp for zigzag, sp for varlen)."""
+    return get_layout(run.layout).unit(run.sp)
 
 
 def validate_run(run: RunShape) -> None:
     """Raise :class:`LongctxError` naming the flag when a run shape is impossible."""
 
-    def choice(flag: str, value: str, options: tuple[str, ...]) -> None:
+    def choice(flag: str, value: str, options: tuple[str, ...], why: str = "") -> None:
         if value not in options:
-            raise LongctxError(f"--{flag}: {value!r} is not one of {', '.join(options)}")
+            raise LongctxError(f"--{flag}: {value!r} is not one of {', '.join(options)}{why}")
 
     choice("sharding", run.sharding, SHARDINGS)
     choice("offload", run.offload, OFFLOADS)
     choice("checkpointing", run.checkpointing, CHECKPOINTINGS)
-    choice("layout", run.layout, LAYOUTS)
+    choice("layout", run.layout, tuple(LAYOUTS), " (the layouts `longctx train` runs)")
     choice("dtype", run.dtype, tuple(DTYPE_BYTES))
     choice("attn-kernel", run.attn_kernel, ATTN_KERNELS)
     choice("norm", run.norm, NORMS)
@@ -193,7 +193,7 @@ def validate_run(run: RunShape) -> None:
     if run.seq_len % seq_granularity(run):
         raise LongctxError(
             f"--seq-len: {run.seq_len} is not a multiple of {seq_granularity(run)} "
-            f"({'2·sp' if run.layout == 'zigzag' else 'sp'} for layout {run.layout})"
+            f"({get_layout(run.layout).unit_formula} for layout {run.layout})"
         )
     if run.loss_chunk < 0:
         raise LongctxError(f"--loss-chunk: must be >= 0 (0 = full logits), got {run.loss_chunk}")

@@ -7,7 +7,6 @@ Library entry points (the CLI is a thin layer over them)::
 """
 
 from longctx.train.config import RunConfig, from_dict, load_config, validate
-from longctx.train.mesh import Mesh
 from longctx.train.trainer import Trainer, warmup_cosine
 
-__all__ = ["Mesh", "RunConfig", "Trainer", "from_dict", "load_config", "validate", "warmup_cosine"]
+__all__ = ["RunConfig", "Trainer", "from_dict", "load_config", "validate", "warmup_cosine"]

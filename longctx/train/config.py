@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.errors import LongctxError
 
 
@@ -53,8 +54,9 @@ class ParallelConfig:
     """Sequence-parallel degree: ranks that share one pack (ring attention). Must divide the world size;
     the data-parallel degree is world_size / sp_degree."""
     layout: str = "zigzag"
-    """How a pack is split over the sequence-parallel ranks: "zigzag" (2*sp chunks, balanced causal
-    work; the pack length must be divisible by 2*sp_degree) or "varlen" (contiguous chunks; pack
+    """How a pack is split over the sequence-parallel ranks, a name of ``longctx.distributed.layouts``:
+    "zigzag" (2*sp chunks, balanced causal work, one document per pack; the pack length must be
+    divisible by 2*sp_degree) or "varlen" (contiguous chunks, packs of several documents; pack
     length divisible by sp_degree)."""
     fsdp: bool = False
     """Shard parameters, gradients and AdamW states over all ranks with FSDP2 (torch fully_shard, the engine
@@ -143,7 +145,6 @@ class RunConfig:
 
 SECTIONS = [f.name for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(f.default_factory)]  # type: ignore[arg-type]
 DATA_MODES = ("packed", "sorted", "padded")
-LAYOUTS = ("zigzag", "varlen")
 LOSSES = ("weighted", "token")
 DTYPES = ("auto", "float32", "bfloat16")
 
@@ -291,10 +292,11 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
     if world_size is not None and world_size % sp:
         raise bad("parallel.sp_degree", f"{sp} does not divide the world size {world_size}")
     if pack_length is not None and sp > 1:
-        unit = 2 * sp if c.parallel.layout == "zigzag" else sp
+        layout = get_layout(c.parallel.layout)
+        unit = layout.unit(sp)
         if pack_length % unit:
             raise bad("parallel.layout", f"pack length {pack_length} is not divisible by {unit} "
-                      f"({'2 x ' if c.parallel.layout == 'zigzag' else ''}sp_degree {sp}) for the "
+                      f"({layout.unit_formula}, sp = sp_degree {sp}) for the "
                       f"{c.parallel.layout} layout; re-pack with a pack length that is a multiple of {unit}")
 
 

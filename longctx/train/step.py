@@ -18,8 +18,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from longctx.distributed.mesh import Groups
 from longctx.errors import LongctxError
-from longctx.train.mesh import Groups
 from packing.loss import IGNORE_INDEX, chunked_lm_loss, shift_targets
 
 

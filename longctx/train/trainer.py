@@ -19,12 +19,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from longctx.distributed.layouts import LAYOUTS, get_layout
+from longctx.distributed.mesh import Groups, Mesh, build_groups, env_world
 from longctx.errors import LongctxError
 from longctx.io import atomic_write_text
 from longctx.train import checkpoint as ckpt
 from longctx.train.config import RunConfig, dump_yaml, validate
 from longctx.train.data import StepData, open_packs
-from longctx.train.mesh import Groups, Mesh, build_groups, env_world
 from longctx.train.metrics import Metrics
 from longctx.train.step import LMLoss, StepOptions, train_step
 
@@ -79,9 +80,11 @@ class Trainer:
         if c.data.mode == "packed" and not self.src.is_packed:
             raise LongctxError(f"{self.src.path}: data.mode: packed needs packs, this directory holds sorted-batching "
                                "rows; set data.mode: sorted")
-        if c.parallel.sp_degree > 1 and c.parallel.layout == "zigzag" and any(len(s) > 1 for s in self.src.seq_lens):
-            raise LongctxError(f"{self.src.path}: parallel.layout: zigzag ring attention treats a pack as one causal "
-                               "sequence, but these packs hold several sequences; use parallel.layout: varlen")
+        layout = get_layout(c.parallel.layout)
+        if c.parallel.sp_degree > 1 and not layout.multi_document and any(len(s) > 1 for s in self.src.seq_lens):
+            packed = " or ".join(name for name, row in LAYOUTS.items() if row.multi_document)
+            raise LongctxError(f"{self.src.path}: parallel.layout: {layout.name} treats a pack as one causal "
+                               f"sequence, but these packs hold several sequences; use parallel.layout: {packed}")
         self.data = StepData(self.src, c.data.mode, c.train.micro_batch, c.train.grad_accum, self.mesh.dp_degree,
                              self.mesh.dp_rank, seed=c.train.seed, shuffle=c.data.shuffle, batch_tokens=c.data.batch_tokens)
 
@@ -110,6 +113,12 @@ class Trainer:
             raise LongctxError(f"{c.model.path}: model.path: cannot load ({str(err).splitlines()[0]})") from None
         self.model.to(self.device).train()
         self.model.config.use_cache = False
+        heads = getattr(self.model.config, "num_attention_heads", None)
+        if c.parallel.sp_degree > 1 and heads:  # the layout's GQA constraint (e.g. a head-splitting layout)
+            kv_heads = getattr(self.model.config, "num_key_value_heads", None) or heads
+            why = get_layout(c.parallel.layout).check_heads(c.parallel.sp_degree, heads, kv_heads)
+            if why:
+                raise LongctxError(f"config: parallel.layout: {why}")
         if c.model.gradient_checkpointing:  # transformers 5 name first, the older name as a fallback
             enable = getattr(self.model, "activation_checkpointing_enable", None)
             if enable is not None:
