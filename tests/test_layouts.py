@@ -44,14 +44,16 @@ def test_declared_values_of_zigzag_and_varlen():
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
-def test_unit_local_indices_and_unshard_round_trip(layout, world):
-    """Padded to the unit, the ranks' indices partition the pack and unshard puts every token back."""
+def test_padded_length_is_the_next_multiple_of_the_rows_unit(layout, world):
+    """Sharding pads to the row's unit, and the ranks' indices (from its spans) cover the padded pack once.
+
+    (Shard/unshard round trips of every row: tests/test_sharding.py, parametrized over the registry.)"""
+    unit = get_layout(layout).unit(world)
+    assert layout_unit(layout, world) == unit
     total = padded_length(23, layout, world)
-    assert total % layout_unit(layout, world) == 0 and total - 23 < layout_unit(layout, world)
-    idx = [local_indices(total, layout, r, world) for r in range(world)]
-    assert sorted(torch.cat(idx).tolist()) == list(range(total))
-    x = torch.arange(total) * 10
-    assert torch.equal(unshard([x[i] for i in idx], layout), x)
+    assert total % unit == 0 and 0 <= total - 23 < unit
+    idx = torch.cat([local_indices(total, layout, r, world) for r in range(world)])
+    assert sorted(idx.tolist()) == list(range(total))
 
 
 def test_unknown_layout_is_refused_naming_the_choices():

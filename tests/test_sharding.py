@@ -1,8 +1,10 @@
-"""Sequence-parallel index math: zigzag chunk order, shard/unshard, the padding rule (no process group)."""
+"""Sequence-parallel index math: zigzag chunk order, shard/unshard of every registry layout, the padding rule."""
 
 import pytest
 import torch
 
+from longctx.distributed.layouts import LAYOUTS
+from longctx.distributed.layouts.zigzag import zigzag_chunks
 from longctx.distributed.sharding import (
     cu_seqlens_from_position_ids,
     layout_unit,
@@ -11,7 +13,6 @@ from longctx.distributed.sharding import (
     shard_for_layout,
     unshard,
 )
-from longctx.distributed.layouts.zigzag import zigzag_chunks
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
@@ -23,7 +24,7 @@ def test_zigzag_each_chunk_held_once_and_causal_work_balanced(world):
     assert len(work) == 1
 
 
-@pytest.mark.parametrize("layout", ["zigzag", "varlen"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("world", [2, 3, 4])
 def test_local_indices_partition_the_sequence(layout, world):
     """The ranks' local indices together are a permutation of the (padded) sequence: nothing lost or doubled."""
@@ -39,7 +40,7 @@ def test_zigzag_indices_are_increasing_within_a_rank():
     assert local_indices(16, "zigzag", 0, 2).tolist() == [0, 1, 2, 3, 12, 13, 14, 15]
 
 
-@pytest.mark.parametrize("layout", ["zigzag", "varlen"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("world", [2, 3, 4])
 def test_unshard_inverts_shard_for_lengths_needing_padding(layout, world):
     """unshard(shard_for_layout(x) for every rank, total_len) == x, also when padding was added."""
@@ -56,7 +57,7 @@ def test_unshard_inverts_shard_for_lengths_needing_padding(layout, world):
         assert torch.equal(unshard([s[name] for s in shards], layout, total_len=t), value), name
 
 
-@pytest.mark.parametrize("layout", ["zigzag", "varlen"])
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_padding_is_masked_and_its_own_segment(layout):
     """Padded tokens get label -100, weight 0, positions restarting at 0, and a segment of their own."""
     world, t = 2, 13

@@ -1,6 +1,6 @@
 """Zigzag ring attention: exact causal attention of one sequence split over W ranks.
 
-Rank r holds chunks (r, 2W-1-r) of 2W equal chunks (``longctx.distributed.sharding``), so every
+Rank r holds chunks (r, 2W-1-r) of 2W equal chunks (``longctx.distributed.layouts.zigzag``), so every
 rank does the same causal work. K/V travel the ring (W-1 hops); at hop i rank r holds the K/V of
 rank s = r-i and computes only the visible part:
 
