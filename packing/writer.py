@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -59,6 +60,9 @@ def pack_row(sequences: Sequence[Mapping], pack_length: int, pad_token_id: int) 
     ``seq_lens`` (padding excluded) and float32 ``loss_weights`` (0 on padding).
     """
     seq_lens = np.array([len(s["input_ids"]) for s in sequences], dtype=np.int32)
+    for s, n in zip(sequences, seq_lens.tolist()):
+        if len(s["labels"]) != n:
+            raise ValueError(f"a sequence has {n} input_ids but {len(s['labels'])} labels")
     used = int(seq_lens.sum())
     if used > pack_length:
         raise ValueError(f"sequences of {used} tokens do not fit a pack of {pack_length}")
@@ -72,8 +76,7 @@ def pack_row(sequences: Sequence[Mapping], pack_length: int, pad_token_id: int) 
     pos[used:] = np.arange(pack_length - used, dtype=np.int32)  # padding: its own trailing pseudo-sequence
     if any(s.get("loss_weights") is not None for s in sequences):
         weights = np.zeros(pack_length, dtype=np.float32)
-        if len(sequences):
-            weights[:used] = np.concatenate([_weights_of(s) for s in sequences])
+        weights[:used] = np.concatenate([_weights_of(s) for s in sequences])
     else:
         weights = pack_loss_weights(labels, seq_lens)
     return {"input_ids": ids, "labels": labels, "position_ids": pos, "seq_lens": seq_lens, "loss_weights": weights}
@@ -128,11 +131,12 @@ def make_manifest(mode: str, pack_length: int, num_rows: int, tokenizer: Mapping
     ``tokenizer`` needs at least an integer ``pad_token_id`` (see :func:`tokenizer_info`).
     """
     _check_mode(mode)
-    if not isinstance(tokenizer.get("pad_token_id"), int):
-        raise ValueError(f"tokenizer.pad_token_id must be an int, got {tokenizer.get('pad_token_id')!r}")
+    pad = tokenizer.get("pad_token_id")
+    if not isinstance(pad, numbers.Integral) or isinstance(pad, bool):
+        raise ValueError(f"tokenizer.pad_token_id must be an integer, got {pad!r}")
     core = {"format": FORMAT, "version": VERSION, "mode": mode,
             "columns": list(SORTED_COLUMNS if mode == "sorted" else PACK_COLUMNS), "pack_length": int(pack_length),
-            "num_rows": int(num_rows), "tokenizer": dict(tokenizer)}
+            "num_rows": int(num_rows), "tokenizer": dict(tokenizer) | {"pad_token_id": int(pad)}}
     clash = sorted(set(core) & set(extra))
     if clash:
         raise ValueError(f"manifest keys {clash} are set by the writer")
@@ -154,7 +158,7 @@ def write_packs(out: str | os.PathLike, rows: Iterable[Mapping], manifest: dict,
     out = Path(out)
     n = manifest["num_rows"]
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        written = save_rows(tqdm(rows, total=n, desc=desc, unit=unit, disable=not progress), tmp, manifest["mode"])
+        written = _save_rows(tqdm(rows, total=n, desc=desc, unit=unit, disable=not progress), tmp, manifest["mode"])
         if written != n:
             raise ValueError(f"{out}: wrote {written} rows, the manifest says num_rows {n}")
         atomic_write_json(tmp / MANIFEST, manifest)
@@ -163,7 +167,7 @@ def write_packs(out: str | os.PathLike, rows: Iterable[Mapping], manifest: dict,
     return out
 
 
-def features(mode: str):
+def _features(mode: str):
     """The datasets Features of a pack file (``mode`` 'pack' or 'sorted')."""
     from datasets import Features, List, Value
 
@@ -179,9 +183,9 @@ def features(mode: str):
     return Features(cols)
 
 
-def save_rows(rows: Iterable[Mapping], out_dir: Path, mode: str, batch_rows: int = 64) -> int:
+def _save_rows(rows: Iterable[Mapping], out_dir: Path, mode: str, batch_rows: int = 64) -> int:
     """Stream ``rows`` into ``out_dir`` as a saved datasets directory; returns the row count."""
-    feats = features(mode)
+    feats = _features(mode)
     # Staged beside out_dir, not inside: save_to_disk refuses to write a dataset into its own directory.
     fd, staging = tempfile.mkstemp(prefix=f".{out_dir.name}.", suffix=".arrow", dir=out_dir.parent)
     os.close(fd)
