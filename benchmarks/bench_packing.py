@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from packing.binpack import best_fit_decreasing, greedy_fill, pad_to_longest, packing_efficiency, padded_efficiency
-from packing.collate import sorted_batches
+from packing.binpack import (best_fit_decreasing, greedy_fill, pad_to_longest, packing_efficiency, padded_efficiency,
+                             sorted_batches)
 
 
 def longalign_like_lengths(n: int, pack_length: int = 65536, seed: int = 0) -> np.ndarray:

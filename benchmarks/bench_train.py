@@ -11,8 +11,8 @@
      - naive padded batching + sdpa (random batches padded to their longest row).
    The four configs' timed steps are interleaved (round robin): on a shared machine the load
    changes within a run, and timing configs one after another would compare loads, not configs.
-2. Peak memory (RSS, fresh process each) of the loss forward+backward: packing.loss.chunked_lm_loss
-   vs full logits (packing.loss.full_lm_loss), at --loss-tokens x --vocab.
+2. Peak memory (RSS, fresh process each) of the loss forward+backward: longctx.loss.chunked_lm_loss
+   vs full logits (longctx.loss.full_lm_loss), at --loss-tokens x --vocab.
 
     python benchmarks/bench_train.py                          # defaults (reduced for a shared 2-core CPU)
     python benchmarks/bench_train.py --threads 1              # steadier when other jobs share the cores
@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -41,29 +40,16 @@ def longalign_like_lengths(n: int, pack_length: int, seed: int = 0) -> np.ndarra
 
 
 def write_packs(out: Path, lengths: np.ndarray, pack_length: int, pad_id: int, seed: int) -> Path:
-    """Best-fit-decreasing packs with LongAlign weights, in the `longctx pack` on-disk format."""
-    from datasets import Dataset
-
+    """Best-fit-decreasing packs with LongAlign weights, written by packing's writer."""
+    from packing import writer
     from packing.binpack import best_fit_decreasing
 
     rng = np.random.default_rng(seed)
-    seqs = [rng.integers(0, 256, int(n)).tolist() for n in lengths]
-    rows = []
-    for group in best_fit_decreasing(lengths, pack_length):
-        ids, labels, pos, w, lens = [], [], [], [], []
-        for i in group:
-            s = seqs[int(i)]
-            lab = [-100] + s[1:]
-            ids += s; labels += lab; pos += list(range(len(s))); lens.append(len(s))
-            w += [0.0] + [1.0 / (len(s) - 1)] * (len(s) - 1)
-        p = pack_length - len(ids)
-        ids += [pad_id] * p; labels += [-100] * p; pos += list(range(p)); w += [0.0] * p
-        rows.append({"input_ids": ids, "labels": labels, "position_ids": pos, "seq_lens": lens, "loss_weights": w})
-    Dataset.from_list(rows).save_to_disk(str(out))
-    (out / "manifest.json").write_text(json.dumps({"format": "longctx-packs", "version": 1, "mode": "pack",
-                                                   "pack_length": pack_length, "num_rows": len(rows),
-                                                   "tokenizer": {"pad_token_id": pad_id}}))
-    return out
+    seqs = [{"input_ids": ids, "labels": np.concatenate([[-100], ids[1:]])}
+            for ids in (rng.integers(0, 256, int(n)) for n in lengths)]
+    groups = best_fit_decreasing(lengths, pack_length)
+    manifest = writer.make_manifest("pack", pack_length, len(groups), {"pad_token_id": pad_id})
+    return writer.write_packs(out, writer.rows_from_groups(seqs, groups, "pack", pack_length, pad_id), manifest)
 
 
 def make_trainer(model: Path, packs: Path, mode: str, attn: str, steps: int, tmp: Path):
@@ -100,7 +86,7 @@ def throughput(model: Path, packs: Path, configs: list[tuple[str, str]], steps: 
 
 LOSS_CHILD = """
 import resource, sys, torch
-from packing.loss import chunked_lm_loss, full_lm_loss
+from longctx.loss import chunked_lm_loss, full_lm_loss
 T, V, H, chunk, which = map(int, sys.argv[1:6])
 torch.manual_seed(0)
 h = (torch.randn(T, H) * 0.1).requires_grad_()
@@ -157,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             packs = write_packs(tmp / "packs", lengths, a.pack_length, 257, 0)
             print(f"model: Llama hidden 128, 2 layers; {a.sequences} sequences, mean length {lengths.mean():.0f}, "
                   f"max {lengths.max()}; token budget {a.pack_length} per micro-batch; {a.steps} timed steps")
-            rows = throughput(model, packs, [("packed", "longctx_varlen"), ("packed", "sdpa"), ("sorted", "sdpa"),
+            rows = throughput(model, packs, [("pack", "longctx_varlen"), ("pack", "sdpa"), ("sorted", "sdpa"),
                                              ("padded", "sdpa")], a.steps, a.warmup, tmp)
             naive = rows[-1]["tokens_per_s"]
             print(f"{'mode':<8} {'attention':<15} {'tokens/s':>10} {'fill':>6} {'vs naive':>9}")

@@ -1,4 +1,7 @@
-"""Bin packing of sequence lengths into fixed-capacity packs.
+"""Pack-time grouping of sequence lengths: bin packing into fixed-capacity packs, and batching.
+
+Every function maps lengths to groups of indices (lists of index arrays); none touches tokens.
+Bin packing (fixed-capacity packs):
 
 * :func:`best_fit_decreasing` — ours. Sort by length (longest first); put each sequence into the
   open pack with the *least* room that still fits it, else open a new pack. Remaining capacities
@@ -9,7 +12,15 @@
   vectorised step.
 * :func:`greedy_fill` — LongAlign's baseline: walk the data in order, append to the current pack
   while it fits, else start a new pack.
-* :func:`pad_to_longest` — naive batching: groups of ``batch_size`` sequences padded to the longest.
+* :func:`first_fit` — in order, each sequence into the earliest pack that still has room (small
+  synthetic pack sets: tests, GPU checks).
+
+Batching (rows padded to the longest of their batch):
+
+* :func:`sorted_batches` — LongAlign's sorted batching: sort by length, cut into batches (a fixed
+  size or a token budget), shuffle the batches.
+* :func:`pad_to_longest` — naive batching: groups of ``batch_size`` sequences in input order.
+* :func:`batches_in_order` — the cut both use: consecutive batches of a given order.
 
 All functions are deterministic: ties are broken by input index.
 """
@@ -136,10 +147,76 @@ def greedy_fill(lengths: Sequence[int] | np.ndarray, capacity: int) -> list[np.n
     return _group(assign, np.arange(lengths.shape[0]), n_packs)
 
 
+def first_fit(lengths: Sequence[int] | np.ndarray, capacity: int) -> list[np.ndarray]:
+    """In-order first fit: each sequence goes into the earliest-opened pack it fits in, else a new pack.
+
+    Unlike :func:`greedy_fill`, earlier packs stay open, so short sequences fill gaps left behind.
+    O(n x packs): meant for small pack sets; :func:`best_fit_decreasing` is the one for real data.
+    """
+    lengths = _check(lengths, capacity)
+    assign = np.empty(lengths.shape[0], dtype=np.int64)
+    rooms = np.empty(lengths.shape[0], dtype=np.int64)
+    n_packs = 0
+    for i, s in enumerate(lengths.tolist()):
+        fits = np.flatnonzero(rooms[:n_packs] >= s)
+        pack = int(fits[0]) if fits.size else n_packs
+        if pack == n_packs:
+            rooms[pack] = capacity
+            n_packs += 1
+        rooms[pack] -= s
+        assign[i] = pack
+    return _group(assign, np.arange(lengths.shape[0]), n_packs)
+
+
+def batches_in_order(lengths: Sequence[int] | np.ndarray, order: Sequence[int] | np.ndarray, *,
+                     batch_size: int = 0, max_tokens: int = 0) -> list[np.ndarray]:
+    """Cut ``order`` (indices into ``lengths``) into consecutive batches.
+
+    Exactly one limit: ``batch_size`` sequences per batch, or ``max_tokens``: a batch grows while
+    (its rows + 1) x its longest row stays within the budget (the padded size of the batch); a
+    sequence longer than the budget gets a batch of its own.
+    """
+    if (batch_size > 0) == (max_tokens > 0):
+        raise ValueError(f"give exactly one of batch_size and max_tokens (> 0), got {batch_size} and {max_tokens}")
+    order = np.asarray(order, dtype=np.int64)
+    if batch_size:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    lengths = np.asarray(lengths, dtype=np.int64)
+    bounds = [0]
+    longest = 0
+    for k, n in enumerate(lengths[order].tolist()):
+        if k > bounds[-1] and max(longest, n) * (k - bounds[-1] + 1) > max_tokens:
+            bounds.append(k)
+            longest = 0
+        longest = max(longest, n)
+    bounds.append(len(order))
+    return [order[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def sorted_batches(lengths: Sequence[int] | np.ndarray, batch_size: int = 0, seed: int = 0, *, max_tokens: int = 0,
+                   shuffle: bool = True) -> list[np.ndarray]:
+    """LongAlign's sorted batching: sort by length (longest first), cut into batches, shuffle the batches.
+
+    Sequences of similar length share a batch (little padding). Batches hold ``batch_size``
+    sequences or fit a ``max_tokens`` padded budget (see :func:`batches_in_order`). Shuffling the
+    batches (seeded, deterministic) keeps the training order from running long-to-short; the
+    trainer, which reshuffles its units every epoch itself, passes ``shuffle=False``.
+    Returns a list of index arrays into ``lengths``; ties keep input order.
+    """
+    if batch_size < 0 or (batch_size == 0 and max_tokens <= 0):
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    groups = batches_in_order(lengths, order, batch_size=batch_size, max_tokens=max_tokens)
+    if not shuffle:
+        return groups
+    perm = np.random.default_rng(seed).permutation(len(groups))
+    return [groups[i] for i in perm]
+
+
 def pad_to_longest(lengths: Sequence[int] | np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Naive batching in input order: consecutive groups of ``batch_size`` (each padded to its longest)."""
-    n = len(lengths)
-    return [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    return batches_in_order(lengths, np.arange(len(lengths)), batch_size=batch_size)
 
 
 def packing_efficiency(lengths: Sequence[int] | np.ndarray, packs: list[np.ndarray], capacity: int) -> float:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from packing.pipeline import MODES, OVERLONG, PackConfig, pack_files
+from packing.pipeline import OVERLONG, PackConfig, pack_files
 from packing.tokenize import TRAIN_ON
+from packing.writer import MODES
 
 DESCRIPTION = """\
 Tokenize SFT records with the tokenizer's chat template, mask prompt tokens, and pack the

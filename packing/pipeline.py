@@ -15,16 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from longctx.errors import LongctxError
-from longctx.io import atomic_dir
 from packing import binpack
-from packing.collate import sorted_batches
 from packing.readers import BadRecord, fingerprint, read_records
-from packing.tokenize import IGNORE_INDEX, TRAIN_ON, RecordError, Tokenized, tokenize_record
-from packing.weights import pack_loss_weights
-from packing.writer import FORMAT, PACK_COLUMNS, SORTED_COLUMNS, VERSION, save_rows, write_manifest
+from longctx.labels import IGNORE_INDEX
+from packing.tokenize import TRAIN_ON, RecordError, Tokenized, tokenize_record
+from packing.writer import CONVENTIONS, MODES, make_manifest, rows_from_groups, tokenizer_info, write_packs
 
 OVERLONG = ("error", "drop", "truncate", "split")
-MODES = ("pack", "sorted")
 
 
 @dataclass
@@ -139,38 +136,9 @@ def tokenize_sources(sources: list[Path], tokenizer, cfg: PackConfig, tokenizer_
     return seqs, metas, counts, bad
 
 
-def _pack_rows(seqs: list[Tokenized], groups: list[np.ndarray], P: int, pad_id: int):
-    for g in groups:
-        parts = [seqs[i] for i in g]
-        seq_lens = np.array([len(t.input_ids) for t in parts], dtype=np.int32)
-        used = int(seq_lens.sum())
-        ids = np.full(P, pad_id, dtype=np.int32)
-        labels = np.full(P, IGNORE_INDEX, dtype=np.int32)
-        pos = np.empty(P, dtype=np.int32)
-        if parts:
-            ids[:used] = np.concatenate([t.input_ids for t in parts])
-            labels[:used] = np.concatenate([t.labels for t in parts])
-            pos[:used] = np.concatenate([np.arange(n, dtype=np.int32) for n in seq_lens])
-        pos[used:] = np.arange(P - used, dtype=np.int32)  # padding: its own trailing pseudo-sequence
-        yield {"input_ids": ids, "labels": labels, "position_ids": pos, "seq_lens": seq_lens,
-               "loss_weights": pack_loss_weights(labels, seq_lens)}
-
-
-def _sorted_rows(seqs: list[Tokenized], batches: list[np.ndarray]):
-    for b, g in enumerate(batches):
-        for i in g:
-            t = seqs[i]
-            n = len(t.input_ids)
-            yield {"input_ids": t.input_ids, "labels": t.labels, "position_ids": np.arange(n, dtype=np.int32),
-                   "seq_lens": np.array([n], dtype=np.int32), "loss_weights": pack_loss_weights(t.labels, [n]),
-                   "batch_id": b}
-
-
 def pack_files(sources: list[str | Path], tokenizer_path: str | Path, out: str | Path, cfg: PackConfig,
                overwrite: bool = False, tokenizer=None) -> PackResult:
     """Tokenize ``sources``, pack them per ``cfg`` and write ``out`` (datasets dir + manifest + report + PNG)."""
-    from tqdm.auto import tqdm
-
     from packing.report import format_report, write_histogram
 
     sources = [Path(s) for s in sources]
@@ -190,35 +158,25 @@ def pack_files(sources: list[str | Path], tokenizer_path: str | Path, out: str |
     if cfg.mode == "pack":
         groups = binpack.STRATEGIES[cfg.strategy](lengths, cfg.pack_length)
         groups = [groups[i] for i in rng.permutation(len(groups))]  # no long-to-short order in training
-        rows, n_rows, columns = _pack_rows(seqs, groups, cfg.pack_length, pad_id), len(groups), PACK_COLUMNS
+        n_rows = len(groups)
         fill = np.array([int(lengths[g].sum()) for g in groups])
         efficiency = binpack.packing_efficiency(lengths, groups, cfg.pack_length)
     else:
-        groups = sorted_batches(lengths, cfg.batch_size, cfg.seed)
-        rows, n_rows, columns = _sorted_rows(seqs, groups), len(lengths), SORTED_COLUMNS
+        groups = binpack.sorted_batches(lengths, cfg.batch_size, cfg.seed)
+        n_rows = len(lengths)
         fill = lengths
         efficiency = binpack.padded_efficiency(lengths, groups)
+    rows = rows_from_groups([{"input_ids": t.input_ids, "labels": t.labels} for t in seqs], groups, cfg.mode,
+                            cfg.pack_length, pad_id)
     tokens_packed = int(lengths.sum())
     if counts["tokens_in"] != tokens_packed + counts["tokens_dropped"]:  # the ledger: nothing lost silently
         raise AssertionError(f"token ledger broken: in {counts['tokens_in']} != packed {tokens_packed} + dropped {counts['tokens_dropped']}")
     seqs_per_group = np.array([len(g) for g in groups])
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "mode": cfg.mode,
-        "columns": list(columns),
-        "pack_length": cfg.pack_length,
-        "num_rows": n_rows,
-        "config": {k: v for k, v in asdict(cfg).items() if k != "progress"},
-        "sources": metas,
-        "tokenizer": {
-            "path": str(tokenizer_path),
-            "class": type(tokenizer).__name__,
-            "vocab_size": len(tokenizer),
-            "pad_token_id": pad_id,
-            "eos_token_id": tokenizer.eos_token_id,
-        },
-        "counts": {
+    manifest = make_manifest(
+        cfg.mode, cfg.pack_length, n_rows, tokenizer_info(tokenizer, str(tokenizer_path), pad_id),
+        config={k: v for k, v in asdict(cfg).items() if k != "progress"},
+        sources=metas,
+        counts={
             "records": sum(m["records"] for m in metas),
             "records_bad": sum(bad.values()),
             "bad_by_reason": dict(sorted(bad.items())),
@@ -228,19 +186,15 @@ def pack_files(sources: list[str | Path], tokenizer_path: str | Path, out: str |
             "tokens_packed": tokens_packed,
             "target_tokens": int(sum(t.num_targets for t in seqs)),
         },
-        "efficiency": efficiency,
-        "sequences_per_group": {"mean": float(seqs_per_group.mean()), "min": int(seqs_per_group.min()),
-                                "max": int(seqs_per_group.max())},
-        "conventions": {
-            "labels": "aligned with input_ids (not shifted); -100 where no loss; the first token of every sequence is -100",
-            "loss_weights": "float32, 1/N_i on the N_i labelled tokens of sequence i (N_i = its next-token targets), 0 elsewhere; each sequence sums to 1, so the number of sequences M of a step = len(seq_lens) summed",
-            "padding": "mode pack: trailing pad tokens form their own pseudo-sequence: label -100, weight 0, position_ids 0..p-1, not in seq_lens; mode sorted: no padding in the file, rows of one batch_id are contiguous and padded at collate time (packing.collate.collate_padded)",
-        },
-    }
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        written = save_rows(tqdm(rows, total=n_rows, desc="write", unit="row", disable=not cfg.progress), tmp, cfg.mode)
-        assert written == n_rows
-        write_manifest(tmp, manifest)
+        efficiency=efficiency,
+        sequences_per_group={"mean": float(seqs_per_group.mean()), "min": int(seqs_per_group.min()),
+                             "max": int(seqs_per_group.max())},
+        conventions=CONVENTIONS,
+    )
+
+    def report(tmp: Path) -> None:
         write_histogram(tmp / "lengths.png", lengths, fill, cfg)
         (tmp / "report.txt").write_text(format_report(manifest) + "\n")
+
+    write_packs(out, rows, manifest, overwrite=overwrite, progress=cfg.progress, extra_files=report)
     return PackResult(out, manifest, lengths, fill)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from longctx.errors import LongctxError
-from packing.weights import IGNORE_INDEX  # the one definition of the label-mask value
+from longctx.labels import IGNORE_INDEX
 
 TRAIN_ON = ("all", "assistant", "last")
 ROLES = ("system", "user", "assistant", "tool")

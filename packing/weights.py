@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-IGNORE_INDEX = -100
+from longctx.labels import IGNORE_INDEX
 
 
 def target_counts(labels: np.ndarray, seq_lens: Sequence[int]) -> np.ndarray:

@@ -88,7 +88,7 @@ def _tiny_model(family: str):
 
 
 def _pack(seq_lens: list[int]) -> dict:
-    from packing.loss import shift_targets
+    from longctx.loss import shift_targets
 
     g = torch.Generator().manual_seed(1)
     t = sum(seq_lens)
@@ -100,7 +100,7 @@ def _pack(seq_lens: list[int]) -> dict:
 
 
 def _loss(model, input_ids, position_ids, labels, weights) -> torch.Tensor:
-    from packing.loss import chunked_lm_loss
+    from longctx.loss import chunked_lm_loss
 
     hidden = model.model(input_ids=input_ids[None], position_ids=position_ids[None], use_cache=False).last_hidden_state
     return chunked_lm_loss(hidden[0], model.lm_head.weight, labels, weights, chunk_size=8)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,44 +10,21 @@ import torch
 
 def make_packs(out: Path, seqs: list[list[int]], pack_length: int, pad_id: int = 257, mode: str = "pack",
                prompt: int = 2) -> Path:
-    """Write a pack directory in the `longctx pack` format: first-fit packs, LongAlign weights.
+    """Write a pack directory with packing's writer: first-fit packs (mode pack) or batches of 2 (mode sorted).
 
-    Each sequence's first ``prompt`` tokens carry no label (like a prompt); the rest are targets.
+    Each sequence's first ``prompt`` tokens carry no label (like a prompt); the rest are targets,
+    with LongAlign weights.
     """
-    from datasets import Dataset
+    from packing.binpack import first_fit, pad_to_longest
+    from packing.writer import make_manifest, rows_from_groups, write_packs
 
-    rows: list[dict] = []
-    groups: list[list[list[int]]] = []
-    if mode == "pack":
-        for s in seqs:
-            for g in groups:
-                if sum(map(len, g)) + len(s) <= pack_length:
-                    g.append(s)
-                    break
-            else:
-                groups.append([s])
-    else:
-        groups = [[s] for s in seqs]
-    for b, g in enumerate(groups):
-        ids, labels, pos, w, lens = [], [], [], [], []
-        for s in g:
-            lab = [-100] * min(prompt, len(s)) + list(s[prompt:])
-            n = sum(x != -100 for x in lab)
-            ids += s; labels += lab; pos += list(range(len(s))); lens.append(len(s))
-            w += [1.0 / n if x != -100 else 0.0 for x in lab]
-        if mode == "pack":
-            p = pack_length - len(ids)
-            ids += [pad_id] * p; labels += [-100] * p; pos += list(range(p)); w += [0.0] * p
-        row = {"input_ids": ids, "labels": labels, "position_ids": pos, "seq_lens": lens, "loss_weights": w}
-        if mode == "sorted":
-            row["batch_id"] = b // 2
-        rows.append(row)
-    ds = Dataset.from_list(rows)
-    ds.save_to_disk(str(out))
-    manifest = {"format": "longctx-packs", "version": 1, "mode": mode, "pack_length": pack_length,
-                "num_rows": len(rows), "tokenizer": {"pad_token_id": pad_id}}
-    (Path(out) / "manifest.json").write_text(json.dumps(manifest))
-    return Path(out)
+    sequences = [{"input_ids": np.asarray(s), "labels": np.asarray([-100] * min(prompt, len(s)) + list(s[prompt:]))}
+                 for s in seqs]
+    lengths = [len(s) for s in seqs]
+    groups = first_fit(lengths, pack_length) if mode == "pack" else pad_to_longest(lengths, 2)
+    n_rows = len(groups) if mode == "pack" else len(seqs)
+    manifest = make_manifest(mode, pack_length, n_rows, {"pad_token_id": pad_id})
+    return write_packs(out, rows_from_groups(sequences, groups, mode, pack_length, pad_id), manifest)
 
 
 def random_seqs(n: int, lo: int, hi: int, seed: int = 0, vocab: int = 256) -> list[list[int]]:

@@ -70,7 +70,7 @@ def test_block_check_fails_with_a_wrong_softmax_scale(gc):
 
 def test_chunked_loss_check_fails_when_weights_are_dropped(gc):
     """The loss check passes chunked_lm_loss and fails a version that ignores the LongAlign weights."""
-    from packing.loss import chunked_lm_loss
+    from longctx.loss import chunked_lm_loss
 
     assert _statuses(gc.check_chunked_loss("cpu", torch.float32, t=128, vocab=64, hidden=16)) == {"PASS"}
     res = gc.check_chunked_loss("cpu", torch.float32, t=128, vocab=64, hidden=16,

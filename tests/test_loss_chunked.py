@@ -1,10 +1,10 @@
-"""packing.loss: next-token shift within sequences, and the chunked weighted LM loss."""
+"""longctx.loss: next-token shift within sequences, and the chunked weighted LM loss."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from packing.loss import chunked_lm_loss, shift_targets
+from longctx.loss import chunked_lm_loss, shift_targets
 
 
 def _problem(seed=0, dtype=torch.float64, B=2, T=9, H=6, V=13):

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from packing.collate import collate_packs
-from packing.loss import chunked_lm_loss, shift_targets
+from longctx.loss import chunked_lm_loss, shift_targets
+from longctx.train.collate import collate_packs
 from packing.weights import pack_loss_weights, token_loss_weights
 
 PACK_LEN = 24

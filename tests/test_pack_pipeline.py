@@ -59,7 +59,8 @@ def test_every_record_appears_in_exactly_one_pack_and_tokens_are_conserved(tok, 
     """The multiset of (input_ids, labels) sequences in the packs equals the tokenized records."""
     recs = _records()
     res = _pack(tok, [_jsonl(tmp_path / "d.jsonl", recs)], tmp_path / "out")
-    ds, manifest = load_packs(tmp_path / "out")
+    packs = load_packs(tmp_path / "out")
+    ds, manifest = packs.dataset, packs.manifest
     got = _sequences_from_packs(ds)
     want = [tokenize_record(tok, r) for r in recs]
     assert sorted(got) == sorted((tuple(t.input_ids), tuple(t.labels)) for t in want)
@@ -71,7 +72,7 @@ def test_every_record_appears_in_exactly_one_pack_and_tokens_are_conserved(tok, 
 def test_positions_restart_per_sequence_and_padding_is_an_unlabelled_pseudo_sequence(tok, tmp_path):
     """position_ids are 0..n-1 per sequence; padding: positions 0..p-1, label -100, weight 0, not in seq_lens."""
     _pack(tok, [_jsonl(tmp_path / "d.jsonl", _records())], tmp_path / "out")
-    ds, _ = load_packs(tmp_path / "out")
+    ds = load_packs(tmp_path / "out").dataset
     for row in ds:
         pos, used = np.array(row["position_ids"]), sum(row["seq_lens"])
         assert len(pos) == P
@@ -82,7 +83,7 @@ def test_positions_restart_per_sequence_and_padding_is_an_unlabelled_pseudo_sequ
 def test_loss_weights_are_one_over_target_count_and_sum_to_one_per_sequence(tok, tmp_path):
     """On the N_i labelled tokens of sequence i the weight is 1/N_i; unlabelled tokens weigh 0."""
     _pack(tok, [_jsonl(tmp_path / "d.jsonl", _records())], tmp_path / "out")
-    ds, _ = load_packs(tmp_path / "out")
+    ds = load_packs(tmp_path / "out").dataset
     for row in ds:
         labels, w = np.array(row["labels"]), np.array(row["loss_weights"], dtype=np.float64)
         s = 0
@@ -100,7 +101,7 @@ def test_output_is_deterministic_for_a_seed(tok, tmp_path):
     rows = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         _pack(tok, [src], tmp_path / name, seed=seed)
-        rows[name] = [r["input_ids"] for r in load_packs(tmp_path / name)[0]]
+        rows[name] = [r["input_ids"] for r in load_packs(tmp_path / name).dataset]
     assert rows["a"] == rows["b"]
     assert rows["a"] != rows["c"] and sorted(rows["a"]) == sorted(rows["c"])
 
@@ -158,21 +159,23 @@ def test_json_parquet_and_datasets_inputs_give_the_same_packs(tok, tmp_path):
     outs = []
     for name in ("d.jsonl", "d.json", "d.parquet", "d_ds"):
         _pack(tok, [tmp_path / name], tmp_path / f"out_{name}")
-        outs.append([r["input_ids"] for r in load_packs(tmp_path / f"out_{name}")[0]])
+        outs.append([r["input_ids"] for r in load_packs(tmp_path / f"out_{name}").dataset])
     assert all(o == outs[0] for o in outs)
 
 
 def test_sorted_mode_writes_one_row_per_sequence_grouped_by_batch(tok, tmp_path):
     """--mode sorted: rows carry batch_id, batches are contiguous, and the manifest says so."""
-    from packing.collate import iter_sorted_batches
+    from longctx.train.data import StepData, open_packs
 
     res = _pack(tok, [_jsonl(tmp_path / "d.jsonl", _records())], tmp_path / "out", mode="sorted", batch_size=4)
-    ds, manifest = load_packs(tmp_path / "out")
+    packs = load_packs(tmp_path / "out")
+    ds, manifest = packs.dataset, packs.manifest
     assert manifest["mode"] == "sorted" and len(ds) == res.manifest["counts"]["sequences"]
     ids = ds["batch_id"]
     runs = [b for i, b in enumerate(ids) if i == 0 or ids[i - 1] != b]
     assert len(runs) == len(set(runs)), "rows of one batch are not contiguous"
-    batches = list(iter_sorted_batches(ds, pad_token_id=tok.pad_token_id))
+    data = StepData(open_packs(tmp_path / "out"), "sorted", 1, 1, 1, 0, shuffle=False)
+    batches = [data.micro_batches(u)[0] for u in range(len(data))]
     assert sum(b["num_sequences"] for b in batches) == len(ds) and all(b["input_ids"].shape[0] <= 4 for b in batches)
 
 
@@ -211,4 +214,4 @@ def test_existing_output_is_refused_without_overwrite_and_replaced_with_it(tok, 
         _pack(tok, [src], out)
     assert (out / "keep.txt").read_text() == "mine"
     pack_files([src], "byte-tokenizer", out, PackConfig(pack_length=P, progress=False), overwrite=True, tokenizer=tok)
-    assert not (out / "keep.txt").exists() and load_packs(out)[1]["counts"]["sequences"] == 7
+    assert not (out / "keep.txt").exists() and load_packs(out).manifest["counts"]["sequences"] == 7

@@ -58,7 +58,7 @@ def test_sliding_ppl_equals_per_window_reference(model):
 
 
 def test_linear_head_goes_through_the_chunked_trainer_loss(model, monkeypatch):
-    """Streaming: a linear head is applied only inside packing.loss.chunked_lm_loss with our chunk size,
+    """Streaming: a linear head is applied only inside longctx.loss.chunked_lm_loss with our chunk size,
     on exactly the scored positions (never as full-window logits)."""
     import eval_longbench.ppl as ppl
 

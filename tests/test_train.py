@@ -68,6 +68,13 @@ def test_sorted_batching_with_sequence_parallel_is_refused():
         load_config(None, ["data.mode=sorted", "parallel.sp_degree=2"])
 
 
+def test_packed_data_mode_is_read_as_pack_with_a_deprecation_warning():
+    """Old configs say data.mode: packed (the manifest says pack): still accepted, normalised, and warned about."""
+    with pytest.warns(FutureWarning, match="data.mode.*'packed'.*deprecated.*'pack'"):
+        cfg = load_config(None, ["data.mode=packed"])
+    assert cfg.data.mode == "pack"
+
+
 def test_every_config_file_parses_against_the_dataclasses():
     """Recipes in configs/ can't rot: each one loads and validates."""
     files = sorted((ROOT / "configs").glob("*.yaml"))
@@ -99,8 +106,8 @@ def test_two_dp_ranks_read_the_units_of_one_rank_with_double_accumulation(packs)
     from longctx.train.data import StepData, open_packs
 
     src = open_packs(packs)
-    one = StepData(src, "packed", 1, 2, 1, 0, seed=3)
-    two = [StepData(src, "packed", 1, 1, 2, d, seed=3) for d in range(2)]
+    one = StepData(src, "pack", 1, 2, 1, 0, seed=3)
+    two = [StepData(src, "pack", 1, 1, 2, d, seed=3) for d in range(2)]
     for pos in (0, 2, 4, 6):
         assert sorted(sum(one.step_units(pos), [])) == sorted(sum([s.step_units(pos)[0] for s in two], []))
 
@@ -110,7 +117,7 @@ def test_data_order_depends_only_on_seed_and_position(packs):
     from longctx.train.data import StepData, open_packs
 
     src = open_packs(packs)
-    a, b = StepData(src, "packed", 1, 1, 1, 0, seed=5), StepData(src, "packed", 1, 1, 1, 0, seed=5)
+    a, b = StepData(src, "pack", 1, 1, 1, 0, seed=5), StepData(src, "pack", 1, 1, 1, 0, seed=5)
     seq = [a.step_units(p) for p in range(12)]
     assert [b.step_units(p) for p in range(6, 12)] == seq[6:]
     assert sorted(u[0][0] for u in seq[:4]) == [0, 1, 2, 3]  # one epoch = a permutation
@@ -131,6 +138,26 @@ def test_sorted_batching_groups_similar_lengths_within_the_token_budget(packs):
         assert sum(len(u) for u in d.units) == 12  # no sequence lost
         return total
     assert waste("sorted") < waste("padded")
+
+
+def test_sorted_mode_batches_are_packings_sorted_batches_in_length_order(packs):
+    """Sorted mode uses packing's sorted_batches: longest first (ties in file order), cut by rows x longest <= budget,
+    batches left in that order (the trainer shuffles them per epoch)."""
+    from longctx.train.data import StepData, open_packs, split_sequences
+
+    src = open_packs(packs)
+    seqs = split_sequences(src)
+    lengths = [n for _, _, n in seqs]
+    for budget in (60, 128, 300):
+        want, cur = [], []
+        for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):  # the former trainer-side grouping
+            if cur and max(lengths[j] for j in cur + [i]) * (len(cur) + 1) > budget:
+                want.append(cur)
+                cur = []
+            cur.append(i)
+        want.append(cur)
+        got = StepData(src, "sorted", 1, 1, 1, 0, batch_tokens=budget).units
+        assert got == [[seqs[i] for i in b] for b in want]
 
 
 def test_warmup_then_cosine_reaches_the_floor():
@@ -165,11 +192,11 @@ def _per_sequence_losses(model_dir: Path, packs: Path) -> list[tuple[float, int]
 
 
 # All 12 sequences in one optimizer step: 2 micro-batches x 2 packs, or one sorted / padded batch.
-ONE_STEP = {"packed": {"train.micro_batch": 2, "train.grad_accum": 2},
+ONE_STEP = {"pack": {"train.micro_batch": 2, "train.grad_accum": 2},
             "sorted": {"data.batch_tokens": 100000}, "padded": {"data.batch_tokens": 100000}}
 
 
-@pytest.mark.parametrize("mode", ["packed", "sorted", "padded"])
+@pytest.mark.parametrize("mode", ["pack", "sorted", "padded"])
 def test_weighted_step_loss_equals_the_unpacked_per_sequence_mean(tiny_llama, packs, tmp_path, mode):
     """LongAlign weighting: the step loss is the mean over sequences of each sequence's mean CE, in every data mode."""
     from longctx.train.trainer import Trainer
@@ -186,7 +213,7 @@ def test_token_mode_step_loss_equals_the_mean_over_all_target_tokens(tiny_llama,
     """train.loss: token divides the summed CE by the global number of target tokens (long sequences weigh more)."""
     from longctx.train.trainer import Trainer
 
-    cfg = tr.base_config(tiny_llama, packs, tmp_path / "run", **ONE_STEP["packed"],
+    cfg = tr.base_config(tiny_llama, packs, tmp_path / "run", **ONE_STEP["pack"],
                          **{"train.loss": "token", "data.shuffle": False, "checkpoint.export": False})
     out = Trainer(cfg).run()
     per_seq = _per_sequence_losses(tiny_llama, packs)

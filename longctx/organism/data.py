@@ -26,7 +26,7 @@ import numpy as np
 
 from eval_longbench.haystack import passkey_sample
 from longctx.errors import LongctxError
-from longctx.io import atomic_dir
+from longctx.labels import IGNORE_INDEX
 
 FORMAT_NOTE = ("organism pretraining: one passkey sequence per row, labels = input_ids (whole-sequence LM), "
                "loss_weights = 1 per target token and answer_weight on the answer digits, normalised to sum 1 per row")
@@ -72,7 +72,10 @@ def key_positions(ids: np.ndarray, key_ids: list[int]) -> list[int]:
 
 def pretrain_sequence(tokenizer, seq_len: int, seed: int, index: int | str, *, digits: int = 5,
                       answer_weight: float = 5.0) -> dict:
-    """One training row: the chat-rendered passkey conversation, exactly ``seq_len`` tokens, with weights."""
+    """One training sequence: the chat-rendered passkey conversation, exactly ``seq_len`` tokens, with weights.
+
+    Returns ``input_ids``, ``labels``, ``loss_weights`` (the sequence as :func:`packing.writer.pack_row`
+    takes it) and the ``answer`` key."""
     s = sample_seed(seed, index)
     depth = random.Random(s).random()
     prompt_len = seq_len - chat_overhead(tokenizer, digits)
@@ -91,10 +94,8 @@ def pretrain_sequence(tokenizer, seq_len: int, seed: int, index: int | str, *, d
         weights[at:at + digits] = answer_weight  # the needle's repeat of the key, then the answer
     weights /= weights.sum()
     labels = ids.copy()
-    labels[0] = -100
-    return {"input_ids": ids, "labels": labels, "position_ids": np.arange(seq_len, dtype=np.int32),
-            "seq_lens": np.array([seq_len], dtype=np.int32), "loss_weights": weights.astype(np.float32),
-            "answer": key}
+    labels[0] = IGNORE_INDEX
+    return {"input_ids": ids, "labels": labels, "loss_weights": weights.astype(np.float32), "answer": key}
 
 
 def iter_sequences(tokenizer, n: int, seq_len: int, seed: int, **kw) -> Iterator[dict]:
@@ -102,33 +103,31 @@ def iter_sequences(tokenizer, n: int, seq_len: int, seed: int, **kw) -> Iterator
         yield pretrain_sequence(tokenizer, seq_len, seed, i, **kw)
 
 
+def _write(out: str | Path, rows: Iterator[dict], n: int, pack_length: int, tokenizer, *, config: dict,
+           conventions: str, progress: bool, overwrite: bool, desc: str, unit: str, **extra) -> Path:
+    """Write ``n`` rows with packing's writer; ``config`` names this module as the source, ``extra`` adds manifest keys."""
+    from packing.writer import make_manifest, tokenizer_info, write_packs
+
+    manifest = make_manifest("pack", pack_length, n, tokenizer_info(tokenizer, "longctx.tokenizer.byte_tokenizer"),
+                             config=config, **extra, conventions={"loss_weights": conventions})
+    return write_packs(out, rows, manifest, overwrite=overwrite, progress=progress, desc=desc, unit=unit)
+
+
 def write_pretrain_packs(out: str | Path, n: int, *, seq_len: int = 512, seed: int = 0, answer_weight: float = 5.0,
                          tokenizer=None, overwrite: bool = False, progress: bool = True) -> Path:
-    """Write ``n`` pretraining rows as a pack directory (packing's format + manifest) at ``out``."""
-    from tqdm.auto import tqdm
-
+    """Write ``n`` pretraining rows (one sequence of ``seq_len`` tokens each) as a pack directory at ``out``."""
     from longctx.tokenizer import byte_tokenizer
-    from packing.writer import FORMAT, PACK_COLUMNS, VERSION, save_rows, write_manifest
+    from packing.writer import pack_row
 
     if n < 1:
         raise LongctxError(f"organism data: n must be >= 1, got {n}")
     tokenizer = tokenizer if tokenizer is not None else byte_tokenizer()
-    rows = iter_sequences(tokenizer, n, seq_len, seed, answer_weight=answer_weight)
-    manifest = {
-        "format": FORMAT, "version": VERSION, "mode": "pack", "columns": list(PACK_COLUMNS),
-        "pack_length": seq_len, "num_rows": n,
-        "config": {"source": "longctx.organism.data", "seed": seed, "answer_weight": answer_weight, "digits": 5},
-        "tokenizer": {"path": "longctx.tokenizer.byte_tokenizer", "class": type(tokenizer).__name__,
-                      "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-                      "eos_token_id": tokenizer.eos_token_id},
-        "counts": {"sequences": n, "packs": n, "tokens_packed": n * seq_len},
-        "conventions": {"loss_weights": FORMAT_NOTE},
-    }
-    out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        save_rows(tqdm(rows, total=n, desc="organism data", unit="seq", disable=not progress), tmp, "pack")
-        write_manifest(tmp, manifest)
-    return out
+    rows = (pack_row([s], seq_len, tokenizer.pad_token_id)
+            for s in iter_sequences(tokenizer, n, seq_len, seed, answer_weight=answer_weight))
+    return _write(out, rows, n, seq_len, tokenizer,
+                  config={"source": "longctx.organism.data", "seed": seed, "answer_weight": answer_weight, "digits": 5},
+                  conventions=FORMAT_NOTE, progress=progress, overwrite=overwrite, desc="organism data", unit="seq",
+                  counts={"sequences": n, "packs": n, "tokens_packed": n * seq_len})
 
 
 def mixed_pack(tokenizer, pack_len: int, min_len: int, seed: int, pack_index: int, *, answer_weight: float = 5.0) -> dict:
@@ -139,6 +138,8 @@ def mixed_pack(tokenizer, pack_len: int, min_len: int, seed: int, pack_index: in
     lengths; mixed lengths packed together (LongAlign packing, positions restarting per sequence)
     teach every length. Each sequence's weights sum to 1, as in phase 1.
     """
+    from packing.writer import pack_row
+
     rng = random.Random(f"organism-mixed:{seed}:{pack_index}")
     parts, left = [], pack_len
     while left >= min_len:
@@ -147,38 +148,20 @@ def mixed_pack(tokenizer, pack_len: int, min_len: int, seed: int, pack_index: in
             break
         parts.append(pretrain_sequence(tokenizer, n, seed, f"mixed:{pack_index}:{len(parts)}", answer_weight=answer_weight))
         left -= n
-    if left:  # packing's convention: trailing padding is its own pseudo-sequence with no loss
-        pad = tokenizer.pad_token_id
-        parts.append({"input_ids": np.full(left, pad, np.int32), "labels": np.full(left, -100, np.int32),
-                      "position_ids": np.arange(left, dtype=np.int32), "loss_weights": np.zeros(left, np.float32)})
-    return {k: np.concatenate([p[k] for p in parts]) for k in ("input_ids", "labels", "position_ids", "loss_weights")} | {
-        "seq_lens": np.array([len(p["input_ids"]) for p in parts if "answer" in p], dtype=np.int32)}
+    return pack_row(parts, pack_len, tokenizer.pad_token_id)  # the rest is padding, packing's way
 
 
 def write_mixed_packs(out: str | Path, n: int, *, pack_len: int = 512, min_len: int = 224, seed: int = 0,
                       answer_weight: float = 5.0, tokenizer=None, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``n`` :func:`mixed_pack` rows as a pack directory (packing's format + manifest)."""
-    from tqdm.auto import tqdm
-
     from longctx.tokenizer import byte_tokenizer
-    from packing.writer import FORMAT, PACK_COLUMNS, VERSION, save_rows, write_manifest
 
     if n < 1 or not 0 < min_len <= pack_len:
         raise LongctxError(f"organism data: need n >= 1 and 0 < min_len <= pack_len, got {n}, {min_len}, {pack_len}")
     tokenizer = tokenizer if tokenizer is not None else byte_tokenizer()
     rows = (mixed_pack(tokenizer, pack_len, min_len, seed, i, answer_weight=answer_weight) for i in range(n))
-    manifest = {
-        "format": FORMAT, "version": VERSION, "mode": "pack", "columns": list(PACK_COLUMNS),
-        "pack_length": pack_len, "num_rows": n,
-        "config": {"source": "longctx.organism.data.mixed_pack", "seed": seed, "min_len": min_len,
-                   "answer_weight": answer_weight, "digits": 5},
-        "tokenizer": {"path": "longctx.tokenizer.byte_tokenizer", "class": type(tokenizer).__name__,
-                      "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
-                      "eos_token_id": tokenizer.eos_token_id},
-        "conventions": {"loss_weights": FORMAT_NOTE + "; several sequences per pack, position_ids restart at 0"},
-    }
-    out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        save_rows(tqdm(rows, total=n, desc="organism mixed data", unit="pack", disable=not progress), tmp, "pack")
-        write_manifest(tmp, manifest)
-    return out
+    return _write(out, rows, n, pack_len, tokenizer,
+                  config={"source": "longctx.organism.data.mixed_pack", "seed": seed, "min_len": min_len,
+                          "answer_weight": answer_weight, "digits": 5},
+                  conventions=FORMAT_NOTE + "; several sequences per pack, position_ids restart at 0",
+                  progress=progress, overwrite=overwrite, desc="organism mixed data", unit="pack")

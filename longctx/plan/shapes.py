@@ -117,7 +117,7 @@ class RunShape:
     loss_chunk: int = 0
     """Tokens per loss chunk (logits never exist for more than this many tokens); 0 = full logits."""
     loss_impl: str = "hf"
-    """"hf": unfused PyTorch cross-entropy (fp32 log-softmax and grads; chunked: ``packing.loss``) or
+    """"hf": unfused PyTorch cross-entropy (fp32 log-softmax and grads; chunked: ``longctx.loss``) or
     "fused": one compute-dtype logits buffer whose gradient is written in place (flash-attn's fused
     CE for full logits; Liger's fused linear cross-entropy when chunked)."""
     keep_logits: bool = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,11 @@ class ModelConfig:
 class DataConfig:
     path: str = ""
     """Pack directory written by `longctx pack` (datasets Arrow + manifest.json)."""
-    mode: str = "packed"
-    """"packed": one pack per row (LongAlign packing); "sorted": unpack the sequences and batch
-    sequences of similar length together (LongAlign sorted batching); "padded": random batches padded
-    to their longest sequence (the naive baseline)."""
+    mode: str = "pack"
+    """"pack": one pack per row (LongAlign packing; the manifest's mode name); "sorted": unpack the
+    sequences and batch sequences of similar length together (LongAlign sorted batching); "padded":
+    random batches padded to their longest sequence (the naive baseline). "packed" is read as "pack"
+    (deprecated)."""
     batch_tokens: int = 0
     """sorted/padded modes: token budget of one micro-batch (rows x longest row); 0 = pack length."""
     shuffle: bool = True
@@ -88,7 +90,7 @@ class TrainConfig:
     steps: int = 100
     """Number of optimizer steps for the whole run (resumes continue towards this number)."""
     micro_batch: int = 1
-    """Packs (rows) per forward pass per data-parallel rank (packed mode)."""
+    """Packs (rows) per forward pass per data-parallel rank (pack mode)."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step on each data-parallel rank."""
     loss: str = "weighted"
@@ -144,7 +146,9 @@ class RunConfig:
 
 
 SECTIONS = [f.name for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(f.default_factory)]  # type: ignore[arg-type]
-DATA_MODES = ("packed", "sorted", "padded")
+DATA_MODES = ("pack", "sorted", "padded")
+DEPRECATED_DATA_MODES = {"packed": "pack"}
+"""Old data.mode names still accepted in configs: normalised when the config is read, with a warning."""
 LOSSES = ("weighted", "token")
 DTYPES = ("auto", "float32", "bfloat16")
 
@@ -206,7 +210,12 @@ def _set(cfg: RunConfig, dotted: str, value: Any, where: str) -> None:
     name = parts[-1]
     if name not in types or name in SECTIONS:
         raise LongctxError(f"{where}: {dotted}: unknown key (known: {', '.join(sorted(types))})")
-    setattr(target, name, _coerce(value, types[name], dotted, where))
+    value = _coerce(value, types[name], dotted, where)
+    if isinstance(target, DataConfig) and name == "mode" and value in DEPRECATED_DATA_MODES:
+        new = DEPRECATED_DATA_MODES[value]
+        warnings.warn(f"{where}: data.mode: {value!r} is deprecated, use {new!r}", FutureWarning, stacklevel=2)
+        value = new
+    setattr(target, name, value)
 
 
 def from_dict(raw: dict[str, Any], where: str = "<config>") -> RunConfig:
@@ -286,9 +295,9 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
     if c.optim.grad_clip < 0:
         raise bad("optim.grad_clip", f"must be >= 0 (0 disables), got {c.optim.grad_clip}")
     sp = c.parallel.sp_degree
-    if sp > 1 and c.data.mode != "packed":
+    if sp > 1 and c.data.mode != "pack":
         raise bad("data.mode", f"{c.data.mode!r} batches rows of different lengths, which sequence parallelism "
-                  f"(parallel.sp_degree={sp}) cannot shard; use data.mode: packed")
+                  f"(parallel.sp_degree={sp}) cannot shard; use data.mode: pack")
     if world_size is not None and world_size % sp:
         raise bad("parallel.sp_degree", f"{sp} does not divide the world size {world_size}")
     if pack_length is not None and sp > 1:

@@ -20,7 +20,8 @@ import torch.distributed as dist
 
 from longctx.distributed.mesh import Groups
 from longctx.errors import LongctxError
-from packing.loss import IGNORE_INDEX, chunked_lm_loss, shift_targets
+from longctx.labels import IGNORE_INDEX
+from longctx.loss import chunked_lm_loss, shift_targets
 
 
 @dataclass

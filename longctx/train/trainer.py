@@ -77,8 +77,8 @@ class Trainer:
             raise LongctxError("config: data.path: required (a pack directory from `longctx pack`)")
         self.src = open_packs(c.data.path)
         validate(c, world_size=self.mesh.world_size, pack_length=self.src.pack_length)
-        if c.data.mode == "packed" and not self.src.is_packed:
-            raise LongctxError(f"{self.src.path}: data.mode: packed needs packs, this directory holds sorted-batching "
+        if c.data.mode == "pack" and self.src.mode != "pack":
+            raise LongctxError(f"{self.src.path}: data.mode: pack needs packs, this directory holds sorted-batching "
                                "rows; set data.mode: sorted")
         layout = get_layout(c.parallel.layout)
         if c.parallel.sp_degree > 1 and not layout.multi_document and any(len(s) > 1 for s in self.src.seq_lens):

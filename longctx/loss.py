@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from packing.weights import IGNORE_INDEX  # the one definition of the label-mask value
+from longctx.labels import IGNORE_INDEX
 
 
 def shift_targets(

@@ -1,6 +1,7 @@
-"""Turn pack rows into batches of tensors (with ``cu_seqlens`` for varlen attention).
+"""Train-time collation: pack rows into the tensors of one step (with ``cu_seqlens`` for varlen attention).
 
-Two layouts:
+Which rows share a batch is decided before this (pack-time grouping: :mod:`packing.binpack`;
+the step's units: :mod:`longctx.train.data`); this module only stacks them. Two layouts:
 
 * **packs** (``mode: pack`` in the manifest): every row is ``pack_length`` tokens; real sequences
   first (``seq_lens``), then padding. Padding forms its own trailing pseudo-sequence: token
@@ -11,17 +12,16 @@ Two layouts:
   counts only real sequences.
 * **sorted batching** (``mode: sorted``): every row is one sequence, no padding, with a
   ``batch_id``; rows of a batch are padded to the longest by :func:`collate_padded`.
-  :func:`sorted_batches` is the pure grouping function (sort by length, group, shuffle groups).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from packing.weights import IGNORE_INDEX  # the one definition of the label-mask value
+from longctx.labels import IGNORE_INDEX
 
 
 def segment_lengths(seq_lens: Sequence[int], row_length: int) -> list[int]:
@@ -107,51 +107,3 @@ def collate_padded(rows: Sequence[Mapping], pad_token_id: int, pad_to_multiple_o
         "loss_weights": torch.from_numpy(wts),
     }
     return _add_segments(out, seq_lens, T)
-
-
-def sorted_batches(lengths: Sequence[int] | np.ndarray, batch_size: int, seed: int = 0) -> list[np.ndarray]:
-    """LongAlign's sorted batching: sort by length, cut into groups of ``batch_size``, shuffle the groups.
-
-    Sequences of similar length share a batch (little padding); shuffling the groups (seeded,
-    deterministic) keeps the training order from running short-to-long.
-    Returns a list of index arrays into ``lengths``.
-    """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    lengths = np.asarray(lengths)
-    order = np.argsort(-lengths, kind="stable")
-    groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    perm = np.random.default_rng(seed).permutation(len(groups))
-    return [groups[i] for i in perm]
-
-
-def iter_pack_batches(dataset, batch_size: int, *, seed: int | None = None) -> Iterator[dict]:
-    """Yield :func:`collate_packs` batches of ``batch_size`` rows (the last one may be smaller).
-
-    ``seed`` shuffles the pack order; ``None`` keeps the file order.
-    """
-    order = np.arange(len(dataset)) if seed is None else np.random.default_rng(seed).permutation(len(dataset))
-    for i in range(0, len(order), batch_size):
-        yield collate_packs([dataset[int(j)] for j in order[i : i + batch_size]])
-
-
-def iter_sorted_batches(dataset, pad_token_id: int) -> Iterator[dict]:
-    """Yield :func:`collate_padded` batches from a ``mode: sorted`` dataset, grouped by ``batch_id``.
-
-    Rows of one batch are contiguous in the file (the writer stores them that way).
-    """
-    batch: list = []
-    current = None
-    for row in _rows(dataset):
-        if current is not None and row["batch_id"] != current:
-            yield collate_padded(batch, pad_token_id)
-            batch = []
-        current = row["batch_id"]
-        batch.append(row)
-    if batch:
-        yield collate_padded(batch, pad_token_id)
-
-
-def _rows(dataset) -> Iterable[Mapping]:
-    for i in range(len(dataset)):
-        yield dataset[i]

@@ -1,9 +1,9 @@
-"""packing.collate: batches of tensors with cu_seqlens; sorted batching."""
+"""longctx.train.collate: batches of tensors with cu_seqlens."""
 
 import numpy as np
 import torch
 
-from packing.collate import collate_packs, collate_padded, sorted_batches
+from longctx.train.collate import collate_packs, collate_padded
 
 
 def _row(seq_lens, T):
@@ -33,15 +33,3 @@ def test_collate_padded_pads_to_longest_with_ignored_zero_weight_tokens():
     assert batch["labels"][1, 2].item() == -100 and batch["loss_weights"][1, 2].item() == 0
     assert batch["position_ids"][1].tolist() == [0, 1, 0]
     assert batch["cu_seqlens"].tolist() == [0, 3, 5, 6]
-
-
-def test_sorted_batches_group_similar_lengths_and_shuffle_groups_by_seed():
-    """Each group holds consecutive lengths of the sorted order; the group order depends on the seed only."""
-    lengths = np.random.default_rng(0).integers(1, 1000, 64)
-    a = sorted_batches(lengths, 8, seed=1)
-    assert sorted(np.concatenate(a).tolist()) == list(range(64))
-    order = np.sort(lengths)[::-1]
-    groups = sorted(sorted(lengths[g].tolist(), reverse=True) for g in a)
-    assert groups == sorted(order[i:i + 8].tolist() for i in range(0, 64, 8))
-    assert [g.tolist() for g in a] == [g.tolist() for g in sorted_batches(lengths, 8, seed=1)]
-    assert [g.tolist() for g in a] != [g.tolist() for g in sorted_batches(lengths, 8, seed=2)]
