@@ -75,9 +75,10 @@ def prepare_abf(req: Request) -> Prepared:
     rc, prepared = req.source, Prepared.unchanged(req)
     theta = req.params.get("rope_theta")
     if theta is None:
-        rule = req.params.get("abf_rule", ABF_PARAMS[1].default)
+        rule = req.params.get("abf_rule", ABF.param("abf_rule").default)
         lb = lower_bound_base(req.target_length, dim=rc.rotary_dim, rtol=1e-4)
-        cb = critical_base(req.target_length, dim=rc.rotary_dim, train_length=rc.original_length, train_base=rc.rope_theta)
+        cb = critical_base(req.target_length, dim=rc.rotary_dim, train_length=rc.original_length,
+                           train_base=rc.rope_theta)
         theta = ABF_RULES[rule](lb, cb)
         prepared = prepared.with_note(f"rope_theta chosen by rule {rule!r}: lower bound (2405.14591) {lb:.4g}, "
                                       f"critical base (2310.05209) {cb:.4g}")

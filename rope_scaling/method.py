@@ -137,8 +137,8 @@ class RopeMethod:
     training_text: str | None = None  # replaces the generic sentence of ``training``
     extends: bool = True  # False for "default": it describes checkpoints, it cannot extend one
     seq_len_dependent: bool = False  # fn takes ``seq_len``: transformers recomputes frequencies at run time
-    keeps_trained_length: bool = False  # max_position_embeddings stays L0 (dynamic: the run-time rule measures L0 by it)
-    factor_from_lengths: bool = False  # a config without ``factor`` means max_position_embeddings / L0 (Phi-3 longrope)
+    keeps_trained_length: bool = False  # max_position_embeddings stays L0 (dynamic's run-time rule measures L0 by it)
+    factor_from_lengths: bool = False  # no ``factor`` in the config means max_position_embeddings / L0 (Phi-3)
 
     @property
     def param_names(self) -> tuple[str, ...]:
