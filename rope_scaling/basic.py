@@ -10,8 +10,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from longctx.errors import LongctxError
+from rope_scaling.base_selection import critical_base, lower_bound_base
 from rope_scaling.common import RopeOutput, check_base, check_factor, default_inv_freq, rotary_dim
+from rope_scaling.method import Param, Prepared, Request, RopeMethod
 
 
 def default_rope(*, base: float, head_dim: int, partial_rotary_factor: float = 1.0, **_: object) -> RopeOutput:
@@ -47,3 +51,46 @@ def abf_rope(*, base: float, head_dim: int, rope_theta: float, partial_rotary_fa
     if rope_theta <= base:
         raise LongctxError(f"rope_theta: ABF needs a new base above the current {base:g}, got {rope_theta:g}")
     return default_inv_freq(rope_theta, rotary_dim(head_dim, partial_rotary_factor)), 1.0
+
+
+def prepare_ntk(req: Request) -> Prepared:
+    """The new base is written as a plain ``default`` rope, so transformers applies it at every length."""
+    rc = req.source
+    return replace(Prepared.unchanged(req), rope_theta=ntk_base(rc.rope_theta, req.factor, rc.rotary_dim))
+
+
+ABF_RULES = {"max": lambda lb, cb: max(lb, cb), "lower-bound": lambda lb, cb: lb, "critical": lambda lb, cb: cb}
+ABF_PARAMS = (
+    Param("rope_theta", float, "the new base", minimum=1.0, written=False,
+          default_text="chosen by --abf-rule for the target length"),
+    Param("abf_rule", str, "how the base is chosen without --rope-theta: the larger of the lower bound of arXiv "
+          "2405.14591 and the critical base of arXiv 2310.05209, or either alone", default="max",
+          choices=tuple(ABF_RULES), written=False),
+)
+
+
+def prepare_abf(req: Request) -> Prepared:
+    """The base the user gave, or the one :mod:`rope_scaling.base_selection` picks for the target; it must
+    exceed the current base."""
+    rc, prepared = req.source, Prepared.unchanged(req)
+    theta = req.params.get("rope_theta")
+    if theta is None:
+        rule = req.params.get("abf_rule", ABF.param("abf_rule").default)
+        lb = lower_bound_base(req.target_length, dim=rc.rotary_dim, rtol=1e-4)
+        cb = critical_base(req.target_length, dim=rc.rotary_dim, train_length=rc.original_length,
+                           train_base=rc.rope_theta)
+        theta = ABF_RULES[rule](lb, cb)
+        prepared = prepared.with_note(f"rope_theta chosen by rule {rule!r}: lower bound (2405.14591) {lb:.4g}, "
+                                      f"critical base (2310.05209) {cb:.4g}")
+    if theta <= rc.rope_theta:
+        raise LongctxError(f"rope_theta {theta:.4g} is not above the current base {rc.rope_theta:g}; "
+                           "pass a larger --rope-theta")
+    theta = float(theta)
+    return replace(prepared, rope_theta=theta, params={**prepared.params, "rope_theta": theta})
+
+
+DEFAULT = RopeMethod("default", default_rope, "default", "plain RoPE (no extension)", "free", extends=False)
+LINEAR = RopeMethod("linear", linear_rope, "linear", "position interpolation: every frequency / factor", "needed")
+NTK = RopeMethod("ntk", ntk_rope, "default", "static NTK-aware: base * factor^(d/(d-2))", "short", prepare=prepare_ntk)
+ABF = RopeMethod("abf", abf_rope, "default", "adjusted base frequency (ABF): a larger rope_theta", "needed",
+                 params=ABF_PARAMS, prepare=prepare_abf)

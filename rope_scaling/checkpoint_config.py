@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from longctx.errors import LongctxError, where
+from rope_scaling.registry import METHODS
 
-# model_type -> methods transformers can load for it (None: all). Phi-3 accepts only default/longrope.
+# model_type -> the rope_types transformers loads for it (None: all). Phi-3 accepts only default/longrope
+# (so also the methods written as a plain "default" rope: ntk, abf).
 SUPPORTED: dict[str, frozenset[str] | None] = {
     "llama": None, "mistral": None, "qwen2": None, "qwen3": None, "glm": None, "glm4": None,
-    "phi3": frozenset({"default", "longrope", "abf", "ntk"}),
+    "phi3": frozenset({"default", "longrope"}),
 }
 # Architectures we know have no rotary embedding, with what they use instead.
 NO_ROPE: dict[str, str] = {
@@ -28,7 +30,6 @@ NO_ROPE: dict[str, str] = {
     "bert": "learned absolute position embeddings", "roberta": "learned absolute position embeddings",
     "t5": "relative position buckets", "xglm": "sinusoidal absolute position embeddings",
 }
-SCALED_TYPES = ("linear", "dynamic", "yarn", "longrope", "llama3")
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,20 @@ class RopeConfig:
     @property
     def context_length(self) -> int:
         """The context the config claims now (dynamic NTK: original x factor, reached at run time)."""
-        if self.rope_type == "dynamic":
+        if _keeps_trained_length(self.rope_type):
             return int(round(self.original_length * float(self.params.get("factor", 1.0))))
         return self.max_position_embeddings
+
+
+def _keeps_trained_length(rope_type: str) -> bool:
+    """True for a rope_type whose max_position_embeddings stays the trained length (dynamic NTK)."""
+    method = METHODS.get(rope_type)
+    return method is not None and method.keeps_trained_length
+
+
+def loadable_types(model_type: str) -> frozenset[str] | None:
+    """The rope_types transformers loads for ``model_type`` (None: every type)."""
+    return SUPPORTED[model_type]
 
 
 def read_config(model_dir: str | Path) -> tuple[dict, Path]:
@@ -133,7 +145,7 @@ def read_rope_config(raw: dict, path: object = "config.json") -> RopeConfig:
     original = rope.pop("original_max_position_embeddings", None)
     if model_type == "phi3" and rope_type == "longrope":
         original = raw.get("original_max_position_embeddings", original)  # Phi-3 gives it priority
-    if rope_type in ("default", "dynamic") or original is None:
+    if rope_type == "default" or _keeps_trained_length(rope_type) or original is None:
         original = max_pos  # dynamic: transformers measures the trained length by max_position_embeddings
     original = _number({"original_max_position_embeddings": original}, "original_max_position_embeddings", path, int)
     return RopeConfig(str(path), model_type, form, rope_type, theta, head_dim, partial, original, max_pos, rope)

@@ -9,6 +9,7 @@ training-free and leaves short prompts bit-identical. transformers measures L0 b
 from __future__ import annotations
 
 from rope_scaling.common import RopeOutput, check_base, check_factor, check_length, default_inv_freq, rotary_dim
+from rope_scaling.method import Prepared, Request, RopeMethod
 
 
 def dynamic_base(base: float, factor: float, dim: int, original_length: int, seq_len: int) -> float:
@@ -31,3 +32,18 @@ def dynamic_rope(
     dim = rotary_dim(head_dim, partial_rotary_factor)
     seq_len = original_length if seq_len is None else seq_len
     return default_inv_freq(dynamic_base(base, factor, dim, original_length, seq_len), dim), 1.0
+
+
+def prepare_dynamic(req: Request) -> Prepared:
+    """max_position_embeddings stays at the trained length: the run-time rule measures L0 by it."""
+    L0 = req.source.original_length
+    return Prepared.unchanged(req).with_note(
+        f"max_position_embeddings stays {L0}: transformers' dynamic rule measures the trained length by it; "
+        f"frequencies rescale at run time beyond it", max_position_embeddings=L0)
+
+
+DYNAMIC = RopeMethod(
+    "dynamic", dynamic_rope, "dynamic", "dynamic NTK: base grows with the running length, untouched inside the "
+    "original window", "free", prepare=prepare_dynamic, seq_len_dependent=True, keeps_trained_length=True,
+    training_text="training-free: frequencies change only past the original length, at run time",
+)

@@ -17,16 +17,13 @@ import torch
 
 from longctx.errors import LongctxError, where
 from longctx.io import atomic_dir, atomic_write_json
-from rope_scaling.base_selection import critical_base, lower_bound_base
-from rope_scaling.basic import ntk_base
-from rope_scaling.checkpoint_config import SUPPORTED, RopeConfig, patch_config, read_config, read_rope_config
+from rope_scaling.checkpoint_config import RopeConfig, loadable_types, patch_config, read_config, read_rope_config
 from rope_scaling.common import check_factor, default_inv_freq
 from rope_scaling.explain import PairRow, explain_pairs
-from rope_scaling.longrope import yarn_long_factor
-from rope_scaling.registry import METHODS, get_method, training_note, validate_params
+from rope_scaling.method import Request
+from rope_scaling.registry import extending_methods, flag_of, get_method, methods_taking, validate_params
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-HF_DEFAULTS = {"yarn": {"beta_fast": 32.0, "beta_slow": 1.0}, "llama3": {"low_freq_factor": 1.0, "high_freq_factor": 4.0}}
 
 
 @dataclass
@@ -50,12 +47,22 @@ class ExtensionPlan:
         return explain_pairs(self.old_inv_freq, self.new_inv_freq, self.source.original_length, self.factor)
 
 
-def choose_method(rc: RopeConfig, factor: float, rope_theta: float | None) -> tuple[str, str]:
-    """``--method auto``: the method and a sentence saying why."""
-    if rope_theta is not None:
-        return "abf", "--rope-theta given: adjusted base frequency (ABF) with that base"
-    if rc.model_type == "phi3":
-        return "longrope", "phi3 loads only default/longrope RoPE in transformers; longrope with YaRN-derived factors"
+def choose_method(rc: RopeConfig, factor: float, params: dict) -> tuple[str, str]:
+    """``--method auto``: the method and a sentence saying why.
+
+    A parameter that only one method takes (``--rope-theta``: ABF) selects that method; otherwise YaRN,
+    or LongRoPE for a model transformers loads only with default/longrope RoPE (Phi-3).
+    """
+    owners = {k: methods_taking(k) for k in params}
+    chosen = {names[0] for names in owners.values() if len(names) == 1}
+    if len(chosen) == 1:
+        name = chosen.pop()
+        flags = ", ".join(flag_of(k) for k, names in owners.items() if names == [name])
+        return name, f"{flags} given: {get_method(name).summary}"
+    allowed = loadable_types(rc.model_type)
+    if allowed is not None and get_method("yarn").rope_type not in allowed:
+        return "longrope", (f"{rc.model_type} loads only {'/'.join(sorted(allowed))} RoPE in transformers; "
+                            "longrope with YaRN-derived factors")
     why = ("yarn: leaves high-frequency pairs untouched, so it works training-free at small factors and adapts "
            "fastest with a short fine-tune (linear/ABF need continued training)")
     if factor > 8:
@@ -86,75 +93,42 @@ def _resolve_lengths(rc: RopeConfig, target_length: int | None, factor: float | 
     return target_length, float(factor)
 
 
-def _as_number(x: float) -> float | int:
-    return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
-
-
 def plan_extension(
     raw: dict, path: object = "config.json", *, method: str = "auto", target_length: int | None = None,
-    factor: float | None = None, rope_theta: float | None = None, abf_rule: str = "max", **method_params,
+    factor: float | None = None, **method_params,
 ) -> ExtensionPlan:
-    """Decide the new ``rope_parameters`` for ``raw`` (a config.json dict) without touching any file."""
+    """Decide the new ``rope_parameters`` for ``raw`` (a config.json dict) without touching any file.
+
+    ``method_params`` are the method's declared parameters (``rope_theta`` for abf, ``beta_fast`` for
+    yarn, ...; None means not given); the method's ``prepare`` hook fills in the rest.
+    """
     rc = read_rope_config(raw, path)
     target_length, factor = _resolve_lengths(rc, target_length, factor)
     params = {k: v for k, v in method_params.items() if v is not None}
     reason = f"--method {method}"
     if method == "auto":
-        method, reason = choose_method(rc, factor, rope_theta)
+        method, reason = choose_method(rc, factor, params)
     m = get_method(method)
-    if method == "default":
-        raise LongctxError("--method default does not extend the context; choose one of "
-                           + ", ".join(n for n in METHODS if n != "default"))
-    if rope_theta is not None and method != "abf":
-        raise LongctxError(f"--rope-theta only applies to --method abf (got --method {method})")
-    validate_params(method, {**params, **({"rope_theta": rope_theta} if rope_theta is not None else {})})
-    allowed = SUPPORTED[rc.model_type]
-    if allowed is not None and method not in allowed:
+    if not m.extends:
+        raise LongctxError(f"--method {method} does not extend the context; choose one of "
+                           + ", ".join(extending_methods()))
+    validate_params(method, params)
+    allowed = loadable_types(rc.model_type)
+    if allowed is not None and m.rope_type not in allowed:
+        ok = sorted(n for n in extending_methods() if get_method(n).rope_type in allowed)
         raise LongctxError(f"{where(path, field='model_type')} = {rc.model_type!r}: transformers cannot load "
-                           f"--method {method} for it; choose one of {', '.join(sorted(allowed - {'default'}))}")
+                           f"--method {method} for it; choose one of {', '.join(ok)}")
     notes: list[str] = []
     if rc.rope_type != "default":
         notes.append(f"the source already has rope_type {rc.rope_type!r}; it is replaced, scaled from the trained "
                      f"length {rc.original_length} and base {rc.rope_theta:g}")
-    dim = rc.rotary_dim
-    common = dict(base=rc.rope_theta, head_dim=rc.head_dim, partial_rotary_factor=rc.partial_rotary_factor,
-                  original_length=rc.original_length, factor=factor)
-    new_theta = rc.rope_theta
-    if method == "ntk":
-        new_theta = ntk_base(rc.rope_theta, factor, dim)
-    elif method == "abf":
-        if rope_theta is None:
-            lb = lower_bound_base(target_length, dim=dim, rtol=1e-4)
-            cb = critical_base(target_length, dim=dim, train_length=rc.original_length, train_base=rc.rope_theta)
-            rope_theta = {"max": max(lb, cb), "lower-bound": lb, "critical": cb}[abf_rule]
-            notes.append(f"rope_theta chosen by rule {abf_rule!r}: lower bound (2405.14591) {lb:.4g}, "
-                         f"critical base (2310.05209) {cb:.4g}")
-        if rope_theta <= rc.rope_theta:
-            raise LongctxError(f"rope_theta {rope_theta:.4g} is not above the current base {rc.rope_theta:g}; "
-                               "pass a larger --rope-theta")
-        new_theta = float(rope_theta)
-        params["rope_theta"] = new_theta
-    if method == "longrope" and "long_factor" not in params:
-        params["long_factor"] = yarn_long_factor(**common)
-        notes.append("long_factor: YaRN's per-pair rescale (no LongRoPE search was run); short_factor: all 1")
-    if method == "longrope":
-        params.setdefault("short_factor", [1.0] * (dim // 2))
-    run_len = {"seq_len": target_length} if method in ("dynamic", "longrope") else {}
-    new_inv_freq, attention_factor = m.fn(**common, **params, **run_len)
-
-    rope = {"rope_type": m.rope_type, "rope_theta": _as_number(new_theta),
-            "partial_rotary_factor": rc.partial_rotary_factor, "original_max_position_embeddings": rc.original_length}
-    if m.rope_type != "default":
-        rope["factor"] = _as_number(factor)
-    rope.update(HF_DEFAULTS.get(method, {}))
-    rope.update({k: v for k, v in params.items() if k != "rope_theta"})
-    max_pos = rc.original_length if method == "dynamic" else target_length
-    if method == "dynamic":
-        notes.append(f"max_position_embeddings stays {rc.original_length}: transformers' dynamic rule measures the "
-                     f"trained length by it; frequencies rescale at run time beyond it")
-    return ExtensionPlan(method, reason, rc, target_length, factor, rope, max_pos,
-                         default_inv_freq(rc.rope_theta, dim), new_inv_freq, float(attention_factor),
-                         training_note(method, factor), notes)
+    req = Request(rc, target_length, factor, params)
+    prepared = m.prepare(req)
+    run_len = {"seq_len": target_length} if m.seq_len_dependent else {}
+    new_inv_freq, attention_factor = m.fn(**req.geometry, **{**m.defaults(), **prepared.params}, **run_len)
+    return ExtensionPlan(method, reason, rc, target_length, factor, m.rope_parameters(rc, factor, prepared),
+                         prepared.max_position_embeddings, default_inv_freq(rc.rope_theta, rc.rotary_dim), new_inv_freq,
+                         float(attention_factor), m.training_note(factor), [*notes, *prepared.notes])
 
 
 def weight_files(src: Path) -> tuple[list[Path], list[Path]]:
@@ -174,7 +148,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def extend_checkpoint(
     src: str | os.PathLike, out: str | os.PathLike, *, method: str = "auto", target_length: int | None = None,
-    factor: float | None = None, rope_theta: float | None = None, overwrite: bool = False, **method_params,
+    factor: float | None = None, overwrite: bool = False, **method_params,
 ) -> dict:
     """Write ``out``: ``src`` with rescaled RoPE. Returns the ``rope_parameters`` written.
 
@@ -182,8 +156,7 @@ def extend_checkpoint(
     are refused. ``out`` appears complete or not at all.
     """
     raw, path = read_config(src)
-    plan = plan_extension(raw, path, method=method, target_length=target_length, factor=factor,
-                          rope_theta=rope_theta, **method_params)
+    plan = plan_extension(raw, path, method=method, target_length=target_length, factor=factor, **method_params)
     write_extension(src, out, raw, path, plan, overwrite=overwrite)
     return plan.rope_parameters
 
@@ -223,15 +196,15 @@ def effective_rope(model_dir: str | os.PathLike) -> tuple[RopeConfig, torch.Tens
     """The checkpoint's RoPE and its frequencies at its full context (for inspect and eval)."""
     raw, path = read_config(model_dir)
     rc = read_rope_config(raw, path)
-    name = rc.rope_type
-    m = get_method(name)
+    m = get_method(rc.rope_type)
+    factor = float(rc.params.get("factor", 1.0) or 1.0)
+    if m.factor_from_lengths and "factor" not in rc.params:
+        factor = rc.max_position_embeddings / rc.original_length
     kw = dict(base=rc.rope_theta, head_dim=rc.head_dim, partial_rotary_factor=rc.partial_rotary_factor,
-              original_length=rc.original_length, factor=float(rc.params.get("factor", 1.0) or 1.0))
-    extra = {k: v for k, v in rc.params.items() if k in m.params}
-    if name in ("dynamic", "longrope"):
+              original_length=rc.original_length, factor=factor)
+    extra = {k: v for k, v in rc.params.items() if k in m.param_names}
+    if m.seq_len_dependent:
         extra["seq_len"] = rc.context_length
-    if name == "longrope" and "factor" not in rc.params:
-        kw["factor"] = rc.max_position_embeddings / rc.original_length
     inv_freq, attn = m.fn(**kw, **extra)
     if not math.isfinite(attn):
         raise LongctxError(f"{path}: rope parameters give a non-finite attention factor")

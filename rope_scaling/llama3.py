@@ -13,6 +13,7 @@ import torch
 
 from longctx.errors import LongctxError
 from rope_scaling.common import RopeOutput, check_factor, check_length, default_inv_freq, rotary_dim, wavelengths
+from rope_scaling.method import Param, RopeMethod
 
 
 def llama3_rope(
@@ -35,3 +36,14 @@ def llama3_rope(
     out = torch.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
     medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
     return torch.where(medium, blended, out), 1.0
+
+
+LLAMA3 = RopeMethod(
+    "llama3", llama3_rope, "llama3", "Llama-3.1: ramp over wavelength between original/high and original/low", "needed",
+    params=(
+        Param("low_freq_factor", float, "wavelengths above L0/low are divided by the factor", default=1.0, minimum=0.0,
+              always_written=True),
+        Param("high_freq_factor", float, "wavelengths below L0/high are kept", default=4.0, minimum=0.0,
+              always_written=True),
+    ),
+)

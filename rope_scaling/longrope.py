@@ -20,6 +20,7 @@ import torch
 
 from longctx.errors import LongctxError
 from rope_scaling.common import RopeOutput, check_factor, check_length, default_inv_freq, rotary_dim
+from rope_scaling.method import FloatList, Param, Prepared, Request, RopeMethod
 
 
 def longrope_attention_factor(factor: float, original_length: int) -> float:
@@ -62,3 +63,31 @@ def yarn_long_factor(*, base: float, head_dim: int, factor: float, original_leng
     yarn, _ = yarn_rope(base=base, head_dim=head_dim, partial_rotary_factor=partial_rotary_factor, factor=factor,
                         original_length=original_length)
     return (default_inv_freq(base, dim) / yarn).tolist()
+
+
+def prepare_longrope(req: Request) -> Prepared:
+    """Without searched lists: YaRN's rescale as the long list (with a note saying so), ones as the short list."""
+    prepared = Prepared.unchanged(req)
+    params = prepared.params
+    if "long_factor" not in params:
+        params["long_factor"] = yarn_long_factor(**req.geometry)
+        prepared = prepared.with_note("long_factor: YaRN's per-pair rescale (no LongRoPE search was run); "
+                                      "short_factor: all 1")
+    params.setdefault("short_factor", [1.0] * (req.source.rotary_dim // 2))
+    return prepared
+
+
+LONGROPE = RopeMethod(
+    "longrope", longrope_rope, "longrope", "LongRoPE: one searched factor per pair (short and long lists)", "short",
+    params=(
+        Param("long_factor", FloatList, "per-pair factors beyond L0 (a,b,... or a JSON file)", minimum=0.0,
+              default_text="YaRN's per-pair rescale, no search run"),
+        Param("short_factor", FloatList, "per-pair factors inside L0 (a,b,... or a JSON file)", minimum=0.0,
+              default_text="all 1"),
+        Param("attention_factor", float, "fixed cos/sin multiplier", minimum=0.0,
+              default_text="sqrt(1 + ln(factor) / ln(L0))"),
+    ),
+    prepare=prepare_longrope, seq_len_dependent=True, factor_from_lengths=True,
+    training_text=("training-free with factors found by LongRoPE's search; with default (YaRN-derived) "
+                   "factors, treat it like YaRN: usable as-is, better after a short fine-tune"),
+)

@@ -1,47 +1,32 @@
-"""The method registry: name -> pure function, the transformers ``rope_type`` it is written as,
-the method parameters it accepts, and whether it works without training.
+"""The method registry, as transformers' ``ROPE_INIT_FUNCTIONS``: name -> :class:`RopeMethod`.
 
-Every function takes keyword arguments ``base, head_dim, partial_rotary_factor, original_length,
-factor`` plus its own parameters, and returns ``(inv_freq float64, attention_factor)``.
+Each method is declared beside its math (function, parameters, ``prepare`` hook; see
+:mod:`rope_scaling.method`); this table only lists them, one line each. ``longctx extend``'s
+flags, the planner and the config reader all read it, so adding a method is one new file plus one
+line here. Every function takes keyword arguments ``base, head_dim, partial_rotary_factor,
+original_length, factor`` plus its own parameters, and returns ``(inv_freq float64, attention_factor)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from longctx.errors import LongctxError
-from rope_scaling.basic import abf_rope, default_rope, linear_rope, ntk_rope
+from rope_scaling.basic import ABF, DEFAULT, LINEAR, NTK
 from rope_scaling.common import RopeOutput
-from rope_scaling.dynamic import dynamic_rope
-from rope_scaling.llama3 import llama3_rope
-from rope_scaling.longrope import longrope_rope
-from rope_scaling.yarn import yarn_rope
-
-
-@dataclass(frozen=True)
-class RopeMethod:
-    name: str
-    fn: Callable[..., RopeOutput]
-    rope_type: str  # what transformers reads from config.json (ntk and abf are written as "default")
-    params: tuple[str, ...]  # method parameters beyond base/head_dim/partial/original/factor
-    summary: str
-    training: str  # "free", "short" (training-free at small factors, a short fine-tune beyond) or "needed"
-
+from rope_scaling.dynamic import DYNAMIC
+from rope_scaling.llama3 import LLAMA3
+from rope_scaling.longrope import LONGROPE
+from rope_scaling.method import RopeMethod
+from rope_scaling.yarn import YARN
 
 METHODS: dict[str, RopeMethod] = {
-    "default": RopeMethod("default", default_rope, "default", (), "plain RoPE (no extension)", "free"),
-    "linear": RopeMethod("linear", linear_rope, "linear", (), "position interpolation: every frequency / factor", "needed"),
-    "ntk": RopeMethod("ntk", ntk_rope, "default", (), "static NTK-aware: base * factor^(d/(d-2))", "short"),
-    "dynamic": RopeMethod("dynamic", dynamic_rope, "dynamic", (), "dynamic NTK: base grows with the running length, untouched inside the original window", "free"),
-    "yarn": RopeMethod("yarn", yarn_rope, "yarn",
-                       ("beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate"),
-                       "YaRN: keep high-frequency pairs, interpolate low ones, ramp between; attention scale", "short"),
-    "llama3": RopeMethod("llama3", llama3_rope, "llama3", ("low_freq_factor", "high_freq_factor"),
-                         "Llama-3.1: ramp over wavelength between original/high and original/low", "needed"),
-    "longrope": RopeMethod("longrope", longrope_rope, "longrope", ("long_factor", "short_factor", "attention_factor"),
-                           "LongRoPE: one searched factor per pair (short and long lists)", "short"),
-    "abf": RopeMethod("abf", abf_rope, "default", ("rope_theta",), "adjusted base frequency: a larger rope_theta", "needed"),
+    "default": DEFAULT,
+    "linear": LINEAR,
+    "ntk": NTK,
+    "dynamic": DYNAMIC,
+    "yarn": YARN,
+    "llama3": LLAMA3,
+    "longrope": LONGROPE,
+    "abf": ABF,
 }
 
 
@@ -53,13 +38,33 @@ def get_method(name: str) -> RopeMethod:
         raise LongctxError(f"--method: unknown {name!r}; choose one of {', '.join(METHODS)}") from None
 
 
+def extending_methods() -> list[str]:
+    """Names ``longctx extend --method`` accepts (every method but the plain ``default``)."""
+    return [n for n, m in METHODS.items() if m.extends]
+
+
+def methods_taking(param: str) -> list[str]:
+    """Registered methods that declare a parameter called ``param``."""
+    return [n for n, m in METHODS.items() if param in m.param_names]
+
+
+def flag_of(param: str) -> str:
+    """The ``longctx extend`` flag of a declared parameter (``truncate`` -> ``--no-truncate``)."""
+    return METHODS[methods_taking(param)[0]].param(param).flag
+
+
 def validate_params(name: str, params: dict) -> None:
-    """Raise on a parameter the method does not take (transformers would only warn)."""
+    """Raise on a parameter the method does not take (transformers would only warn), saying which methods
+    take it; then on a value outside the declared range (NaN, inf, a factor below its minimum)."""
     method = get_method(name)
-    unknown = sorted(set(params) - set(method.params))
+    unknown = sorted(set(params) - set(method.param_names))
     if unknown:
-        allowed = ", ".join(method.params) or "none"
-        raise LongctxError(f"{name}: unknown parameter(s) {', '.join(unknown)}; this method takes: {allowed}")
+        allowed = ", ".join(method.param_names) or "none"
+        elsewhere = [f"{flag_of(k)} only applies to --method {'/'.join(methods_taking(k))}"
+                     for k in unknown if methods_taking(k)]
+        hint = f" ({'; '.join(elsewhere)})" if elsewhere else ""
+        raise LongctxError(f"{name}: unknown parameter(s) {', '.join(unknown)}; this method takes: {allowed}{hint}")
+    method.check_values(params)
 
 
 def compute(name: str, **kwargs) -> RopeOutput:
@@ -69,16 +74,4 @@ def compute(name: str, **kwargs) -> RopeOutput:
 
 def training_note(name: str, factor: float) -> str:
     """One line a user reads before choosing: does this need continued training?"""
-    t = get_method(name).training
-    if name == "dynamic":
-        return "training-free: frequencies change only past the original length, at run time"
-    if name == "longrope":
-        return ("training-free with factors found by LongRoPE's search; with default (YaRN-derived) "
-                "factors, treat it like YaRN: usable as-is, better after a short fine-tune")
-    if t == "short":
-        if factor <= 8:
-            return "training-free usable at this factor (quality drops as it grows); a short fine-tune recovers most of the gap"
-        return "needs continued training at this factor (training-free quality falls off beyond ~8x)"
-    if t == "needed":
-        return "needs continued training at the target length (not training-free)"
-    return "no change"
+    return get_method(name).training_note(factor)

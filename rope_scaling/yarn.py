@@ -18,6 +18,7 @@ import torch
 
 from longctx.errors import LongctxError
 from rope_scaling.common import RopeOutput, check_factor, check_length, default_inv_freq, rotary_dim
+from rope_scaling.method import Param, RopeMethod
 
 
 def yarn_mscale(scale: float, mscale: float = 1.0) -> float:
@@ -74,3 +75,21 @@ def yarn_rope(
     if attention_factor is None:
         attention_factor = yarn_attention_factor(factor, mscale, mscale_all_dim)
     return inv_freq, float(attention_factor)
+
+
+YARN = RopeMethod(
+    "yarn", yarn_rope, "yarn", "YaRN: keep high-frequency pairs, interpolate low ones, ramp between; attention scale",
+    "short", params=(
+        Param("beta_fast", float, "pairs with more turns than this in the original window are kept", default=32.0,
+              minimum=0.0, always_written=True),
+        Param("beta_slow", float, "pairs with fewer turns are fully interpolated", default=1.0, minimum=0.0,
+              always_written=True),
+        Param("mscale", float, "DeepSeek-style attention scale numerator", minimum=0.0, inclusive=True,
+              default_text="off"),
+        Param("mscale_all_dim", float, "DeepSeek-style attention scale denominator", minimum=0.0, inclusive=True,
+              default_text="off"),
+        Param("attention_factor", float, "fixed cos/sin multiplier", minimum=0.0,
+              default_text="0.1 ln(factor) + 1, or the mscale ratio"),
+        Param("truncate", bool, "round the ramp ends to whole pairs", default=True),
+    ),
+)

@@ -171,3 +171,25 @@ def test_cli_writes_a_loadable_checkpoint(tiny_llama, tmp_path, capsys):
     assert longctx_main(args) == 0 and longctx_main(args) == 0
     cfg = json.loads((tmp_path / "y" / "config.json").read_text())
     assert cfg["max_position_embeddings"] == 1024
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--mscale", "nan"), ("--attention-factor", "inf"), ("--beta-fast", "nan"), ("--high-freq-factor", "inf"),
+    ("--beta-slow", "-1"), ("--low-freq-factor", "0"), ("--mscale-all-dim", "-0.5"), ("--rope-theta", "nan"),
+])
+def test_cli_non_finite_or_out_of_range_method_flag_is_refused(tiny_llama, tmp_path, capsys, flag, value):
+    """NaN, inf or a value outside the declared range: exit 2, one line naming the flag, nothing written."""
+    method = {"--high-freq-factor": "llama3", "--low-freq-factor": "llama3", "--rope-theta": "abf"}.get(flag, "yarn")
+    out = tmp_path / "o"
+    code = longctx_main(["extend", str(tiny_llama), "--method", method, "--factor", "4", flag, value, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and flag in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_non_finite_per_pair_factor_is_refused(tiny_llama, tmp_path, capsys):
+    """A NaN inside --short-factor is refused naming the flag (it would otherwise be written unchecked)."""
+    code = longctx_main(["extend", str(tiny_llama), "--method", "longrope", "--factor", "4",
+                         "--short-factor", "1,1,1,nan,1,1,1,1", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--short-factor" in err and not (tmp_path / "o").exists()
