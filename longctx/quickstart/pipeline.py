@@ -192,7 +192,7 @@ class Runner:
         return cfg
 
     def step_train(self, packs: Path) -> None:
-        from longctx.train.cli import launch_local
+        from longctx.train.run import launch_local
         from longctx.train.config import dump_yaml
 
         for m in self.cfg.methods:
