@@ -150,3 +150,14 @@ def test_abf_theta_counts_only_the_rotated_channels(tmp_path):
     conf["rope_parameters"]["partial_rotary_factor"] = 0.5
     (tmp_path / "config.json").write_text(json.dumps(conf))
     assert default_abf_theta(tmp_path, 8) == pytest.approx(10000.0 * 8 ** (16 / 14), rel=1e-12)
+
+
+def test_builtin_ppl_text_is_seed_zero_noise_covering_the_tokens():
+    """The one builtin perplexity text (quick start and `longctx ppl --text builtin`): seed-0 noise sentences,
+    need // 2 + 64 of them, at least as many tokens as asked for."""
+    from eval_longbench.haystack import builtin_text, noise_stream
+    from longctx.tokenizer import byte_tokenizer
+
+    stream = noise_stream(0)
+    assert builtin_text(2048) == " ".join(next(stream) for _ in range(2048 // 2 + 64))
+    assert len(byte_tokenizer()(builtin_text(2048), add_special_tokens=False)["input_ids"]) >= 2048

@@ -99,7 +99,7 @@ class Runner:
 
     def evaluate(self, names: list[str]) -> None:
         """Passkey grid + sliding-window perplexity for each model in ``names`` (one load per model)."""
-        from eval_longbench.haystack import noise_stream
+        from eval_longbench.haystack import builtin_text
         from eval_longbench.models import load_model
         from eval_longbench.ppl import run_ppl
         from eval_longbench.results import ResultStore
@@ -107,8 +107,7 @@ class Runner:
 
         c = self.cfg
         need = max(self.windows)
-        stream = noise_stream(0)  # exactly what `longctx ppl --text builtin` scores
-        text = " ".join(next(stream) for _ in range(need // 2 + 64))
+        text = builtin_text(need)  # exactly what `longctx ppl --text builtin` scores
         ppl_store = ResultStore(self.out / "eval" / "ppl" / "results.json",
                                 {"text": ["builtin"], "stride": c.ppl_stride, "max_tokens": need})
         for name in names:
