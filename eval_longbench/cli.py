@@ -202,18 +202,14 @@ def ppl_main(argv: list[str]) -> int:
     _model_flags(p)
     a = p.parse_args(argv)
 
-    from eval_longbench.haystack import noise_stream, read_text_sources
+    from eval_longbench.haystack import builtin_text, read_text_sources
     from eval_longbench.plots import plot_ppl
     from eval_longbench.ppl import rows_to_csv, run_ppl
     from eval_longbench.results import ResultStore
 
     lengths = parse_lengths(a.lengths)
     need = a.max_tokens or max(lengths)
-    if a.text == ["builtin"]:
-        stream = noise_stream(0)
-        text = " ".join(next(stream) for _ in range(need // 2 + 64))  # every noise sentence has >= 4 tokens
-    else:
-        text = read_text_sources(a.text)
+    text = builtin_text(need) if a.text == ["builtin"] else read_text_sources(a.text)
     out = Path(a.out)
     store = ResultStore(out / "results.json", {"text": a.text, "stride": a.stride, "max_tokens": need}, overwrite=a.overwrite)
 

@@ -60,6 +60,13 @@ def noise_stream(seed: int) -> Iterator[str]:
         yield from pool
 
 
+def builtin_text(tokens: int) -> str:
+    """The text ``longctx ppl --text builtin`` scores (and the quick start with it): seed-0 noise sentences,
+    enough for ``tokens`` tokens of any tokenizer (every noise sentence has >= 4 tokens)."""
+    stream = noise_stream(0)
+    return " ".join(next(stream) for _ in range(tokens // 2 + 64))
+
+
 def split_sentences(text: str) -> list[str]:
     """Split text into sentences at ``[.!?]`` followed by whitespace (collapses whitespace runs)."""
     return [s.strip() for s in _SPLIT.split(" ".join(text.split())) if s.strip()]

@@ -1,5 +1,8 @@
 """The `longctx` command: one table of subcommands, each resolvable, each with --help."""
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from longctx.cli import SUBCOMMANDS, main, resolve
@@ -24,3 +27,33 @@ def test_every_subcommand_resolves_and_has_help(name, capsys):
         fn(["--help"])
     assert exc.value.code == 0
     assert f"longctx {name}" in capsys.readouterr().out
+
+
+PACKAGES = ("longctx", "rope_scaling", "packing", "eval_longbench")
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """``(line, dotted name)`` of every module an import statement names (``from a import b`` names a and a.b)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            found += [(node.lineno, base)] + [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+    return found
+
+
+def test_library_code_never_imports_a_cli_module():
+    """Only ``__main__.py`` imports a ``cli`` module: CLIs sit on top of the library, never under it (the
+    ``longctx`` subcommand table names each CLI by a string and imports it when that subcommand runs)."""
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for pkg in PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            if path.name == "__main__.py":
+                continue
+            for line, name in _imported_modules(ast.parse(path.read_text(encoding="utf-8"))):
+                if name.rsplit(".", 1)[-1] == "cli":
+                    offenders.append(f"{path.relative_to(root)}:{line}: imports {name}")
+    assert not offenders, "\n".join(offenders)

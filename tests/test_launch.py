@@ -2,9 +2,27 @@
 
 import pytest
 
-from longctx.distributed.launch import run_local
+from longctx.distributed.launch import RankFailed, run_local
+from longctx.errors import LongctxError
 
 import _dist_fns
+
+
+class NeedsTwoArguments(Exception):
+    """Pickles, but cannot be unpickled: pickle replays ``cls(*self.args)`` with the one formatted message."""
+
+    def __init__(self, what: str, why: str):
+        super().__init__(f"{what}: {why}")
+
+
+def raise_user_error_on_rank_one(rank: int, world_size: int) -> None:
+    if rank == 1:
+        raise LongctxError("x: bad")
+
+
+def raise_unpicklable_on_rank_one(rank: int, world_size: int) -> None:
+    if rank == 1:
+        raise NeedsTwoArguments("widget", "cannot travel")
 
 
 def test_run_local_returns_each_ranks_value_in_rank_order():
@@ -14,6 +32,51 @@ def test_run_local_returns_each_ranks_value_in_rank_order():
 def test_run_local_raises_with_the_failing_ranks_traceback():
     with pytest.raises(RuntimeError, match="boom on rank 1"):
         run_local(_dist_fns.fail_on_rank_one, 2, timeout=60)
+
+
+def test_run_local_hands_back_the_ranks_exception_object():
+    """The failure carries the rank, the exception object itself (type and message) and its traceback text."""
+    with pytest.raises(RankFailed) as exc:
+        run_local(_dist_fns.fail_on_rank_one, 2, timeout=60)
+    err = exc.value
+    assert err.rank == 1
+    assert type(err.error) is ValueError and str(err.error) == "boom on rank 1"
+    assert "Traceback" in err.traceback and "fail_on_rank_one" in err.traceback
+    assert isinstance(err, RuntimeError)
+
+
+def test_a_ranks_user_error_arrives_as_that_longctx_error():
+    """A LongctxError raised on a rank is the same type with exactly the same message in the parent."""
+    with pytest.raises(RankFailed) as exc:
+        run_local(raise_user_error_on_rank_one, 2, timeout=60)
+    assert type(exc.value.error) is LongctxError and str(exc.value.error) == "x: bad"
+
+
+def test_an_unpicklable_exception_still_reports_type_message_and_traceback():
+    """An exception that cannot be unpickled becomes a RuntimeError naming its type and message; the text stays."""
+    with pytest.raises(RankFailed) as exc:
+        run_local(raise_unpicklable_on_rank_one, 2, timeout=60)
+    err = exc.value
+    assert type(err.error) is RuntimeError
+    assert str(err.error) == "test_launch.NeedsTwoArguments: widget: cannot travel"
+    assert "raise_unpicklable_on_rank_one" in err.traceback and "NeedsTwoArguments: widget: cannot travel" in str(err)
+
+
+def test_launch_local_raises_a_ranks_user_error_as_the_one_line_longctx_error(tmp_path):
+    """`longctx train --nproc 2` reports a rank's LongctxError with exactly the message one process gives."""
+    from longctx.train.config import RunConfig
+    from longctx.train.run import launch_local, run_training
+
+    cfg = RunConfig()
+    cfg.model.path = str(tmp_path / "no-model")
+    cfg.data.path = str(tmp_path / "no-packs")
+    cfg.checkpoint.out = str(tmp_path / "run")
+    with pytest.raises(LongctxError) as alone:
+        run_training(cfg)
+    with pytest.raises(LongctxError) as ranks:
+        launch_local(cfg, 2, timeout=120)
+    assert type(ranks.value) is LongctxError and str(ranks.value) == str(alone.value)
+    assert "no-packs" in str(ranks.value) and "\n" not in str(ranks.value)
 
 
 def test_run_local_times_out_instead_of_hanging():

@@ -109,3 +109,55 @@ def test_unknown_method_fails_before_anything_is_written(tmp_path):
     with pytest.raises(LongctxError, match="--methods: unknown nope"):
         run_quickstart(QuickstartConfig(out=str(out), methods=["yarn", "nope"], progress=False))
     assert not out.exists()
+
+
+def test_config_refuses_a_non_positive_value_naming_its_flag():
+    """Building a config with --factor 0 fails on construction, without any CLI, as one line naming the flag."""
+    with pytest.raises(LongctxError) as exc:
+        QuickstartConfig(factor=0)
+    assert str(exc.value) == "--factor: must be >= 1, got 0"
+
+
+def test_config_refuses_lengths_beyond_the_extension():
+    """Evaluated multiples above the factor are refused when the config is built."""
+    with pytest.raises(LongctxError, match=r"^--multiples: need values between 1 and --factor 4, got \[1, 8\]$"):
+        QuickstartConfig(factor=4, multiples=[1, 8])
+
+
+def test_config_validate_catches_fields_changed_after_construction():
+    """validate() (which the pipeline runs first) sees a field set to a bad value after the config was built."""
+    cfg = QuickstartConfig()
+    cfg.methods = []
+    with pytest.raises(LongctxError, match="^--methods: give at least one method"):
+        cfg.validate()
+
+
+def test_abf_theta_of_the_shipped_model_is_the_ntk_base_over_its_rotary_dim():
+    """The quick start's ABF base is rope_scaling's NTK-aware base: 10000 * 8 ** (32 / 30) for the shipped model."""
+    from longctx.organism.check import shipped_model_dir
+    from longctx.quickstart.pipeline import default_abf_theta
+
+    assert default_abf_theta(shipped_model_dir(), 8) == 10000.0 * 8 ** (32 / 30)
+    assert round(default_abf_theta(shipped_model_dir(), 8)) == 91896
+
+
+def test_abf_theta_counts_only_the_rotated_channels(tmp_path):
+    """With partial_rotary_factor 0.5 the exponent uses the 16 rotated channels of a 32-wide head, not 32."""
+    from longctx.organism.check import shipped_model_dir
+    from longctx.quickstart.pipeline import default_abf_theta
+
+    conf = json.loads((shipped_model_dir() / "config.json").read_text())
+    conf["rope_parameters"]["partial_rotary_factor"] = 0.5
+    (tmp_path / "config.json").write_text(json.dumps(conf))
+    assert default_abf_theta(tmp_path, 8) == pytest.approx(10000.0 * 8 ** (16 / 14), rel=1e-12)
+
+
+def test_builtin_ppl_text_is_seed_zero_noise_covering_the_tokens():
+    """The one builtin perplexity text (quick start and `longctx ppl --text builtin`): seed-0 noise sentences,
+    need // 2 + 64 of them, at least as many tokens as asked for."""
+    from eval_longbench.haystack import builtin_text, noise_stream
+    from longctx.tokenizer import byte_tokenizer
+
+    stream = noise_stream(0)
+    assert builtin_text(2048) == " ".join(next(stream) for _ in range(2048 // 2 + 64))
+    assert len(byte_tokenizer()(builtin_text(2048), add_special_tokens=False)["input_ids"]) >= 2048

@@ -121,7 +121,7 @@ def test_fsdp_on_2_ranks_equals_one_rank_with_double_accumulation(tiny_llama, pa
 def test_a_user_error_on_a_spawned_rank_is_one_line_not_a_traceback(tiny_llama, tmp_path):
     """A rank's LongctxError (here: a missing pack directory) reaches the caller as the same LongctxError."""
     from longctx.errors import LongctxError
-    from longctx.train.cli import launch_local
+    from longctx.train.run import launch_local
 
     cfg = tr.base_config(tiny_llama, tmp_path / "no-such-packs", tmp_path / "run", **{"parallel.sp_degree": 2})
     with pytest.raises(LongctxError, match="no-such-packs") as exc:

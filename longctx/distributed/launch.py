@@ -33,6 +33,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class RankFailed(RuntimeError):
+    """A rank raised: the parent's view of that failure.
+
+    ``error`` is the rank's exception object itself (unpickled in the parent), so callers can act on
+    its type (``isinstance(err.error, LongctxError)``) instead of parsing text; ``traceback`` is the
+    rank's formatted traceback, which is also the message, so the failure reads as it happened. A
+    ``RuntimeError`` so code that catches any launch failure keeps working.
+    """
+
+    def __init__(self, rank: int, error: BaseException, traceback_text: str):
+        super().__init__(f"rank {rank} failed:\n{traceback_text}")
+        self.rank = rank
+        self.error = error
+        self.traceback = traceback_text
+
+    def __reduce__(self):
+        return type(self), (self.rank, self.error, self.traceback)
+
+
+def _describe(err: BaseException) -> str:
+    """``module.Type: message``: what stands in for an exception object that cannot travel."""
+    cls = type(err)
+    kind = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return f"{kind}: {err}"
+
+
+def _failure_report(err: BaseException) -> tuple[bytes | None, str, str]:
+    """What a failed rank sends: ``(pickled exception or None, traceback text, "Type: message")``.
+
+    The exception travels as plain pickle bytes, checked by a round trip here: an exception whose
+    class needs constructor arguments pickle cannot replay fails only when *loaded*.
+    """
+    text = traceback.format_exc()
+    try:
+        blob = pickle.dumps(err)
+        pickle.loads(blob)
+    except Exception:  # noqa: BLE001 - any pickling failure means: send the text only
+        blob = None
+    return blob, text, _describe(err)
+
+
+def _received_error(blob: bytes | None, description: str) -> BaseException:
+    """The rank's exception object, or a ``RuntimeError("Type: message")`` when it could not travel."""
+    if blob is not None:
+        try:
+            return pickle.loads(blob)
+        except Exception:  # noqa: BLE001 - e.g. its class is not importable in this process
+            pass
+    return RuntimeError(description)
+
+
 def _worker(rank: int, world_size: int, port: int, backend: str, threads: int, fn: Callable, args: tuple, results) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
@@ -44,8 +95,8 @@ def _worker(rank: int, world_size: int, port: int, backend: str, threads: int, f
         # Plain pickle bytes, not the multiprocessing reducer: that one shares tensor storage through
         # file descriptors, which race with this process exiting (FileNotFoundError in the parent).
         results.put((rank, True, pickle.dumps(out)))
-    except BaseException:  # report every failure to the parent, which raises it
-        results.put((rank, False, traceback.format_exc()))
+    except BaseException as err:  # report every failure to the parent, which raises it
+        results.put((rank, False, _failure_report(err)))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -62,7 +113,8 @@ def run_local(
     """Call ``fn(rank, world_size, *args)`` on ``world_size`` fresh processes joined in one group.
 
     ``fn`` must be importable (a module-level function). Returns the per-rank return values in
-    rank order. Raises ``RuntimeError`` with the failing rank's traceback, or ``TimeoutError``
+    rank order. Raises :class:`RankFailed` (a ``RuntimeError`` holding the failing rank's exception
+    object and traceback), ``RuntimeError`` when a rank dies without reporting, or ``TimeoutError``
     (after killing every rank) when the ranks do not finish within ``timeout`` seconds.
 
     A SIGTERM sent to this (launching) process is forwarded to every rank, as torchrun does, so a
@@ -103,7 +155,8 @@ def run_local(
                     raise RuntimeError(f"rank process exited with code {dead[0].exitcode} before reporting")
                 continue
             if not ok:
-                raise RuntimeError(f"rank {rank} failed:\n{value}")
+                blob, text, description = value
+                raise RankFailed(rank, _received_error(blob, description), text)
             out[rank] = pickle.loads(value)
         finished = True
     finally:

@@ -1,9 +1,6 @@
 """The shipped tiny pretrained model ("organism"): its data, recipe, reproduction and check.
 
-``longctx organism train`` reproduces longctx/assets/organism with the project's own trainer;
-``longctx organism check`` measures passkey accuracy per context length.
+``longctx organism train`` reproduces longctx/assets/organism with the project's own trainer
+(:func:`longctx.organism.train.train_organism`); ``longctx organism check`` measures passkey
+accuracy per context length (:mod:`longctx.organism.check`). The CLI is ``longctx.organism.cli``.
 """
-
-from longctx.organism.cli import main
-
-__all__ = ["main"]

@@ -68,7 +68,7 @@ def make_mixed_packs(recipe: OrganismRecipe, out: str | Path, progress: bool = T
 
 def train_organism(out: str | Path, recipe: OrganismRecipe | None = None, *, progress: bool = True) -> dict:
     """Run the whole recipe into ``out`` (phase 1, then phase 2 when ``mixed_steps``); returns the trainer summary."""
-    from longctx.train.cli import run_training
+    from longctx.train.run import run_training
 
     recipe = recipe or OrganismRecipe()
     out = Path(out)

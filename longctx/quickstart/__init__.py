@@ -1,5 +1,5 @@
-"""``longctx quickstart``: evaluate -> extend -> pack -> train (ring attention) -> evaluate, on CPU."""
+"""``longctx quickstart``: evaluate -> extend -> pack -> train (ring attention) -> evaluate, on CPU.
 
-from longctx.quickstart.cli import main
-
-__all__ = ["main"]
+The library entry point is :func:`longctx.quickstart.pipeline.run_quickstart` with a
+:class:`longctx.quickstart.config.QuickstartConfig`; the CLI is ``longctx.quickstart.cli``.
+"""

@@ -1,8 +1,23 @@
-"""What one quick start does, as a dataclass; ``--full`` is the same pipeline with bigger numbers."""
+"""What one quick start does, as a dataclass; ``--full`` is the same pipeline with bigger numbers.
+
+The config checks itself (:meth:`QuickstartConfig.validate`, also run on construction), so a bad
+value is refused the same way from the CLI and from library code; messages name the
+``longctx quickstart`` flag of the field, the one place a user sets it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+from longctx.errors import LongctxError
+
+POSITIVE = ("steps", "sft_records", "eval_samples", "eval_depths", "factor")
+"""Fields that must be >= 1."""
+
+
+def flag(key: str) -> str:
+    """The ``longctx quickstart`` flag that sets field ``key``: ``eval_samples`` -> ``--eval-samples``."""
+    return "--" + key.replace("_", "-")
 
 
 @dataclass
@@ -18,7 +33,7 @@ class QuickstartConfig:
     methods: list[str] = field(default_factory=lambda: ["yarn", "linear", "abf"])
     """RoPE methods to compare (rope_scaling names: yarn, linear = position interpolation, abf, ...)."""
     abf_theta: float = 0.0
-    """rope_theta for the abf method; 0 = NTK-aware theta * factor ** (d / (d - 2))."""
+    """rope_theta for the abf method; 0 = NTK-aware theta * factor ** (d / (d - 2)), d = rotary dimension."""
     eval_depths: int = 5
     """Needle depths per length (evenly spaced 0..100%)."""
     eval_samples: int = 4
@@ -39,15 +54,40 @@ class QuickstartConfig:
     seed: int = 0
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values the pipeline cannot run (a one-line ``LongctxError`` naming the flag).
+
+        Runs on construction and again when the pipeline starts, for fields changed in between.
+        """
+        for key in POSITIVE:
+            if getattr(self, key) < 1:
+                raise LongctxError(f"{flag(key)}: must be >= 1, got {getattr(self, key)}")
+        if not self.methods:
+            raise LongctxError("--methods: give at least one method, e.g. yarn,linear")
+        if not self.multiples or min(self.multiples) < 1 or max(self.multiples) > self.factor:
+            raise LongctxError(f"--multiples: need values between 1 and --factor {self.factor}, got {self.multiples}")
+        from rope_scaling.registry import METHODS
+
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise LongctxError(f"--methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def short() -> QuickstartConfig:
-    """The default: 2.5 minutes measured on 2 CPU cores."""
-    return QuickstartConfig()
+FULL = {"eval_samples": 10, "sft_records": 800, "steps": 400}
+"""What ``--full`` changes."""
 
 
-def full() -> QuickstartConfig:
+def short(**overrides) -> QuickstartConfig:
+    """The default: 2.5 minutes measured on 2 CPU cores (``overrides``: any other field values)."""
+    return QuickstartConfig(**overrides)
+
+
+def full(**overrides) -> QuickstartConfig:
     """``--full``: 4x the training and n = 50 prompts per length (8.4 minutes measured on 2 CPU cores)."""
-    return QuickstartConfig(eval_samples=10, sft_records=800, steps=400)
+    return QuickstartConfig(**{**FULL, **overrides})

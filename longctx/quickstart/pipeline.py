@@ -43,9 +43,15 @@ def method_label(method: str) -> str:
     return {"linear": "pi", "yarn": "yarn", "abf": "abf"}.get(method, method)
 
 
-def abf_theta(base: float, head_dim: int, factor: float) -> float:
-    """NTK-aware base for ``factor``: base * factor ** (d / (d - 2)) (bloc97; Code Llama uses a fixed 1e6)."""
-    return base * factor ** (head_dim / (head_dim - 2))
+def default_abf_theta(model_dir: str | Path, factor: float) -> float:
+    """The quick start's ABF base: the NTK-aware base for ``factor`` over the model's rotated channels,
+    ``theta * factor ** (d / (d - 2))`` with d the rotary dimension (bloc97; Code Llama uses a fixed 1e6)."""
+    from rope_scaling.basic import ntk_base
+    from rope_scaling.checkpoint_config import read_config, read_rope_config
+    from rope_scaling.common import rotary_dim
+
+    rope = read_rope_config(*read_config(model_dir))
+    return ntk_base(rope.rope_theta, factor, rotary_dim(rope.head_dim, rope.partial_rotary_factor))
 
 
 class Runner:
@@ -54,20 +60,14 @@ class Runner:
     def __init__(self, cfg: QuickstartConfig):
         from longctx.organism.check import shipped_model_dir
 
+        cfg.validate()  # fields may have changed since the config was built
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.base = Path(cfg.model) if cfg.model else shipped_model_dir()
-        from rope_scaling.registry import METHODS
-
-        bad = [m for m in cfg.methods if m not in METHODS]
-        if bad:
-            raise LongctxError(f"--methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")
         if not (self.base / "config.json").is_file():
             raise LongctxError(f"{self.base}: --model: not a checkpoint directory (no config.json)")
         conf = json.loads((self.base / "config.json").read_text())
         self.context = int(conf["max_position_embeddings"])
-        self.head_dim = int(conf.get("head_dim") or conf["hidden_size"] // conf["num_attention_heads"])
-        self.theta = float((conf.get("rope_parameters") or {}).get("rope_theta", conf.get("rope_theta", 10000.0)))
         # Evaluated prompt lengths: the prompt plus the chat template and the reply fill exactly m x context
         # tokens, so "1x" really lies inside the window (the reply of a 512-token prompt would not).
         from longctx.organism.data import chat_overhead
@@ -99,7 +99,7 @@ class Runner:
 
     def evaluate(self, names: list[str]) -> None:
         """Passkey grid + sliding-window perplexity for each model in ``names`` (one load per model)."""
-        from eval_longbench.haystack import noise_stream
+        from eval_longbench.haystack import builtin_text
         from eval_longbench.models import load_model
         from eval_longbench.ppl import run_ppl
         from eval_longbench.results import ResultStore
@@ -107,8 +107,7 @@ class Runner:
 
         c = self.cfg
         need = max(self.windows)
-        stream = noise_stream(0)  # exactly what `longctx ppl --text builtin` scores
-        text = " ".join(next(stream) for _ in range(need // 2 + 64))
+        text = builtin_text(need)  # exactly what `longctx ppl --text builtin` scores
         ppl_store = ResultStore(self.out / "eval" / "ppl" / "results.json",
                                 {"text": ["builtin"], "stride": c.ppl_stride, "max_tokens": need})
         for name in names:
@@ -137,10 +136,10 @@ class Runner:
         from rope_scaling.extend import extend_checkpoint
 
         for m in self.cfg.methods:
-            theta = abf_theta(self.theta, self.head_dim, self.cfg.factor) if m == "abf" else None
-            if m == "abf" and self.cfg.abf_theta:
-                theta = self.cfg.abf_theta
-            theta = float(round(theta)) if theta else None  # a whole number, so commands.sh repeats it exactly
+            theta = None
+            if m == "abf":
+                theta = self.cfg.abf_theta or default_abf_theta(self.base, self.cfg.factor)
+                theta = float(round(theta))  # a whole number, so commands.sh repeats it exactly
             params = extend_checkpoint(self.base, self.ext_dir(m), method=m, factor=self.cfg.factor, rope_theta=theta,
                                        overwrite=True)
             _say(f"   {method_label(m)}: rope_parameters {json.dumps(params)}")
@@ -192,7 +191,7 @@ class Runner:
         return cfg
 
     def step_train(self, packs: Path) -> None:
-        from longctx.train.cli import launch_local
+        from longctx.train.run import launch_local
         from longctx.train.config import dump_yaml
 
         for m in self.cfg.methods:

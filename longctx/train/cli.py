@@ -20,6 +20,7 @@ import sys
 
 from longctx.errors import LongctxError
 from longctx.train.config import SECTIONS, RunConfig, dump_yaml, field_docs, load_config
+from longctx.train.run import launch_local, run_training
 
 
 def _keys_help() -> str:
@@ -53,39 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "using the torchrun environment")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p
-
-
-def run_training(cfg: RunConfig) -> dict:
-    """Library entry point: train one rank (or the single process) with ``cfg``."""
-    from longctx.train.trainer import Trainer
-
-    return Trainer(cfg).run()
-
-
-def _rank_main(rank: int, world_size: int, cfg_dict: dict) -> dict:
-    """One spawned local rank (module-level so ``spawn`` can import it)."""
-    from longctx.train.config import from_dict
-
-    out = run_training(from_dict(cfg_dict))
-    out.pop("history", None)
-    return out
-
-
-def launch_local(cfg: RunConfig, nproc: int, timeout: float = 7 * 24 * 3600.0) -> list[dict]:
-    """Run ``cfg`` on ``nproc`` local gloo ranks (CPU): the same code path as torchrun.
-
-    A user error on a rank (``LongctxError``: a bad config value, a missing file) is raised here as
-    the same one-line ``LongctxError``; anything else stays a ``RuntimeError`` with the traceback.
-    """
-    from longctx.distributed.launch import run_local
-
-    try:
-        return run_local(_rank_main, nproc, cfg.to_dict(), timeout=timeout)
-    except RuntimeError as err:
-        msg = str(err).strip()
-        if "LongctxError: " in msg:
-            raise LongctxError(msg.splitlines()[-1].split("LongctxError: ", 1)[-1]) from None
-        raise
 
 
 def main(argv: list[str]) -> int:
