@@ -1,0 +1,150 @@
+"""One command for a GPU lease: the GPU tests, then the GPU benchmarks, into ONE JSON report.
+
+    PYTHONUNBUFFERED=1 python scripts/gpu_run.py --out $OUT/gpu_report.json    # on the lent GPU
+    python scripts/gpu_run.py --device cpu --no-bench --out /tmp/r.json          # the same tests on a CPU
+
+1. ``pytest tests/gpu`` plus the CPU tests of the paths CUDA delegates to (``CPU_TESTS``), with
+   the outcome plugin ``scripts/pytest_outcomes.py``;
+2. ``benchmarks/bench_gpu.py`` (throughput and peak memory, baseline vs ours);
+then the report: ``env`` (versions, the GPU, which optional packages import), ``tests`` (each
+test's outcome, message and recorded numbers) and ``bench`` (the rows). Each step is a child
+process with a wall-clock limit, killed with its process group when it runs over (the report then
+says ``timed_out`` and names the test that was running): it never hangs the lease. Exit status 1
+when a test failed or errored, a step timed out, or ``--device cuda`` found no CUDA; benchmark
+numbers never fail the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_TESTS = "tests/gpu"
+CPU_TESTS = ("tests/test_attention.py", "tests/test_loss_chunked.py")  # CPU twins of the CUDA paths (~10 s)
+OPTIONAL = ("flash_attn", "ring_flash_attn", "datasets")
+DEVICE_ENV = "LONGCTX_GPU_TESTS_DEVICE"  # read by tests/gpu/conftest.py
+
+
+def import_status(name: str) -> str:
+    """"yes <version>" or "no (<error>)": an ImportError, or a CUDA/ABI error from a broken wheel."""
+    try:
+        mod = __import__(name)
+    except Exception as err:
+        return f"no ({type(err).__name__}: {str(err).splitlines()[0][:100] if str(err) else ''})"
+    return f"yes {getattr(mod, '__version__', '')}".strip()
+
+
+def environment() -> dict:
+    """Versions, the GPU (name, capability, memory, NCCL) and which optional packages import."""
+    import torch
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "cuda_runtime": torch.version.cuda,
+           "cuda_available": torch.cuda.is_available(), "transformers": import_status("transformers"),
+           **{name: import_status(name) for name in OPTIONAL}}
+    if torch.cuda.is_available():
+        try:
+            p = torch.cuda.get_device_properties(0)
+            env.update(gpu=p.name, capability=f"{p.major}.{p.minor}", gpu_mem_gib=round(p.total_memory / 2**30, 1),
+                       sms=p.multi_processor_count, nccl=".".join(map(str, torch.cuda.nccl.version())))
+        except Exception as err:
+            env["gpu_error"] = f"{type(err).__name__}: {err}"
+    return env
+
+
+def run_child(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[int | None, float]:
+    """(exit status or None when killed at ``timeout``, seconds); output goes straight to ours."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)  # own group: ranks die with it
+    try:
+        return proc.wait(timeout=timeout), time.perf_counter() - t0
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None, time.perf_counter() - t0
+
+
+def run_tests(paths: list[str], timeout: float, device: str, keyword: str = "") -> dict:
+    """pytest ``paths`` in a child process; the outcome plugin's JSON, plus ``timed_out``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "outcomes.json"
+        cmd = [sys.executable, "-m", "pytest", "-p", "pytest_outcomes", "--outcomes-json", str(out), "-p",
+               "no:cacheprovider", "-q", "-rfEs", "--tb=short", *(["-k", keyword] if keyword else []), *paths]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "scripts"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        if device == "cpu":
+            env[DEVICE_ENV] = "cpu"
+        print("$ " + " ".join(cmd), flush=True)
+        status, seconds = run_child(cmd, timeout, env)
+        report = json.loads(out.read_text()) if out.exists() else {"counts": {}, "tests": []}
+    for t in report["tests"]:
+        if t["outcome"] == "running":
+            t.update(outcome="timeout", message=f"still running when the {timeout:.0f} s limit killed pytest")
+    report["counts"] = {o: sum(t["outcome"] == o for t in report["tests"]) for o in {t["outcome"] for t in report["tests"]}}
+    return {**report, "exit_status": status, "timed_out": status is None, "seconds": round(seconds, 1), "paths": paths}
+
+
+def run_bench(timeout: float, device: str, quick: bool) -> dict:
+    """benchmarks/bench_gpu.py in a child process; its rows, plus ``timed_out``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bench.json"
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--device", device, "--json", str(out),
+               *(["--quick"] if quick else [])]
+        print("$ " + " ".join(cmd), flush=True)
+        status, seconds = run_child(cmd, timeout)
+        rows = json.loads(out.read_text())["rows"] if out.exists() else []
+    return {"exit_status": status, "timed_out": status is None, "seconds": round(seconds, 1), "quick": quick, "rows": rows}
+
+
+def failed(report: dict) -> bool:
+    tests, bench = report["tests"], report.get("bench") or {}
+    bad = {"failed", "error", "timeout", "xpassed"}
+    return (tests["timed_out"] or bench.get("timed_out", False) or any(t["outcome"] in bad for t in tests["tests"])
+            or tests.get("exit_status") not in (0, 5))  # 5: nothing collected (e.g. -k matched nothing)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    out = Path(os.environ["OUT"]) / "gpu_report.json" if os.environ.get("OUT") else Path("gpu_report.json")
+    p = argparse.ArgumentParser(prog="python scripts/gpu_run.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=out, help=f"the JSON report (default: {out})")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                   help="cpu: run tests/gpu on the CPU (CUDA-only tests skip) and tiny benchmarks; checks the harness")
+    p.add_argument("--tests", nargs="+", default=None, help=f"pytest paths (default: {GPU_TESTS} and {' '.join(CPU_TESTS)})")
+    p.add_argument("-k", dest="keyword", default="", help="pytest -k expression")
+    p.add_argument("--tests-timeout", type=float, default=300, help="seconds for all tests (default 300)")
+    p.add_argument("--bench-timeout", type=float, default=210, help="seconds for all benchmarks (default 210)")
+    p.add_argument("--quick", action="store_true", help="smaller benchmark sizes, no 128K pack")
+    p.add_argument("--no-bench", action="store_true", help="tests only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    report: dict = {"env": {**environment(), "device": args.device, "argv": sys.argv[1:] if argv is None else argv}}
+    print(json.dumps(report["env"], indent=1), flush=True)
+    paths = args.tests or [GPU_TESTS] + [p for p in CPU_TESTS if (ROOT / p).exists()]
+    report["tests"] = run_tests(paths, args.tests_timeout, args.device, args.keyword)
+    no_cuda = args.device == "cuda" and not report["env"]["cuda_available"]
+    if no_cuda:  # every CUDA test skipped: say so loudly rather than report an all-skipped run as OK
+        report["error"] = "CUDA is not available: tests/gpu all skipped, benchmarks not run (--device cpu checks the harness)"
+        print("ERROR: " + report["error"], flush=True)
+    report["bench"] = None if args.no_bench or no_cuda else run_bench(args.bench_timeout, args.device, args.quick)
+    report["ok"] = not no_cuda and not failed(report)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1, default=str))
+    print(f"\ntests {report['tests']['counts']}{' TIMED OUT' if report['tests']['timed_out'] else ''}; "
+          f"{'OK' if report['ok'] else 'FAILED'} in {report['seconds']} s; wrote {args.out}")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
