@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import tempfile
 import time
@@ -68,7 +67,7 @@ def block_case(device: str, dtype: torch.dtype, causal: bool, tq: int, tk: int,
 
 def ring_rank(rank: int, world: int, layout: str, device: str, dtype_name: str, t: int) -> dict:
     """One rank of the ring case (module-level: spawned processes import it)."""
-    from longctx.attention import varlen_ring_attention, zigzag_ring_attention
+    from longctx.distributed.layouts import get_layout
     from longctx.distributed.sharding import local_indices
 
     dtype = getattr(torch, dtype_name)
@@ -79,10 +78,9 @@ def ring_rank(rank: int, world: int, layout: str, device: str, dtype_name: str, 
     q, k, v, dout = qkv(t, 4, 2, 32, dtype, seed=3)
     idx = local_indices(t, layout, rank, world)
     loc = [x[:, :, idx].to(dev, dtype).requires_grad_(True) for x in (q, k, v)]
-    if layout == "zigzag":
-        out = zigzag_ring_attention(*loc)
-    else:
-        out = varlen_ring_attention(*loc, cu_from_lengths(doc_lengths(t, t // 3)).to(dev))
+    spec = get_layout(layout)  # the layout registry names the attention function and whether it takes documents
+    kw = {"cu_seqlens": cu_from_lengths(doc_lengths(t, t // 3)).to(dev)} if spec.multi_document else {}
+    out = spec.attention_fn()(*loc, **kw)
     out.backward(dout[:, :, idx].to(dev, dtype))
     return {"out": out.detach().cpu().double().numpy(), **{f"d{n}": x.grad.cpu().double().numpy() for n, x in zip("qkv", loc)}}
 
@@ -103,7 +101,7 @@ _DEAD_BACKENDS: set[str] = set()  # a backend that hung or refused ranks on one 
 @functools.cache
 def ring_case(device: str, dtype: torch.dtype, layout: str, world: int = 2, t: int = 256,
               backends: tuple[str, ...] | None = None, timeout: float = 90.0) -> RingRun:
-    """zigzag / varlen ring attention on ``world`` local ranks sharing ``device`` vs the float64 oracle.
+    """Ring attention of one registered layout on ``world`` local ranks sharing ``device`` vs the float64 oracle.
 
     On one GPU NCCL normally refuses two ranks on the same device, so gloo with CUDA tensors is
     tried next, then (last resort) one NCCL rank: no exchange, the CUDA math only.
@@ -114,7 +112,9 @@ def ring_case(device: str, dtype: torch.dtype, layout: str, world: int = 2, t: i
 
     backends = backends or (("nccl", "gloo") if device.startswith("cuda") else ("gloo",))
     q, k, v, dout = qkv(t, 4, 2, 32, dtype, seed=3)
-    cu = None if layout == "zigzag" else cu_from_lengths(doc_lengths(t, t // 3))
+    from longctx.distributed.layouts import get_layout
+
+    cu = cu_from_lengths(doc_lengths(t, t // 3)) if get_layout(layout).multi_document else None
     leaves = [x.clone().requires_grad_(True) for x in (q, k, v)]
     ref = full_attention_reference(*leaves, cu)
     ref.backward(dout)
@@ -146,7 +146,7 @@ def ring_case(device: str, dtype: torch.dtype, layout: str, world: int = 2, t: i
 def loss_case(device: str, dtype: torch.dtype, t: int = 512, vocab: int = 300, hidden: int = 64,
               loss_fn: Callable | None = None) -> Pairs:
     """chunked_lm_loss (value, d hidden, d head) vs full_lm_loss in float64 on the CPU, LongAlign weights."""
-    from packing.loss import chunked_lm_loss, full_lm_loss
+    from longctx.loss import chunked_lm_loss, full_lm_loss
 
     loss_fn = loss_fn or (lambda h, w, y, wt: chunked_lm_loss(h, w, y, wt, chunk_size=max(1, t // 5)))
     g = torch.Generator().manual_seed(4)
@@ -214,34 +214,19 @@ def motif_sequences(n_seqs: int, pack_length: int, seed: int = 0) -> list[list[i
 
 
 def write_pack_dir(out: Path, seqs: list[list[int]], pack_length: int, pad_id: int = 257) -> Path:
-    """A pack directory in the `longctx pack` format: first-fit packs, LongAlign weights, manifest."""
-    # TODO(integrator): use packing.writer's row builder (sequences -> one pack row) and its writer
-    # instead of the first-fit loop, the hand-built rows and manifest below.
-    from datasets import Dataset
+    """A pack directory in the `longctx pack` format (packing.writer): first-fit packs, LongAlign weights.
 
-    groups: list[list[list[int]]] = []
-    for s in seqs:
-        for grp in groups:
-            if sum(map(len, grp)) + len(s) <= pack_length:
-                grp.append(s)
-                break
-        else:
-            groups.append([s])
-    rows = []
-    for grp in groups:
-        ids, labels, pos, w = [], [], [], []
-        for s in grp:
-            lab = [-100, -100] + s[2:]
-            ids += s; labels += lab; pos += list(range(len(s))); w += [1.0 / (len(s) - 2) if x != -100 else 0.0 for x in lab]  # noqa: E702
-        p = pack_length - len(ids)
-        ids += [pad_id] * p; labels += [-100] * p; pos += list(range(p)); w += [0.0] * p  # noqa: E702
-        rows.append({"input_ids": ids, "labels": labels, "position_ids": pos, "seq_lens": [len(s) for s in grp],
-                     "loss_weights": w})
-    Dataset.from_list(rows).save_to_disk(str(out))
-    (out / "manifest.json").write_text(json.dumps({"format": "longctx-packs", "version": 1, "mode": "pack",
-                                                    "pack_length": pack_length, "num_rows": len(rows),
-                                                    "tokenizer": {"pad_token_id": pad_id}}))
-    return out
+    The first two tokens of each sequence carry no label (like a prompt). Writing needs ``datasets``.
+    """
+    import numpy as np
+
+    from packing.binpack import first_fit
+    from packing.writer import make_manifest, rows_from_groups, write_packs
+
+    sequences = [{"input_ids": np.asarray(s), "labels": np.asarray([-100, -100] + list(s[2:]))} for s in seqs]
+    groups = first_fit([len(s) for s in seqs], pack_length)
+    manifest = make_manifest("pack", pack_length, len(groups), {"pad_token_id": pad_id})
+    return write_packs(out, rows_from_groups(sequences, groups, "pack", pack_length, pad_id), manifest)
 
 
 @dataclass

@@ -7,6 +7,7 @@ import torch
 
 from _cases import block_case, flash_in_use, ring_case, varlen_case
 from _oracle import DTYPE_NAMES, TOL
+from longctx.distributed.layouts import LAYOUTS
 
 VARLEN_OUTPUTS = ("out", "dq", "dk", "dv")
 BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
@@ -58,7 +59,7 @@ def _ring(device: str, sizes, layout: str):
 
 
 @pytest.mark.parametrize("output", VARLEN_OUTPUTS)
-@pytest.mark.parametrize("layout", ("zigzag", "varlen"))
+@pytest.mark.parametrize("layout", tuple(LAYOUTS))
 def test_ring_attention_matches_float64_oracle(device, sizes, layout, output, check_close, record_property):
     """On the first process group that forms (2 ranks via NCCL or gloo, else 1 NCCL rank: the CUDA math only)."""
     dtype, run = _ring(device, sizes, layout)
@@ -68,7 +69,7 @@ def test_ring_attention_matches_float64_oracle(device, sizes, layout, output, ch
     check_close(*run.pairs[output], TOL[dtype])
 
 
-@pytest.mark.parametrize("layout", ("zigzag", "varlen"))
+@pytest.mark.parametrize("layout", tuple(LAYOUTS))
 def test_ring_attention_runs_on_two_ranks_sharing_the_device(device, sizes, layout):
     _, run = _ring(device, sizes, layout)
     if run.world < 2:
