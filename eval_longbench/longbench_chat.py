@@ -19,6 +19,7 @@ from eval_longbench.judge import build_judge_prompt, rate_many
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from longctx.errors import LongctxError, where
+from longctx.io import read_json
 
 CASE_FIELDS = {"idx": int, "prompt": str, "query": str, "answer": str}
 
@@ -74,12 +75,7 @@ def load_cases(path: str | Path) -> list[dict]:
 def load_few_shots(path: str | Path) -> list[list[dict]]:
     """The few-shot file: a JSON list whose entry i (0-based) holds three ``{answer, score}`` for case idx i+1."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LongctxError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise LongctxError(f"{where(path, e.lineno)}: invalid JSON ({e.msg})") from None
+    data = read_json(path, kind=None, missing="no such file")
     if not isinstance(data, list) or not data:
         raise LongctxError(f"{path}: expected a non-empty JSON list of per-case example lists")
     for i, entry in enumerate(data):

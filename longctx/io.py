@@ -1,4 +1,4 @@
-"""Atomic file and directory writes.
+"""Atomic file and directory writes, and reading a user's JSON file with a one-line error.
 
 Every output of longctx (checkpoints, pack datasets, manifests, eval results) is written to a
 temporary sibling and then renamed into place, so a crash never leaves a half-written output
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from longctx.errors import LongctxError
+from longctx.errors import LongctxError, where
 
 
 def _umask() -> int:
@@ -92,3 +92,30 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     _fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+_JSON_KINDS = {dict: "object", list: "list"}
+
+
+def read_json(path: str | os.PathLike, *, kind: type | None = dict, missing: str = "missing") -> Any:
+    """The parsed JSON file at ``path``; any problem is ONE :class:`LongctxError` naming the file.
+
+    Users hand us config.json, manifests and few-shot files: a missing, unreadable, non-UTF-8 or
+    malformed file must say which file and line, never end in a decoder traceback. ``kind`` (dict,
+    list, or None for anything) is the top-level type the caller needs; ``missing`` ends the message
+    for an absent file (say what the file should have been).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LongctxError(f"{path}: {missing}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise LongctxError(f"{path}: cannot read ({err})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LongctxError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
+    if kind is not None and not isinstance(data, kind):
+        raise LongctxError(f"{path}: expected a JSON {_JSON_KINDS.get(kind, kind.__name__)}, got {type(data).__name__}")
+    return data

@@ -18,7 +18,6 @@ Python lists), memory-maps and ``save_to_disk``-s it and writes the manifest, al
 from __future__ import annotations
 
 import contextlib
-import json
 import numbers
 import os
 import tempfile
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from longctx.errors import LongctxError
-from longctx.io import atomic_dir, atomic_write_json
+from longctx.io import atomic_dir, atomic_write_json, read_json
 from longctx.labels import IGNORE_INDEX
 from packing.weights import pack_loss_weights
 
@@ -274,18 +273,6 @@ class Packs:
         return len(self.dataset)
 
 
-def _read_manifest(mpath: Path) -> dict:
-    if not mpath.exists():
-        raise LongctxError(f"{mpath}: missing (not a `longctx pack` output directory)")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except json.JSONDecodeError as e:
-        raise LongctxError(f"{mpath}:{e.lineno}: malformed JSON ({e.msg})") from None
-    if not isinstance(manifest, dict):
-        raise LongctxError(f"{mpath}: expected a JSON object, got {type(manifest).__name__}")
-    return manifest
-
-
 def load_packs(path: str | os.PathLike) -> Packs:
     """Load a pack directory as one validated :class:`Packs`.
 
@@ -296,7 +283,7 @@ def load_packs(path: str | os.PathLike) -> Packs:
 
     path = Path(path)
     mpath = path / MANIFEST
-    manifest = _read_manifest(mpath)
+    manifest = read_json(mpath, missing="missing (not a `longctx pack` output directory)")
     if manifest.get("format") != FORMAT:
         raise LongctxError(f"{mpath}: format: expected {FORMAT!r}, got {manifest.get('format')!r}")
     if manifest.get("version") != VERSION:

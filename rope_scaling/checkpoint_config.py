@@ -10,11 +10,11 @@ ramp computed from the *new* length).
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from longctx.errors import LongctxError, where
+from longctx.io import read_json
 from rope_scaling.registry import METHODS
 
 # model_type -> the rope_types transformers loads for it (None: all). Phi-3 accepts only default/longrope
@@ -76,17 +76,7 @@ def read_config(model_dir: str | Path) -> tuple[dict, Path]:
     path = model_dir / "config.json"
     if not model_dir.is_dir():
         raise LongctxError(f"{model_dir}: not a directory (expected a Hugging Face checkpoint folder)")
-    if not path.is_file():
-        raise LongctxError(f"{path}: missing (not a Hugging Face checkpoint folder?)")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise LongctxError(f"{where(path, err.lineno)}: not valid JSON ({err.msg})") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise LongctxError(f"{path}: cannot read ({err})") from None
-    if not isinstance(raw, dict):
-        raise LongctxError(f"{path}: expected a JSON object, got {type(raw).__name__}")
-    return raw, path
+    return read_json(path, missing="missing (not a Hugging Face checkpoint folder?)"), path
 
 
 def _number(raw: dict, key: str, path: object, kind=float, required: bool = True):

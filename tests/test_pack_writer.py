@@ -85,7 +85,7 @@ def test_make_manifest_keeps_the_writer_keys_to_itself():
         make_manifest("pack", 8, 1, {"pad_token_id": 0}, columns=["input_ids"])
 
 
-@pytest.mark.parametrize("text, match", [(None, "manifest.json: missing"), ("{not json", "manifest.json:1: malformed JSON")])
+@pytest.mark.parametrize("text, match", [(None, "manifest.json: missing"), ("{not json", "manifest.json:1: not valid JSON")])
 def test_load_packs_names_a_missing_or_garbled_manifest_in_one_line(tmp_path, text, match):
     (tmp_path / "p").mkdir()
     if text is not None:

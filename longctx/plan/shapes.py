@@ -11,13 +11,13 @@ offload, checkpointing, loss chunking, dtype.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.errors import LongctxError
+from longctx.io import read_json
 
 DTYPE_BYTES: dict[str, int] = {"bf16": 2, "fp16": 2, "fp32": 4}
 SHARDINGS = ("none", "zero2", "zero3", "fsdp")
@@ -253,10 +253,7 @@ def load_model_shape(spec: str) -> ModelShape:
         path = path / "config.json"
     if not path.is_file():
         raise LongctxError(f"--model: {spec!r} is neither a preset ({', '.join(PRESETS)}) nor a config.json / checkpoint dir")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise LongctxError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    config = read_json(path)
     if "text_config" in config and "hidden_size" not in config:
         config = config["text_config"]
     return shape_from_config(config, name=str(spec))
