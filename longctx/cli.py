@@ -24,7 +24,7 @@ class Subcommand:
 SUBCOMMANDS: dict[str, Subcommand] = {
     "make-tiny": Subcommand("longctx.tiny:main", "write a tiny random checkpoint + byte tokenizer (for trying things out)"),
     "inspect": Subcommand("rope_scaling.cli:inspect_main", "show a checkpoint's architecture, RoPE parameters and context"),
-    "extend": Subcommand("rope_scaling.cli:extend_main", "rescale RoPE (yarn, linear, ntk, dynamic, llama3, longrope, abf) and write a checkpoint"),
+    "extend": Subcommand("rope_scaling.cli:extend_main", "rescale RoPE (PI, NTK, YaRN, Llama-3, LongRoPE, ABF, ...: see --help) and write a checkpoint"),
     "pack": Subcommand("packing.cli:main", "tokenize SFT data and pack it into fixed-length packs with LongAlign loss weights"),
     "train": Subcommand("longctx.train.cli:main", "continue training on packs with ring-attention sequence parallelism"),
     "needle": Subcommand("eval_longbench.cli:needle_main", "needle-in-a-haystack / passkey accuracy heatmap"),
