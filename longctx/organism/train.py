@@ -36,9 +36,10 @@ def make_init(recipe: OrganismRecipe, out: str | Path) -> Path:
 
 def make_packs(recipe: OrganismRecipe, out: str | Path, progress: bool = True) -> Path:
     from longctx.organism.data import write_pretrain_packs
+    from packing.writer import MANIFEST
 
     out = Path(out)
-    if (out / "manifest.json").exists():
+    if (out / MANIFEST).exists():  # written last by the atomic writer: a complete pack dir
         return out
     return write_pretrain_packs(out, recipe.num_sequences, seq_len=recipe.context, seed=recipe.data_seed,
                                 answer_weight=recipe.answer_weight, progress=progress)
@@ -57,9 +58,10 @@ def copy_model(src: str | Path, dst: str | Path, overwrite: bool = True) -> Path
 
 def make_mixed_packs(recipe: OrganismRecipe, out: str | Path, progress: bool = True) -> Path:
     from longctx.organism.data import write_mixed_packs
+    from packing.writer import MANIFEST
 
     out = Path(out)
-    if (out / "manifest.json").exists():
+    if (out / MANIFEST).exists():
         return out
     return write_mixed_packs(out, recipe.mixed_steps * recipe.batch, pack_len=recipe.context,
                              min_len=recipe.mixed_min_len, seed=recipe.data_seed, answer_weight=recipe.answer_weight,
