@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from longctx.errors import LongctxError
-from longctx.io import atomic_write_json, atomic_write_text
+from longctx.io import atomic_write_json, atomic_write_text, check_out_vs_inputs
 
 _FMT = argparse.RawDescriptionHelpFormatter
 
@@ -143,6 +143,7 @@ def needle_main(argv: list[str]) -> int:
     _model_flags(p)
     _judge_flags(p)
     a = p.parse_args(argv)
+    check_out_vs_inputs(a.out, [*a.models, *(a.haystack or []), a.judge_local])
 
     from eval_longbench.haystack import read_text_sources, split_sentences
     from eval_longbench.judge import NEEDLE_JUDGE_TEMPLATE
@@ -201,6 +202,7 @@ def ppl_main(argv: list[str]) -> int:
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
     _model_flags(p)
     a = p.parse_args(argv)
+    check_out_vs_inputs(a.out, [*a.models, *a.text])
 
     from eval_longbench.haystack import builtin_text, read_text_sources
     from eval_longbench.plots import plot_ppl
@@ -249,6 +251,7 @@ def longbench_chat_main(argv: list[str]) -> int:
     _model_flags(p)
     _judge_flags(p)
     a = p.parse_args(argv)
+    check_out_vs_inputs(a.out, [a.model, a.cases, a.few_shots, a.judge_local])
 
     from eval_longbench.longbench_chat import (
         generate_predictions, judge_predictions, load_cases, load_few_shots, report, stored_predictions,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from longctx.checkpoint_files import check_model_weights
 from longctx.errors import LongctxError
 
 GenerateFn = Callable[[str, int], str]
@@ -25,6 +26,7 @@ def load_model(path: str | Path, *, trust_remote_code: bool = False, dtype: str 
         raise LongctxError(f"{path}: not a model directory (no config.json)")
     if not any(path.glob("*.safetensors")):
         raise LongctxError(f"{path}: no *.safetensors weights (pickle checkpoints are not loaded)")
+    check_model_weights(path)
     torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
     if torch_dtype is None:
         raise LongctxError(f"--dtype: unknown {dtype!r}; choose auto, float32, bfloat16 or float16")

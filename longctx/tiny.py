@@ -73,7 +73,7 @@ def make_tiny_checkpoint(out: str | Path, family: str = "llama", seed: int = 0, 
     model = AutoModelForCausalLM.from_config(config)
     tokenizer = byte_tokenizer()
     out = Path(out)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, command="make-tiny") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     return out

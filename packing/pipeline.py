@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from longctx.errors import LongctxError
+from longctx.io import check_can_write, check_out_vs_inputs
 from packing import binpack
 from packing.readers import BadRecord, fingerprint, read_records
 from longctx.labels import IGNORE_INDEX
 from packing.tokenize import TRAIN_ON, RecordError, Tokenized, tokenize_record
-from packing.writer import CONVENTIONS, MODES, make_manifest, rows_from_groups, tokenizer_info, write_packs
+from packing.writer import CONVENTIONS, MANIFEST, MODES, make_manifest, rows_from_groups, tokenizer_info, write_packs
 
 OVERLONG = ("error", "drop", "truncate", "split")
 
@@ -145,8 +146,8 @@ def pack_files(sources: list[str | Path], tokenizer_path: str | Path, out: str |
     if not sources:
         raise LongctxError("DATA: give at least one input file or directory")
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise LongctxError(f"{out}: already exists (choose another --out or pass --overwrite)")
+    check_out_vs_inputs(out, [*sources, tokenizer_path])
+    check_can_write(out, overwrite, legacy=(MANIFEST,))  # up front: before tokenizing everything
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(str(tokenizer_path))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 

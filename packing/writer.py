@@ -156,7 +156,7 @@ def write_packs(out: str | os.PathLike, rows: Iterable[Mapping], manifest: dict,
 
     out = Path(out)
     n = manifest["num_rows"]
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, command="pack", legacy=(MANIFEST,)) as tmp:  # pre-marker pack dirs
         written = _save_rows(tqdm(rows, total=n, desc=desc, unit=unit, disable=not progress), tmp, manifest["mode"])
         if written != n:
             raise ValueError(f"{out}: wrote {written} rows, the manifest says num_rows {n}")

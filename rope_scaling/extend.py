@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from longctx.errors import LongctxError, where
-from longctx.io import atomic_dir, atomic_write_json
+from longctx.checkpoint_files import check_weight_files
+from longctx.io import OUTPUT_MARKER, atomic_dir, atomic_write_json, check_out_vs_inputs
 from rope_scaling.checkpoint_config import RopeConfig, loadable_types, patch_config, read_config, read_rope_config
 from rope_scaling.common import check_factor, default_inv_freq
 from rope_scaling.explain import PairRow, explain_pairs
@@ -169,8 +170,7 @@ def write_extension(src: str | os.PathLike, out: str | os.PathLike, raw: dict, c
     re-read nor re-derived.
     """
     src, out = Path(src), Path(out)
-    if out.resolve() == src.resolve():
-        raise LongctxError(f"--out {out}: same folder as the source; write the extended checkpoint elsewhere")
+    check_out_vs_inputs(out, [src])
     safetensors, pickles = weight_files(src)
     if not safetensors:
         if pickles:
@@ -178,8 +178,9 @@ def write_extension(src: str | os.PathLike, out: str | os.PathLike, raw: dict, c
                                "weights (unpickling runs arbitrary code). Convert first: "
                                "AutoModelForCausalLM.from_pretrained(src).save_pretrained(dst, safe_serialization=True)")
         raise LongctxError(f"{src}: no *.safetensors weights found")
-    skip = {Path(config_path).resolve(), *(p.resolve() for p in pickles)}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    check_weight_files(safetensors)  # a truncated file must not be linked into a checkpoint that looks complete
+    skip = {Path(config_path).resolve(), (src / OUTPUT_MARKER).resolve(), *(p.resolve() for p in pickles)}
+    with atomic_dir(out, overwrite=overwrite, command="extend") as tmp:
         for p in sorted(src.rglob("*")):
             if not p.is_file() or p.resolve() in skip:
                 continue

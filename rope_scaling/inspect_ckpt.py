@@ -5,28 +5,17 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 from pathlib import Path
 
-from longctx.errors import LongctxError
+from longctx.checkpoint_files import check_safetensors
 from rope_scaling.checkpoint_config import read_config, read_rope_config
 from rope_scaling.extend import weight_files
 
 
 def _safetensors_params(files: list[Path]) -> int:
     """Parameter count from safetensors headers only (8-byte length + JSON), without reading tensors."""
-    total = 0
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n))
-            for name, meta in header.items():
-                if name != "__metadata__":
-                    total += math.prod(meta["shape"])
-        except (struct.error, ValueError, TypeError, KeyError, AttributeError):
-            raise LongctxError(f"{f}: not a valid safetensors file (its header cannot be parsed)") from None
-    return total
+    return sum(math.prod(meta["shape"]) for f in files
+               for name, meta in check_safetensors(f).items() if name != "__metadata__")
 
 
 def inspect_checkpoint(model_dir: str | os.PathLike) -> dict:

@@ -204,14 +204,20 @@ def test_cli_writes_packs_manifest_report_and_histogram(tmp_path, capsys):
     assert (tmp_path / "out" / "lengths.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_existing_output_is_refused_without_overwrite_and_replaced_with_it(tok, tmp_path):
-    """An existing --out is left untouched unless overwrite=True, which replaces it whole."""
+def test_existing_output_is_refused_without_overwrite_and_replaced_with_it_only_if_ours(tok, tmp_path):
+    """An existing --out is left untouched unless overwrite=True, which replaces only a pack dir we wrote."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     src = _jsonl(tmp_path / "d.jsonl", _records(5))
     with pytest.raises(LongctxError, match="already exists"):
         _pack(tok, [src], out)
+    with pytest.raises(LongctxError, match="not a folder written by longctx"):
+        pack_files([src], "byte-tokenizer", out, PackConfig(pack_length=P, progress=False), overwrite=True, tokenizer=tok)
     assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    out.rmdir()
+    _pack(tok, [src], out)
+    (out / "extra.txt").write_text("left by the previous run")
     pack_files([src], "byte-tokenizer", out, PackConfig(pack_length=P, progress=False), overwrite=True, tokenizer=tok)
-    assert not (out / "keep.txt").exists() and load_packs(out).manifest["counts"]["sequences"] == 7
+    assert not (out / "extra.txt").exists() and load_packs(out).manifest["counts"]["sequences"] == 7

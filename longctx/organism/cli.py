@@ -103,6 +103,10 @@ def main(argv: list[str]) -> int:
         raise LongctxError(f"--samples: must be a positive multiple of 5 (5 depths), got {a.samples}")
     model = Path(a.model) if a.model else shipped_model_dir()
     out = Path(a.out) if a.out else None
+    if out:
+        from longctx.io import check_out_vs_inputs
+
+        check_out_vs_inputs(out, [model])
     cells = passkey_cells(model, _lengths(a.lengths), samples_per_cell=a.samples // 5,
                           seed=CHECK_SEED if a.seed is None else a.seed,
                           results=out / "results.json" if out else None, progress=not a.no_progress)

@@ -48,7 +48,7 @@ def make_packs(recipe: OrganismRecipe, out: str | Path, progress: bool = True) -
 def copy_model(src: str | Path, dst: str | Path, overwrite: bool = True) -> Path:
     """Copy only what a user needs to load the model (weights, config, tokenizer), atomically."""
     src = Path(src)
-    with atomic_dir(dst, overwrite=overwrite) as tmp:
+    with atomic_dir(dst, overwrite=overwrite, command="organism train", legacy=("config.json", "model.safetensors")) as tmp:
         for name in MODEL_FILES:
             if (src / name).exists():
                 shutil.copy2(src / name, tmp / name)

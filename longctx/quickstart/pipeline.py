@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from longctx.errors import LongctxError
-from longctx.io import atomic_write_text
+from longctx.io import atomic_write_text, check_out_vs_inputs
 from longctx.quickstart.config import QuickstartConfig
 
 MARKER = "quickstart.json"
@@ -229,6 +229,7 @@ def run_quickstart(cfg: QuickstartConfig, overwrite: bool = False) -> dict:
     t0 = time.perf_counter()
     out = Path(cfg.out)
     r = Runner(cfg)  # validates the model before anything is written
+    check_out_vs_inputs(out, [r.base])
     prepare_out(out, overwrite)
     atomic_write_text(out / MARKER, json.dumps(cfg.to_dict(), indent=2) + "\n")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -105,7 +105,7 @@ def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimiz
     rank = dist.get_rank() if dist.is_initialized() else 0
     final = Path(root) / f"step-{step:08d}"
     if rank == 0:
-        with atomic_dir(final, overwrite=True) as tmp:
+        with atomic_dir(final, overwrite=True, command="train checkpoint", legacy=("trainer.json",)) as tmp:
             save_file(_unshared(msd), tmp / "model.safetensors")
             torch.save(osd, tmp / "optimizer.pt")
             torch.save(scheduler.state_dict() if scheduler is not None else {}, tmp / "scheduler.pt")

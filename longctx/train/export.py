@@ -23,7 +23,7 @@ def export_hf(model: torch.nn.Module, source: str | Path, out: str | Path, overw
     source, out = Path(source), Path(out)
     config = model.config
     saved_impl = getattr(config, "_attn_implementation_internal", None)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, command="train export", legacy=("config.json",)) as tmp:
         try:
             if isinstance(saved_impl, str) and saved_impl.startswith("longctx"):
                 config._attn_implementation_internal = None

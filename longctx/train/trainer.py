@@ -22,7 +22,8 @@ import torch.distributed as dist
 from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.distributed.mesh import Groups, Mesh, build_groups, env_world
 from longctx.errors import LongctxError
-from longctx.io import atomic_write_text
+from longctx.checkpoint_files import check_model_weights
+from longctx.io import atomic_write_text, check_out_vs_inputs
 from longctx.train import checkpoint as ckpt
 from longctx.train.config import RunConfig, dump_yaml, validate
 from longctx.train.data import StepData, open_packs
@@ -106,6 +107,7 @@ class Trainer:
         if not c.model.path:
             raise LongctxError("config: model.path: required (a Hugging Face checkpoint directory)")
         dtype = torch.bfloat16 if c.model.dtype == "bfloat16" else torch.float32
+        check_model_weights(c.model.path)
         try:
             self.model = AutoModelForCausalLM.from_pretrained(c.model.path, dtype=dtype,
                                                               attn_implementation=self.attn_implementation())
@@ -191,6 +193,7 @@ class Trainer:
     def setup(self) -> None:
         if not self.cfg.checkpoint.out:
             raise LongctxError("config: checkpoint.out: required (the run directory)")
+        check_out_vs_inputs(self.out, [self.cfg.model.path, self.cfg.data.path], flag="config: checkpoint.out:")
         self.setup_distributed()
         self.build_data()
         self.check_plan()

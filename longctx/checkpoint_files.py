@@ -1,0 +1,77 @@
+"""Checking a safetensors weight file before trusting it: header, offsets and sizes.
+
+A truncated download or a garbage file must be named in one line before it is hard-linked into a
+new checkpoint (``longctx extend``) or handed to a loader whose error is a deep traceback
+(``needle``, ``ppl``, ``train``). Only the header is read, never the tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+
+from longctx.errors import LongctxError
+
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+_MAX_HEADER = 100 * 2**20  # the safetensors format's own limit on the JSON header
+
+
+def check_safetensors(path: str | os.PathLike) -> dict:
+    """The header of the safetensors file at ``path``; a bad file is ONE :class:`LongctxError` naming it.
+
+    Checks: the 8-byte little-endian header length fits the file, the header is a JSON object, every
+    tensor's ``data_offsets`` lie inside the data section and match its dtype x shape.
+    """
+    path = Path(path)
+    bad = f"{path}: not a valid safetensors file"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise LongctxError(f"{bad} ({size} bytes: too short for a header; truncated?)")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, _MAX_HEADER):
+                raise LongctxError(f"{bad} (header length {n} > the file's {size} bytes; truncated or not safetensors)")
+            raw = fh.read(n)
+    except OSError as err:
+        raise LongctxError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise LongctxError(f"{bad} (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise LongctxError(f"{bad} (its header is not a JSON object)")
+    data = size - 8 - n
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            start, end = (int(x) for x in meta["data_offsets"])
+            shape = [int(d) for d in meta["shape"]]
+            dtype = meta["dtype"]
+        except (TypeError, ValueError, KeyError):
+            raise LongctxError(f"{bad} (tensor {name!r}: malformed header entry)") from None
+        if not 0 <= start <= end <= data:
+            raise LongctxError(f"{bad} (tensor {name!r} ends at byte {end} of a {data}-byte data section; truncated?)")
+        width = _DTYPE_BYTES.get(dtype)
+        if width is not None and end - start != math.prod(shape) * width:
+            raise LongctxError(f"{bad} (tensor {name!r}: {end - start} bytes for {dtype} {shape})")
+    return header
+
+
+def check_weight_files(files: Iterable[str | os.PathLike]) -> None:
+    """:func:`check_safetensors` on every ``*.safetensors`` in ``files`` (others are not ours to check)."""
+    for f in files:
+        if str(f).endswith(".safetensors"):
+            check_safetensors(f)
+
+
+def check_model_weights(model_dir: str | os.PathLike) -> None:
+    """:func:`check_safetensors` on every ``*.safetensors`` file directly in ``model_dir`` (before loading it)."""
+    check_weight_files(sorted(Path(model_dir).glob("*.safetensors")))
