@@ -48,7 +48,7 @@ OUTPUT_MARKER = ".longctx-output"
 
 def io_error(path: str | os.PathLike, err: OSError) -> LongctxError:
     """ONE line naming the output ``path`` and the cause (disk full, read-only, permission) of ``err``."""
-    cause = err.strerror or type(err).__name__
+    cause = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
     name = err.filename if isinstance(err.filename, str) else None
     detail = f" ({name})" if name and Path(name) != Path(path) else ""
     return LongctxError(f"{path}: cannot write: {cause}{detail}")
