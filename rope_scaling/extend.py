@@ -138,6 +138,21 @@ def weight_files(src: Path) -> tuple[list[Path], list[Path]]:
             [p for p in files if p.suffix in PICKLE_SUFFIXES])
 
 
+def require_safetensors(src: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """``weight_files(src)``, refusing a checkpoint without safetensors weights (one line naming it).
+
+    Every command that reads a model calls this: longctx never unpickles weights (that runs code).
+    """
+    safetensors, pickles = weight_files(Path(src))
+    if not safetensors:
+        if pickles:
+            raise LongctxError(f"{src}: only pickle weights ({pickles[0].name}); longctx never unpickles or re-pickles "
+                               "weights (unpickling runs arbitrary code). Convert first: "
+                               "AutoModelForCausalLM.from_pretrained(src).save_pretrained(dst, safe_serialization=True)")
+        raise LongctxError(f"{src}: no *.safetensors weights found")
+    return safetensors, pickles
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -171,13 +186,7 @@ def write_extension(src: str | os.PathLike, out: str | os.PathLike, raw: dict, c
     src, out = Path(src), Path(out)
     if out.resolve() == src.resolve():
         raise LongctxError(f"--out {out}: same folder as the source; write the extended checkpoint elsewhere")
-    safetensors, pickles = weight_files(src)
-    if not safetensors:
-        if pickles:
-            raise LongctxError(f"{src}: only pickle weights ({pickles[0].name}); longctx never unpickles or re-pickles "
-                               "weights (unpickling runs arbitrary code). Convert first: "
-                               "AutoModelForCausalLM.from_pretrained(src).save_pretrained(dst, safe_serialization=True)")
-        raise LongctxError(f"{src}: no *.safetensors weights found")
+    safetensors, pickles = require_safetensors(src)
     skip = {Path(config_path).resolve(), *(p.resolve() for p in pickles)}
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for p in sorted(src.rglob("*")):
