@@ -77,5 +77,5 @@ def main(argv: list[str]) -> int:
         print(f"longctx train: {summary['step']} steps done; model exported to {summary['exported']}")
     else:
         print(f"longctx train: {summary['step']} steps done; checkpoint in {summary['out']}/checkpoints "
-              "(checkpoint.export is false: no model exported)")
+              "(checkpoint.export is false: nothing written to final/)")
     return 0
