@@ -1,4 +1,4 @@
-"""Checking a safetensors weight file before trusting it: header, offsets and sizes.
+"""Checking a checkpoint's weight files before trusting them: safetensors only, header, offsets, sizes.
 
 A truncated download or a garbage file must be named in one line before it is hard-linked into a
 new checkpoint (``longctx extend``) or handed to a loader whose error is a deep traceback
@@ -18,6 +18,8 @@ from longctx.errors import LongctxError
 
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                 "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+"""Weight files that only unpickling can read (which runs arbitrary code): never loaded."""
 _MAX_HEADER = 100 * 2**20  # the safetensors format's own limit on the JSON header
 
 
@@ -75,3 +77,25 @@ def check_weight_files(files: Iterable[str | os.PathLike]) -> None:
 def check_model_weights(model_dir: str | os.PathLike) -> None:
     """:func:`check_safetensors` on every ``*.safetensors`` file directly in ``model_dir`` (before loading it)."""
     check_weight_files(sorted(Path(model_dir).glob("*.safetensors")))
+
+
+def weight_files(src: Path) -> tuple[list[Path], list[Path]]:
+    """``(safetensors files, pickle files)`` anywhere under ``src``."""
+    files = [p for p in Path(src).rglob("*") if p.is_file()]
+    return ([p for p in files if p.name.endswith(".safetensors")],
+            [p for p in files if p.suffix in PICKLE_SUFFIXES])
+
+
+def require_safetensors(src: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """``weight_files(src)``, refusing a checkpoint without safetensors weights (one line naming it).
+
+    Every command that reads a model calls this: longctx never unpickles weights (that runs code).
+    """
+    safetensors, pickles = weight_files(Path(src))
+    if not safetensors:
+        if pickles:
+            raise LongctxError(f"{src}: only pickle weights ({pickles[0].name}); longctx never unpickles or re-pickles "
+                               "weights (unpickling runs arbitrary code). Convert first: "
+                               "AutoModelForCausalLM.from_pretrained(src).save_pretrained(dst, safe_serialization=True)")
+        raise LongctxError(f"{src}: no *.safetensors weights found")
+    return safetensors, pickles

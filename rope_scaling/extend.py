@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from longctx.errors import LongctxError, where
-from longctx.checkpoint_files import check_weight_files
+from longctx.checkpoint_files import check_weight_files, require_safetensors
 from longctx.io import OUTPUT_MARKER, atomic_dir, atomic_write_json, check_out_vs_inputs
 from rope_scaling.checkpoint_config import RopeConfig, loadable_types, patch_config, read_config, read_rope_config
 from rope_scaling.common import check_factor, default_inv_freq
@@ -24,7 +24,6 @@ from rope_scaling.explain import PairRow, explain_pairs
 from rope_scaling.method import Request
 from rope_scaling.registry import extending_methods, flag_of, get_method, methods_taking, validate_params
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 @dataclass
@@ -132,13 +131,6 @@ def plan_extension(
                          float(attention_factor), m.training_note(factor), [*notes, *prepared.notes])
 
 
-def weight_files(src: Path) -> tuple[list[Path], list[Path]]:
-    """``(safetensors files, pickle files)`` anywhere under ``src``."""
-    files = [p for p in Path(src).rglob("*") if p.is_file()]
-    return ([p for p in files if p.name.endswith(".safetensors")],
-            [p for p in files if p.suffix in PICKLE_SUFFIXES])
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -171,13 +163,7 @@ def write_extension(src: str | os.PathLike, out: str | os.PathLike, raw: dict, c
     """
     src, out = Path(src), Path(out)
     check_out_vs_inputs(out, [src])
-    safetensors, pickles = weight_files(src)
-    if not safetensors:
-        if pickles:
-            raise LongctxError(f"{src}: only pickle weights ({pickles[0].name}); longctx never unpickles or re-pickles "
-                               "weights (unpickling runs arbitrary code). Convert first: "
-                               "AutoModelForCausalLM.from_pretrained(src).save_pretrained(dst, safe_serialization=True)")
-        raise LongctxError(f"{src}: no *.safetensors weights found")
+    safetensors, pickles = require_safetensors(src)
     check_weight_files(safetensors)  # a truncated file must not be linked into a checkpoint that looks complete
     skip = {Path(config_path).resolve(), (src / OUTPUT_MARKER).resolve(), *(p.resolve() for p in pickles)}
     with atomic_dir(out, overwrite=overwrite, command="extend") as tmp:

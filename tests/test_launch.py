@@ -110,3 +110,65 @@ def test_sigterm_to_the_launcher_reaches_every_rank(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
     assert out.strip() == "['sigterm', 'sigterm']"
+
+
+def sleep_after_writing_pid(rank: int, world_size: int, pid_dir: str) -> None:
+    """A rank that records its PID and then sleeps far longer than any test (an orphan would outlive it)."""
+    import os
+    import time
+    from pathlib import Path
+
+    Path(pid_dir, f"rank{rank}.pid").write_text(str(os.getpid()))
+    time.sleep(300)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for init to reap it counts as gone)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def test_ranks_die_when_their_launcher_is_sigkilled(tmp_path):
+    """SIGKILL of the launcher alone (no handler can run): both ranks are gone within a few seconds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = ("import sys; sys.path.insert(0, %r); import test_launch; from longctx.distributed.launch import run_local; "
+            "run_local(test_launch.sleep_after_writing_pid, 2, %r, timeout=600)") % (str(Path(__file__).parent), str(tmp_path))
+    launcher = subprocess.Popen([sys.executable, "-c", code])
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(pids) < 2:
+            files = sorted(tmp_path.glob("rank*.pid"))
+            if len(files) == 2 and all(f.read_text() for f in files):
+                pids = [int(f.read_text()) for f in files]
+            time.sleep(0.2)
+        assert len(pids) == 2, "the ranks did not start"
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        assert not [p for p in pids if _alive(p)], "ranks outlived their launcher"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

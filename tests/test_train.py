@@ -263,6 +263,7 @@ def test_a_crash_while_saving_leaves_no_checkpoint_that_looks_complete(tiny_llam
     with pytest.raises(LongctxError, match="step-00000000: cannot write: disk full"):  # one line, not a traceback
         t.save()
     assert ck.list_checkpoints(tmp_path / "run" / "checkpoints") == []
+    assert list((tmp_path / "run" / "checkpoints").iterdir()) == []  # no temporary left behind
 
 
 def test_sigterm_saves_a_checkpoint_and_stops_cleanly(tiny_llama, packs, tmp_path):

@@ -84,7 +84,41 @@ def _received_error(blob: bytes | None, description: str) -> BaseException:
     return RuntimeError(description)
 
 
-def _worker(rank: int, world_size: int, port: int, backend: str, threads: int, fn: Callable, args: tuple, results) -> None:
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    """Make this process die when ``parent_pid`` (its launcher) does, as torchrun's workers do.
+
+    A rank that outlives a SIGKILLed launcher would keep training and writing checkpoints unseen.
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; everywhere (and for a parent that died before the
+    prctl call): a daemon thread that kills this process once ``os.getppid()`` stops being the launcher.
+    """
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the watchdog below does it
+        pass
+    if os.getppid() != parent_pid:  # the launcher died before the prctl took effect
+        _kill_self()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                _kill_self()
+
+    threading.Thread(target=watch, name="die-with-launcher", daemon=True).start()
+
+
+def _worker(rank: int, world_size: int, port: int, backend: str, threads: int, fn: Callable, args: tuple, results,
+            parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
     torch.set_num_threads(threads)
@@ -119,14 +153,16 @@ def run_local(
 
     A SIGTERM sent to this (launching) process is forwarded to every rank, as torchrun does, so a
     trainer's "save a checkpoint and exit" handler runs on all of them; the launcher keeps waiting
-    for their results.
+    for their results. If the launcher itself is killed (SIGKILL, no handler runs), every rank dies
+    with it (:func:`die_with_parent`) instead of training on as an orphan.
     """
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     threads = threads_per_rank or max(1, (os.cpu_count() or 1) // world_size)
     port = free_port()
     procs = [
-        ctx.Process(target=_worker, args=(r, world_size, port, backend, threads, fn, args, results), daemon=True)
+        ctx.Process(target=_worker, args=(r, world_size, port, backend, threads, fn, args, results, os.getpid()),
+                    daemon=True)
         for r in range(world_size)
     ]
     for p in procs:

@@ -3,16 +3,21 @@
 A checkpoint is ``<out>/checkpoints/step-00000012/`` holding the model weights (safetensors), the
 optimizer and scheduler states and every rank's RNG states (tensors and plain numbers, read back
 with ``torch.load(weights_only=True)``: nothing in a checkpoint can run code when loaded), and
-``trainer.json`` (step, data position, config).
+``trainer.json`` (step, data position, config), and last ``manifest.json``: the size and sha256
+of every other file.
 It is written through :func:`longctx.io.atomic_dir`, so a crash (even SIGKILL) mid-write leaves
-only a hidden temporary directory, never a directory that looks complete; resume picks the
-newest ``step-*`` directory. Parameters are replicated on every rank (DP x SP without FSDP), so
-rank 0 writes them and every rank reads them back.
+only a hidden temporary directory, never a directory that looks complete. A checkpoint damaged
+after it was written (truncated, overwritten, a hand-edited ``trainer.json``) fails
+:func:`verify_checkpoint`; resume takes the newest checkpoint that passes
+(:func:`choose_checkpoint`), saying why it skipped any newer one. Parameters are replicated on
+every rank (DP x SP without FSDP), so rank 0 writes them and every rank reads them back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 import random
 import re
 import shutil
@@ -22,12 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from longctx.errors import LongctxError
-from longctx.io import atomic_dir
+from longctx.io import atomic_dir, atomic_write_json
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
+MANIFEST = "manifest.json"
+FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "trainer.json")
+"""What a complete checkpoint holds besides its manifest."""
 
 
 def rng_state() -> dict:
@@ -76,8 +85,87 @@ def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
+    """The newest ``step-*`` directory, verified or not (see :func:`choose_checkpoint` for resuming)."""
     ckpts = list_checkpoints(root)
     return ckpts[-1][1] if ckpts else None
+
+
+def remove_partial_saves(root: str | Path, name: str = r"step-\d{8}") -> list[Path]:
+    """Delete the temporary directories that killed saves of ``name`` (a regex) left in ``root``.
+
+    ``atomic_dir`` writes ``.NAME.XXXX.tmp`` and moves a replaced output to ``.NAME.old-PID``; a SIGKILL
+    mid-save leaves them behind. Returns what was removed.
+    """
+    root = Path(root)
+    pattern = re.compile(rf"^\.{name}\.(.+\.tmp|old-\d+)$")
+    gone = [p for p in root.iterdir() if p.is_dir() and pattern.match(p.name)] if root.is_dir() else []
+    for p in gone:
+        shutil.rmtree(p, ignore_errors=True)
+    return gone
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_manifest(directory: Path) -> None:
+    """Record the size and sha256 of every file in ``directory`` in its manifest (written last, atomically)."""
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(directory.iterdir()) if p.is_file() and p.name != MANIFEST}
+    atomic_write_json(directory / MANIFEST, {"format": 1, "files": files})
+
+
+def verify_checkpoint(path: str | Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be trusted (one phrase), or None when it is complete.
+
+    Checks the manifest against every file's size and sha256 and that ``trainer.json`` holds the
+    step its directory is named after: a checkpoint is trusted only as it was at save time.
+    """
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if not isinstance(files, dict):
+            raise TypeError
+    except FileNotFoundError:
+        return f"no {MANIFEST} (an incomplete save, or written by an older longctx)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{MANIFEST} is unreadable"
+    for name in FILES:
+        if name not in files:
+            return f"{MANIFEST} does not list {name}"
+    for name, rec in files.items():
+        f = path / name
+        try:
+            size = f.stat().st_size
+            if not isinstance(rec, dict) or size != rec.get("bytes"):
+                return f"{name} has {size} bytes, {rec.get('bytes') if isinstance(rec, dict) else '?'} were saved"
+            if _sha256(f) != rec.get("sha256"):
+                return f"{name} changed since it was saved (sha256 differs)"
+        except OSError as err:
+            return f"{name} is missing or unreadable ({err.strerror or err})"
+    try:
+        state = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
+        step, position = state["step"], state["position"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "trainer.json has no step/position"
+    m = STEP_DIR.match(path.name)
+    if not isinstance(step, int) or not isinstance(position, int) or (m and int(m.group(1)) != step):
+        return f"trainer.json's step {step!r} does not match the directory"
+    return None
+
+
+def choose_checkpoint(root: str | Path) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest checkpoint under ``root`` that passes :func:`verify_checkpoint`, and the newer ones
+    skipped with the reason for each (newest first)."""
+    rejected: list[tuple[Path, str]] = []
+    for _, path in reversed(list_checkpoints(root)):
+        why = verify_checkpoint(path)
+        if why is None:
+            return path, rejected
+        rejected.append((path, why))
+    return None, rejected
 
 
 def _gather_rng() -> list[dict]:
@@ -111,7 +199,11 @@ def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimiz
             torch.save(scheduler.state_dict() if scheduler is not None else {}, tmp / "scheduler.pt")
             torch.save(rngs, tmp / "rng.pt")  # tensors + plain numbers only (see rng_state)
             (tmp / "trainer.json").write_text(json.dumps({"step": step, **trainer_state}, indent=2) + "\n")
-        for _, old in list_checkpoints(root)[:-keep_last]:
+            write_manifest(tmp)  # last: a checkpoint with a valid manifest was saved completely
+        # (a full disk or read-only location: atomic_dir removed the temporary and raised one line)
+        # keep the newest keep_last up to this step; newer ones (left by a run resumed from an older
+        # checkpoint) are overwritten when the run gets there
+        for _, old in [c for c in list_checkpoints(root) if c[0] <= step][:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     if dist.is_initialized():
         dist.barrier()
@@ -136,7 +228,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         if scheduler is not None:
             scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))  # plain numbers
         rngs = torch.load(path / "rng.pt", weights_only=True)
-    except (OSError, RuntimeError, ValueError, KeyError) as err:
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError, SafetensorError) as err:
         raise LongctxError(f"{path}: cannot resume from this checkpoint ({str(err).splitlines()[0]})") from None
     if len(rngs) != world_size:
         raise LongctxError(f"{path}: saved with {len(rngs)} ranks, resuming with {world_size}: "

@@ -73,6 +73,9 @@ def main(argv: list[str]) -> int:
     if summary["status"] == "interrupted":
         print(f"longctx train: stopped by a signal after step {summary['step']}; checkpoint saved in "
               f"{summary['out']}/checkpoints (rerun the same command to resume)", file=sys.stderr)
+    elif summary.get("exported"):
+        print(f"longctx train: {summary['step']} steps done; model exported to {summary['exported']}")
     else:
-        print(f"longctx train: {summary['step']} steps done; model exported to {summary['out']}/final")
+        print(f"longctx train: {summary['step']} steps done; checkpoint in {summary['out']}/checkpoints "
+              "(checkpoint.export is false: nothing written to final/)")
     return 0

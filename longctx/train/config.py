@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -115,6 +116,10 @@ class CheckpointConfig:
     """Resume from the newest complete checkpoint in out/checkpoints when one exists."""
     export: bool = True
     """Write the final Hugging Face checkpoint (safetensors + extended rope config) to out/final."""
+    allow_config_change: bool = False
+    """Resume even though the config differs from the one the checkpoint was saved with (the changes are
+    logged). Without it a resume that changes a key affecting the result (optimizer, schedule, steps, data,
+    parallelism, model) is refused; keys in RESUME_NEUTRAL_KEYS (logging, checkpoint cadence) may always change."""
 
 
 @dataclass
@@ -286,6 +291,9 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
                             ("data.batch_tokens", c.data.batch_tokens, 0), ("log.every", c.log.every, 1)]:
         if value < lo:
             raise bad(name, f"must be >= {lo}, got {value}")
+    for name, value in _float_fields(c):
+        if not math.isfinite(value):
+            raise bad(name, f"must be a finite number, got {value}")
     if c.plan_gpu_mem_gib < 0:
         raise bad("plan_gpu_mem_gib", f"must be >= 0 (0 = the device's memory), got {c.plan_gpu_mem_gib}")
     if not c.optim.lr > 0:
@@ -294,6 +302,13 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
         raise bad("optim.min_lr_ratio", f"must be in [0, 1], got {c.optim.min_lr_ratio}")
     if c.optim.grad_clip < 0:
         raise bad("optim.grad_clip", f"must be >= 0 (0 disables), got {c.optim.grad_clip}")
+    if c.optim.weight_decay < 0:
+        raise bad("optim.weight_decay", f"must be >= 0, got {c.optim.weight_decay}")
+    for name, value in (("optim.beta1", c.optim.beta1), ("optim.beta2", c.optim.beta2)):
+        if not 0 <= value < 1:
+            raise bad(name, f"must be in [0, 1), got {value}")
+    if not c.optim.eps > 0:
+        raise bad("optim.eps", f"must be > 0, got {c.optim.eps}")
     sp = c.parallel.sp_degree
     if sp > 1 and c.data.mode != "pack":
         raise bad("data.mode", f"{c.data.mode!r} batches rows of different lengths, which sequence parallelism "
@@ -307,6 +322,60 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
             raise bad("parallel.layout", f"pack length {pack_length} is not divisible by {unit} "
                       f"({layout.unit_formula}, sp = sp_degree {sp}) for the "
                       f"{c.parallel.layout} layout; re-pack with a pack length that is a multiple of {unit}")
+
+
+def _float_fields(cfg: RunConfig) -> list[tuple[str, float]]:
+    """Every float-typed field as (dotted name, value): a NaN/inf there would train a NaN model."""
+    out = [(f.name, getattr(cfg, f.name)) for f in dataclasses.fields(RunConfig) if _field_types(RunConfig)[f.name] is float]
+    for s in SECTIONS:
+        sec = getattr(cfg, s)
+        out += [(f"{s}.{n}", getattr(sec, n)) for n, t in _field_types(type(sec)).items() if t is float]
+    return out
+
+
+RESUME_NEUTRAL_KEYS = frozenset({
+    "log.every", "log.progress", "log.tensorboard",
+    "checkpoint.out", "checkpoint.every", "checkpoint.keep_last", "checkpoint.resume", "checkpoint.export",
+    "checkpoint.allow_config_change", "force", "plan_gpu_mem_gib", "model.gradient_checkpointing",
+})
+"""Keys a resume may change freely: they decide what is logged, how often checkpoints are written, or
+how memory is traded for time, never the weights (gradient checkpointing recomputes the same step).
+Every other key, train.steps included (the cosine schedule runs to it), changes the run's result."""
+
+_PATH_KEYS = ("model.path", "data.path")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _same(key: str, a: Any, b: Any) -> bool:
+    if key in _PATH_KEYS and isinstance(a, str) and isinstance(b, str) and a and b:
+        return Path(a).resolve() == Path(b).resolve()  # "./m" and "/abs/m" are the same model
+    return a == b
+
+
+def config_changes(saved: dict[str, Any], current: RunConfig) -> list[tuple[str, Any, Any]]:
+    """``(key, saved value, current value)`` for every result-affecting key that differs, in key order.
+
+    ``saved`` is the nested dict a checkpoint recorded (``RunConfig.to_dict()``); keys it lacks (a config
+    key added since) count as their default value.
+    """
+    old = _flat(RunConfig().to_dict()) | _flat(saved)
+    new = _flat(current.to_dict())
+    return [(k, old.get(k), v) for k, v in new.items()
+            if k not in RESUME_NEUTRAL_KEYS and not _same(k, old.get(k), v)]
+
+
+def describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
+    """``optim.lr 0.001 -> 0.002, parallel.sp_degree 1 -> 2``: one line for a message or a log."""
+    return ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in changes)
 
 
 def dump_yaml(cfg: RunConfig) -> str:

@@ -7,6 +7,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+from longctx.io import atomic_write_text
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Keep only the lines of ``path`` for steps <= ``step`` (where a resumed run starts); returns lines dropped.
+
+    A killed run logged steps after its last checkpoint; the resumed run logs them again, so without
+    this every such step would appear twice. A torn last line (killed mid-write) is dropped too.
+    """
+    if not path.exists():
+        return 0
+    keep, dropped = [], 0
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            line_step = json.loads(raw)["step"]
+        except (ValueError, KeyError, TypeError):
+            line_step = None
+        if isinstance(line_step, int) and line_step <= step:
+            keep.append(raw + "\n")
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text(path, "".join(keep))
+    return dropped
+
 
 class Metrics:
     """Rank-0 sink for step metrics; other ranks get a no-op instance (``enabled=False``)."""
@@ -24,6 +49,7 @@ class Metrics:
             return
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        truncate_metrics(out / "metrics.jsonl", start_step)
         self.file = open(out / "metrics.jsonl", "a", encoding="utf-8")
         if progress:
             from tqdm.auto import tqdm

@@ -9,6 +9,7 @@ Run under ``torchrun``/``accelerate launch`` (RANK/WORLD_SIZE/LOCAL_RANK from th
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -22,10 +23,10 @@ import torch.distributed as dist
 from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.distributed.mesh import Groups, Mesh, build_groups, env_world
 from longctx.errors import LongctxError
-from longctx.checkpoint_files import check_model_weights
+from longctx.checkpoint_files import check_model_weights, require_safetensors
 from longctx.io import atomic_write_text, check_out_vs_inputs
 from longctx.train import checkpoint as ckpt
-from longctx.train.config import RunConfig, dump_yaml, validate
+from longctx.train.config import RunConfig, config_changes, describe_changes, dump_yaml, validate
 from longctx.train.data import StepData, open_packs
 from longctx.train.metrics import Metrics
 from longctx.train.step import LMLoss, StepOptions, train_step
@@ -107,9 +108,11 @@ class Trainer:
         if not c.model.path:
             raise LongctxError("config: model.path: required (a Hugging Face checkpoint directory)")
         dtype = torch.bfloat16 if c.model.dtype == "bfloat16" else torch.float32
-        check_model_weights(c.model.path)
+        if Path(c.model.path).is_dir():  # a missing directory gets transformers' message below
+            require_safetensors(c.model.path)
+            check_model_weights(c.model.path)
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(c.model.path, dtype=dtype,
+            self.model = AutoModelForCausalLM.from_pretrained(c.model.path, dtype=dtype, use_safetensors=True,
                                                               attn_implementation=self.attn_implementation())
         except OSError as err:
             raise LongctxError(f"{c.model.path}: model.path: cannot load ({str(err).splitlines()[0]})") from None
@@ -178,17 +181,58 @@ class Trainer:
     def out(self) -> Path:
         return Path(self.cfg.checkpoint.out)
 
+    def _choose_checkpoint(self) -> tuple[Path | None, list[tuple[Path, str]]]:
+        """Rank 0 verifies the checkpoints (hashing every file once) and tells the other ranks its choice."""
+        root = self.out / "checkpoints"
+        box: list[Any] = [None]
+        if self.is_main:
+            path, rejected = ckpt.choose_checkpoint(root)
+            box = [(str(path) if path else None, [(str(p), why) for p, why in rejected])]
+        if self.groups.world is not None:
+            dist.broadcast_object_list(box, src=0)
+        path_s, rejected_s = box[0]
+        return (Path(path_s) if path_s else None), [(Path(p), why) for p, why in rejected_s]
+
+    def check_config_change(self, path: Path, state: dict) -> None:
+        """Refuse to resume with a config that changes the result, unless checkpoint.allow_config_change."""
+        saved = state.get("config")
+        if not isinstance(saved, dict):
+            return  # a checkpoint from before configs were recorded: nothing to compare with
+        changes = config_changes(saved, self.cfg)
+        if not changes:
+            return
+        if not self.cfg.checkpoint.allow_config_change:
+            raise LongctxError(f"{path}: resuming with a changed config: {describe_changes(changes)}; rerun with the "
+                               f"saved values (see {self.out / 'config.yaml'}), or pass --set "
+                               "checkpoint.allow_config_change=true to continue with the new ones")
+        if self.is_main:
+            print(f"longctx train: resuming with a changed config (checkpoint.allow_config_change): "
+                  f"{describe_changes(changes)}", flush=True)
+
     def maybe_resume(self) -> None:
         if not self.cfg.checkpoint.resume:
             return
-        path = ckpt.latest_checkpoint(self.out / "checkpoints")
+        path, rejected = self._choose_checkpoint()
+        if self.is_main:
+            for bad, why in rejected:
+                print(f"longctx train: warning: skipping checkpoint {bad}: {why}", flush=True)
         if path is None:
+            if rejected:
+                whys = "; ".join(f"{p.name}: {why}" for p, why in rejected)
+                raise LongctxError(f"{self.out / 'checkpoints'}: no intact checkpoint to resume from ({whys}); "
+                                   "set checkpoint.resume=false to start over")
             return
+        try:
+            state = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:  # verified a moment ago: only a concurrent change gets here
+            raise LongctxError(f"{path / 'trainer.json'}: cannot read ({err})") from None
+        self.check_config_change(path, state)
         state = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.mesh.world_size, self.mesh.rank,
                                      sharded=self.fsdp)
         self.step, self.position = int(state["step"]), int(state["position"])
         if self.is_main:
-            print(f"longctx train: resumed from {path} (step {self.step})", flush=True)
+            note = " (newer ones skipped, see the warnings above)" if rejected else ""
+            print(f"longctx train: resumed from {path} (step {self.step}){note}", flush=True)
 
     def setup(self) -> None:
         if not self.cfg.checkpoint.out:
@@ -201,6 +245,8 @@ class Trainer:
         self.build_optimizer()
         self.maybe_resume()
         if self.is_main:
+            ckpt.remove_partial_saves(self.out / "checkpoints")
+            ckpt.remove_partial_saves(self.out, name=r"final")
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.yaml", dump_yaml(self.cfg))
 
@@ -234,8 +280,34 @@ class Trainer:
 
     def save(self) -> None:
         ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.model, self.optimizer, self.scheduler,
-                             {"position": self.position, "world_size": self.mesh.world_size}, self.cfg.checkpoint.keep_last,
+                             {"position": self.position, "world_size": self.mesh.world_size, "config": self.cfg.to_dict()},
+                             self.cfg.checkpoint.keep_last,
                              sharded=self.fsdp)
+
+    def _weights_finite(self) -> bool:
+        """Every parameter finite on every rank (FSDP shards are checked where they live)."""
+        local = [p.detach().to_local() if hasattr(p, "to_local") else p.detach() for p in self.model.parameters()]
+        flag = torch.stack([torch.isfinite(t).all() for t in local if t.numel()]).all().float().reshape(1)
+        if self.fsdp and self.groups.world is not None:
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def stop_if_not_finite(self, stats: dict) -> None:
+        """Stop (no checkpoint, no export) at the first step whose loss, gradient or weights are NaN/inf.
+
+        The loss and gradient norm are already global (identical on every rank), so all ranks stop together.
+        """
+        what = None
+        if stats.get("normaliser", 0) > 0 and not math.isfinite(stats["loss"]):
+            what = f"the loss is {stats['loss']}"
+        elif not math.isfinite(stats.get("grad_norm", 0.0)):
+            what = f"the gradient norm is {stats['grad_norm']}"
+        elif not self._weights_finite():
+            what = "the weights hold NaN/inf"
+        if what is not None:
+            raise LongctxError(f"step {self.step}: {what}; training stopped without saving or exporting (the "
+                               f"checkpoints in {self.out / 'checkpoints'} are from before): lower optim.lr, "
+                               "set optim.grad_clip, or check the data")
 
     def loop(self) -> str:
         c = self.cfg
@@ -247,6 +319,7 @@ class Trainer:
                 stats = self.train_one_step()
                 line = metrics.log(self.step, stats, write=self.step % c.log.every == 0 or self.step == c.train.steps)
                 self.history.append(line)
+                self.stop_if_not_finite(stats)
                 for cb in self.callbacks:
                     cb(self, self.step, line)
                 if self.agree_to_stop():
@@ -283,9 +356,11 @@ class Trainer:
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+        exported = None
         if status == "done":
             self.save()
             if self.cfg.checkpoint.export:
-                self.export()
+                path = self.export()
+                exported = str(path) if path is not None else None
         return {"status": status, "step": self.step, "history": self.history, "out": str(self.out),
-                "seconds": time.perf_counter() - t0}
+                "exported": exported, "seconds": time.perf_counter() - t0}
