@@ -173,6 +173,14 @@ class OpenAIJudge:
     max_tokens: int = 1024
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
+    def __post_init__(self):
+        if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout) and self.timeout > 0):
+            raise LongctxError(f"--judge-timeout: must be a finite number of seconds above 0, got {self.timeout}")
+        if self.max_tries < 1:
+            raise LongctxError(f"--judge-tries: must be at least 1, got {self.max_tries}")
+        if origin(self.url)[0] not in ("http", "https") or not origin(self.url)[1]:
+            raise LongctxError(f"--judge-url: {self.url!r} is not an http(s) URL (e.g. https://api.openai.com/v1)")
+
     @property
     def endpoint(self) -> str:
         u = self.url.rstrip("/")

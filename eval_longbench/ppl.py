@@ -93,7 +93,9 @@ def run_ppl(model, token_ids: Sequence[int], lengths: Sequence[int], store: Resu
 
     Rows are saved in ``store`` as they finish; a rerun skips lengths already there.
     """
-    need = max_tokens or max(lengths)
+    need = max(lengths) if max_tokens is None else max_tokens
+    if need < 2 or chunk_size < 1:
+        raise LongctxError(f"--max-tokens {need} / --chunk-size {chunk_size}: need max_tokens >= 2 and chunk_size >= 1")
     if len(token_ids) < need:
         raise LongctxError(f"--text: has {len(token_ids)} tokens; lengths up to {max(lengths)} (or --max-tokens) need {need}")
     span = list(token_ids[:need])
