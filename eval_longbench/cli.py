@@ -107,6 +107,15 @@ def model_names(paths: list[str], names: str | None) -> list[str]:
     return out
 
 
+def _bind_models(store, paths: list[str], names: str | None) -> None:
+    """Tie each model name in ``store`` to its checkpoint's content, before any model loads: a rerun
+    with another checkpoint under the same name is refused instead of reusing its results."""
+    from eval_longbench.fingerprint import model_fingerprint
+
+    for path, name in zip(paths, model_names(paths, names)):
+        store.bind_model(name, model_fingerprint(path))
+
+
 def _load(a, path: str):
     """``(model, tokenizer)`` at ``path`` with the --trust-remote-code / --dtype / --device flags."""
     from eval_longbench.models import load_model
@@ -198,6 +207,7 @@ def needle_main(argv: list[str]) -> int:
     _check_model_flags(a)
     _check_judge_flags(a)
 
+    from eval_longbench.fingerprint import text_fingerprint
     from eval_longbench.haystack import read_text_sources, split_sentences
     from eval_longbench.judge import NEEDLE_JUDGE_TEMPLATE
     from eval_longbench.models import hf_generate_fn
@@ -222,7 +232,10 @@ def needle_main(argv: list[str]) -> int:
             return 0.0 if r.score is None else (r.score - 1) / 9
 
     out = Path(a.out)
-    store = ResultStore(out / "results.json", {**cfg.meta(), "chat": a.chat}, overwrite=a.overwrite)
+    store = ResultStore(out / "results.json", {**cfg.meta(), "chat": a.chat,
+                                               "haystack_sha256": text_fingerprint("\n".join(filler) if filler else None)},
+                        overwrite=a.overwrite)
+    _bind_models(store, a.models, a.names)
 
     def evaluate(name, model, tok):
         cells = run_needle(hf_generate_fn(model, tok, chat=a.chat), tok, cfg, store, model_name=name, scorer=scorer, filler=filler)
@@ -260,6 +273,7 @@ def ppl_main(argv: list[str]) -> int:
     check_int("--max-tokens", a.max_tokens, minimum=2)  # at least one token to score after the first
     _check_model_flags(a)
 
+    from eval_longbench.fingerprint import text_fingerprint
     from eval_longbench.haystack import builtin_text, read_text_sources
     from eval_longbench.plots import plot_ppl
     from eval_longbench.ppl import rows_to_csv, run_ppl
@@ -269,7 +283,9 @@ def ppl_main(argv: list[str]) -> int:
     need = max(lengths) if a.max_tokens is None else a.max_tokens
     text = builtin_text(need) if a.text == ["builtin"] else read_text_sources(a.text)
     out = Path(a.out)
-    store = ResultStore(out / "results.json", {"text": a.text, "stride": a.stride, "max_tokens": need}, overwrite=a.overwrite)
+    store = ResultStore(out / "results.json", {"text": a.text, "text_sha256": text_fingerprint(text), "stride": a.stride,
+                                               "max_tokens": need}, overwrite=a.overwrite)
+    _bind_models(store, a.models, a.names)
 
     def evaluate(name, model, tok):
         ids = tok(text, add_special_tokens=True)["input_ids"]
@@ -325,6 +341,7 @@ def longbench_chat_main(argv: list[str]) -> int:
     out = Path(a.out)
     store = ResultStore(out / "results.json", {"model": model_names([a.model], a.names)[0], "max_length": a.max_length,
                                                "max_new_tokens": a.max_new_tokens}, overwrite=a.overwrite)
+    _bind_models(store, [a.model], a.names)
     pending = [c for c in cases if f"pred/{c['idx']}" not in store]
     if pending:
         _each_model(a, [a.model], lambda _name, model, tok: generate_predictions(
