@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import os
 from pathlib import Path
 
@@ -26,6 +27,8 @@ def parse_lengths(text: str) -> list[int]:
             out.append(int(part[:-1] if mult > 1 else part) * mult)
         except ValueError:
             raise LongctxError(f"--lengths: {part!r} is not a length (e.g. 512 or 4k)") from None
+        if out[-1] < 1:
+            raise LongctxError(f"--lengths: {part!r} must be a positive length")
     if not out:
         raise LongctxError("--lengths: empty")
     return out
@@ -49,6 +52,49 @@ def parse_depths(text: str, spacing: str) -> list[float]:
     return [v / 100 for v in vals] if max(vals) > 1 else vals
 
 
+def check_int(flag: str, value: int | None, minimum: int = 1) -> None:
+    """One-line error unless ``value`` (when given) is at least ``minimum``."""
+    if value is not None and value < minimum:
+        raise LongctxError(f"{flag}: must be at least {minimum}, got {value}")
+
+
+def check_seconds(flag: str, value: float) -> None:
+    """One-line error unless ``value`` is a finite number of seconds above 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise LongctxError(f"{flag}: must be a finite number of seconds above 0, got {value}")
+
+
+def check_device(text: str) -> None:
+    """One-line error unless ``text`` names a torch device that this machine has (cpu, cuda[:i], mps, ...)."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise LongctxError(f"--device: {text!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cpu":
+        return
+    backend = getattr(torch, dev.type, None) if dev.type != "mps" else getattr(torch.backends, "mps", None)
+    available = getattr(backend, "is_available", None)
+    if available is None:
+        raise LongctxError(f"--device: {text!r} cannot run an evaluation (use cpu, cuda[:i] or mps)")
+    if not available():
+        raise LongctxError(f"--device: {text!r}: no {dev.type} device is available on this machine")
+    count = getattr(backend, "device_count", None)
+    if dev.index is not None and count is not None and dev.index >= count():
+        raise LongctxError(f"--device: {text!r}: this machine has {count()} {dev.type} device(s) (index from 0)")
+
+
+def _check_model_flags(a) -> None:
+    check_device(a.device)
+
+
+def _check_judge_flags(a) -> None:
+    check_seconds("--judge-timeout", a.judge_timeout)
+    check_int("--judge-tries", a.judge_tries)
+    check_int("--concurrency", a.concurrency)
+
+
 def model_names(paths: list[str], names: str | None) -> list[str]:
     if names:
         out = [n.strip() for n in names.split(",")]
@@ -59,6 +105,15 @@ def model_names(paths: list[str], names: str | None) -> list[str]:
     if len(set(out)) != len(out):
         out = [f"{n}#{i}" for i, n in enumerate(out, 1)]
     return out
+
+
+def _bind_models(store, paths: list[str], names: str | None) -> None:
+    """Tie each model name in ``store`` to its checkpoint's content, before any model loads: a rerun
+    with another checkpoint under the same name is refused instead of reusing its results."""
+    from eval_longbench.fingerprint import model_fingerprint
+
+    for path, name in zip(paths, model_names(paths, names)):
+        store.bind_model(name, model_fingerprint(path))
 
 
 def _load(a, path: str):
@@ -93,8 +148,11 @@ def _judge_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--judge-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the API key (default: OPENAI_API_KEY); the key is never logged or saved")
     g.add_argument("--judge-local", metavar="DIR", help="use a local Hugging Face chat model as the judge instead (offline)")
-    g.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per request (default: 120)")
-    g.add_argument("--judge-tries", type=int, default=5, help="tries per case on 429/5xx/timeouts/unparseable replies (default: 5)")
+    g.add_argument("--judge-timeout", type=float, default=120.0,
+                   help="total seconds per request: connect, headers and reply together (default: 120)")
+    g.add_argument("--judge-tries", type=int, default=5,
+                   help="tries per case on 429/5xx/timeouts/unparseable replies; waits between tries follow the "
+                   "back-off or the server's Retry-After, capped at 60 s (default: 5)")
     g.add_argument("--concurrency", type=int, default=4, help="judge requests in flight at once (default: 4)")
 
 
@@ -143,8 +201,14 @@ def needle_main(argv: list[str]) -> int:
     _model_flags(p)
     _judge_flags(p)
     a = p.parse_args(argv)
+    check_int("--max-new-tokens", a.max_new_tokens)
+    check_int("--samples", a.samples)
+    check_int("--num-needles", a.num_needles)
+    _check_model_flags(a)
+    _check_judge_flags(a)
     check_out_vs_inputs(a.out, [*a.models, *(a.haystack or []), a.judge_local])
 
+    from eval_longbench.fingerprint import text_fingerprint
     from eval_longbench.haystack import read_text_sources, split_sentences
     from eval_longbench.judge import NEEDLE_JUDGE_TEMPLATE
     from eval_longbench.models import hf_generate_fn
@@ -169,7 +233,10 @@ def needle_main(argv: list[str]) -> int:
             return 0.0 if r.score is None else (r.score - 1) / 9
 
     out = Path(a.out)
-    store = ResultStore(out / "results.json", {**cfg.meta(), "chat": a.chat}, overwrite=a.overwrite)
+    store = ResultStore(out / "results.json", {**cfg.meta(), "chat": a.chat,
+                                               "haystack_sha256": text_fingerprint("\n".join(filler) if filler else None)},
+                        overwrite=a.overwrite)
+    _bind_models(store, a.models, a.names)
 
     def evaluate(name, model, tok):
         cells = run_needle(hf_generate_fn(model, tok, chat=a.chat), tok, cfg, store, model_name=name, scorer=scorer, filler=filler)
@@ -202,18 +269,25 @@ def ppl_main(argv: list[str]) -> int:
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
     _model_flags(p)
     a = p.parse_args(argv)
+    check_int("--stride", a.stride)
+    check_int("--chunk-size", a.chunk_size)
+    check_int("--max-tokens", a.max_tokens, minimum=2)  # at least one token to score after the first
+    _check_model_flags(a)
     check_out_vs_inputs(a.out, [*a.models, *a.text])
 
+    from eval_longbench.fingerprint import text_fingerprint
     from eval_longbench.haystack import builtin_text, read_text_sources
     from eval_longbench.plots import plot_ppl
     from eval_longbench.ppl import rows_to_csv, run_ppl
     from eval_longbench.results import ResultStore
 
     lengths = parse_lengths(a.lengths)
-    need = a.max_tokens or max(lengths)
+    need = max(lengths) if a.max_tokens is None else a.max_tokens
     text = builtin_text(need) if a.text == ["builtin"] else read_text_sources(a.text)
     out = Path(a.out)
-    store = ResultStore(out / "results.json", {"text": a.text, "stride": a.stride, "max_tokens": need}, overwrite=a.overwrite)
+    store = ResultStore(out / "results.json", {"text": a.text, "text_sha256": text_fingerprint(text), "stride": a.stride,
+                                               "max_tokens": need}, overwrite=a.overwrite)
+    _bind_models(store, a.models, a.names)
 
     def evaluate(name, model, tok):
         ids = tok(text, add_special_tokens=True)["input_ids"]
@@ -251,6 +325,10 @@ def longbench_chat_main(argv: list[str]) -> int:
     _model_flags(p)
     _judge_flags(p)
     a = p.parse_args(argv)
+    check_int("--max-length", a.max_length, minimum=2)  # the first and last halves must each keep a token
+    check_int("--max-new-tokens", a.max_new_tokens)
+    _check_model_flags(a)
+    _check_judge_flags(a)
     check_out_vs_inputs(a.out, [a.model, a.cases, a.few_shots, a.judge_local])
 
     from eval_longbench.longbench_chat import (
@@ -266,6 +344,7 @@ def longbench_chat_main(argv: list[str]) -> int:
     out = Path(a.out)
     store = ResultStore(out / "results.json", {"model": model_names([a.model], a.names)[0], "max_length": a.max_length,
                                                "max_new_tokens": a.max_new_tokens}, overwrite=a.overwrite)
+    _bind_models(store, [a.model], a.names)
     pending = [c for c in cases if f"pred/{c['idx']}" not in store]
     if pending:
         _each_model(a, [a.model], lambda _name, model, tok: generate_predictions(

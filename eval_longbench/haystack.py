@@ -7,7 +7,11 @@ on exactly these samples).
 Why sentence boundaries found in the *text*: LongAlign's needle test searches for a hard-coded
 period token id, which only exists in GLM's vocabulary, so for other tokenizers the needle lands at
 position 0. Here boundaries are character offsets after ``.``, ``!`` or ``?`` plus whitespace, so
-the placement is the same for every tokenizer.
+the placement is the same for every tokenizer. A text with no sentence break near the asked depth
+(no punctuation, or very long sentences) falls back to the nearest word break, then to the exact
+character, so the needle is never silently moved far from its depth. A haystack holding the
+tokenizer's special tokens is refused (:func:`check_filler`): they vanish when decoded, so the
+prompt would come out shorter than asked.
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ PASSKEY_NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
 PASSKEY_QUESTION = "What is the pass key? The pass key is"
 
 _BOUNDARY = re.compile(r"[.!?][\"')\]]*\s+")
+_WORD_BREAK = re.compile(r"\s+")
+
+MAX_MISS_CHARS = 32  # above half the longest noise sentence: the built-in haystack always uses sentence boundaries
+MAX_MISS_FRACTION = 0.02
+"""A sentence boundary farther than ``max(MAX_MISS_CHARS, MAX_MISS_FRACTION * len(text))`` characters
+from the asked depth is not used: the needle goes at a word break (or character) there instead."""
 _SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
 
@@ -120,12 +130,37 @@ def sentence_boundaries(text: str) -> list[int]:
     return sorted(set(cuts))
 
 
+def _max_miss(text: str) -> float:
+    return max(MAX_MISS_CHARS, MAX_MISS_FRACTION * len(text))
+
+
 def boundary_at_depth(text: str, depth: float) -> int:
-    """The sentence boundary of ``text`` nearest to ``depth * len(text)`` (0 = start, 1 = end)."""
+    """The sentence boundary of ``text`` nearest to ``depth * len(text)`` (0 = start, 1 = end); when
+    none is within :data:`MAX_MISS_CHARS` / :data:`MAX_MISS_FRACTION` of it, the nearest word break,
+    else the character offset itself."""
     if not 0.0 <= depth <= 1.0:
         raise LongctxError(f"depth {depth}: must be within [0, 1]")
     target = depth * len(text)
-    return min(sentence_boundaries(text), key=lambda c: (abs(c - target), c))
+    best = min(sentence_boundaries(text), key=lambda c: (abs(c - target), c))
+    if abs(best - target) <= _max_miss(text):
+        return best
+    words = [0] + [m.end() for m in _WORD_BREAK.finditer(text)] + [len(text)]
+    best = min(words, key=lambda c: (abs(c - target), c))
+    return best if abs(best - target) <= _max_miss(text) else round(target)
+
+
+def check_filler(tokenizer, sentences: Sequence[str], name: str) -> None:
+    """Refuse a haystack that holds the tokenizer's special tokens (one line naming ``name``, the
+    files): decoding drops them, so needles would land off their depth and prompts come out short."""
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    if not special or not sentences:
+        return
+    ids = tokenizer(" ".join(sentences), add_special_tokens=False)["input_ids"]
+    found = [i for i in ids if i in special]
+    if found:
+        tok = tokenizer.convert_ids_to_tokens(found[0])
+        what = "only special tokens" if len(found) == len(ids) else f"{len(found)} special tokens (e.g. {tok!r})"
+        raise LongctxError(f"{name}: the haystack holds {what} of this tokenizer, which are dropped as text; remove them")
 
 
 def insert_needles(text: str, needles: Sequence[tuple[str, float]]) -> tuple[str, list[int]]:
@@ -211,8 +246,7 @@ def fit_prompt(
         # A cut inside a sentence leaves a fragment in front: it stays, but before any needle.
         lead = len(text) - len(text.lstrip())
         clean = full.endswith(text) and (len(full) - len(text) + lead) in starts
-        m = None if clean else _BOUNDARY.search(text)
-        frag = 0 if clean else (m.end() if m else len(text))
+        frag = 0 if clean else _lead_fragment(text)
         rest = text[frag:]
         new, offsets = insert_needles(rest, [(n.text, n.depth) for n in needles])
         return text[:frag] + new, [o / max(len(rest), 1) for o in offsets]
@@ -252,6 +286,18 @@ def fit_prompt(
         "needle_depths": [round(d, 4) for d in depths],
     }
     return prompt, info
+
+
+def _lead_fragment(text: str) -> int:
+    """Where the partial sentence at the front of a cut haystack ends: the first sentence boundary,
+    or (when that is far, or absent) the first word break, or 0; needles go after it."""
+    m = _BOUNDARY.search(text)
+    if m and m.end() <= _max_miss(text):
+        return m.end()
+    if len(text) <= _max_miss(text):  # a short text that is all fragment stays whole, before the needles
+        return len(text)
+    w = _WORD_BREAK.search(text)
+    return w.end() if w and w.end() <= _max_miss(text) else 0
 
 
 def make_passkey_sample(

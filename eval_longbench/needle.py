@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from tqdm import tqdm
 
-from eval_longbench.haystack import Needle, filler_stream, fit_prompt, passkey_sample
+from eval_longbench.haystack import Needle, check_filler, filler_stream, fit_prompt, passkey_sample
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from longctx.errors import LongctxError
@@ -174,13 +174,20 @@ def run_needle(
     scorer: Scorer | None = None,
     filler: Sequence[str] | None = None,
     progress: bool = True,
+    model_id: str | None = None,
 ) -> list[dict]:
     """Fill every missing (length, depth) cell for ``model_name`` in ``store``; return all its cells.
 
     ``generate(prompt, max_new_tokens)`` returns the model's continuation; ``scorer`` maps
-    (prediction, answer, question) to [0, 1] (default from ``cfg.scoring``).
+    (prediction, answer, question) to [0, 1] (default from ``cfg.scoring``). ``model_id``
+    (:func:`eval_longbench.fingerprint.model_fingerprint`) makes a rerun with another checkpoint under
+    the same ``model_name`` an error instead of a reuse.
     """
+    if model_id is not None:
+        store.bind_model(model_name, model_id)
     scorer = scorer or default_scorer(cfg)
+    if filler is not None:
+        check_filler(tokenizer, filler, cfg.filler_name)
     grid = [(L, d) for L in cfg.lengths for d in cfg.depths]
     todo = [(L, d) for L, d in grid if cell_key(model_name, L, d) not in store]
     for L, d in tqdm(todo, desc=f"needle {model_name}", disable=not progress or not todo):

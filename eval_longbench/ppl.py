@@ -88,12 +88,19 @@ def sliding_window_ppl(model, token_ids: Sequence[int] | torch.Tensor, window: i
 
 
 def run_ppl(model, token_ids: Sequence[int], lengths: Sequence[int], store: ResultStore, *, model_name: str,
-            stride: int = 256, max_tokens: int | None = None, chunk_size: int = 1024, progress: bool = True) -> list[dict]:
+            stride: int = 256, max_tokens: int | None = None, chunk_size: int = 1024, progress: bool = True,
+            model_id: str | None = None) -> list[dict]:
     """Perplexity at each length over the first ``max_tokens`` tokens (default: the largest length).
 
-    Rows are saved in ``store`` as they finish; a rerun skips lengths already there.
+    Rows are saved in ``store`` as they finish; a rerun skips lengths already there. ``model_id``
+    (:func:`eval_longbench.fingerprint.model_fingerprint`) makes a rerun with another checkpoint under
+    the same ``model_name`` an error instead of a reuse.
     """
-    need = max_tokens or max(lengths)
+    if model_id is not None:
+        store.bind_model(model_name, model_id)
+    need = max(lengths) if max_tokens is None else max_tokens
+    if need < 2 or chunk_size < 1:
+        raise LongctxError(f"--max-tokens {need} / --chunk-size {chunk_size}: need max_tokens >= 2 and chunk_size >= 1")
     if len(token_ids) < need:
         raise LongctxError(f"--text: has {len(token_ids)} tokens; lengths up to {max(lengths)} (or --max-tokens) need {need}")
     span = list(token_ids[:need])

@@ -18,14 +18,17 @@ from longctx.io import atomic_write_json
 class ResultStore:
     """``{"meta": {...}, "records": {key: record}}`` at ``path``, saved after each :meth:`put`.
 
-    ``meta`` holds the settings that make records comparable (task, seed, ...). Reopening with a
-    different ``meta`` raises, naming the first differing field, unless ``overwrite`` is set.
+    ``meta`` holds the settings that make records comparable (task, seed, text hash, ...). Reopening
+    with a different ``meta`` raises, naming the first differing field, unless ``overwrite`` is set.
+    ``models`` maps each model name to its content fingerprint (:meth:`bind_model`), so a different
+    checkpoint under the same name is refused the same way.
     """
 
     def __init__(self, path: str | Path, meta: dict[str, Any], *, overwrite: bool = False):
         self.path = Path(path)
         self.meta = json.loads(json.dumps(meta))  # normalise tuples etc. to what JSON gives back
         self.records: dict[str, Any] = {}
+        self.models: dict[str, str] = {}
         self._lock = threading.Lock()
         if self.path.exists() and not overwrite:
             try:
@@ -42,6 +45,21 @@ class ResultStore:
                         "use another --out or pass --overwrite"
                     )
             self.records = data["records"]
+            self.models = data["models"] if isinstance(data.get("models"), dict) else {}
+
+    def bind_model(self, name: str, fingerprint: str) -> None:
+        """Record that ``name``'s results come from the checkpoint with ``fingerprint``; raise when
+        this file already holds ``name`` from other content (other weights, config or tokenizer)."""
+        with self._lock:
+            old = self.models.get(name)
+            if old is not None and old != fingerprint:
+                raise LongctxError(
+                    f"{self.path}: meta.models.{name}: this file was written with {old!r}, now {fingerprint!r} "
+                    "(another checkpoint under the same name); use another --out or --names, or pass --overwrite"
+                )
+            if old is None:
+                self.models[name] = fingerprint
+                self.save()
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -56,4 +74,4 @@ class ResultStore:
             self.save()
 
     def save(self) -> None:
-        atomic_write_json(self.path, {"meta": self.meta, "records": self.records})
+        atomic_write_json(self.path, {"meta": self.meta, "models": self.models, "records": self.records})

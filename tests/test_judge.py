@@ -17,7 +17,9 @@ KEY = "sk-test-SECRET-0123456789"
 class FakeJudgeServer:
     """A chat-completions endpoint whose replies follow a script of steps, then a default step.
 
-    Steps: ("ok", content) | ("status", code) | ("slow", seconds, content) | ("garbage",) | ("drop",).
+    Steps: ("ok", content) | ("status", code) | ("slow", seconds, content) | ("garbage",) | ("drop",) |
+    ("raw", code, body_bytes, {header: value}) | ("drip", seconds_per_byte, content, where) where
+    ``where`` is "head" (status line and headers dripped) or "body".
     It records every request (headers, JSON body) and the peak number of requests in flight.
     """
 
@@ -30,6 +32,13 @@ class FakeJudgeServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
+
+            def do_GET(self):  # recorded too: a redirected POST may arrive as a GET (with the key)
+                with server.lock:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": None})
+                self.send_response(405)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -51,6 +60,29 @@ class FakeJudgeServer:
 
     def reply(self, h, step):
         kind = step[0]
+        if kind == "raw":
+            h.send_response(step[1])
+            for k, v in step[3].items():
+                h.send_header(k, v)
+            h.send_header("Content-Length", str(len(step[2])))
+            h.end_headers()
+            h.wfile.write(step[2])
+            return
+        if kind == "drip":
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": step[2]}}]}).encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            h.close_connection = True
+            try:
+                if step[3] == "body":
+                    h.wfile.write(head)
+                    h.wfile.flush()
+                for i in range(len(head) if step[3] == "head" else 0, len(head + data)):
+                    h.wfile.write((head + data)[i:i + 1])
+                    h.wfile.flush()
+                    time.sleep(step[1])
+            except OSError:  # the client gave up and closed the connection
+                pass
+            return
         if kind == "drop":
             h.close_connection = True
             h.connection.shutdown(socket.SHUT_RDWR)
@@ -80,6 +112,7 @@ class FakeJudgeServer:
 
 
 def judge(url, **kw):
+    """A judge with small timeouts whose sleeps are recorded instead of slept."""
     sleeps = []
     j = OpenAIJudge(url, "judge-model", api_key=KEY, timeout=kw.pop("timeout", 5.0), max_tries=kw.pop("max_tries", 4),
                     backoff=0.01, sleep=sleeps.append, **kw)
@@ -203,3 +236,125 @@ def test_a_local_judge_is_called_one_prompt_at_a_time_whatever_the_concurrency()
     rate_many(CountingLocalJudge(model=None, tokenizer=None), {str(i): "p" for i in range(8)},
               lambda k, r: got.__setitem__(k, r.score), concurrency=4)
     assert got == {str(i): 7 for i in range(8)} and state["peak"] == 1
+
+
+# --- the key only goes to --judge-url's origin -------------------------------------------------
+
+def test_cross_origin_redirect_is_refused_and_the_other_server_never_sees_the_key():
+    """A 302/307 from --judge-url's server to a server on another port is refused with a one-line
+    error naming the other origin; that server gets no request, so no Authorization header."""
+    codes = (301, 302, 303, 307, 308)
+    with FakeJudgeServer() as other:
+        loc = {"Location": other.url + "/chat/completions"}
+        with FakeJudgeServer([("raw", c, b"", loc) for c in codes]) as srv:
+            for code in codes:
+                j, _ = judge(srv.url)
+                with pytest.raises(LongctxError, match=f"HTTP {code} redirects to another origin") as err:
+                    j.rate("x")
+                port = other.url.split(":")[2].split("/")[0]
+                assert "\n" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value) and KEY not in str(err.value)
+    assert len(srv.requests) == len(codes)
+    assert other.requests == []  # not even a GET: no Authorization header reached it
+
+
+def test_same_origin_307_is_followed_with_the_post_body():
+    """A 307 to another path of the same server is followed: the POST body and key go again, to it only."""
+    with FakeJudgeServer([("raw", 307, b"", {"Location": "/v2/chat/completions"})], default=("ok", "[[8]]")) as srv:
+        j, _ = judge(srv.url)
+        r = j.rate("x")
+    assert r.score == 8.0 and [q["path"] for q in srv.requests] == ["/v1/chat/completions", "/v2/chat/completions"]
+    assert srv.requests[1]["body"]["model"] == "judge-model" and srv.requests[1]["headers"]["Authorization"] == f"Bearer {KEY}"
+
+
+def test_same_origin_302_is_refused_rather_than_turned_into_a_get():
+    """301/302/303 would make the POST a GET (which no chat endpoint answers): a one-line error."""
+    with FakeJudgeServer(default=("raw", 302, b"", {"Location": "/elsewhere"})) as srv:
+        j, _ = judge(srv.url)
+        with pytest.raises(LongctxError, match="HTTP 302 redirects to .*POST into a GET"):
+            j.rate("x")
+    assert len(srv.requests) == 1
+
+
+# --- never hang: Retry-After caps and a total deadline per request ------------------------------
+
+def test_retry_after_of_an_hour_is_capped_and_logged(capsys):
+    """Retry-After: 3600 waits MAX_WAIT (60 s), and says so on stderr."""
+    from eval_longbench.judge import MAX_WAIT
+
+    with FakeJudgeServer([("raw", 429, b"{}", {"Retry-After": "3600"})], default=("ok", "[[5]]")) as srv:
+        j, sleeps = judge(srv.url)
+        r = j.rate("x")
+    assert r.score == 5.0 and sleeps == [MAX_WAIT] == [60.0]
+    assert "Retry-After 3600 s capped at 60 s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon", "Wed, 21 Oct 2015 07:28:00 GMT", ""])
+def test_unusable_retry_after_falls_back_to_the_backoff(value):
+    """Negative, NaN, infinite, non-numeric or date Retry-After values neither crash nor set the wait:
+    the normal back-off (0.01 s here, with at most 25 % jitter) applies."""
+    with FakeJudgeServer([("raw", 503, b"{}", {"Retry-After": value})], default=("ok", "[[5]]")) as srv:
+        j, sleeps = judge(srv.url)
+        r = j.rate("x")
+    assert r.score == 5.0 and len(sleeps) == 1 and 0.01 <= sleeps[0] <= 0.0125
+
+
+@pytest.mark.parametrize("where", ["body", "head"])
+def test_a_server_dripping_its_reply_is_cut_off_at_the_timeout(where):
+    """A reply sent one byte every 50 ms (each byte resets a socket timeout) ends at the total
+    deadline of 0.5 s as a timed-out try, not when the server is done (~10 s)."""
+    with FakeJudgeServer(default=("drip", 0.05, "x" * 200 + " [[7]]", where)) as srv:
+        j, _ = judge(srv.url, timeout=0.5, max_tries=1)
+        t0 = time.monotonic()
+        r = j.rate("x")
+        took = time.monotonic() - t0
+    assert r.score is None and "no complete reply within 0.5 s" in r.error and took < 2.0
+
+
+def test_a_dripping_error_body_is_cut_off_too():
+    """The deadline also covers reading an HTTP error's body."""
+    class Drip(FakeJudgeServer):
+        def reply(self, h, step):
+            h.send_response(500)
+            h.send_header("Content-Length", "1000")
+            h.end_headers()
+            try:
+                for _ in range(1000):
+                    h.wfile.write(b"e")
+                    h.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:
+                pass
+
+    with Drip() as srv:
+        j, _ = judge(srv.url, timeout=0.5, max_tries=1)
+        t0 = time.monotonic()
+        r = j.rate("x")
+    assert r.score is None and "no complete reply" in r.error and time.monotonic() - t0 < 2.0
+
+
+# --- redaction before cutting --------------------------------------------------------------------
+
+def test_an_echoed_key_is_redacted_before_the_error_body_is_cut():
+    """Whatever byte the 300-character cut falls on inside an echoed 'Authorization: Bearer KEY',
+    no 4+-character prefix of the key is left in the error."""
+    from eval_longbench.judge import ERROR_BODY_CHARS
+
+    pads = range(ERROR_BODY_CHARS - len(KEY) - 30, ERROR_BODY_CHARS + 2)
+    script = [("raw", 500, ("p" * pad + f"Authorization: Bearer {KEY} rest").encode(), {}) for pad in pads]
+    with FakeJudgeServer(script) as srv:
+        for pad in pads:
+            j, _ = judge(srv.url, max_tries=1)
+            r = j.rate("x")
+            assert r.score is None and "HTTP 500" in r.error
+            assert not any(KEY[:n] in r.error for n in range(4, len(KEY) + 1)), (pad, r.error)
+
+
+def test_a_bare_key_prefix_left_by_the_cut_is_redacted():
+    """A key echoed without 'Bearer' that straddles the cut leaves no prefix of it behind."""
+    from eval_longbench.judge import ERROR_BODY_CHARS, redact_and_cut
+
+    for n in range(1, len(KEY)):
+        text = "a" * (ERROR_BODY_CHARS - n) + KEY + " tail"
+        cut = redact_and_cut(text, KEY)
+        assert len(cut) <= ERROR_BODY_CHARS + 3
+        assert not any(KEY[:m] in cut for m in range(4, len(KEY) + 1)), (n, cut)

@@ -149,3 +149,30 @@ def test_cli_end_to_end_never_writes_the_key(tiny_llama, tmp_path, monkeypatch, 
     logs = capsys.readouterr()
     for text in [logs.out, logs.err] + [f.read_text() for f in out.iterdir()]:
         assert KEY not in text
+
+
+def test_no_key_prefix_reaches_results_report_or_logs(tiny_llama, tmp_path, monkeypatch, capsys):
+    """A judge whose 500 bodies echo 'Authorization: Bearer KEY' with the key straddling the
+    300-character cut at every offset: no 4+-character prefix of the key is in results.json,
+    report.json, stdout or stderr (the old code cut first, then redacted the whole key only)."""
+    from eval_longbench.cli import longbench_chat_main
+    from eval_longbench.judge import ERROR_BODY_CHARS
+
+    monkeypatch.setenv("LBC_TEST_KEY", KEY)
+    pads = list(range(ERROR_BODY_CHARS - len(KEY) - 24, ERROR_BODY_CHARS + 1, 3))
+    write_cases(tmp_path / "cases.jsonl", len(pads), jsonl=True)
+    write_shots(tmp_path / "shots.json", len(pads))
+    script = [("raw", 500, ("p" * pad + f"Authorization: Bearer {KEY} rest").encode(), {}) for pad in pads]
+    out = tmp_path / "out"
+    with FakeJudgeServer(script) as srv:
+        rc = longbench_chat_main([str(tiny_llama), "--cases", str(tmp_path / "cases.jsonl"), "--few-shots",
+                                  str(tmp_path / "shots.json"), "--out", str(out), "--max-length", "16",
+                                  "--max-new-tokens", "1", "--judge-url", srv.url, "--judge-key-env", "LBC_TEST_KEY",
+                                  "--judge-tries", "1"])
+    assert rc == 0 and len(srv.requests) == len(pads)
+    logs = capsys.readouterr()
+    rep = json.loads((out / "report.json").read_text())
+    assert len(rep["failures"]) == len(pads) and all("HTTP 500" in f["error"] for f in rep["failures"])
+    for text in [logs.out, logs.err, (out / "results.json").read_text(), (out / "report.json").read_text()]:
+        leaked = [KEY[:n] for n in range(4, len(KEY) + 1) if KEY[:n] in text]
+        assert not leaked, leaked[-1]

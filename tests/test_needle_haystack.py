@@ -114,3 +114,46 @@ def test_too_short_length_is_a_clear_error():
     """A context that cannot hold the intro, needle and question raises LongctxError naming the length."""
     with pytest.raises(LongctxError, match="context length 50"):
         make_passkey_sample(TOK, 50, 0.5, seed=0)
+
+
+@pytest.mark.parametrize("depth", [0.25, 0.5, 0.8])
+def test_haystack_without_sentence_breaks_still_puts_the_needle_at_its_depth(depth):
+    """Text with no [.!?]: the needle used to go after the whole haystack while reported at depth 0;
+    now it falls back to the nearest word break, where the reported depth says it is."""
+    from eval_longbench.haystack import Needle, fit_prompt, text_stream
+
+    words = split_sentences("alpha beta gamma delta epsilon zeta eta theta iota kappa " * 60)
+    assert len(words) == 1
+    needle = "The magic word is PINEAPPLE."
+    prompt, info = fit_prompt(TOK, 400, [Needle(needle, depth)], intro="I", question="Q?", sentences=text_stream(words, 0))
+    assert info["n_tokens"] == ntok(TOK, prompt) == 400
+    hay = prompt[len("I\n"):-len("\nQ?")]
+    at = hay.index(needle)
+    actual = at / (len(hay) - len(needle) - 1)
+    assert abs(actual - depth) < 0.05 and abs(info["needle_depths"][0] - depth) < 0.05
+    assert hay[at - 1] == " " or at == 0  # at a word break, not inside a word
+
+
+def test_haystack_of_special_tokens_is_refused_naming_the_file(tmp_path):
+    """A haystack of the tokenizer's special tokens would decode to nothing (prompts far too short):
+    a one-line error naming the haystack file instead."""
+    from eval_longbench.needle import NeedleConfig, run_needle
+    from eval_longbench.results import ResultStore
+
+    cfg = NeedleConfig(lengths=[256], depths=[0.5], filler_name="specials.txt")
+    for filler in (["<|eos|> <|bos|> <|eos|>"] * 50, ["Plain text. With a <|eos|> inside it."] * 20):
+        with pytest.raises(LongctxError, match=r"^specials\.txt: the haystack holds .*special tokens") as err:
+            run_needle(lambda p, n: "1", TOK, cfg, ResultStore(tmp_path / "r.json", {}), model_name="m", filler=filler,
+                       progress=False)
+        assert "\n" not in str(err.value)
+
+
+def test_builtin_noise_placement_is_unchanged_by_the_fallback():
+    """The fallback never triggers on the built-in noise (short sentences): needles sit right after a
+    sentence's end, as the shipped tiny model was trained on."""
+    for L in (200, 512):
+        for d in (0.1, 0.33, 0.9):
+            prompt, _ = make_passkey_sample(TOK, L, d, seed=3)
+            m = NEEDLE_RE.search(prompt)
+            before = prompt[:m.start()].rstrip()
+            assert before.endswith(".") or before.endswith(PASSKEY_INTRO)
