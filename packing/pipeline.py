@@ -9,6 +9,7 @@ for a named reason (:class:`Ledger`); the ledger is checked before anything is w
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from longctx.errors import LongctxError
 from packing import binpack
-from packing.readers import BadRecord, fingerprint, read_records
+from packing.readers import BadRecord, Record, fingerprint, read_records
 from longctx.labels import IGNORE_INDEX
 from packing.tokenize import TRAIN_ON, RecordError, Tokenized, tokenize_record
 from packing.writer import CONVENTIONS, MODES, make_manifest, rows_from_groups, tokenizer_info, write_packs
@@ -159,6 +160,32 @@ def _apply_overlong(tok: Tokenized, cfg: PackConfig, where: str, ledger: Ledger)
     return kept
 
 
+def record_sequences(where: str, tokenize: Callable[[], Tokenized], cfg: PackConfig, ledger: Ledger,
+                     bad: Counter) -> list[Tokenized]:
+    """The sequences one record contributes: ``tokenize()`` then the overlong policy, every outcome in
+    ``ledger``; a bad record (``RecordError``) stops the run naming ``where``, or with ``--skip-bad``
+    is counted in ``bad`` by reason."""
+    try:
+        tok = tokenize()
+    except RecordError as e:
+        if not cfg.skip_bad:
+            raise LongctxError(f"{where}: {e.message} (pass --skip-bad to skip and count such records)") from None
+        bad[e.reason] += 1
+        return []
+    except LongctxError as e:
+        raise LongctxError(f"{where}: {e}") from None
+    return _apply_overlong(tok, cfg, where, ledger)
+
+
+def _tokenizer_of(rec: Record | BadRecord, tokenizer, cfg: PackConfig, tokenizer_name: str) -> Callable[[], Tokenized]:
+    def tokenize() -> Tokenized:
+        if isinstance(rec, BadRecord):
+            raise RecordError(rec.reason, rec.message)
+        return tokenize_record(tokenizer, rec.data, cfg.train_on, tokenizer_name)
+
+    return tokenize
+
+
 def tokenize_sources(sources: list[Path], tokenizer, cfg: PackConfig, tokenizer_name: str):
     """All sequences to pack, the source fingerprints, the ledger and bad-record reasons."""
     from tqdm.auto import tqdm
@@ -173,21 +200,62 @@ def tokenize_sources(sources: list[Path], tokenizer, cfg: PackConfig, tokenizer_
         for rec in read_records(src):
             meta["records"] += 1
             bar.update(1)
-            try:
-                if isinstance(rec, BadRecord):
-                    raise RecordError(rec.reason, rec.message)
-                tok = tokenize_record(tokenizer, rec.data, cfg.train_on, tokenizer_name)
-            except RecordError as e:
-                if not cfg.skip_bad:
-                    raise LongctxError(f"{rec.where}: {e.message} (pass --skip-bad to skip and count such records)") from None
-                bad[e.reason] += 1
-                continue
-            except LongctxError as e:
-                raise LongctxError(f"{rec.where}: {e}") from None
-            seqs.extend(_apply_overlong(tok, cfg, rec.where, ledger))
+            seqs.extend(record_sequences(rec.where, _tokenizer_of(rec, tokenizer, cfg, tokenizer_name), cfg, ledger, bad))
         metas.append(meta)
     bar.close()
     return seqs, metas, ledger, bad
+
+
+@dataclass
+class Assembly:
+    """Packs (or sorted batches) of the sequences, before anything is written."""
+
+    rows: Iterator[dict]
+    """The rows, lazily (:func:`packing.writer.rows_from_groups`)."""
+    groups: list[np.ndarray]
+    """Indices into the sequences of each pack / batch, in file order."""
+    n_rows: int
+    lengths: np.ndarray
+    fill: np.ndarray
+    """Real tokens per row."""
+    efficiency: float
+    counts: dict
+    """The manifest's ``counts``: the ledger (checked by :func:`check_ledger`) and the totals."""
+
+
+def assemble(seqs: list[Tokenized], ledger: Ledger, bad: Counter, records: int, cfg: PackConfig,
+             pad_id: int) -> Assembly:
+    """Group ``seqs`` into packs (or sorted batches), build the rows lazily and the checked counts.
+
+    Pure (no files): what :func:`pack_files` writes, and what the property test of the packer checks.
+    """
+    lengths = np.array([len(t.input_ids) for t in seqs], dtype=np.int64)
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.mode == "pack":
+        groups = binpack.STRATEGIES[cfg.strategy](lengths, cfg.pack_length)
+        groups = [groups[i] for i in rng.permutation(len(groups))]  # no long-to-short order in training
+        n_rows = len(groups)
+        fill = np.array([int(lengths[g].sum()) for g in groups])
+        efficiency = binpack.packing_efficiency(lengths, groups, cfg.pack_length)
+    else:
+        groups = binpack.sorted_batches(lengths, cfg.batch_size, cfg.seed)
+        n_rows = len(lengths)
+        fill = lengths
+        efficiency = binpack.padded_efficiency(lengths, groups)
+    rows = rows_from_groups([{"input_ids": t.input_ids, "labels": t.labels} for t in seqs], groups, cfg.mode,
+                            cfg.pack_length, pad_id)
+    counts = {
+        "records": records,
+        "records_bad": sum(bad.values()),
+        "bad_by_reason": dict(sorted(bad.items())),
+        **ledger.to_counts(),
+        "sequences": len(seqs),
+        "packs" if cfg.mode == "pack" else "batches": len(groups),
+        "tokens_packed": int(lengths.sum()),
+        "target_tokens": int(sum(t.num_targets for t in seqs)),
+    }
+    check_ledger(counts)  # nothing lost silently: checked before anything is written
+    return Assembly(rows, groups, n_rows, lengths, fill, efficiency, counts)
 
 
 def pack_files(sources: list[str | Path], tokenizer_path: str | Path, out: str | Path, cfg: PackConfig,
@@ -208,40 +276,15 @@ def pack_files(sources: list[str | Path], tokenizer_path: str | Path, out: str |
     if not seqs:
         raise LongctxError(f"{', '.join(map(str, sources))}: no sequence left to pack "
                            f"(bad: {dict(bad)}, counts: {ledger.to_counts()})")
-    lengths = np.array([len(t.input_ids) for t in seqs], dtype=np.int64)
-    rng = np.random.default_rng(cfg.seed)
-    if cfg.mode == "pack":
-        groups = binpack.STRATEGIES[cfg.strategy](lengths, cfg.pack_length)
-        groups = [groups[i] for i in rng.permutation(len(groups))]  # no long-to-short order in training
-        n_rows = len(groups)
-        fill = np.array([int(lengths[g].sum()) for g in groups])
-        efficiency = binpack.packing_efficiency(lengths, groups, cfg.pack_length)
-    else:
-        groups = binpack.sorted_batches(lengths, cfg.batch_size, cfg.seed)
-        n_rows = len(lengths)
-        fill = lengths
-        efficiency = binpack.padded_efficiency(lengths, groups)
-    rows = rows_from_groups([{"input_ids": t.input_ids, "labels": t.labels} for t in seqs], groups, cfg.mode,
-                            cfg.pack_length, pad_id)
-    tokens_packed = int(lengths.sum())
-    counts = {
-        "records": sum(m["records"] for m in metas),
-        "records_bad": sum(bad.values()),
-        "bad_by_reason": dict(sorted(bad.items())),
-        **ledger.to_counts(),
-        "sequences": len(seqs),
-        "packs" if cfg.mode == "pack" else "batches": len(groups),
-        "tokens_packed": tokens_packed,
-        "target_tokens": int(sum(t.num_targets for t in seqs)),
-    }
-    check_ledger(counts)  # nothing lost silently: checked before anything is written
+    a = assemble(seqs, ledger, bad, sum(m["records"] for m in metas), cfg, pad_id)
+    lengths, fill, groups = a.lengths, a.fill, a.groups
     seqs_per_group = np.array([len(g) for g in groups])
     manifest = make_manifest(
-        cfg.mode, cfg.pack_length, n_rows, tokenizer_info(tokenizer, str(tokenizer_path), pad_id),
+        cfg.mode, cfg.pack_length, a.n_rows, tokenizer_info(tokenizer, str(tokenizer_path), pad_id),
         config={k: v for k, v in asdict(cfg).items() if k != "progress"},
         sources=metas,
-        counts=counts,
-        efficiency=efficiency,
+        counts=a.counts,
+        efficiency=a.efficiency,
         sequences_per_group={"mean": float(seqs_per_group.mean()), "min": int(seqs_per_group.min()),
                              "max": int(seqs_per_group.max())},
         conventions=CONVENTIONS,
@@ -251,5 +294,5 @@ def pack_files(sources: list[str | Path], tokenizer_path: str | Path, out: str |
         write_histogram(tmp / "lengths.png", lengths, fill, cfg)
         (tmp / "report.txt").write_text(format_report(manifest) + "\n")
 
-    write_packs(out, rows, manifest, overwrite=overwrite, progress=cfg.progress, extra_files=report)
+    write_packs(out, a.rows, manifest, overwrite=overwrite, progress=cfg.progress, extra_files=report)
     return PackResult(out, manifest, lengths, fill)

@@ -177,7 +177,7 @@ def tokenize_chat(tokenizer, messages: list[dict], train_on: str = "assistant") 
         tail = _encode(tokenizer, full[pos:])
         ids += tail
         labels += [IGNORE_INDEX] * len(tail)
-    return _finish(ids, labels)
+    return to_sequence(ids, labels)
 
 
 def tokenize_text(tokenizer, text: str) -> Tokenized:
@@ -186,10 +186,12 @@ def tokenize_text(tokenizer, text: str) -> Tokenized:
     eos = tokenizer.eos_token_id
     if eos is not None and (not ids or ids[-1] != eos):
         ids.append(eos)
-    return _finish(ids, list(ids))
+    return to_sequence(ids, list(ids))
 
 
-def _finish(ids: list[int], labels: list[int]) -> Tokenized:
+def to_sequence(ids: list[int], labels: list[int]) -> Tokenized:
+    """A :class:`Tokenized` from aligned ids and labels, first token unlabelled; a :class:`RecordError`
+    when nothing is left to learn (under 2 tokens, or no target)."""
     if len(ids) < 2:
         raise RecordError("too short", f"only {len(ids)} token(s): nothing to predict")
     labels = list(labels)
