@@ -7,6 +7,7 @@ the first README command use. The *trained* tiny model shipped with the project 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
@@ -28,6 +29,39 @@ FAMILIES: dict[str, dict] = {
 }
 
 
+# keyword -> the make-tiny flag that sets it (errors name the flag the user typed).
+FLAGS = {"hidden_size": "--hidden-size", "num_layers": "--layers", "num_heads": "--heads", "num_kv_heads": "--kv-heads",
+         "intermediate_size": "--intermediate-size", "max_position_embeddings": "--max-position-embeddings",
+         "rope_theta": "--rope-theta", "vocab_size": "vocab_size"}
+MIN_VOCAB = 258
+"""The byte tokenizer's 256 bytes plus BOS (256) and EOS/PAD (257)."""
+
+
+def check_sizes(family: str, **sizes: float) -> None:
+    """Refuse sizes no model can have, before transformers builds one (it accepts 0 layers, 3 KV heads
+    for 4 query heads, ... and fails later, or never): every size a positive integer, the heads dividing
+    the width into an even (rotary) head dimension, the KV heads dividing the query heads."""
+    for key, value in sizes.items():
+        if key == "rope_theta":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise LongctxError(f"{FLAGS[key]}: must be a positive integer, got {value!r}")
+    theta = sizes["rope_theta"]
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not math.isfinite(theta) or theta <= 1:
+        raise LongctxError(f"--rope-theta: must be a finite number > 1, got {theta!r}")
+    if sizes["vocab_size"] < MIN_VOCAB:
+        raise LongctxError(f"vocab_size: must be at least {MIN_VOCAB} (the byte tokenizer's ids), got {sizes['vocab_size']}")
+    hidden, heads, kv = sizes["hidden_size"], sizes["num_heads"], sizes["num_kv_heads"]
+    if hidden % heads:
+        raise LongctxError(f"--heads: {heads} does not divide --hidden-size {hidden}")
+    if heads % kv:
+        raise LongctxError(f"--kv-heads: {kv} does not divide --heads {heads} (grouped-query attention)")
+    rotary = hidden // heads * FAMILIES[family].get("partial_rotary_factor", 1.0)
+    if rotary % 2:
+        raise LongctxError(f"--heads: head dimension {hidden // heads} (--hidden-size / --heads) gives an odd rotary "
+                           f"dimension {rotary:g} for {family}; RoPE rotates pairs")
+
+
 def tiny_config(
     family: str = "llama",
     *,
@@ -44,6 +78,9 @@ def tiny_config(
     """A small config of ``family`` with a plain (default) RoPE."""
     if family not in FAMILIES:
         raise LongctxError(f"--family: unknown {family!r}; choose one of {', '.join(FAMILIES)}")
+    check_sizes(family, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, num_kv_heads=num_kv_heads,
+                intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
+                rope_theta=rope_theta, vocab_size=vocab_size)
     kwargs = dict(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -90,15 +127,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--kv-heads", type=int, default=2, help="key/value heads; must divide --heads")
+    p.add_argument("--intermediate-size", type=int, default=128, help="MLP width")
     p.add_argument("--max-position-embeddings", type=int, default=256, help="the model's original context length")
     p.add_argument("--rope-theta", type=float, default=10000.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
+    if not -2**63 <= a.seed < 2**64:
+        raise LongctxError(f"--seed: must fit in 64 bits, got {a.seed}")
     out = make_tiny_checkpoint(
         a.out, a.family, seed=a.seed, overwrite=a.overwrite, hidden_size=a.hidden_size, num_layers=a.layers,
-        num_heads=a.heads, num_kv_heads=a.kv_heads, max_position_embeddings=a.max_position_embeddings,
+        num_heads=a.heads, num_kv_heads=a.kv_heads, intermediate_size=a.intermediate_size, max_position_embeddings=a.max_position_embeddings,
         rope_theta=a.rope_theta,
     )
     print(f"wrote tiny {a.family} checkpoint to {out}")

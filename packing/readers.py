@@ -63,27 +63,80 @@ def fingerprint(path: Path) -> dict:
     return {"path": str(path), "sha256": h.hexdigest(), "bytes": size}
 
 
+def lone_surrogate_field(obj: object, field: str = "") -> str | None:
+    """The path (``messages[1].content``) of the first string holding a lone UTF-16 surrogate, or None.
+
+    JSON's ``"\\ud800"`` escape decodes to such a string: Python accepts it, but it is not Unicode text
+    (it cannot be encoded as UTF-8), so the tokenizer or the writer would fail on it much later.
+    """
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return field or "(the record)"
+        return None
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = str(k)
+            bad = lone_surrogate_field(key, f"{field}.{key}" if field else key)
+            if bad is None:
+                bad = lone_surrogate_field(v, f"{field}.{key}" if field else key)
+            if bad is not None:
+                return bad
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            bad = lone_surrogate_field(v, f"{field}[{i}]")
+            if bad is not None:
+                return bad
+    return None
+
+
+def _checked(where: str, obj: object, escapes: bool) -> Record | BadRecord:
+    """A :class:`Record`, or a :class:`BadRecord` for a non-object or a string that is not Unicode text."""
+    if not isinstance(obj, dict):
+        return BadRecord(where, "not an object", f"expected a JSON object, got {type(obj).__name__}")
+    bad = lone_surrogate_field(obj) if escapes else None  # only a \u escape can make a lone surrogate
+    if bad is not None:
+        return BadRecord(where, "lone surrogate", f"{bad}: a lone UTF-16 surrogate escape (e.g. \\ud800) is not valid text")
+    return Record(where, obj)
+
+
+def _not_utf8(raw: bytes, start: int) -> str:
+    """The message for undecodable bytes at ``raw[start]``, with the 1-based byte column in its line."""
+    column = start - (raw.rfind(b"\n", 0, start) + 1) + 1
+    return f"not valid UTF-8 (byte 0x{raw[start]:02x} at byte column {column}); re-encode the file as UTF-8"
+
+
 def _read_jsonl(path: Path) -> Iterator[Record | BadRecord]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    # Bytes, decoded line by line: one undecodable line is one bad record, not a traceback for the file.
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                yield BadRecord(where, "not UTF-8", _not_utf8(raw, e.start))
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 yield BadRecord(where, "malformed JSON", f"malformed JSON ({e.msg} at column {e.colno})")
                 continue
-            if not isinstance(obj, dict):
-                yield BadRecord(where, "not an object", f"expected a JSON object, got {type(obj).__name__}")
-                continue
-            yield Record(where, obj)
+            yield _checked(where, obj, "\\u" in line)
 
 
 def _read_json(path: Path) -> Iterator[Record | BadRecord]:
+    raw = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        yield BadRecord(f"{path}:{line}", "not UTF-8", _not_utf8(raw, e.start))
+        return
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         yield BadRecord(f"{path}:{e.lineno}", "malformed JSON", f"malformed JSON ({e.msg} at column {e.colno})")
         return
@@ -92,12 +145,9 @@ def _read_json(path: Path) -> Iterator[Record | BadRecord]:
     if not isinstance(obj, list):
         yield BadRecord(str(path), "not a list", "expected a JSON list of records (or {\"data\": [...]})")
         return
+    escapes = "\\u" in text
     for i, rec in enumerate(obj):
-        where = f"{path}:record {i}"
-        if isinstance(rec, dict):
-            yield Record(where, rec)
-        else:
-            yield BadRecord(where, "not an object", f"expected a JSON object, got {type(rec).__name__}")
+        yield _checked(f"{path}:record {i}", rec, escapes)
 
 
 def _read_parquet(path: Path) -> Iterator[Record | BadRecord]:

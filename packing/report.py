@@ -25,6 +25,9 @@ def format_report(manifest: dict) -> str:
     outcomes = {k: v for k, v in c.items() if k.startswith(("records_", "split_", "chunks_")) and k != "records_bad"}
     if outcomes:
         lines.append("outcomes      " + ", ".join(f"{k.removeprefix('records_')}={v:,}" for k, v in outcomes.items()))
+    for key, label in (("tokens_dropped_by_reason", "dropped tokens"), ("target_tokens_dropped_by_reason", "lost targets")):
+        if c.get(key):
+            lines.append(f"{label:<14}" + ", ".join(f"{k}={v:,}" for k, v in c[key].items()))
     if c["bad_by_reason"]:
         lines.append("bad records   " + ", ".join(f"{k}={v:,}" for k, v in c["bad_by_reason"].items()))
     return "\n".join(lines)

@@ -76,7 +76,37 @@ def _check_turns(turns, field: str, role_key: str, content_key: str, role_map: d
         if not content.strip():
             raise RecordError("empty content", f"{field}[{j}].{content_key}: empty content")
         out.append({"role": role, "content": content})
+    _check_order([t["role"] for t in out], [t.get(role_key) for t in turns], field, role_key)
     return out
+
+
+# role -> the roles it may follow (None: first turn). A tool turn answers an assistant's call.
+FOLLOWS = {
+    "system": (None,),
+    "user": (None, "system", "assistant", "tool"),
+    "assistant": ("user", "tool"),
+    "tool": ("assistant", "tool"),
+}
+
+
+def _check_order(roles: list[str], shown: list, field: str, role_key: str) -> None:
+    """Refuse a conversation whose roles are out of order: [system], user, assistant, user, ... with tool
+    turns only after an assistant turn.
+
+    Why refuse rather than pack: an assistant turn's labels start where the template's generation prompt
+    ends after the turns before it. An assistant turn with no user turn before it has no such prompt (an
+    empty conversation renders nothing, or is refused), so its header was labelled as if the model wrote it.
+    Two turns of one speaker in a row are rejected or merged by most real templates (Llama 2, Mistral,
+    Gemma), which moves the boundaries the mask is cut at; such data is a conversion bug upstream.
+    """
+    prev = None
+    for j, role in enumerate(roles):
+        if prev not in FOLLOWS[role]:
+            after = "as the first turn" if prev is None else f"after {shown[j - 1]!r} ({field}[{j - 1}])"
+            raise RecordError("roles out of order",
+                              f"{field}[{j}].{role_key}: {shown[j]!r} {after}; roles must go [system], user, "
+                              "assistant, user, ... (tool turns only after an assistant turn)")
+        prev = role
 
 
 def normalize_record(data: dict) -> tuple[str, list[dict] | str]:
@@ -114,7 +144,8 @@ def assistant_spans(tokenizer, messages: list[dict], train_on: str) -> tuple[str
         assistant = assistant[-1:]
     spans = []
     for i in assistant:
-        start_text = _render(tokenizer, messages[:i], add_generation_prompt=True) if i else _render_gen_only(tokenizer)
+        # i >= 1: _check_order puts a user (or tool) turn before every assistant turn
+        start_text = _render(tokenizer, messages[:i], add_generation_prompt=True)
         end_text = _render(tokenizer, messages[: i + 1])
         if not (full.startswith(end_text) and end_text.startswith(start_text)):
             raise LongctxError(
@@ -123,13 +154,6 @@ def assistant_spans(tokenizer, messages: list[dict], train_on: str) -> tuple[str
             )
         spans.append((len(start_text), len(end_text)))
     return full, spans
-
-
-def _render_gen_only(tokenizer) -> str:
-    try:
-        return tokenizer.apply_chat_template([], tokenize=False, add_generation_prompt=True)
-    except Exception:  # noqa: BLE001 - some templates refuse an empty conversation: answer starts at 0
-        return ""
 
 
 def tokenize_chat(tokenizer, messages: list[dict], train_on: str = "assistant") -> Tokenized:
@@ -153,7 +177,7 @@ def tokenize_chat(tokenizer, messages: list[dict], train_on: str = "assistant") 
         tail = _encode(tokenizer, full[pos:])
         ids += tail
         labels += [IGNORE_INDEX] * len(tail)
-    return _finish(ids, labels)
+    return to_sequence(ids, labels)
 
 
 def tokenize_text(tokenizer, text: str) -> Tokenized:
@@ -162,10 +186,12 @@ def tokenize_text(tokenizer, text: str) -> Tokenized:
     eos = tokenizer.eos_token_id
     if eos is not None and (not ids or ids[-1] != eos):
         ids.append(eos)
-    return _finish(ids, list(ids))
+    return to_sequence(ids, list(ids))
 
 
-def _finish(ids: list[int], labels: list[int]) -> Tokenized:
+def to_sequence(ids: list[int], labels: list[int]) -> Tokenized:
+    """A :class:`Tokenized` from aligned ids and labels, first token unlabelled; a :class:`RecordError`
+    when nothing is left to learn (under 2 tokens, or no target)."""
     if len(ids) < 2:
         raise RecordError("too short", f"only {len(ids)} token(s): nothing to predict")
     labels = list(labels)

@@ -10,6 +10,7 @@ ramp computed from the *new* length).
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class RopeConfig:
     original_length: int  # the context the weights were trained at
     max_position_embeddings: int
     params: dict = field(default_factory=dict)  # every other key of the rope dict (factor, beta_fast, ...)
+    conflicts: tuple[str, ...] = ()  # keys of config.json that contradict what transformers loads (one line each)
 
     @property
     def rotary_dim(self) -> int:
@@ -88,21 +90,69 @@ def _number(raw: dict, key: str, path: object, kind=float, required: bool = True
     return kind(value)
 
 
-def _resolve_head(raw: dict, path: object) -> tuple[int, float]:
-    """head_dim and partial_rotary_factor as transformers' own config class resolves them (family defaults)."""
+def _transformers_config(raw: dict, path: object):
+    """The config object transformers builds from ``raw`` (its own family defaults and RoPE resolution)."""
     from transformers import CONFIG_MAPPING
 
     try:
-        cfg = CONFIG_MAPPING[raw["model_type"]].from_dict(copy.deepcopy(raw))
+        return CONFIG_MAPPING[raw["model_type"]].from_dict(copy.deepcopy(raw))
     except Exception as err:  # noqa: BLE001 - any failure here is a config the user must fix
         raise LongctxError(f"{path}: transformers cannot build a {raw['model_type']} config from it ({err})") from None
+
+
+def _resolve_head(cfg) -> tuple[int, float]:
+    """head_dim and partial_rotary_factor as transformers' own config class resolves them (family defaults)."""
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     rp = cfg.rope_parameters or {}
     return int(head_dim), float(rp.get("partial_rotary_factor", getattr(cfg, "partial_rotary_factor", None) or 1.0))
 
 
+def _short(d: dict) -> str:
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def rope_conflicts(raw: dict, resolved: dict, path: object) -> tuple[str, ...]:
+    """The RoPE keys of ``raw`` that contradict what transformers loads, one line each (empty: none).
+
+    transformers (v5) takes ``rope_scaling`` if it is set, else ``rope_parameters``, then fills
+    ``rope_theta`` / ``partial_rotary_factor`` from the top-level keys only where that dict lacks them.
+    So a ``rope_parameters`` next to a different ``rope_scaling`` is ignored, and so is a top-level
+    ``rope_theta`` next to a dict with its own: a file that says two things.
+    """
+    out = []
+    params, scaling = raw.get("rope_parameters"), raw.get("rope_scaling")
+    if scaling and isinstance(params, dict) and params:
+        alone = _transformers_config({k: v for k, v in raw.items() if k != "rope_scaling"}, path).rope_parameters
+        if dict(alone) != dict(resolved):
+            out.append(f"{where(path, field='rope_scaling')} {_short(scaling)} contradicts rope_parameters "
+                       f"{_short(params)}; transformers loads rope_scaling and ignores rope_parameters")
+    used = scaling if scaling else params
+    if isinstance(used, dict):
+        used_name = "rope_scaling" if scaling else "rope_parameters"
+        for key in ("rope_theta", "partial_rotary_factor"):
+            if raw.get(key) is not None and used.get(key) is not None and raw[key] != used[key]:
+                out.append(f"{where(path, field=key)} {raw[key]!r} contradicts {used_name}.{key} {used[key]!r}; "
+                           f"transformers loads {used_name}.{key} and ignores the top-level {key}")
+    return tuple(out)
+
+
+def refuse_conflicts(rc: "RopeConfig") -> None:
+    """Raise :class:`LongctxError` (one line, naming both keys) if the config contradicts itself.
+
+    ``longctx extend`` rewrites the RoPE keys, so building on one reading of a self-contradicting file
+    would silently erase the other: the user says which one is meant by deleting the other.
+    """
+    if rc.conflicts:
+        raise LongctxError("; ".join(rc.conflicts) + " (delete the key you do not mean, then rerun)")
+
+
 def read_rope_config(raw: dict, path: object = "config.json") -> RopeConfig:
-    """Normalise either config form into a :class:`RopeConfig`; unknown or RoPE-less models are refused."""
+    """Normalise either config form into a :class:`RopeConfig`, exactly as transformers resolves it.
+
+    Unknown or RoPE-less models are refused. The RoPE dict is the one transformers' config class ends up
+    with (``rope_scaling`` over ``rope_parameters``, top-level ``rope_theta`` only as a fallback); keys
+    it ignores are listed in ``conflicts`` (see :func:`rope_conflicts`).
+    """
     model_type = raw.get("model_type")
     if not isinstance(model_type, str):
         raise LongctxError(f"{where(path, field='model_type')} missing: cannot tell the architecture")
@@ -113,24 +163,24 @@ def read_rope_config(raw: dict, path: object = "config.json") -> RopeConfig:
         raise LongctxError(f"{where(path, field='model_type')} = {model_type!r} is not supported "
                            f"(supported: {', '.join(SUPPORTED)}); refusing to guess its RoPE layout")
     max_pos = _number(raw, "max_position_embeddings", path, int)
-    if isinstance(raw.get("rope_parameters"), dict):
-        form, rope = "v5", dict(raw["rope_parameters"])
-        if any(isinstance(v, dict) for v in rope.values()):
-            raise LongctxError(f"{where(path, field='rope_parameters')}: per-layer-type RoPE is not supported")
-    elif raw.get("rope_scaling") is not None:
-        if not isinstance(raw["rope_scaling"], dict):
-            raise LongctxError(f"{where(path, field='rope_scaling')} must be an object, got {raw['rope_scaling']!r}")
-        form, rope = "legacy", dict(raw["rope_scaling"])
-    else:
-        form, rope = "legacy", {}
+    params, scaling = raw.get("rope_parameters"), raw.get("rope_scaling")
+    if params is not None and not isinstance(params, dict):
+        raise LongctxError(f"{where(path, field='rope_parameters')} must be an object, got {params!r}")
+    if scaling is not None and not isinstance(scaling, dict):
+        raise LongctxError(f"{where(path, field='rope_scaling')} must be an object, got {scaling!r}")
+    if isinstance(params, dict) and any(isinstance(v, dict) for v in params.values()):
+        raise LongctxError(f"{where(path, field='rope_parameters')}: per-layer-type RoPE is not supported")
+    form = "legacy" if scaling or not params else "v5"  # transformers: rope_scaling wins when set
+    cfg = _transformers_config(raw, path)
+    resolved = dict(cfg.rope_parameters or {})
+    rope = copy.deepcopy(resolved)
     rope_type = rope.pop("rope_type", None) or rope.pop("type", None) or "default"
     rope.pop("type", None)
     if model_type == "phi3" and rope_type in ("su", "yarn"):
         rope_type = "longrope"  # what Phi3Config does with these old names
-    theta = rope.pop("rope_theta", raw.get("rope_theta", 10000.0))
-    theta = _number({"rope_theta": theta}, "rope_theta", path)
+    theta = _number({"rope_theta": rope.pop("rope_theta", 10000.0)}, "rope_theta", path)
     rope.pop("partial_rotary_factor", None)
-    head_dim, partial = _resolve_head(raw, path)
+    head_dim, partial = _resolve_head(cfg)
 
     original = rope.pop("original_max_position_embeddings", None)
     if model_type == "phi3" and rope_type == "longrope":
@@ -138,7 +188,8 @@ def read_rope_config(raw: dict, path: object = "config.json") -> RopeConfig:
     if rope_type == "default" or _keeps_trained_length(rope_type) or original is None:
         original = max_pos  # dynamic: transformers measures the trained length by max_position_embeddings
     original = _number({"original_max_position_embeddings": original}, "original_max_position_embeddings", path, int)
-    return RopeConfig(str(path), model_type, form, rope_type, theta, head_dim, partial, original, max_pos, rope)
+    return RopeConfig(str(path), model_type, form, rope_type, theta, head_dim, partial, original, max_pos, rope,
+                      rope_conflicts(raw, resolved, path))
 
 
 def patch_config(raw: dict, rope_parameters: dict, max_position_embeddings: int) -> dict:

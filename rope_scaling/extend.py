@@ -18,7 +18,8 @@ import torch
 from longctx.errors import LongctxError, where
 from longctx.checkpoint_files import check_weight_files, require_safetensors
 from longctx.io import OUTPUT_MARKER, atomic_dir, atomic_write_json, check_out_vs_inputs
-from rope_scaling.checkpoint_config import RopeConfig, loadable_types, patch_config, read_config, read_rope_config
+from rope_scaling.checkpoint_config import (RopeConfig, loadable_types, patch_config, read_config, read_rope_config,
+                                            refuse_conflicts)
 from rope_scaling.common import check_factor, default_inv_freq
 from rope_scaling.explain import PairRow, explain_pairs
 from rope_scaling.method import Request
@@ -103,6 +104,7 @@ def plan_extension(
     yarn, ...; None means not given); the method's ``prepare`` hook fills in the rest.
     """
     rc = read_rope_config(raw, path)
+    refuse_conflicts(rc)  # it would rewrite the RoPE keys and erase one of the two readings
     target_length, factor = _resolve_lengths(rc, target_length, factor)
     params = {k: v for k, v in method_params.items() if v is not None}
     reason = f"--method {method}"

@@ -44,6 +44,7 @@ def inspect_checkpoint(model_dir: str | os.PathLike) -> dict:
         "target_context": rc.context_length,
         "weights": "safetensors" if st else ("pickle" if pk else "none"),
         "parameters": _safetensors_params(st) if st else None,
+        "config_conflicts": list(rc.conflicts),  # keys transformers ignores; `longctx extend` refuses them
     }
 
 
@@ -60,5 +61,6 @@ def format_report(info: dict) -> str:
         ("max_position_embeddings", info["max_position_embeddings"]),
         ("target context", info["target_context"]),
     ]
+    rows += [("WARNING", c) for c in info.get("config_conflicts", ())]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -221,3 +221,78 @@ def test_existing_output_is_refused_without_overwrite_and_replaced_with_it_only_
     (out / "extra.txt").write_text("left by the previous run")
     pack_files([src], "byte-tokenizer", out, PackConfig(pack_length=P, progress=False), overwrite=True, tokenizer=tok)
     assert not (out / "extra.txt").exists() and load_packs(out).manifest["counts"]["sequences"] == 7
+
+
+@pytest.mark.parametrize("line, message", [
+    (b'{"text": "bad \\ud800 here"}', r"d\.jsonl:33: text: a lone UTF-16 surrogate"),
+    (b'{"text": "caf\xe9"}', r"d\.jsonl:33: not valid UTF-8 \(byte 0xe9"),
+    (json.dumps({"messages": [{"role": "assistant", "content": "A"}, {"role": "user", "content": "U"}]}).encode(),
+     r"d\.jsonl:33: messages\[0\]\.role: 'assistant' as the first turn"),
+    (json.dumps({"messages": [{"role": "user", "content": "U"}, {"role": "user", "content": "V"},
+                              {"role": "assistant", "content": "A"}]}).encode(),
+     r"d\.jsonl:33: messages\[1\]\.role: 'user' after 'user'"),
+])
+def test_undecodable_text_and_roles_out_of_order_stop_with_file_line_and_field(tok, tmp_path, line, message):
+    """A lone surrogate or a non-UTF-8 line used to be a traceback, and roles out of order were packed with
+    the wrong tokens labelled; each now stops the run at file:line naming the field, writing nothing."""
+    src = _jsonl(tmp_path / "d.jsonl", _records())
+    with open(src, "ab") as f:
+        f.write(line + b"\n")
+    with pytest.raises(LongctxError, match=message + r".*--skip-bad"):
+        _pack(tok, [src], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_skip_bad_skips_undecodable_text_and_roles_out_of_order_counting_each_reason(tok, tmp_path):
+    """--skip-bad skips them too, counted in bad_by_reason; the good records are packed whole."""
+    src = _jsonl(tmp_path / "d.jsonl", _records())
+    with open(src, "ab") as f:
+        f.write(b'{"text": "bad \\ud800 here"}\n{"text": "caf\xe9"}\n')
+        f.write(json.dumps({"messages": [{"role": "assistant", "content": "A"}]}).encode() + b"\n")
+    c = _pack(tok, [src], tmp_path / "out", skip_bad=True).manifest["counts"]
+    assert c["bad_by_reason"] == {"lone surrogate": 1, "not UTF-8": 1, "roles out of order": 1}
+    assert c["records"] == len(_records()) + 3 and c["records_packed_whole"] == c["sequences"] == len(_records())
+
+
+def test_truncate_ledger_accounts_for_every_record_token_and_target(tok, tmp_path):
+    """--overlong truncate: the manifest says which records were truncated, how many tokens and how many
+    target tokens were cut per reason, and records / tokens / targets in == out + accounted losses."""
+    prompt = {"messages": [{"role": "user", "content": "p" * 300}, {"role": "assistant", "content": "y"}]}
+    answer = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a" * 400}]}
+    text = {"text": "z" * 700}
+    recs = _records(5) + [prompt, answer, text]
+    src = _jsonl(tmp_path / "d.jsonl", recs)
+    c = _pack(tok, [src], tmp_path / "out", overlong="truncate").manifest["counts"]
+    full = [tokenize_record(tok, r) for r in recs]
+    assert c["records_truncated"] == 2 and c["records_dropped_no_targets_after_truncate"] == 1  # prompt: answer cut
+    assert c["records_packed_whole"] == 7 and c["records"] == 10 and c["chunks_dropped_no_targets"] == 1
+    assert c["tokens_in"] == sum(len(t.input_ids) for t in full)
+    assert c["target_tokens_in"] == sum(t.num_targets for t in full)
+    tails = sum(len(t.input_ids) - P for t in full[-3:])
+    assert c["tokens_dropped_by_reason"] == {"chunk without targets": P, "truncated tail": tails}
+    assert c["target_tokens_dropped_by_reason"] == {
+        "truncated tail": sum(int((t.labels[P:] != -100).sum()) for t in full[-3:])}
+    assert c["tokens_in"] == c["tokens_packed"] + c["tokens_dropped"]
+    assert c["target_tokens_in"] == c["target_tokens"] + c["target_tokens_dropped"]
+
+
+def test_split_ledger_counts_the_unpredictable_first_token_of_each_chunk(tok, tmp_path):
+    """--overlong split: a chunk's first token has nothing before it in its pack, so it loses its label;
+    the ledger counts those (one per chunk after the first) instead of losing them silently."""
+    text = {"text": "z" * 700}  # 701 tokens: chunks of 256, 256, 189
+    c = _pack(tok, [_jsonl(tmp_path / "d.jsonl", _records(5) + [text])], tmp_path / "out", overlong="split").manifest["counts"]
+    assert c["records_split"] == 1 and c["split_chunks"] == 3 and c["tokens_dropped"] == 0
+    assert c["target_tokens_dropped_by_reason"] == {"chunk start": 2}
+    assert c["target_tokens_in"] == c["target_tokens"] + 2
+
+
+def test_check_ledger_refuses_counts_that_lose_a_record():
+    """The ledger check fails loudly (before anything is written) when an outcome is missing."""
+    from packing.pipeline import check_ledger
+
+    counts = {"records": 3, "records_bad": 1, "records_packed_whole": 1, "tokens_in": 10, "tokens_packed": 10,
+              "tokens_dropped_by_reason": {}, "target_tokens_in": 5, "target_tokens": 5,
+              "target_tokens_dropped_by_reason": {}}
+    with pytest.raises(AssertionError, match="record ledger"):
+        check_ledger(counts)
+    check_ledger({**counts, "records_truncated": 1})

@@ -41,3 +41,50 @@ def test_unreadable_sources_are_user_errors_naming_the_path(tmp_path, name, mess
     with pytest.raises(LongctxError, match=message) as exc:
         list(read_records(p))
     assert str(p) in str(exc.value)
+
+
+def test_lone_utf16_surrogate_is_a_bad_record_naming_file_line_and_field(tmp_path):
+    """`"\\ud800"` parses in Python but is not text (no UTF-8 for it): it used to reach the tokenizer as a
+    traceback; now a BadRecord at file:line naming the field. A proper surrogate pair is fine."""
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"text": "ok \\ud83d\\ude00"}\n'
+                 '{"messages": [{"role": "user", "content": "x \\ud800 y"}]}\n')
+    good, bad = list(read_records(p))
+    assert isinstance(good, Record) and good.data["text"] == "ok \U0001F600"
+    assert isinstance(bad, BadRecord) and bad.reason == "lone surrogate"
+    assert str(bad).startswith(f"{p}:2: messages[0].content: a lone UTF-16 surrogate")
+
+
+def test_lone_surrogate_in_a_json_list_is_a_bad_record(tmp_path):
+    """The same check for .json lists, located by record index."""
+    p = tmp_path / "d.json"
+    p.write_text('[{"text": "a"}, {"text": "\\udc00"}]')
+    good, bad = list(read_records(p))
+    assert isinstance(bad, BadRecord) and bad.where == f"{p}:record 1" and bad.reason == "lone surrogate"
+
+
+def test_non_utf8_line_is_one_bad_record_at_its_line_and_reading_goes_on(tmp_path):
+    """A Latin-1 byte on line 2 used to raise UnicodeDecodeError for the whole file; now line 2 is a
+    BadRecord naming the byte and the next lines are still read."""
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'{"text": "a"}\n{"text": "caf\xe9"}\n{"text": "b"}\n')
+    recs = list(read_records(p))
+    assert [type(r).__name__ for r in recs] == ["Record", "BadRecord", "Record"]
+    assert str(recs[1]) == f"{p}:2: not valid UTF-8 (byte 0xe9 at byte column 14); re-encode the file as UTF-8"
+    assert recs[1].reason == "not UTF-8"
+
+
+def test_non_utf8_json_file_is_a_bad_record_at_the_line_of_the_byte(tmp_path):
+    """A .json list with an undecodable byte: one BadRecord at the line holding it."""
+    p = tmp_path / "d.json"
+    p.write_bytes(b'[\n {"text": "a"},\n {"text": "\xff"}\n]\n')
+    (bad,) = list(read_records(p))
+    assert isinstance(bad, BadRecord) and bad.where == f"{p}:3" and bad.reason == "not UTF-8"
+
+
+def test_utf8_byte_order_mark_on_the_first_line_is_accepted(tmp_path):
+    """Editors on Windows write a BOM; it is not part of the first record."""
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'\xef\xbb\xbf{"text": "a"}\n')
+    (rec,) = list(read_records(p))
+    assert isinstance(rec, Record) and rec.data == {"text": "a"}

@@ -81,6 +81,38 @@ def test_bad_records_raise_a_record_error_naming_the_field(tok, record, reason, 
     assert exc.value.reason == reason and field in exc.value.message
 
 
+U, A, S, T = ({"role": r, "content": r[0].upper()} for r in ("user", "assistant", "system", "tool"))
+
+
+@pytest.mark.parametrize("messages, field", [
+    ([A, U], "messages[0].role: 'assistant' as the first turn"),
+    ([S, A], "messages[1].role: 'assistant' after 'system' (messages[0])"),
+    ([U, U, A], "messages[1].role: 'user' after 'user' (messages[0])"),
+    ([U, A, A], "messages[2].role: 'assistant' after 'assistant' (messages[1])"),
+    ([U, A, S, U, A], "messages[2].role: 'system' after 'assistant' (messages[1])"),
+    ([U, T, A], "messages[1].role: 'tool' after 'user' (messages[0])"),
+])
+def test_roles_out_of_order_are_a_bad_record_naming_the_turn(tok, messages, field):
+    """Assistant-first used to be packed with its header labelled (the answer's start token unlabelled);
+    non-alternating roles are refused as bad input naming the turn, in every train-on mode."""
+    for train_on in ("assistant", "last", "all"):
+        with pytest.raises(RecordError) as exc:
+            tokenize_record(tok, {"messages": messages}, train_on)
+        assert exc.value.reason == "roles out of order" and exc.value.message.startswith(field)
+
+
+def test_sharegpt_roles_out_of_order_name_the_original_role(tok):
+    """ShareGPT records are named with their own keys and role names (`conversations[0].from: 'gpt'`)."""
+    with pytest.raises(RecordError, match=r"^conversations\[0\]\.from: 'gpt' as the first turn"):
+        tokenize_record(tok, {"conversations": [{"from": "gpt", "value": "hi"}, {"from": "human", "value": "q"}]})
+
+
+def test_tool_turns_after_an_assistant_turn_are_in_order(tok):
+    """user, assistant (call), tool, tool, assistant: the answers are labelled, the tool output is not."""
+    t = tokenize_record(tok, {"messages": [S, U, A, T, T, {"role": "assistant", "content": "done"}]})
+    assert _labelled_text(tok, t) == "A<|eos|>\ndone<|eos|>\n"
+
+
 def test_tokenizer_without_chat_template_is_refused_for_chat_records(tok):
     """No chat template: a user-facing error (not a silent fallback), while text records still work."""
     bare = byte_tokenizer()

@@ -169,3 +169,41 @@ def test_run_for_device_cpu_uses_the_cpu_mode_and_explicit_fields_win():
     assert (run.dtype, run.attn_kernel, run.foreach_optimizer, run.overhead_gib) == ("fp32", "sdpa", False, 0.0)
     assert run.gpu_mem_gib > 0.1
     assert run_for_device("cpu", 4096, gpu_mem_gib=3.0).gpu_mem_gib == 3.0
+
+
+@pytest.mark.parametrize("flags, flag", [
+    (["--gpu-mem", "nan"], "--gpu-mem"),
+    (["--gpu-mem", "inf"], "--gpu-mem"),
+    (["--gpu-mem", "0"], "--gpu-mem"),
+    (["--peak-tflops", "0"], "--peak-tflops"),
+    (["--peak-tflops", "-5"], "--peak-tflops"),
+    (["--peak-tflops", "nan"], "--peak-tflops"),
+    (["--overhead", "-100"], "--overhead"),
+    (["--overhead", "nan"], "--overhead"),
+    (["--frag-margin", "nan"], "--frag-margin"),
+    (["--frag-margin", "1"], "--frag-margin"),
+    (["--mfu", "nan"], "--mfu"),
+    (["--mfu", "0"], "--mfu"),
+    (["--loss-chunk", "-1"], "--loss-chunk"),
+    (["--micro-batch", "0"], "--micro-batch"),
+    (["--tiled-mlp", "0"], "--tiled-mlp"),
+])
+def test_plan_refuses_non_finite_and_out_of_range_numbers_naming_the_flag(flags, flag):
+    """`plan --gpu-mem nan` used to plan, `--peak-tflops 0` fell back to the GPU's peak and `--overhead -100`
+    said FITS: every numeric flag is checked (finite, in range) before any planning, one line naming it."""
+    with pytest.raises(LongctxError, match=f"^{flag}: ") as err:
+        plan_main(["--model", "llama-3-8b", "--seq-len", "8192", *flags])
+    assert "\n" not in str(err.value)
+
+
+def test_run_shape_refuses_nan_gpu_memory_from_library_callers():
+    """NaN compares false with everything, so `gpu_mem_gib <= 0` let it through; RunShape itself refuses it."""
+    with pytest.raises(LongctxError, match="--gpu-mem: must be a finite number"):
+        RunShape(seq_len=8192, gpu_mem_gib=float("nan"))
+
+
+def test_plan_uses_the_given_peak_tflops(capsys):
+    """An explicit --peak-tflops is the peak in the report (not the GPU table's)."""
+    assert plan_main(["--model", "llama-3-8b", "--seq-len", "8192", "--gpus", "8", "--sharding", "zero3",
+                      "--peak-tflops", "123", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["step_time"]["peak_flops"] == 123e12

@@ -11,12 +11,11 @@ import argparse
 import json
 
 from longctx.distributed.layouts import LAYOUTS, layouts_help
-from longctx.errors import LongctxError
 from longctx.plan.planner import plan_run
 from longctx.plan.report import render_json, render_table
 from longctx.plan.search import max_seq_len, recommend_sp
 from longctx.plan.shapes import (ATTN_KERNELS, CHECKPOINTINGS, DTYPE_BYTES, IMPLS, NORMS, OFFLOADS, PRESETS, SHARDINGS,
-                                 RunShape, load_model_shape)
+                                 RunShape, check_number, load_model_shape)
 from longctx.plan.throughput import PEAK_FLOPS, step_time
 
 
@@ -83,14 +82,15 @@ def run_from_args(a: argparse.Namespace) -> RunShape:
 
 def main(argv: list[str]) -> int:
     a = build_parser().parse_args(argv)
-    if not 0 < a.mfu <= 1:
-        raise LongctxError(f"--mfu: must be in (0, 1], got {a.mfu}")
+    check_number("mfu", a.mfu, low=0.0, high=1.0, low_open=True)
+    if a.peak_tflops is not None:  # 0 is refused, never read as "not given"
+        check_number("peak-tflops", a.peak_tflops, low=0.0, low_open=True)
+    run = run_from_args(a)  # validates every other numeric flag before any file is read
     shape = load_model_shape(a.model)
-    run = run_from_args(a)
     result = plan_run(shape, run)
     longest = max_seq_len(shape, run)
     sp = recommend_sp(shape, run)
-    peak = a.peak_tflops * 1e12 if a.peak_tflops else None
+    peak = a.peak_tflops * 1e12 if a.peak_tflops is not None else None
     time = step_time(shape, run, gpu=a.gpu, mfu=a.mfu, peak_flops=peak)
     if a.json:
         print(json.dumps(render_json(result, longest, sp, time), indent=2))

@@ -11,6 +11,8 @@ offload, checkpointing, loss chunking, dtype.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,32 @@ def seq_granularity(run: RunShape) -> int:
     return get_layout(run.layout).unit(run.sp)
 
 
+def check_int(flag: str, value: Any, low: int, why: str = "") -> None:
+    """Raise :class:`LongctxError` naming ``--flag`` unless ``value`` is an integer >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise LongctxError(f"--{flag}: must be an integer, got {value!r}")
+    if value < low:
+        raise LongctxError(f"--{flag}: must be at least {low}{why}, got {value}")
+
+
+def check_number(flag: str, value: Any, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """Raise :class:`LongctxError` naming ``--flag`` unless ``value`` is a finite number in the range.
+
+    NaN compares false with everything, so a plain ``value <= 0`` check lets it through; every
+    numeric planner input goes through here instead.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise LongctxError(f"--{flag}: must be a finite number, got {value!r}")
+    lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+    hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+    span = f"{lo or '(-inf'}, {hi or 'inf)'}"
+    if low is not None and (value < low or (low_open and value == low)):
+        raise LongctxError(f"--{flag}: must be in {span}, got {value:g}")
+    if high is not None and (value > high or (high_open and value == high)):
+        raise LongctxError(f"--{flag}: must be in {span}, got {value:g}")
+
+
 def validate_run(run: RunShape) -> None:
     """Raise :class:`LongctxError` naming the flag when a run shape is impossible."""
 
@@ -186,8 +214,11 @@ def validate_run(run: RunShape) -> None:
     choice("swiglu", run.swiglu, IMPLS)
     for flag, value in (("seq-len", run.seq_len), ("gpus", run.gpus), ("sp", run.sp), ("micro-batch", run.micro_batch),
                         ("tiled-mlp", run.tiled_mlp)):
-        if int(value) < 1:
-            raise LongctxError(f"--{flag}: must be at least 1, got {value}")
+        check_int(flag, value, low=1)
+    check_int("loss-chunk", run.loss_chunk, low=0, why=" (0 = full logits)")
+    check_number("gpu-mem", run.gpu_mem_gib, low=0.0, low_open=True)
+    check_number("frag-margin", run.frag_margin, low=0.0, high=1.0, high_open=True)
+    check_number("overhead", run.overhead_gib, low=0.0)
     if run.gpus % run.sp:
         raise LongctxError(f"--sp: {run.sp} does not divide --gpus {run.gpus}")
     if run.seq_len % seq_granularity(run):
@@ -195,14 +226,8 @@ def validate_run(run: RunShape) -> None:
             f"--seq-len: {run.seq_len} is not a multiple of {seq_granularity(run)} "
             f"({get_layout(run.layout).unit_formula} for layout {run.layout})"
         )
-    if run.loss_chunk < 0:
-        raise LongctxError(f"--loss-chunk: must be >= 0 (0 = full logits), got {run.loss_chunk}")
-    if run.gpu_mem_gib <= 0:
-        raise LongctxError(f"--gpu-mem: must be positive, got {run.gpu_mem_gib}")
     if run.offload == "params" and run.sharding not in ("zero3", "fsdp"):
         raise LongctxError("--offload params: needs --sharding zero3 or fsdp (parameter offload is a ZeRO-3 feature)")
-    if not 0 <= run.frag_margin < 1:
-        raise LongctxError(f"--frag-margin: must be in [0, 1), got {run.frag_margin}")
 
 
 # Numbers from each model's public config.json (hidden, layers, heads, kv heads, head dim, MLP, vocab, tied, qkv bias).
