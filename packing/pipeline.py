@@ -55,6 +55,8 @@ class PackConfig:
                 raise LongctxError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
         if self.batch_size < 1:
             raise LongctxError(f"--batch-size: must be positive, got {self.batch_size}")
+        if self.seed < 0:  # numpy's generators take non-negative seeds only
+            raise LongctxError(f"--seed: must be >= 0, got {self.seed}")
 
 
 @dataclass

@@ -296,3 +296,12 @@ def test_check_ledger_refuses_counts_that_lose_a_record():
     with pytest.raises(AssertionError, match="record ledger"):
         check_ledger(counts)
     check_ledger({**counts, "records_truncated": 1})
+
+
+@pytest.mark.parametrize("field, value, flag", [("pack_length", 1, "--pack-length"), ("batch_size", 0, "--batch-size"),
+                                                ("seed", -1, "--seed")])
+def test_out_of_range_pack_numbers_are_one_line_errors_naming_the_flag(field, value, flag):
+    """--seed -1 used to end in numpy's traceback; every numeric pack flag is checked up front."""
+    kwargs = {"pack_length": 64, field: value}
+    with pytest.raises(LongctxError, match=rf"^{flag}: must be"):
+        PackConfig(**kwargs)
