@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
+from longctx.errors import LongctxError
 from longctx.organism.check import CHECK_SEED, passkey_accuracy, shipped_model_dir
 from longctx.organism.data import pretrain_sequence, write_pretrain_packs
 from longctx.tokenizer import byte_tokenizer
@@ -135,3 +136,22 @@ def test_mixed_pack_holds_whole_sequences_of_allowed_lengths(tok):
         assert (row["loss_weights"][start:] == 0).all() and (row["labels"][start:] == -100).all()
         lens_seen += row["seq_lens"].tolist()
     assert len(set(lens_seen)) > 3
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("steps", -1, r"--set steps: must be positive"),
+    ("lr", float("nan"), r"--set lr: must be a finite number"),
+    ("num_kv_heads", 3, r"--set num_kv_heads: 3 must divide num_heads 4"),
+    ("mixed_min_len", 9999, r"--set mixed_min_len: must be in \[1, context 512\]"),
+    ("min_lr_ratio", 2.0, r"optim.min_lr_ratio: must be in \[0, 1\]"),
+])
+def test_a_bad_recipe_value_is_refused_before_anything_is_written(tmp_path, key, value, message):
+    """`longctx organism train --set lr=nan` used to start writing 24,000 sequences; now one line, nothing written."""
+    from longctx.organism.recipe import OrganismRecipe
+    from longctx.organism.train import train_organism
+
+    recipe = OrganismRecipe()
+    setattr(recipe, key, value)  # as `--set` does, after construction
+    with pytest.raises(LongctxError, match=message):
+        train_organism(tmp_path / "out", recipe, progress=False)
+    assert not (tmp_path / "out").exists()

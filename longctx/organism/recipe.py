@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from longctx.train.config import RunConfig
+from longctx.errors import LongctxError
+from longctx.train.config import RunConfig, validate
 
 
 @dataclass
@@ -55,6 +57,37 @@ class OrganismRecipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values no run can use before any data is written (each names its ``--set`` key).
+
+        Counts and sizes are positive integers (seeds, warmups, weight decay and phase 2's steps
+        may be 0), numbers finite; then the two trainer configs the recipe builds go through the
+        trainer's own checks (learning rates, schedule, clipping)."""
+        may_be_zero = {"init_seed", "data_seed", "warmup_steps", "mixed_steps", "mixed_warmup_steps", "weight_decay",
+                       "min_lr_ratio", "grad_clip", "checkpoint_every"}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise LongctxError(f"--set {f.name}: must be a finite number, got {value!r}")
+            if value < 0 or (value == 0 and f.name not in may_be_zero):
+                need = ">= 0" if f.name in may_be_zero else "positive"
+                raise LongctxError(f"--set {f.name}: must be {need}, got {value!r}")
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
+            raise LongctxError(f"--set num_heads: {self.num_heads} heads must split hidden_size {self.hidden_size} "
+                               "into an even head dimension")
+        if self.num_heads % self.num_kv_heads:
+            raise LongctxError(f"--set num_kv_heads: {self.num_kv_heads} must divide num_heads {self.num_heads}")
+        if self.mixed_steps and not 0 < self.mixed_min_len <= self.context:
+            raise LongctxError(f"--set mixed_min_len: must be in [1, context {self.context}], got {self.mixed_min_len}")
+        for cfg in (run_config(self, "init", "packs", "run"), mixed_run_config(self, "init", "packs", "run")):
+            try:
+                validate(cfg)
+            except LongctxError as err:
+                raise LongctxError(f"recipe: {err}") from None
 
 
 def mixed_run_config(recipe: OrganismRecipe, phase1_model: str | Path, packs_dir: str | Path, run_dir: str | Path) -> RunConfig:

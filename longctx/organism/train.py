@@ -73,6 +73,7 @@ def train_organism(out: str | Path, recipe: OrganismRecipe | None = None, *, pro
     from longctx.train.run import run_training
 
     recipe = recipe or OrganismRecipe()
+    recipe.validate()  # fields may have been set after construction (longctx organism train --set)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "recipe.json", recipe.to_dict())
