@@ -21,6 +21,14 @@ def tiny_llama(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def packs(tmp_path_factory) -> Path:
+    """4 packs of 128 tokens holding 2-4 sequences each (the trainer tests' data; read-only)."""
+    import _train_ranks as tr
+
+    return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(12, 12, 50, seed=1), 128)
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` beside the checkout; tests using it skip when it is absent (fresh clone)."""
     path = SHARED / "data"

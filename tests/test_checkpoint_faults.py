@@ -29,11 +29,6 @@ NO_EXPORT = {"checkpoint.export": False}
 
 
 @pytest.fixture(scope="module")
-def packs(tmp_path_factory) -> Path:
-    return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(12, 12, 50, seed=1), 128)
-
-
-@pytest.fixture(scope="module")
 def run_after_step_1(tiny_llama, packs, tmp_path_factory) -> Path:
     """A run with one complete checkpoint (step 1); the saves under test write step 2."""
     from longctx.train.trainer import Trainer

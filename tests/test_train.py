@@ -21,12 +21,6 @@ import _train_ranks as tr
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def packs(tmp_path_factory) -> Path:
-    """4 packs of 128 tokens holding 2-4 sequences each."""
-    return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(12, 12, 50, seed=1), 128)
-
-
 # ---------------------------------------------------------------- config
 def test_set_overrides_accept_dotted_and_unique_bare_keys():
     """`--set optim.lr=..` and the bare `lr=..` both reach OptimConfig.lr; YAML types are parsed."""

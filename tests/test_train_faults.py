@@ -19,11 +19,6 @@ NO_EXPORT = {"checkpoint.export": False}
 
 
 @pytest.fixture(scope="module")
-def packs(tmp_path_factory) -> Path:
-    return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(12, 12, 50, seed=1), 128)
-
-
-@pytest.fixture(scope="module")
 def two_step_run(tiny_llama, packs, tmp_path_factory) -> Path:
     """A finished run with checkpoints after step 1 and step 2 (copy it before damaging it)."""
     from longctx.train.trainer import Trainer
