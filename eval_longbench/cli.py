@@ -138,7 +138,8 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom modeling code in the checkpoint")
     p.add_argument("--dtype", default="auto", help="auto (as saved), float32, bfloat16 or float16")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--names", help="comma-separated display names for the models (default: directory names)")
+    p.add_argument("--names", help="comma-separated display names for the models (default: directory names, "
+                   "or the served model name)")
 
 
 def _judge_flags(p: argparse.ArgumentParser) -> None:
@@ -178,9 +179,12 @@ def needle_main(argv: list[str]) -> int:
         description="Needle-in-a-haystack / passkey retrieval accuracy over context lengths x needle depths.\n\n"
         "Writes OUT/results.json (every cell, saved as it finishes; a rerun skips finished cells) and\n"
         "OUT/heatmap.png (x: context length, y: depth, colour: score 0-1), models side by side.\n\n"
-        "example:\n  longctx needle base/ extended/ --lengths 1k,2k,4k --depths 5 --task passkey --out runs/niah",
+        "example:\n  longctx needle base/ extended/ --lengths 1k,2k,4k --depths 5 --task passkey --out runs/niah\n"
+        "  longctx needle --endpoint http://127.0.0.1:8000/v1 --served-model NAME --tokenizer base/ --out runs/niah-served",
     )
-    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint directories (two compare side by side)")
+    from eval_longbench.model_source import add_model_source_args
+
+    add_model_source_args(p, multiple=True)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--task", default="passkey", choices=["passkey", "needle"], help="passkey (5-digit key) or needle (magic numbers)")
     p.add_argument("--lengths", default="256,512,1024", help="context lengths in tokens, e.g. 1k,2k,4k (default: 256,512,1024)")
@@ -195,23 +199,25 @@ def needle_main(argv: list[str]) -> int:
     p.add_argument("--haystack", nargs="*", metavar="PATH", help="text files/directories for the haystack (default: built-in noise sentences)")
     p.add_argument("--scoring", default="auto", choices=["auto", "exact", "contains", "judge"],
                    help="auto: exact number match for passkey/needle, contains for a custom needle; judge: 1-10 by an LLM")
-    p.add_argument("--chat", action="store_true", help="wrap prompts in the model's chat template")
+    p.add_argument("--chat", action="store_true", help="wrap prompts in the model's chat template (always on with --endpoint)")
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
-    _model_flags(p)
     _judge_flags(p)
     a = p.parse_args(argv)
     check_int("--max-new-tokens", a.max_new_tokens)
     check_int("--samples", a.samples)
     check_int("--num-needles", a.num_needles)
-    _check_model_flags(a)
+    from eval_longbench.model_source import bind_sources, check_model_source, each_model, input_paths, model_sources, require_tokenizer
+
+    check_model_source(a)
+    require_tokenizer(a, "needle")
     _check_judge_flags(a)
-    check_out_vs_inputs(a.out, [*a.models, *(a.haystack or []), a.judge_local])
+    check_out_vs_inputs(a.out, [*input_paths(a), *(a.haystack or []), a.judge_local])
+    chat = a.chat or bool(a.endpoint)  # chat/completions always applies the served model's chat template
 
     from eval_longbench.fingerprint import text_fingerprint
     from eval_longbench.haystack import read_text_sources, split_sentences
     from eval_longbench.judge import NEEDLE_JUDGE_TEMPLATE
-    from eval_longbench.models import hf_generate_fn
     from eval_longbench.needle import NeedleConfig, run_needle
     from eval_longbench.plots import plot_heatmaps
     from eval_longbench.results import ResultStore
@@ -233,17 +239,17 @@ def needle_main(argv: list[str]) -> int:
             return 0.0 if r.score is None else (r.score - 1) / 9
 
     out = Path(a.out)
-    store = ResultStore(out / "results.json", {**cfg.meta(), "chat": a.chat,
+    store = ResultStore(out / "results.json", {**cfg.meta(), "chat": chat,
                                                "haystack_sha256": text_fingerprint("\n".join(filler) if filler else None)},
                         overwrite=a.overwrite)
-    _bind_models(store, a.models, a.names)
+    bind_sources(store, model_sources(a))
 
-    def evaluate(name, model, tok):
-        cells = run_needle(hf_generate_fn(model, tok, chat=a.chat), tok, cfg, store, model_name=name, scorer=scorer, filler=filler)
-        print(f"{name}: mean score {sum(c['score'] for c in cells) / len(cells):.3f} over {len(cells)} cells")
+    def evaluate(m):
+        cells = run_needle(m.generate, m.tokenizer, cfg, store, model_name=m.name, scorer=scorer, filler=filler)
+        print(f"{m.name}: mean score {sum(c['score'] for c in cells) / len(cells):.3f} over {len(cells)} cells")
         return cells
 
-    cells = _each_model(a, a.models, evaluate)
+    cells = each_model(a, evaluate, chat=chat)
     png = plot_heatmaps(cells, out / "heatmap.png", title=f"{cfg.task} retrieval")
     print(f"wrote {out / 'results.json'} and {png}")
     return 0
@@ -258,7 +264,9 @@ def ppl_main(argv: list[str]) -> int:
         "Writes OUT/results.json (resumable), OUT/ppl.csv and OUT/ppl.png (one line per model).\n\n"
         "example:\n  longctx ppl base/ extended/ --lengths 1k,2k,4k,8k --text book.txt --stride 256 --out runs/ppl",
     )
-    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint directories (one line each on the plot)")
+    from eval_longbench.model_source import add_model_source_args, check_model_source, refuse_endpoint
+
+    add_model_source_args(p, multiple=True)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--lengths", default="256,512,1024", help="evaluation lengths, e.g. 1k,2k,4k (default: 256,512,1024)")
     p.add_argument("--text", nargs="+", default=["builtin"],
@@ -267,12 +275,12 @@ def ppl_main(argv: list[str]) -> int:
     p.add_argument("--max-tokens", type=int, help="tokens of text scored at every length (default: the largest length)")
     p.add_argument("--chunk-size", type=int, default=1024, help="positions per output-head chunk (default: 1024)")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
-    _model_flags(p)
     a = p.parse_args(argv)
+    refuse_endpoint(a, "ppl", "needs the model's logits for every token, which chat/completions does not return")
+    check_model_source(a)
     check_int("--stride", a.stride)
     check_int("--chunk-size", a.chunk_size)
     check_int("--max-tokens", a.max_tokens, minimum=2)  # at least one token to score after the first
-    _check_model_flags(a)
     check_out_vs_inputs(a.out, [*a.models, *a.text])
 
     from eval_longbench.fingerprint import text_fingerprint
@@ -312,9 +320,12 @@ def longbench_chat_main(argv: list[str]) -> int:
         "Writes OUT/results.json (predictions and ratings, saved as they come; a rerun resumes and\n"
         "retries failed ratings) and OUT/report.json (mean score, per-case scores, failures).\n\n"
         "example:\n  OPENAI_API_KEY=... longctx longbench-chat extended/ --cases test_cases.json \\\n"
-        "      --few-shots few_shots.json --judge-url https://api.openai.com/v1 --judge-model gpt-4o --out runs/lbc",
+        "      --few-shots few_shots.json --judge-url https://api.openai.com/v1 --judge-model gpt-4o --out runs/lbc\n"
+        "  longctx longbench-chat --endpoint http://127.0.0.1:8000/v1 --served-model NAME --tokenizer base/ ...",
     )
-    p.add_argument("model", metavar="MODEL", help="checkpoint directory of the chat model under test")
+    from eval_longbench.model_source import add_model_source_args
+
+    add_model_source_args(p)
     p.add_argument("--cases", required=True, help="test cases: JSON list or JSONL with idx, prompt, query, answer")
     p.add_argument("--few-shots", required=True, help="few-shot file: list; entry i = three {answer, score} for case idx i+1")
     p.add_argument("--out", required=True, help="output directory")
@@ -322,19 +333,20 @@ def longbench_chat_main(argv: list[str]) -> int:
     p.add_argument("--max-new-tokens", type=int, default=1024)
     p.add_argument("--generate-only", action="store_true", help="only write predictions; rate them in a later run")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
-    _model_flags(p)
     _judge_flags(p)
     a = p.parse_args(argv)
     check_int("--max-length", a.max_length, minimum=2)  # the first and last halves must each keep a token
     check_int("--max-new-tokens", a.max_new_tokens)
-    _check_model_flags(a)
+    from eval_longbench.model_source import bind_sources, check_model_source, input_paths, model_sources, open_source
+
+    check_model_source(a)
     _check_judge_flags(a)
-    check_out_vs_inputs(a.out, [a.model, a.cases, a.few_shots, a.judge_local])
+    check_out_vs_inputs(a.out, [*input_paths(a), a.cases, a.few_shots, a.judge_local])
 
     from eval_longbench.longbench_chat import (
         generate_predictions, judge_predictions, load_cases, load_few_shots, report, stored_predictions,
     )
-    from eval_longbench.models import hf_generate_fn
+    from eval_longbench.fingerprint import file_fingerprint
     from eval_longbench.results import ResultStore
 
     cases, shots = load_cases(a.cases), load_few_shots(a.few_shots)
@@ -342,13 +354,20 @@ def longbench_chat_main(argv: list[str]) -> int:
     if not a.generate_only and judge is None:
         raise LongctxError("a judge is needed: pass --judge-url URL (key in $" + a.judge_key_env + ") or --judge-local DIR, or --generate-only")
     out = Path(a.out)
-    store = ResultStore(out / "results.json", {"model": model_names([a.model], a.names)[0], "max_length": a.max_length,
-                                               "max_new_tokens": a.max_new_tokens}, overwrite=a.overwrite)
-    _bind_models(store, [a.model], a.names)
+    (src,) = model_sources(a)
+    truncation = "none: endpoint without --tokenizer" if src.is_endpoint and not a.tokenizer else "tokens"
+    if truncation != "tokens":
+        print("note: no --tokenizer, so prompts are sent whole (no middle truncation to --max-length)")
+    store = ResultStore(out / "results.json", {"model": src.name, "max_length": a.max_length, "max_new_tokens": a.max_new_tokens,
+                                               "truncation": truncation, "cases_sha256": file_fingerprint(a.cases)},
+                        overwrite=a.overwrite)
+    bind_sources(store, [src])
     pending = [c for c in cases if f"pred/{c['idx']}" not in store]
     if pending:
-        _each_model(a, [a.model], lambda _name, model, tok: generate_predictions(
-            cases, hf_generate_fn(model, tok, chat=True), tok, store, max_length=a.max_length, max_new_tokens=a.max_new_tokens))
+        m = open_source(a, src, chat=True)
+        generate_predictions(cases, m.generate, m.tokenizer, store, max_length=a.max_length, max_new_tokens=a.max_new_tokens)
+        del m
+        gc.collect()
     preds = stored_predictions(cases, store)
     if judge is not None:
         judge_predictions(cases, preds, shots, judge, store, concurrency=a.concurrency, few_shots_path=a.few_shots)
@@ -358,5 +377,86 @@ def longbench_chat_main(argv: list[str]) -> int:
     print(f"LongBench-Chat: mean score {mean} (1-10) over {rep['rated']}/{rep['cases']} cases; {len(rep['failures'])} without a rating")
     for f in rep["failures"]:
         print(f"  idx {f['idx']}: {f['error']}")
+    print(f"wrote {out / 'report.json'}")
+    return 0
+
+
+def longbench_v2_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="longctx longbench-v2", formatter_class=_FMT,
+        description="LongBench v2 (arXiv 2412.15204): four-choice questions over long contexts, on a file you supply\n"
+        "in the official format (JSON list or JSONL of _id, domain, sub_domain, difficulty, length, question,\n"
+        "choice_A..choice_D, answer, context: the Hugging Face THUDM/LongBench-v2 data.json). The official\n"
+        "zero-shot prompt (or --cot: reasoning, then the answer), middle truncation of the prompt to\n"
+        "--max-length tokens, the official answer extraction; greedy decoding.\n"
+        "Writes OUT/results.json (every answer, saved as it comes; a rerun resumes and retries failed\n"
+        "requests) and OUT/report.json: accuracy overall, by difficulty (easy/hard) and by length\n"
+        "(short/medium/long).\n\n"
+        "examples:\n  longctx longbench-v2 extended/ --data data.json --out runs/lbv2 --samples 50\n"
+        "  longctx longbench-v2 --endpoint http://127.0.0.1:8000/v1 --served-model NAME --tokenizer base/ \\\n"
+        "      --data data.json --out runs/lbv2-served --max-length 120000",
+    )
+    from eval_longbench.longbench_v2 import ANSWER_TOKENS, COT_TOKENS
+    from eval_longbench.model_source import add_model_source_args
+
+    add_model_source_args(p)
+    p.add_argument("--data", required=True, help="the questions: JSON list or JSONL in the official format")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--samples", type=int, help="only the first N records of --data (default: all)")
+    p.add_argument("--max-length", type=int,
+                   help="prompt tokens kept, first and last halves (default: the model's window minus the reply "
+                   "and the chat template; the official script uses 120000 for 128K models)")
+    p.add_argument("--cot", action="store_true", help="chain of thought: a reasoning pass, then a short answer pass (official -cot)")
+    p.add_argument("--max-new-tokens", type=int, default=ANSWER_TOKENS, help=f"tokens of the answer (default: {ANSWER_TOKENS})")
+    p.add_argument("--cot-max-new-tokens", type=int, default=COT_TOKENS,
+                   help=f"tokens of the --cot reasoning pass (default: {COT_TOKENS})")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
+    a = p.parse_args(argv)
+    check_int("--samples", a.samples)
+    check_int("--max-length", a.max_length, minimum=2)
+    check_int("--max-new-tokens", a.max_new_tokens)
+    check_int("--cot-max-new-tokens", a.cot_max_new_tokens)
+    from eval_longbench.model_source import bind_sources, check_model_source, input_paths, model_sources, open_source
+
+    check_model_source(a)
+    if a.endpoint and not a.tokenizer and a.max_length:
+        raise LongctxError("--max-length: counted in the served model's tokens; pass --tokenizer DIR with it")
+    check_out_vs_inputs(a.out, [*input_paths(a), a.data])
+
+    from eval_longbench.fingerprint import file_fingerprint
+    from eval_longbench.longbench_v2 import V2Config, load_records, report, run_longbench_v2, table_line
+    from eval_longbench.model_source import prompt_overhead
+    from eval_longbench.results import ResultStore
+
+    records = load_records(a.data)[:a.samples]
+    (src,) = model_sources(a)
+    tok = src.load_tokenizer(a.trust_remote_code)
+    max_length = a.max_length
+    if max_length is None and tok is not None:
+        window = src.window()
+        if not window:
+            raise LongctxError(f"--max-length: needed, {src.name}'s context window is not known "
+                               f"(no max_position_embeddings in {src.config_dir}/config.json)")
+        reply = a.max_new_tokens + (a.cot_max_new_tokens if a.cot else 0)
+        max_length = window - reply - prompt_overhead(tok)
+        if max_length < 2:
+            raise LongctxError(f"--max-new-tokens: {reply} reply tokens leave no room for a prompt in the window of {window}")
+    if tok is None:
+        print("note: no --tokenizer, so prompts are sent whole (no middle truncation); the server must fit them")
+    cfg = V2Config(cot=a.cot, max_length=max_length, max_new_tokens=a.max_new_tokens, cot_max_new_tokens=a.cot_max_new_tokens)
+    out = Path(a.out)
+    store = ResultStore(out / "results.json", {**cfg.meta(), "model": src.name, "data_sha256": file_fingerprint(a.data)},
+                        overwrite=a.overwrite)
+    bind_sources(store, [src])
+    m = open_source(a, src, chat=True)
+    run_longbench_v2(records, m.generate, m.tokenizer, cfg, store, concurrency=m.max_concurrency)
+    rep = report(records, store)
+    atomic_write_json(out / "report.json", {"model": src.name, **rep})
+    print("model\tOverall\tEasy\tHard\tShort\tMedium\tLong")
+    print(f"{src.name}\t{table_line(rep)}")
+    print(f"{rep['answered']}/{rep['records']} answered, {rep['no_answer_extracted']} without an extractable answer, "
+          f"{rep['truncated']} truncated; {len(rep['failures'])} failed")
+    for f in rep["failures"]:
+        print(f"  {f['_id']}: {f['error']}")
     print(f"wrote {out / 'report.json'}")
     return 0

@@ -78,3 +78,10 @@ def _safetensors_digest(f: Path, h) -> None:
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, struct.error, UnicodeDecodeError):
         h.update(b"unparsed\0")
         _full_digest(f, h)
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """A short hex digest of the bytes of the file at ``path`` (a data file an evaluation reads)."""
+    h = hashlib.sha256()
+    _full_digest(Path(path), h)
+    return h.hexdigest()[:16]

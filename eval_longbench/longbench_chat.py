@@ -24,7 +24,8 @@ from longctx.io import read_json
 CASE_FIELDS = {"idx": int, "prompt": str, "query": str, "answer": str}
 
 
-def _read_json_or_jsonl(path: Path) -> list:
+def read_json_or_jsonl(path: Path) -> list[tuple[int, object]]:
+    """``[(record number, record)]`` of a JSON list (1-based position) or a JSONL file (line number)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -55,7 +56,7 @@ def load_cases(path: str | Path) -> list[dict]:
     """
     path = Path(path)
     cases, seen = [], {}
-    for n, rec in _read_json_or_jsonl(path):
+    for n, rec in read_json_or_jsonl(path):
         if not isinstance(rec, dict):
             raise LongctxError(f"{where(path, n)}: record is not an object")
         for name, typ in CASE_FIELDS.items():
@@ -97,12 +98,14 @@ def few_shots_for(few_shots: list[list[dict]], idx: int, path: str = "few-shot f
 
 
 def truncate_middle(tokenizer, text: str, max_length: int) -> str:
-    """Keep the first and last ``max_length // 2`` tokens of ``text`` when it is longer than ``max_length``."""
+    """Keep the first ``max_length // 2`` and the last ``max_length - max_length // 2`` tokens of
+    ``text`` when it is longer than ``max_length`` (LongBench's cut: ``ids[:L//2] + ids[-L//2:]``)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if len(ids) <= max_length:
         return text
     half = max_length // 2
-    return tokenizer.decode(ids[:half], skip_special_tokens=True) + tokenizer.decode(ids[len(ids) - half:], skip_special_tokens=True)
+    return (tokenizer.decode(ids[:half], skip_special_tokens=True)
+            + tokenizer.decode(ids[len(ids) - (max_length - half):], skip_special_tokens=True))
 
 
 def generate_predictions(cases: Sequence[dict], generate: GenerateFn, tokenizer, store: ResultStore, *,
@@ -110,11 +113,12 @@ def generate_predictions(cases: Sequence[dict], generate: GenerateFn, tokenizer,
     """Answer every case not yet in ``store`` (key ``pred/<idx>``), saving each answer as it comes.
 
     ``generate`` receives the truncated raw prompt; applying the chat template is its job (see
-    :func:`eval_longbench.models.hf_generate_fn` with ``chat=True``).
+    :func:`eval_longbench.models.hf_generate_fn` with ``chat=True``). Without a ``tokenizer`` (an
+    endpoint without ``--tokenizer``) prompts are sent whole.
     """
     todo = [c for c in cases if f"pred/{c['idx']}" not in store]
     for c in tqdm(todo, desc="longbench-chat generate", disable=not progress or not todo):
-        prompt = truncate_middle(tokenizer, c["prompt"], max_length)
+        prompt = c["prompt"] if tokenizer is None else truncate_middle(tokenizer, c["prompt"], max_length)
         store.put(f"pred/{c['idx']}", {"idx": c["idx"], "prediction": generate(prompt, max_new_tokens).strip()})
     return stored_predictions(cases, store)
 

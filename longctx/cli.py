@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "needle": Subcommand("eval_longbench.cli:needle_main", "needle-in-a-haystack / passkey accuracy heatmap"),
     "ppl": Subcommand("eval_longbench.cli:ppl_main", "sliding-window perplexity vs context length"),
     "longbench-chat": Subcommand("eval_longbench.cli:longbench_chat_main", "LongBench-Chat answers scored by an LLM judge"),
+    "longbench-v2": Subcommand("eval_longbench.cli:longbench_v2_main", "LongBench v2 multiple-choice accuracy by difficulty and length"),
     "plan": Subcommand("longctx.plan.cli:main", "per-GPU memory and step-time estimate: will my run fit?"),
     "quickstart": Subcommand("longctx.quickstart.cli:main", "the whole pipeline on the shipped tiny model, on CPU"),
     "organism": Subcommand("longctx.organism.cli:main", "reproduce / check the shipped tiny pretrained model"),

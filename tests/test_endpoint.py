@@ -1,0 +1,206 @@
+"""Models behind an OpenAI-compatible endpoint: the shared client's rules for generation, the CLI's
+model source flags, and `longctx needle` / `longbench-v2` over a loopback server that serves the
+shipped organism's own replies (same scores as the local run; the key never written)."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from _organism_server import ModelServer
+from eval_longbench import cli
+from eval_longbench.chat_client import ChatClient, EndpointUnreachable, GenerationFailed
+from eval_longbench.models import hf_generate_fn, load_model
+from longctx.errors import LongctxError
+from test_judge import KEY, FakeJudgeServer
+
+ORGANISM = Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism"
+
+
+@pytest.fixture(scope="module")
+def organism():
+    return load_model(ORGANISM)
+
+
+def client(url, **kw):
+    sleeps = []
+    c = ChatClient(url, "served", api_key=KEY, timeout=kw.pop("timeout", 5.0), max_tries=kw.pop("max_tries", 3),
+                   backoff=0.01, sleep=sleeps.append, **kw)
+    return c, sleeps
+
+
+# --- generation through the shared client: the judge's rules ------------------------------------
+
+def test_generate_sends_a_greedy_user_message_with_the_token_budget():
+    """One user message (no system), temperature 0, max_tokens = max_new_tokens, the served name, the key."""
+    with FakeJudgeServer(default=("ok", "the reply")) as srv:
+        c, _ = client(srv.url)
+        assert c.generate_fn()("the prompt", 7) == "the reply"
+    body = srv.requests[0]["body"]
+    assert body["messages"] == [{"role": "user", "content": "the prompt"}]
+    assert (body["temperature"], body["max_tokens"], body["model"]) == (0, 7, "served")
+    assert srv.requests[0]["headers"]["Authorization"] == f"Bearer {KEY}"
+
+
+def test_generate_retries_429_5xx_timeouts_and_drops():
+    """Transient failures are retried with the back-off, as for the judge; the fifth try answers."""
+    script = [("status", 429), ("status", 503), ("slow", 1.5, "late"), ("drop",)]
+    with FakeJudgeServer(script, default=("ok", "finally")) as srv:
+        c, sleeps = client(srv.url, timeout=0.5, max_tries=5)
+        assert c.generate_fn()("p", 4) == "finally"
+    assert len(srv.requests) == 5 and len(sleeps) == 4
+
+
+def test_a_rejected_prompt_fails_that_prompt_without_retrying():
+    """HTTP 400 (e.g. a prompt over the server's window) is GenerationFailed after one request."""
+    with FakeJudgeServer(default=("status", 400)) as srv:
+        c, _ = client(srv.url)
+        with pytest.raises(GenerationFailed, match="HTTP 400"):
+            c.generate_fn()("p", 4)
+    assert len(srv.requests) == 1
+
+
+def test_wrong_key_or_model_stops_the_run_naming_the_endpoint_flags():
+    with FakeJudgeServer(default=("status", 401)) as srv:
+        c, _ = client(srv.url)
+        with pytest.raises(LongctxError, match="HTTP 401.*--endpoint, --served-model"):
+            c.generate_fn()("p", 4)
+    assert len(srv.requests) == 1
+
+
+def test_an_unreachable_endpoint_is_a_clear_error():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    c, _ = client(f"http://127.0.0.1:{port}/v1", max_tries=2)
+    with pytest.raises(EndpointUnreachable, match=f"endpoint at http://127.0.0.1:{port}.*unreachable"):
+        c.generate_fn()("p", 4)
+
+
+def test_a_reply_echoing_the_key_is_redacted():
+    with FakeJudgeServer(default=("ok", f"key is {KEY}")) as srv:
+        c, _ = client(srv.url)
+        out = c.generate_fn()("p", 4)
+    assert KEY not in out and "***" in out and KEY not in repr(c)
+
+
+def test_cross_origin_redirect_names_the_endpoint_flag():
+    with FakeJudgeServer() as other, FakeJudgeServer(default=("raw", 307, b"", {"Location": other.url + "/chat/completions"})) as srv:
+        c, _ = client(srv.url)
+        with pytest.raises(LongctxError, match="redirects to another origin.*--endpoint"):
+            c.generate_fn()("p", 4)
+    assert other.requests == []
+
+
+# --- the model source flags ---------------------------------------------------------------------
+
+@pytest.fixture()
+def files(tmp_path):
+    (tmp_path / "m").mkdir()
+    return tmp_path
+
+
+FLAG_ERRORS = [
+    (cli.needle_main, ["--endpoint", "http://127.0.0.1:9/v1"], "--served-model: needed with --endpoint"),
+    (cli.needle_main, ["{m}", "--endpoint", "http://127.0.0.1:9/v1", "--served-model", "x"], "--endpoint: give either"),
+    (cli.needle_main, [], "MODEL: give a checkpoint directory, or --endpoint"),
+    (cli.needle_main, ["--endpoint", "http://127.0.0.1:9/v1", "--served-model", "x"], "--tokenizer: needle builds prompts to exact lengths"),
+    (cli.needle_main, ["{m}", "--tokenizer", "{m}"], "--tokenizer: only with --endpoint"),
+    (cli.needle_main, ["--endpoint", "ftp://h/v1", "--served-model", "x", "--tokenizer", "{m}"], "--endpoint: 'ftp://h/v1' is not an http(s) URL"),
+    (cli.needle_main, ["--endpoint", "http://h/v1", "--served-model", "x", "--api-key-env", "LONGCTX_TEST_UNSET_VAR"],
+     "--api-key-env: $LONGCTX_TEST_UNSET_VAR is not set"),
+    (cli.needle_main, ["--endpoint", "http://h/v1", "--served-model", "x", "--endpoint-timeout", "nan"], "--endpoint-timeout: must be a finite"),
+    (cli.ppl_main, ["--endpoint", "http://h/v1", "--served-model", "x"], "--endpoint: ppl needs the model's logits"),
+    (cli.longbench_v2_main, ["--endpoint", "http://h/v1", "--served-model", "x", "--data", "{m}/d.json", "--max-length", "9"],
+     "--max-length: counted in the served model's tokens; pass --tokenizer"),
+]
+
+
+@pytest.mark.parametrize("main,argv,message", FLAG_ERRORS, ids=[m for _, _, m in FLAG_ERRORS])
+def test_model_source_flag_errors_are_one_line_before_anything_loads(files, main, argv, message, monkeypatch):
+    import eval_longbench.models as models
+
+    monkeypatch.delenv("LONGCTX_TEST_UNSET_VAR", raising=False)
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("loaded a model despite a bad flag"))
+    (files / "m" / "d.json").write_text("[]")
+    argv = [x.replace("{m}", str(files / "m")) for x in argv] + ["--out", str(files / "o")]
+    with pytest.raises(LongctxError) as err:
+        main(argv)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (files / "o").exists()
+
+
+# --- whole evaluations over a loopback server serving the organism ------------------------------
+
+NEEDLE = ["--lengths", "200,400", "--depths", "3", "--task", "passkey", "--max-new-tokens", "24"]
+
+
+def cells(out):
+    recs = json.loads((out / "results.json").read_text())["records"]
+    return {k.split("|", 1)[1]: (v["score"], [s["prediction"] for s in v["samples"]]) for k, v in recs.items()}
+
+
+def test_needle_over_the_endpoint_scores_like_the_local_run(organism, tmp_path, monkeypatch, capsys):
+    """`longctx needle --endpoint` with the organism's tokenizer gives the local --chat run's
+    predictions and scores cell for cell; the key goes in the Authorization header and nowhere else."""
+    model, tok = organism
+    monkeypatch.setenv("LONGCTX_TEST_KEY", KEY)
+    assert cli.needle_main([str(ORGANISM), "--chat", "--out", str(tmp_path / "local"), *NEEDLE]) == 0
+    with ModelServer(model, tok) as srv:
+        assert cli.needle_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
+                                "--api-key-env", "LONGCTX_TEST_KEY", "--out", str(tmp_path / "served"), *NEEDLE]) == 0
+    local, served = cells(tmp_path / "local"), cells(tmp_path / "served")
+    assert served == local and len(local) == 6
+    assert any(score > 0 for score, _ in local.values())  # the organism finds passkeys inside its window
+    assert len(srv.requests) == 6 and all(r["headers"]["Authorization"] == f"Bearer {KEY}" for r in srv.requests)
+    logs = capsys.readouterr()
+    for text in [logs.out, logs.err, *(f.read_text(errors="replace") for f in (tmp_path / "served").iterdir())]:
+        assert KEY not in text
+    meta = json.loads((tmp_path / "served" / "results.json").read_text())
+    assert meta["meta"]["chat"] is True and meta["models"]["organism"].startswith(f"endpoint {srv.url.rsplit('/', 1)[0]}/v1 model organism")
+
+
+def test_another_served_model_under_the_same_name_is_not_given_old_results(organism, tmp_path):
+    """Results are keyed by endpoint + served model + tokenizer: the same --names with another served
+    model into the same --out is the meta error, not a reuse."""
+    model, tok = organism
+    out = tmp_path / "o"
+    with ModelServer(model, tok, served_name="a") as srv:
+        base = ["--endpoint", srv.url, "--tokenizer", str(ORGANISM), "--names", "m", "--out", str(out),
+                "--lengths", "200", "--depths", "1", "--max-new-tokens", "2"]
+        assert cli.needle_main([*base, "--served-model", "a"]) == 0
+        with pytest.raises(LongctxError, match="meta.models.m: .*model a .*model b"):
+            cli.needle_main([*base, "--served-model", "b"])
+    assert len(srv.requests) == 1
+
+
+def v2_records(n=3):
+    return [{"_id": f"q{i}", "domain": "Single-Document QA", "sub_domain": "s", "difficulty": ["easy", "hard"][i % 2],
+             "length": ["short", "medium", "long"][i % 3], "question": f"What is the pass key {i}?", "choice_A": "12345",
+             "choice_B": "23456", "choice_C": "34567", "choice_D": "45678", "answer": "ABCD"[i % 4],
+             "context": "The grass is green. " * (20 + 40 * i)} for i in range(n)]
+
+
+def test_longbench_v2_over_the_endpoint_answers_like_the_local_run(organism, tmp_path):
+    """Same prompts (middle-truncated in the organism's tokens to its window), same replies, same report."""
+    model, tok = organism
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in v2_records()))
+    common = ["--data", str(data), "--max-new-tokens", "8"]
+    assert cli.longbench_v2_main([str(ORGANISM), "--out", str(tmp_path / "local"), *common]) == 0
+    with ModelServer(model, tok) as srv:
+        assert cli.longbench_v2_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
+                                      "--out", str(tmp_path / "served"), *common]) == 0
+
+    def answers(d):
+        recs = json.loads((d / "results.json").read_text())["records"]
+        return {k: (r["response"], r["prompt_tokens"], r["truncated"]) for k, r in recs.items()}
+
+    local = answers(tmp_path / "local")
+    assert answers(tmp_path / "served") == local and len(local) == 3
+    assert any(t for _, _, t in local.values())  # the longest context was cut to the window
+    rep_l = json.loads((tmp_path / "local" / "report.json").read_text())
+    rep_s = json.loads((tmp_path / "served" / "report.json").read_text())
+    assert {k: v for k, v in rep_l.items() if k != "model"} == {k: v for k, v in rep_s.items() if k != "model"}
