@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import os
 from pathlib import Path
 
+from eval_longbench.flags import check_device, check_int, check_seconds  # noqa: F401  (cli.check_* are used by tests)
+from eval_longbench.model_source import add_local_model_args as _model_flags, model_names  # noqa: F401
 from longctx.errors import LongctxError
 from longctx.io import atomic_write_json, atomic_write_text, check_out_vs_inputs
 
@@ -52,68 +53,10 @@ def parse_depths(text: str, spacing: str) -> list[float]:
     return [v / 100 for v in vals] if max(vals) > 1 else vals
 
 
-def check_int(flag: str, value: int | None, minimum: int = 1) -> None:
-    """One-line error unless ``value`` (when given) is at least ``minimum``."""
-    if value is not None and value < minimum:
-        raise LongctxError(f"{flag}: must be at least {minimum}, got {value}")
-
-
-def check_seconds(flag: str, value: float) -> None:
-    """One-line error unless ``value`` is a finite number of seconds above 0."""
-    if not (math.isfinite(value) and value > 0):
-        raise LongctxError(f"{flag}: must be a finite number of seconds above 0, got {value}")
-
-
-def check_device(text: str) -> None:
-    """One-line error unless ``text`` names a torch device that this machine has (cpu, cuda[:i], mps, ...)."""
-    import torch
-
-    try:
-        dev = torch.device(text)
-    except (RuntimeError, ValueError, TypeError):
-        raise LongctxError(f"--device: {text!r} is not a torch device (e.g. cpu, cuda, cuda:1, mps)") from None
-    if dev.type == "cpu":
-        return
-    backend = getattr(torch, dev.type, None) if dev.type != "mps" else getattr(torch.backends, "mps", None)
-    available = getattr(backend, "is_available", None)
-    if available is None:
-        raise LongctxError(f"--device: {text!r} cannot run an evaluation (use cpu, cuda[:i] or mps)")
-    if not available():
-        raise LongctxError(f"--device: {text!r}: no {dev.type} device is available on this machine")
-    count = getattr(backend, "device_count", None)
-    if dev.index is not None and count is not None and dev.index >= count():
-        raise LongctxError(f"--device: {text!r}: this machine has {count()} {dev.type} device(s) (index from 0)")
-
-
-def _check_model_flags(a) -> None:
-    check_device(a.device)
-
-
 def _check_judge_flags(a) -> None:
     check_seconds("--judge-timeout", a.judge_timeout)
     check_int("--judge-tries", a.judge_tries)
     check_int("--concurrency", a.concurrency)
-
-
-def model_names(paths: list[str], names: str | None) -> list[str]:
-    if names:
-        out = [n.strip() for n in names.split(",")]
-        if len(out) != len(paths):
-            raise LongctxError(f"--names: {len(out)} names for {len(paths)} models")
-    else:
-        out = [Path(p).name or str(p) for p in paths]
-    if len(set(out)) != len(out):
-        out = [f"{n}#{i}" for i, n in enumerate(out, 1)]
-    return out
-
-
-def _bind_models(store, paths: list[str], names: str | None) -> None:
-    """Tie each model name in ``store`` to its checkpoint's content, before any model loads: a rerun
-    with another checkpoint under the same name is refused instead of reusing its results."""
-    from eval_longbench.fingerprint import model_fingerprint
-
-    for path, name in zip(paths, model_names(paths, names)):
-        store.bind_model(name, model_fingerprint(path))
 
 
 def _load(a, path: str):
@@ -121,25 +64,6 @@ def _load(a, path: str):
     from eval_longbench.models import load_model
 
     return load_model(path, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
-
-
-def _each_model(a, paths: list[str], work) -> dict:
-    """``{name: work(name, model, tokenizer)}``, one checkpoint loaded at a time, freed before the next loads."""
-    out = {}
-    for path, name in zip(paths, model_names(paths, a.names)):
-        model, tok = _load(a, path)
-        out[name] = work(name, model, tok)
-        del model, tok
-        gc.collect()
-    return out
-
-
-def _model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trust-remote-code", action="store_true", help="allow custom modeling code in the checkpoint")
-    p.add_argument("--dtype", default="auto", help="auto (as saved), float32, bfloat16 or float16")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--names", help="comma-separated display names for the models (default: directory names, "
-                   "or the served model name)")
 
 
 def _judge_flags(p: argparse.ArgumentParser) -> None:
@@ -171,6 +95,16 @@ def build_judge(a):
             print(f"note: ${a.judge_key_env} is not set; calling the judge without an API key")
         return OpenAIJudge(a.judge_url, a.judge_model, api_key=key, timeout=a.judge_timeout, max_tries=a.judge_tries)
     return None
+
+
+def judge_key(a) -> str:
+    """What a judge's scores are keyed by: its endpoint and model, or its local checkpoint's content."""
+    from eval_longbench.fingerprint import model_fingerprint
+    from eval_longbench.model_source import endpoint_id
+
+    if a.judge_local:
+        return f"local {model_fingerprint(a.judge_local)}"
+    return f"endpoint {endpoint_id(a.judge_url)} model {a.judge_model}"
 
 
 def needle_main(argv: list[str]) -> int:
@@ -239,9 +173,10 @@ def needle_main(argv: list[str]) -> int:
             return 0.0 if r.score is None else (r.score - 1) / 9
 
     out = Path(a.out)
-    store = ResultStore(out / "results.json", {**cfg.meta(), "chat": chat,
-                                               "haystack_sha256": text_fingerprint("\n".join(filler) if filler else None)},
-                        overwrite=a.overwrite)
+    meta = {**cfg.meta(), "chat": chat, "haystack_sha256": text_fingerprint("\n".join(filler) if filler else None)}
+    if cfg.scoring == "judge":
+        meta["judge"] = judge_key(a)  # scores of another judge are not comparable
+    store = ResultStore(out / "results.json", meta, overwrite=a.overwrite)
     bind_sources(store, model_sources(a))
 
     def evaluate(m):
@@ -264,7 +199,9 @@ def ppl_main(argv: list[str]) -> int:
         "Writes OUT/results.json (resumable), OUT/ppl.csv and OUT/ppl.png (one line per model).\n\n"
         "example:\n  longctx ppl base/ extended/ --lengths 1k,2k,4k,8k --text book.txt --stride 256 --out runs/ppl",
     )
-    from eval_longbench.model_source import add_model_source_args, check_model_source, refuse_endpoint
+    from eval_longbench.model_source import (
+        add_model_source_args, bind_sources, check_model_source, each_model, input_paths, model_sources, refuse_endpoint,
+    )
 
     add_model_source_args(p, multiple=True)
     p.add_argument("--out", required=True, help="output directory")
@@ -281,7 +218,7 @@ def ppl_main(argv: list[str]) -> int:
     check_int("--stride", a.stride)
     check_int("--chunk-size", a.chunk_size)
     check_int("--max-tokens", a.max_tokens, minimum=2)  # at least one token to score after the first
-    check_out_vs_inputs(a.out, [*a.models, *a.text])
+    check_out_vs_inputs(a.out, [*input_paths(a), *a.text])
 
     from eval_longbench.fingerprint import text_fingerprint
     from eval_longbench.haystack import builtin_text, read_text_sources
@@ -295,16 +232,17 @@ def ppl_main(argv: list[str]) -> int:
     out = Path(a.out)
     store = ResultStore(out / "results.json", {"text": a.text, "text_sha256": text_fingerprint(text), "stride": a.stride,
                                                "max_tokens": need}, overwrite=a.overwrite)
-    _bind_models(store, a.models, a.names)
+    bind_sources(store, model_sources(a))
 
-    def evaluate(name, model, tok):
-        ids = tok(text, add_special_tokens=True)["input_ids"]
-        rows = run_ppl(model, ids, lengths, store, model_name=name, stride=a.stride, max_tokens=need, chunk_size=a.chunk_size)
+    def evaluate(m):
+        ids = m.tokenizer(text, add_special_tokens=True)["input_ids"]
+        rows = run_ppl(m.model, ids, lengths, store, model_name=m.name, stride=a.stride, max_tokens=need,
+                       chunk_size=a.chunk_size)
         for r in rows:
-            print(f"{name} @ {r['length']}: ppl {r['ppl']:.3f} over {r['tokens']} tokens")
+            print(f"{m.name} @ {r['length']}: ppl {r['ppl']:.3f} over {r['tokens']} tokens")
         return rows
 
-    rows = [r for model_rows in _each_model(a, a.models, evaluate).values() for r in model_rows]
+    rows = [r for model_rows in each_model(a, evaluate, chat=False).values() for r in model_rows]
     atomic_write_text(out / "ppl.csv", rows_to_csv(rows))
     plot_ppl(rows, out / "ppl.png")
     print(f"wrote {out / 'ppl.csv'} and {out / 'ppl.png'}")
@@ -370,7 +308,8 @@ def longbench_chat_main(argv: list[str]) -> int:
         gc.collect()
     preds = stored_predictions(cases, store)
     if judge is not None:
-        judge_predictions(cases, preds, shots, judge, store, concurrency=a.concurrency, few_shots_path=a.few_shots)
+        judge_predictions(cases, preds, shots, judge, store, concurrency=a.concurrency, few_shots_path=a.few_shots,
+                          judge_id=judge_key(a) + f" few-shots {file_fingerprint(a.few_shots)}")
     rep = report(cases, store)
     atomic_write_json(out / "report.json", rep)
     mean = "n/a" if rep["mean_score"] is None else f"{rep['mean_score']:.2f}"

@@ -130,22 +130,26 @@ def stored_predictions(cases: Sequence[dict], store: ResultStore) -> dict[int, s
 
 def judge_predictions(cases: Sequence[dict], predictions: dict[int, str], few_shots: list[list[dict]], judge,
                       store: ResultStore, *, concurrency: int = 4, few_shots_path: str = "few-shot file",
-                      progress: bool = True) -> None:
-    """Rate every answer not yet rated (key ``score/<idx>``); failures go to ``fail/<idx>``, to be retried."""
+                      progress: bool = True, judge_id: str | None = None) -> None:
+    """Rate every answer not yet rated (key ``score/<idx>``); failures go to ``fail/<idx>``, to be retried.
+
+    ``judge_id`` (the judge's endpoint and model, or local checkpoint, and the few-shot file's hash)
+    is stored with each score: a score given by another judge is rated again, never reused.
+    """
     prompts = {}
     for c in cases:
-        if f"score/{c['idx']}" not in store:
+        old = store.get(f"score/{c['idx']}")
+        if old is None or (judge_id is not None and old.get("judge") != judge_id):
             shots = few_shots_for(few_shots, c["idx"], few_shots_path)
             prompts[str(c["idx"])] = build_judge_prompt(c["query"], c["answer"], shots, predictions[c["idx"]])
     bar = tqdm(total=len(prompts), desc="longbench-chat judge", disable=not progress or not prompts)
 
     def save(key: str, rating) -> None:
         rec = {"idx": int(key), "score": rating.score, "judge_reply": rating.reply, "attempts": rating.attempts}
-        if rating.score is None:
-            store.put(f"fail/{key}", {**rec, "error": rating.error})
-        else:
-            store.records.pop(f"fail/{key}", None)
-            store.put(f"score/{key}", rec)
+        if judge_id is not None:
+            rec["judge"] = judge_id
+        failed = rating.score is None
+        store.put_outcome("score", key, {**rec, "error": rating.error} if failed else rec, failed=failed)
         bar.update(1)
 
     try:

@@ -175,11 +175,7 @@ def run_longbench_v2(records: Sequence[dict], generate: GenerateFn, tokenizer, c
             return {"_id": rec["_id"], "error": str(e)}
 
     def save(key: str, result: dict) -> None:
-        if "error" in result:
-            store.put(f"fail/{key}", result)
-        else:
-            store.records.pop(f"fail/{key}", None)
-            store.put(f"pred/{key}", result)
+        store.put_outcome("pred", key, result, failed="error" in result)
         bar.update(1)
 
     try:

@@ -28,10 +28,12 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from eval_longbench.models import GenerateFn
 from longctx.errors import LongctxError
+
+if TYPE_CHECKING:
+    from eval_longbench.models import GenerateFn
 
 T = TypeVar("T")
 
@@ -117,9 +119,7 @@ def add_model_source_args(p: argparse.ArgumentParser, *, multiple: bool = False)
                        help="checkpoint directories (two or more compare side by side); or --endpoint instead")
     else:
         p.add_argument("models", nargs="?", metavar="MODEL", help="checkpoint directory; or --endpoint instead")
-    from eval_longbench.cli import _model_flags
-
-    _model_flags(p)
+    add_local_model_args(p)
     g = p.add_argument_group(
         "a model behind an OpenAI-compatible endpoint, instead of MODEL",
         "Prompts go to URL/chat/completions (temperature 0; the server applies the chat template), with the\n"
@@ -140,9 +140,31 @@ def add_model_source_args(p: argparse.ArgumentParser, *, multiple: bool = False)
                    help="requests in flight at once where an evaluation can overlap them (default: 4)")
 
 
+def add_local_model_args(p: argparse.ArgumentParser) -> None:
+    """How a local checkpoint is loaded, and the display names of the models."""
+    p.add_argument("--trust-remote-code", action="store_true", help="allow custom modeling code in the checkpoint")
+    p.add_argument("--dtype", default="auto", help="auto (as saved), float32, bfloat16 or float16")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--names", help="comma-separated display names for the models (default: directory names, "
+                   "or the served model name)")
+
+
+def model_names(paths: list[str], names: str | None) -> list[str]:
+    """Display names: ``--names`` (one per model), else directory names; repeats get ``#i`` suffixes."""
+    if names:
+        out = [n.strip() for n in names.split(",")]
+        if len(out) != len(paths):
+            raise LongctxError(f"--names: {len(out)} names for {len(paths)} models")
+    else:
+        out = [Path(p).name or str(p) for p in paths]
+    if len(set(out)) != len(out):
+        out = [f"{n}#{i}" for i, n in enumerate(out, 1)]
+    return out
+
+
 def check_model_source(a) -> None:
     """One-line errors for a wrong MODEL / endpoint combination, before anything loads or connects."""
-    from eval_longbench.cli import check_device, check_int, check_seconds
+    from eval_longbench.flags import check_device, check_int, check_seconds
 
     paths = _paths(a)
     if a.endpoint and paths:
@@ -194,8 +216,6 @@ def input_paths(a) -> list[str | None]:
 
 def model_sources(a) -> list[ModelSource]:
     """The models named on the command line (checked first), with their display names."""
-    from eval_longbench.cli import model_names
-
     check_model_source(a)
     if a.endpoint:
         name = model_names([a.served_model], a.names)[0] if a.names else a.served_model

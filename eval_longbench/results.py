@@ -73,5 +73,16 @@ class ResultStore:
             self.records[key] = record
             self.save()
 
+    def put_outcome(self, kind: str, key: str, record: Any, *, failed: bool) -> None:
+        """Store a finished item under ``kind/key``, or a failed one under ``fail/key`` (to be retried
+        by the next run: it is not a result); a success clears the item's earlier failure."""
+        with self._lock:
+            if failed:
+                self.records[f"fail/{key}"] = record
+            else:
+                self.records.pop(f"fail/{key}", None)
+                self.records[f"{kind}/{key}"] = record
+            self.save()
+
     def save(self) -> None:
         atomic_write_json(self.path, {"meta": self.meta, "models": self.models, "records": self.records})

@@ -11,7 +11,7 @@ import pytest
 from _organism_server import ModelServer
 from eval_longbench import cli
 from eval_longbench.chat_client import ChatClient, EndpointUnreachable, GenerationFailed
-from eval_longbench.models import hf_generate_fn, load_model
+from eval_longbench.models import load_model
 from longctx.errors import LongctxError
 from test_judge import KEY, FakeJudgeServer
 

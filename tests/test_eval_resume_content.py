@@ -94,8 +94,9 @@ def test_ppl_resume_refuses_a_changed_text_file(tmp_path):
         ppl_main([str(tmp_path / "m"), "--text", str(text), "--lengths", "64", "--out", str(out)])
 
 
-def test_needle_resume_refuses_a_changed_haystack_file(tmp_path):
+def test_needle_resume_refuses_a_changed_haystack_file(tmp_path, monkeypatch):
     """Same --haystack path, new content: refused by meta.haystack_sha256 (before any model loads)."""
+    import eval_longbench.models as models
     from eval_longbench.cli import needle_main
 
     (tmp_path / "m").mkdir()
@@ -103,21 +104,16 @@ def test_needle_resume_refuses_a_changed_haystack_file(tmp_path):
     out = tmp_path / "out"
     args = [str(tmp_path / "m"), "--haystack", str(hay), "--lengths", "256", "--out", str(out)]
     hay.write_text("The old text is here. It has sentences. " * 20)
-    import eval_longbench.cli as cli
 
     def stop(*a, **k):
         raise RuntimeError("stop before loading")
 
-    orig = cli._load
-    cli._load = stop
-    try:
-        with pytest.raises(RuntimeError, match="stop before loading"):
-            needle_main(args)  # writes results.json's meta (with the haystack's hash), then stops
-        hay.write_text("The new text is here. It has other sentences. " * 20)
-        with pytest.raises(LongctxError, match="meta.haystack_sha256: this file was written with"):
-            needle_main(args)
-    finally:
-        cli._load = orig
+    monkeypatch.setattr(models, "load_model", stop)
+    with pytest.raises(RuntimeError, match="stop before loading"):
+        needle_main(args)  # writes results.json's meta (with the haystack's hash), then stops
+    hay.write_text("The new text is here. It has other sentences. " * 20)
+    with pytest.raises(LongctxError, match="meta.haystack_sha256: this file was written with"):
+        needle_main(args)
 
 
 def test_needle_resume_refuses_another_model_with_the_same_directory_name(tiny_llama, tmp_path):

@@ -176,3 +176,18 @@ def test_no_key_prefix_reaches_results_report_or_logs(tiny_llama, tmp_path, monk
     for text in [logs.out, logs.err, (out / "results.json").read_text(), (out / "report.json").read_text()]:
         leaked = [KEY[:n] for n in range(4, len(KEY) + 1) if KEY[:n] in text]
         assert not leaked, leaked[-1]
+
+
+def test_scores_of_another_judge_are_rated_again_not_reused(tmp_path):
+    """With judge_id, a rerun under the same judge asks nothing; another judge re-rates every case."""
+    cases = load_cases(write_cases(tmp_path / "cases.json", 2))
+    shots = load_few_shots(write_shots(tmp_path / "shots.json", 2))
+    store = ResultStore(tmp_path / "r.json", {"model": "m"})
+    preds = generate_predictions(cases, lambda p, n: "pred", TOK, store, max_length=64, progress=False)
+    for judge_id, reply, asked in [("judge A", "[[8]]", 2), ("judge A", "[[1]]", 0), ("judge B", "[[3]]", 2)]:
+        with FakeJudgeServer(default=("ok", reply)) as srv:
+            judge = OpenAIJudge(srv.url, "j", timeout=5, max_tries=1, sleep=lambda s: None)
+            judge_predictions(cases, preds, shots, judge, store, progress=False, judge_id=judge_id)
+        assert len(srv.requests) == asked
+    rep = report(cases, store)
+    assert rep["mean_score"] == 3.0 and {store.get(f"score/{i}")["judge"] for i in (1, 2)} == {"judge B"}
