@@ -49,6 +49,18 @@ def read_json_or_jsonl(path: Path) -> list[tuple[int, object]]:
     return out
 
 
+def check_record(path: Path, n: int, rec: object, fields: dict[str, type]) -> None:
+    """One-line error naming file, record and field unless ``rec`` is an object holding every field
+    of ``fields`` with its type (a bool is not an int)."""
+    if not isinstance(rec, dict):
+        raise LongctxError(f"{where(path, n)}: record is not an object")
+    for name, typ in fields.items():
+        if name not in rec:
+            raise LongctxError(f"{where(path, n, name)}: missing")
+        if not isinstance(rec[name], typ) or isinstance(rec[name], bool):
+            raise LongctxError(f"{where(path, n, name)}: expected {typ.__name__}, got {type(rec[name]).__name__}")
+
+
 def load_cases(path: str | Path) -> list[dict]:
     """Test cases from a JSON list or JSONL file; every record needs ``idx``, ``prompt``, ``query``, ``answer``.
 
@@ -57,13 +69,7 @@ def load_cases(path: str | Path) -> list[dict]:
     path = Path(path)
     cases, seen = [], {}
     for n, rec in read_json_or_jsonl(path):
-        if not isinstance(rec, dict):
-            raise LongctxError(f"{where(path, n)}: record is not an object")
-        for name, typ in CASE_FIELDS.items():
-            if name not in rec:
-                raise LongctxError(f"{where(path, n, name)}: missing")
-            if not isinstance(rec[name], typ) or isinstance(rec[name], bool):
-                raise LongctxError(f"{where(path, n, name)}: expected {typ.__name__}, got {type(rec[name]).__name__}")
+        check_record(path, n, rec, CASE_FIELDS)
         if rec["idx"] in seen:
             raise LongctxError(f"{where(path, n, 'idx')}: {rec['idx']} repeats record {seen[rec['idx']]}")
         seen[rec["idx"]] = n

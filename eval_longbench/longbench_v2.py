@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from eval_longbench.chat_client import GenerationFailed, map_concurrent
-from eval_longbench.longbench_chat import read_json_or_jsonl, truncate_middle
+from eval_longbench.longbench_chat import check_record, read_json_or_jsonl, truncate_middle
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from longctx.errors import LongctxError, where
@@ -100,13 +100,7 @@ def load_records(path: str | Path) -> list[dict]:
     path = Path(path)
     out, seen = [], {}
     for n, rec in read_json_or_jsonl(path):
-        if not isinstance(rec, dict):
-            raise LongctxError(f"{where(path, n)}: record is not an object")
-        for name in FIELDS:
-            if name not in rec:
-                raise LongctxError(f"{where(path, n, name)}: missing")
-            if not isinstance(rec[name], str):
-                raise LongctxError(f"{where(path, n, name)}: expected a string, got {type(rec[name]).__name__}")
+        check_record(path, n, rec, dict.fromkeys(FIELDS, str))
         for name, allowed in ALLOWED.items():
             if rec[name] not in allowed:
                 raise LongctxError(f"{where(path, n, name)}: {rec[name]!r} is not one of {', '.join(allowed)}")

@@ -133,7 +133,7 @@ def test_rerun_asks_nothing_again_and_retries_only_failed_requests(tmp_path):
     ({"choice_C": None}, r"{f}:2: choice_C: missing"),
     ({"answer": "E"}, r"{f}:2: answer: 'E' is not one of A, B, C, D"),
     ({"length": "huge"}, r"{f}:2: length: 'huge' is not one of short, medium, long"),
-    ({"difficulty": 1}, r"{f}:2: difficulty: expected a string, got int"),
+    ({"difficulty": 1}, r"{f}:2: difficulty: expected str, got int"),
     ({"_id": "q0"}, r"{f}:2: _id: 'q0' repeats record 1"),
 ])
 def test_a_bad_record_names_file_record_and_field(tmp_path, jsonl, change, message):
