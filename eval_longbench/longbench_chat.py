@@ -10,7 +10,7 @@ scored few-shot examples. Failed ratings are listed, not cached, so a rerun trie
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
@@ -61,22 +61,29 @@ def check_record(path: Path, n: int, rec: object, fields: dict[str, type]) -> No
             raise LongctxError(f"{where(path, n, name)}: expected {typ.__name__}, got {type(rec[name]).__name__}")
 
 
-def load_cases(path: str | Path) -> list[dict]:
-    """Test cases from a JSON list or JSONL file; every record needs ``idx``, ``prompt``, ``query``, ``answer``.
-
-    Errors name the file, the record (line for JSONL, 1-based position for a JSON list) and the field.
-    """
+def read_records(path: str | Path, fields: dict[str, type], key: str, *, what: str = "records",
+                 check: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """The records of a JSON list or JSONL file, each checked by :func:`check_record` (and ``check(n,
+    rec)``), ``key`` unique, reduced to ``fields``. Errors name the file, the record (JSONL line, or
+    1-based position in a JSON list) and the field."""
     path = Path(path)
-    cases, seen = [], {}
+    out, seen = [], {}
     for n, rec in read_json_or_jsonl(path):
-        check_record(path, n, rec, CASE_FIELDS)
-        if rec["idx"] in seen:
-            raise LongctxError(f"{where(path, n, 'idx')}: {rec['idx']} repeats record {seen[rec['idx']]}")
-        seen[rec["idx"]] = n
-        cases.append({k: rec[k] for k in CASE_FIELDS})
-    if not cases:
-        raise LongctxError(f"{path}: no test cases")
-    return cases
+        check_record(path, n, rec, fields)
+        if check is not None:
+            check(n, rec)
+        if rec[key] in seen:
+            raise LongctxError(f"{where(path, n, key)}: {rec[key]!r} repeats record {seen[rec[key]]}")
+        seen[rec[key]] = n
+        out.append({k: rec[k] for k in fields})
+    if not out:
+        raise LongctxError(f"{path}: no {what}")
+    return out
+
+
+def load_cases(path: str | Path) -> list[dict]:
+    """Test cases from a JSON list or JSONL file; every record needs ``idx``, ``prompt``, ``query``, ``answer``."""
+    return read_records(path, CASE_FIELDS, "idx", what="test cases")
 
 
 def load_few_shots(path: str | Path) -> list[list[dict]]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from eval_longbench.chat_client import GenerationFailed, map_concurrent
-from eval_longbench.longbench_chat import check_record, read_json_or_jsonl, truncate_middle
+from eval_longbench.longbench_chat import read_records, truncate_middle
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from longctx.errors import LongctxError, where
@@ -98,19 +98,13 @@ def load_records(path: str | Path) -> list[dict]:
     position in a JSON list) and the field.
     """
     path = Path(path)
-    out, seen = [], {}
-    for n, rec in read_json_or_jsonl(path):
-        check_record(path, n, rec, dict.fromkeys(FIELDS, str))
+
+    def official_values(n: int, rec: dict) -> None:
         for name, allowed in ALLOWED.items():
             if rec[name] not in allowed:
                 raise LongctxError(f"{where(path, n, name)}: {rec[name]!r} is not one of {', '.join(allowed)}")
-        if rec["_id"] in seen:
-            raise LongctxError(f"{where(path, n, '_id')}: {rec['_id']!r} repeats record {seen[rec['_id']]}")
-        seen[rec["_id"]] = n
-        out.append({k: rec[k] for k in FIELDS})
-    if not out:
-        raise LongctxError(f"{path}: no records")
-    return out
+
+    return read_records(path, dict.fromkeys(FIELDS, str), "_id", check=official_values)
 
 
 def build_prompt(rec: dict, template: str = TEMPLATE_0SHOT, cot: str = "") -> str:
