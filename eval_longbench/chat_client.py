@@ -195,7 +195,6 @@ class ChatClient:
     model_flag: ClassVar[str] = "--served-model"
     timeout_flag: ClassVar[str] = "--endpoint-timeout"
     tries_flag: ClassVar[str] = "--endpoint-tries"
-    key_hint: ClassVar[str] = "--api-key-env"
 
     def __post_init__(self):
         if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout) and self.timeout > 0):

@@ -100,7 +100,6 @@ class OpenAIJudge(ChatClient):
     model_flag: ClassVar[str] = "--judge-model"
     timeout_flag: ClassVar[str] = "--judge-timeout"
     tries_flag: ClassVar[str] = "--judge-tries"
-    key_hint: ClassVar[str] = "--judge-key-env"
 
     def rate(self, prompt: str, system: str = JUDGE_SYSTEM) -> Rating:
         return rate_with_retries(lambda: self.complete(system, prompt), self.max_tries, self.backoff, self.sleep)
