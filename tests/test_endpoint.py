@@ -205,3 +205,25 @@ def test_longbench_v2_over_the_endpoint_answers_like_the_local_run(organism, tmp
     rep_l = json.loads((tmp_path / "local" / "report.json").read_text())
     rep_s = json.loads((tmp_path / "served" / "report.json").read_text())
     assert {k: v for k, v in rep_l.items() if k != "model"} == {k: v for k, v in rep_s.items() if k != "model"}
+
+
+def test_longbench_chat_over_an_endpoint_without_tokenizer_sends_prompts_whole(organism, tmp_path, capsys):
+    """No --tokenizer: nothing is counted in tokens, prompts go whole, and the meta says so; the
+    predictions equal the local run's when the local cut does not bite."""
+    model, tok = organism
+    cases = [{"idx": i, "prompt": f"The pass key is {i}2345. " * 3 + "What is the pass key?", "query": "q", "answer": "a"}
+             for i in (1, 2)]
+    (tmp_path / "c.json").write_text(json.dumps(cases))
+    (tmp_path / "s.json").write_text(json.dumps([[{"answer": "x", "score": 5}]] * 2))
+    common = ["--cases", str(tmp_path / "c.json"), "--few-shots", str(tmp_path / "s.json"), "--generate-only",
+              "--max-new-tokens", "12"]
+    assert cli.longbench_chat_main([str(ORGANISM), "--out", str(tmp_path / "local"), *common]) == 0
+    with ModelServer(model, tok) as srv:
+        assert cli.longbench_chat_main(["--endpoint", srv.url, "--served-model", "organism",
+                                        "--out", str(tmp_path / "served"), *common]) == 0
+    assert "prompts are sent whole" in capsys.readouterr().out
+    assert [r["body"]["messages"][-1]["content"] for r in srv.requests] == [c["prompt"] for c in cases]
+    local = json.loads((tmp_path / "local" / "results.json").read_text())
+    served = json.loads((tmp_path / "served" / "results.json").read_text())
+    assert served["records"] == local["records"] and len(local["records"]) == 2
+    assert served["meta"]["truncation"].startswith("none") and local["meta"]["truncation"] == "tokens"

@@ -179,3 +179,21 @@ def test_cli_refuses_to_reuse_results_of_another_data_file(tmp_path, monkeypatch
     monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("loaded a model for a refused run"))
     with pytest.raises(LongctxError, match="meta.data_sha256"):
         cli.longbench_v2_main([org, "--data", str(tmp_path / "b.json"), "--out", str(tmp_path / "o"), "--max-new-tokens", "4"])
+
+
+def test_cot_asks_twice_with_the_official_budgets_and_keeps_the_reasoning(tmp_path):
+    """--cot: the reasoning prompt (with the document, 1024 new tokens), then the answer prompt
+    (reasoning in, document out, 128 new tokens); the answer is read from the second reply only."""
+    calls = []
+
+    def gen(prompt, n):
+        calls.append((prompt, n))
+        return "I think the correct answer is B... Paris fits." if len(calls) == 1 else "The correct answer is (A)"
+
+    store = ResultStore(tmp_path / "r.json", {})
+    run_longbench_v2([record(context="THE DOCUMENT")], gen, TOK, V2Config(cot=True, max_length=4096), store, progress=False)
+    (first, n1), (second, n2) = calls
+    assert (n1, n2) == (1024, 128)
+    assert "THE DOCUMENT" in first and "THE DOCUMENT" not in second and "Paris fits." in second
+    rec = store.get("pred/q0")
+    assert rec["response_cot"].endswith("Paris fits.") and (rec["pred"], rec["judge"]) == ("A", True)
