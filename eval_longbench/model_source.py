@@ -133,10 +133,10 @@ def add_model_source_args(p: argparse.ArgumentParser, *, multiple: bool = False)
                    "are sent whole, without middle truncation")
     g.add_argument("--api-key-env", metavar="VAR",
                    help="environment variable holding the API key (default: none, no key is sent)")
-    g.add_argument("--endpoint-timeout", type=float, default=600.0,
+    g.add_argument("--endpoint-timeout", type=float, default=600.0, metavar="SECONDS",
                    help="total seconds per request: connect, prefill and reply together (default: 600)")
-    g.add_argument("--endpoint-tries", type=int, default=5, help="tries per prompt on 429/5xx/timeouts (default: 5)")
-    g.add_argument("--endpoint-concurrency", type=int, default=4,
+    g.add_argument("--endpoint-tries", type=int, default=5, metavar="N", help="tries per prompt on 429/5xx/timeouts (default: 5)")
+    g.add_argument("--endpoint-concurrency", type=int, default=4, metavar="N",
                    help="requests in flight at once where an evaluation can overlap them (default: 4)")
 
 

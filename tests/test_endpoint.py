@@ -227,3 +227,12 @@ def test_longbench_chat_over_an_endpoint_without_tokenizer_sends_prompts_whole(o
     served = json.loads((tmp_path / "served" / "results.json").read_text())
     assert served["records"] == local["records"] and len(local["records"]) == 2
     assert served["meta"]["truncation"].startswith("none") and local["meta"]["truncation"] == "tokens"
+
+
+def test_results_key_an_endpoint_without_its_credentials_or_query():
+    """A user:password or ?key= in --endpoint never reaches results.json or logs through the key."""
+    from eval_longbench.model_source import ModelSource, endpoint_id
+
+    assert endpoint_id("https://user:pw@Host.example:8443/v1/?api_key=abc") == "https://host.example:8443/v1"
+    key = ModelSource("m", endpoint="http://user:pw@h/v1?k=s", served_model="x").fingerprint_key()
+    assert key == "endpoint http://h:80/v1 model x tokenizer none"
