@@ -376,7 +376,7 @@ def longbench_v2_main(argv: list[str]) -> int:
         if not window:
             raise LongctxError(f"--max-length: needed, {src.name}'s context window is not known "
                                f"(no max_position_embeddings in {src.config_dir}/config.json)")
-        reply = a.max_new_tokens + (a.cot_max_new_tokens if a.cot else 0)
+        reply = a.cot_max_new_tokens if a.cot else a.max_new_tokens  # the long prompt's reply (--cot: the reasoning)
         max_length = window - reply - prompt_overhead(tok)
         if max_length < 2:
             raise LongctxError(f"--max-new-tokens: {reply} reply tokens leave no room for a prompt in the window of {window}")
