@@ -212,3 +212,29 @@ def test_block_functions_run_the_selected_kernel_on_cpu():
     assert (out.double() - ref_out).abs().max() < 1e-5 and (lse.double() - ref_lse).abs().max() < 1e-5
     dq, _, _ = block_attention_backward(dout, q, k, v, out, lse, True, 0.3)
     assert dq.shape == q.shape
+
+
+# ---------------------------------------------------------------- FlexAttention (packed, one call)
+
+CU_FLEX = torch.tensor([0, 7, 8, 27, 45], dtype=torch.int32)  # includes a length-1 document
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)], ids=["fp64", "fp32"])
+def test_flex_document_mask_forward_matches_dense_block_diagonal_attention(dtype, tol):
+    """varlen_attention(kernel="flex") == the dense causal block-diagonal oracle (forward: torch has no
+    CPU flex backward; the gradients are checked on CUDA by tests/gpu)."""
+    from longctx.attention import full_attention_reference, varlen_attention
+
+    q, k, v, _ = _inputs(4, 2, 45, 45)
+    with torch.no_grad():
+        out = varlen_attention(q.to(dtype), k.to(dtype), v.to(dtype), CU_FLEX, scale=0.3, kernel="flex")
+    ref = full_attention_reference(q, k, v, CU_FLEX, scale=0.3)
+    assert (out.double() - ref).abs().max() <= tol
+
+
+def test_flex_on_cpu_with_grad_is_refused_with_a_clear_error():
+    from longctx.attention import varlen_attention
+
+    q, k, v, _ = (x.float().requires_grad_() for x in _inputs(4, 2, 45, 45))
+    with pytest.raises(LongctxError, match="no FlexAttention backward on CPU"):
+        varlen_attention(q, k, v, CU_FLEX, kernel="flex")
