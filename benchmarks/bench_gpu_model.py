@@ -167,14 +167,13 @@ def linear_limit(points: list[tuple[int, float]], capacity_gib: float, multiple:
     return int((t2 + (capacity_gib - m2) / slope) // multiple * multiple)
 
 
-def next_try(lo: int, hi: int | None, guess: int | None, multiple: int, affordable: Callable[[int], bool]) -> int | None:
-    """The next length to try: between the longest that fitted (``lo``) and the shortest that did not
-    (``hi``), starting at ``guess``; the largest affordable one, or None when nothing is left to learn."""
-    top = hi - multiple if hi else (guess or 2 * lo)
-    if guess and hi is None:
-        top = guess
-    if hi is not None and guess:
-        top = min(top, (lo + hi) // 2 // multiple * multiple) if guess >= hi else min(top, guess)
+def next_try(lo: int, hi: int | None, guess: int, multiple: int, affordable: Callable[[int], bool]) -> int | None:
+    """The next length to try, a multiple of ``multiple`` above ``lo`` (the longest that fitted) and
+    below ``hi`` (the shortest that did not): ``guess`` until something failed, then the midpoint;
+    lowered towards ``lo`` until ``affordable``. None when nothing is left to learn."""
+    top = guess if hi is None or guess < hi else (lo + hi) // 2
+    if hi is not None:
+        top = min(top, hi - multiple)
     cand = top // multiple * multiple
     while cand > lo and not affordable(cand):
         cand = (lo + cand) // 2 // multiple * multiple
