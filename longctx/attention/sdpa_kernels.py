@@ -148,13 +148,11 @@ def _lse_dtype(q: torch.Tensor) -> torch.dtype:
     return torch.float64 if q.dtype == torch.float64 else torch.float32
 
 
-def lse_from_op(raw: torch.Tensor, layout: str, tq: int) -> torch.Tensor:
-    """The op's lse as ``[B, H, Tq]``."""
-    if layout == "bht1":
-        return raw[..., 0]
-    if layout == "bht_pad":
-        return raw[:, :, :tq]
-    return raw
+def lse_from_op(raw: torch.Tensor, tq: int) -> torch.Tensor:
+    """The op's lse as ``[B, H, Tq]`` (whatever of the trailing 1 / row padding the op adds)."""
+    if raw.dim() == 4:
+        raw = raw[..., 0]
+    return raw[:, :, :tq] if raw.shape[2] != tq else raw
 
 
 def lse_to_op(lse: torch.Tensor, layout: str) -> torch.Tensor:
@@ -188,7 +186,7 @@ def sdpa_block_forward(op: SdpaOp, q, k, v, causal: bool, scale: float):
         return q.new_zeros(b, h, tq, v.shape[-1]), torch.full((b, h, tq), float("-inf"), dtype=_lse_dtype(q), device=q.device)
     kk, vv, _ = _expand_kv(q, k, v, op)
     out, raw = op.forward(q.contiguous(), kk.contiguous(), vv.contiguous(), causal, scale)
-    return out, lse_from_op(raw, op.lse_layout, tq)
+    return out, lse_from_op(raw, tq)
 
 
 def sdpa_block_backward(op: SdpaOp, dout, q, k, v, out, lse, causal: bool, scale: float):
