@@ -31,6 +31,14 @@ def flash_in_use(device: str) -> bool:
     return device.startswith("cuda") and cuda.has_flash_attn()
 
 
+def auto_block_kernel(device: str, dtype: torch.dtype) -> str:
+    """The block kernel the ring layouts pick on ``device`` (ring-flash-attn aside): ``blocks.pick_kernel``."""
+    from longctx.attention.blocks import pick_kernel
+
+    x = torch.zeros(1, 4, 256, 32, device=device, dtype=dtype)
+    return pick_kernel(x, None, x)
+
+
 @functools.cache
 def varlen_case(device: str, dtype: torch.dtype, t: int = 320, kernel: str | None = None,
                 attn_fn: Callable | None = None) -> Pairs:
