@@ -14,7 +14,7 @@ then the report: ``env`` (versions, the GPU, which optional packages import), ``
 test's outcome, message and recorded numbers), ``bench`` and ``model`` (the rows). Each step is a
 child process with a wall-clock limit, killed with its process group when it runs over (the report
 then says ``timed_out`` and names the test that was running; the benchmarks' rows written so far
-are kept): it never hangs the lease. The default limits (180 + 75 + 240 s) end the run within
+are kept): it never hangs the lease. The default limits (210 + 60 + 225 s) end the run within
 9 minutes. The report is rewritten after every step, so even a run killed from outside leaves
 the finished steps. Exit status 1 when a test failed or errored, a test step timed out, or
 ``--device cuda`` found no CUDA; benchmark numbers never fail the run.
@@ -149,10 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cpu: run tests/gpu on the CPU (CUDA-only tests skip) and tiny benchmarks; checks the harness")
     p.add_argument("--tests", nargs="+", default=None, help=f"pytest paths (default: {GPU_TESTS} and {' '.join(CPU_TESTS)})")
     p.add_argument("-k", dest="keyword", default="", help="pytest -k expression")
-    p.add_argument("--tests-timeout", type=float, default=180, help="seconds for all tests (default 180)")
-    p.add_argument("--bench-timeout", type=float, default=75, help="seconds for bench_gpu.py (default 75)")
-    p.add_argument("--model-timeout", type=float, default=240,
-                   help="seconds for bench_gpu_model.py, the 8B-shaped steps and the longest-length search (default 240)")
+    p.add_argument("--tests-timeout", type=float, default=210, help="seconds for all tests (default 210)")
+    p.add_argument("--bench-timeout", type=float, default=60, help="seconds for bench_gpu.py (default 60)")
+    p.add_argument("--model-timeout", type=float, default=225,
+                   help="seconds for bench_gpu_model.py, the 8B-shaped steps and the longest-length search (default 225)")
     p.add_argument("--quick", action="store_true", help="(the default now) smaller bench_gpu.py sizes, no 128K pack")
     p.add_argument("--full-bench", action="store_true", help="bench_gpu.py at full sizes (about 3 min: raise --bench-timeout)")
     p.add_argument("--no-bench", action="store_true", help="tests only")
