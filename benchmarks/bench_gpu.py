@@ -3,10 +3,12 @@
     python benchmarks/bench_gpu.py                      # full sizes on CUDA (~3 min on an H200)
     python benchmarks/bench_gpu.py --quick              # smaller sizes, no 128K pack
     python benchmarks/bench_gpu.py --device cpu         # tiny sizes: exercises the code, timings mean little
-    python benchmarks/bench_gpu.py --json out.json      # also write the rows
+    python benchmarks/bench_gpu.py --json out.json      # also write the rows (rewritten after each row)
 
 1. ``varlen_attention`` fwd+bwd tokens/s and peak memory at 8K/32K/128K packs (documents ~4K,
-   8/2 heads x 128) vs one SDPA call per document (baseline).
+   8/2 heads x 128) vs one SDPA call per document (baseline); on CUDA also ``kernel="flex"``
+   (FlexAttention, document mask: ``flex_*`` keys) and the block plan on the auto-selected SDPA op
+   (``blocks_*``: what the ring layouts run per rank), so one run says which is faster.
 2. The chunked LM loss vs full logits at 32K tokens x 32K vocab x 1024 hidden: time and
    ``torch.cuda.max_memory_allocated`` above the inputs.
 3. A small Llama training step (fwd+bwd+AdamW, bf16 autocast): ``longctx_varlen`` vs ``sdpa``
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -106,6 +109,13 @@ def _sdpa_per_doc(q, k, v, cu):
     return torch.cat(outs, dim=2)
 
 
+def _auto_block_kernel(q, k) -> str:
+    """The block kernel the ring layouts would pick for these tensors (``sdpa_kernels.select_kernel``)."""
+    from longctx.attention.blocks import pick_kernel
+
+    return pick_kernel(q, None, k)
+
+
 def bench_varlen(device: str, sizes: list[int], h: int = 8, hk: int = 2, d: int = 128, doc: int = 4096,
                  reps: int = 3) -> list[dict]:
     """bf16 fwd+bwd tokens/s and peak memory: varlen_attention vs a per-document SDPA loop, per pack size."""
@@ -120,7 +130,11 @@ def bench_varlen(device: str, sizes: list[int], h: int = 8, hk: int = 2, d: int 
         dout = torch.randn(1, h, t, d, device=device, dtype=torch.bfloat16, generator=g)
         row = {"bench": "varlen_attention fwd+bwd bf16", "tokens": t, "docs": len(cu) - 1, "heads": f"{h}/{hk}x{d}",
                "path": "flash-attn" if device.startswith("cuda") and cuda.has_flash_attn() else "default (no flash-attn)"}
-        for label, fn in (("ours", lambda: varlen_attention(*xs, cu.to(device))), ("sdpa_per_doc", lambda: _sdpa_per_doc(*xs, cu))):
+        variants = [("ours", lambda: varlen_attention(*xs, cu.to(device))), ("sdpa_per_doc", lambda: _sdpa_per_doc(*xs, cu))]
+        if device.startswith("cuda"):  # the alternatives to the default path (flex: forward-only on the CPU)
+            variants += [("flex", lambda: varlen_attention(*xs, cu.to(device), kernel="flex")),
+                         ("blocks", lambda: varlen_attention(*xs, cu.to(device), kernel=_auto_block_kernel(xs[0], xs[1])))]
+        for label, fn in variants:
             _measure(row, label, lambda fn=fn: fn().backward(dout), device, warmup=1, reps=reps)
             for x in xs:
                 x.grad = None
@@ -168,18 +182,21 @@ def bench_train_step(device: str, t: int, hidden: int = 256, layers: int = 4, re
 
 def plan(device: str, quick: bool) -> list[tuple[str, Callable[[], list[dict]]]]:
     """(name, zero-arg callable returning rows) for ``device``: full or quick sizes on CUDA, tiny on the CPU."""
-    if device.startswith("cuda"):
-        sizes = [8192, 32768] if quick else [8192, 32768, 131072]
-        return [("varlen", lambda: bench_varlen(device, sizes, reps=2 if quick else 3)),
+    if device.startswith("cuda"):  # one size per entry: its row is on disk before the next (slower) size starts
+        reps = 2 if quick else 3
+        varlen = lambda t: ("varlen", lambda: bench_varlen(device, [t], reps=reps))  # noqa: E731
+        return [varlen(8192),
                 ("loss", lambda: [bench_loss(device, 8192 if quick else 32768, 32768)]),
-                ("train", lambda: [bench_train_step(device, 4096 if quick else 16384)])]
+                ("train", lambda: [bench_train_step(device, 4096 if quick else 16384)]),
+                varlen(32768), *([] if quick else [varlen(131072)])]
     return [("varlen", lambda: bench_varlen(device, [256, 512], h=4, hk=2, d=32, doc=128, reps=1)),
             ("loss", lambda: [bench_loss(device, 512, 512, hidden=64, chunk=128, reps=1)]),
             ("train", lambda: [bench_train_step(device, 128, hidden=64, layers=2, reps=1)])]
 
 
-def run(device: str, quick: bool, only: set[str] | None = None, log=print) -> list[dict]:
-    """Every benchmark of :func:`plan`; one raising becomes an ``error`` row and the rest still run."""
+def run(device: str, quick: bool, only: set[str] | None = None, log=print, on_rows=None) -> list[dict]:
+    """Every benchmark of :func:`plan`; one raising becomes an ``error`` row and the rest still run.
+    ``on_rows(rows)`` is called after each benchmark (the JSON is rewritten: a killed run keeps its rows)."""
     rows: list[dict] = []
     for name, fn in plan(device, quick):
         if only and name not in only:
@@ -191,6 +208,8 @@ def run(device: str, quick: bool, only: set[str] | None = None, log=print) -> li
         rows += new
         for row in new:
             log("bench " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        if on_rows:
+            on_rows(rows)
     return rows
 
 
@@ -215,6 +234,8 @@ def table(rows: list[dict]) -> str:
                      f"{_fmt(row.get(ours + '_tok_s')):>11} {_fmt(row.get('speed_ratio')):>8} "
                      f"{_fmt(row.get(base + '_peak_gib')):>9} {_fmt(row.get(ours + '_peak_gib')):>9} "
                      f"{_fmt(row.get('mem_ratio_base_over_ours')):>6}"
+                     + "".join(f"  {k}: {_fmt(row[k])}" for k in ("flex_tok_s", "flex_peak_gib", "blocks_tok_s", "blocks_peak_gib")
+                               if k in row)
                      + "".join(f"  {k}: {v}" for k, v in row.items() if k.endswith("_error")))
     lines.append("(base = sdpa per document / full logits / sdpa model; speed x = ours / base; "
                  "mem x = base / ours peak CUDA memory above the inputs)")
@@ -229,10 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     a = ap.parse_args(argv)
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rows = run(device, a.quick, {s.strip() for s in a.only.split(",") if s.strip()})
+    def write(rows: list[dict]) -> None:
+        if a.json:
+            tmp = Path(a.json + ".tmp")
+            tmp.write_text(json.dumps({"device": device, "quick": a.quick, "rows": rows}, indent=1, default=str))
+            os.replace(tmp, a.json)
+
+    rows = run(device, a.quick, {s.strip() for s in a.only.split(",") if s.strip()}, on_rows=write)
     print(table(rows))
-    if a.json:
-        Path(a.json).write_text(json.dumps({"device": device, "quick": a.quick, "rows": rows}, indent=1))
+    write(rows)
     return 0
 
 

@@ -1,17 +1,23 @@
 """One command for a GPU lease: the GPU tests, then the GPU benchmarks, into ONE JSON report.
 
-    PYTHONUNBUFFERED=1 python scripts/gpu_run.py --out $OUT/gpu_report.json    # on the lent GPU
+    PYTHONUNBUFFERED=1 python scripts/gpu_run.py --out $OUT/gpu_report.json    # on the lent GPU (<= 9 min)
     python scripts/gpu_run.py --device cpu --no-bench --out /tmp/r.json          # the same tests on a CPU
+    python scripts/gpu_run.py --dry-run --out /tmp/r.json                        # every step, tiny, on the CPU
 
 1. ``pytest tests/gpu`` plus the CPU tests of the paths CUDA delegates to (``CPU_TESTS``), with
    the outcome plugin ``scripts/pytest_outcomes.py``;
-2. ``benchmarks/bench_gpu.py`` (throughput and peak memory, baseline vs ours);
+2. ``benchmarks/bench_gpu.py`` (throughput and peak memory, baseline vs ours; ``--quick`` sizes
+   unless ``--full-bench``);
+3. ``benchmarks/bench_gpu_model.py`` (a Llama-3-8B-shaped step at 32K/128K, the longest length
+   that fits, MFU and the planner beside each);
 then the report: ``env`` (versions, the GPU, which optional packages import), ``tests`` (each
-test's outcome, message and recorded numbers) and ``bench`` (the rows). Each step is a child
-process with a wall-clock limit, killed with its process group when it runs over (the report then
-says ``timed_out`` and names the test that was running): it never hangs the lease. Exit status 1
-when a test failed or errored, a step timed out, or ``--device cuda`` found no CUDA; benchmark
-numbers never fail the run.
+test's outcome, message and recorded numbers), ``bench`` and ``model`` (the rows). Each step is a
+child process with a wall-clock limit, killed with its process group when it runs over (the report
+then says ``timed_out`` and names the test that was running; the benchmarks' rows written so far
+are kept): it never hangs the lease. The default limits (210 + 60 + 225 s) end the run within
+9 minutes. The report is rewritten after every step, so even a run killed from outside leaves
+the finished steps. Exit status 1 when a test failed or errored, a test step timed out, or
+``--device cuda`` found no CUDA; benchmark numbers never fail the run.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_TESTS = "tests/gpu"
-CPU_TESTS = ("tests/test_attention.py", "tests/test_loss_chunked.py")  # CPU twins of the CUDA paths (~10 s)
+# CPU twins of the CUDA paths (~10 s); test_sdpa_kernels also holds CUDA-parametrized rows that run there
+CPU_TESTS = ("tests/test_attention.py", "tests/test_loss_chunked.py", "tests/test_sdpa_kernels.py")
 OPTIONAL = ("flash_attn", "ring_flash_attn", "datasets")
 DEVICE_ENV = "LONGCTX_GPU_TESTS_DEVICE"  # read by tests/gpu/conftest.py
+DRY_RUN_TESTS = ("tests/gpu/test_attention_blocks_cuda.py",)
 
 
 def import_status(name: str) -> str:
@@ -91,16 +99,39 @@ def run_tests(paths: list[str], timeout: float, device: str, keyword: str = "") 
     return {**report, "exit_status": status, "timed_out": status is None, "seconds": round(seconds, 1), "paths": paths}
 
 
-def run_bench(timeout: float, device: str, quick: bool) -> dict:
-    """benchmarks/bench_gpu.py in a child process; its rows, plus ``timed_out``."""
+def _bench_child(script: str, args: list[str], timeout: float) -> dict:
+    """``benchmarks/<script>`` in a child process writing ``--json``; its rows (also those written
+    before a timeout killed it), plus ``exit_status``/``timed_out``/``seconds``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--device", device, "--json", str(out),
-               *(["--quick"] if quick else [])]
+        cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)]
         print("$ " + " ".join(cmd), flush=True)
-        status, seconds = run_child(cmd, timeout)
-        rows = json.loads(out.read_text())["rows"] if out.exists() else []
-    return {"exit_status": status, "timed_out": status is None, "seconds": round(seconds, 1), "quick": quick, "rows": rows}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        status, seconds = run_child(cmd, timeout, env)
+        try:
+            rows = json.loads(out.read_text())["rows"] if out.exists() else []
+        except ValueError:
+            rows = []
+    return {"exit_status": status, "timed_out": status is None, "seconds": round(seconds, 1), "rows": rows}
+
+
+def run_bench(timeout: float, device: str, quick: bool) -> dict:
+    """benchmarks/bench_gpu.py in a child process; its rows, plus ``timed_out``."""
+    return {**_bench_child("bench_gpu.py", ["--device", device, *(["--quick"] if quick else [])], timeout), "quick": quick}
+
+
+def run_model(timeout: float, device: str, tiny: bool) -> dict:
+    """benchmarks/bench_gpu_model.py with a time budget inside the limit (its own skips beat a kill)."""
+    args = ["--device", device, "--budget", str(max(10.0, timeout - 35)), *(["--tiny"] if tiny else [])]
+    return {**_bench_child("bench_gpu_model.py", args, timeout), "tiny": tiny}
+
+
+def write_report(report: dict, path: Path) -> None:
+    """Atomically (re)write the report: each finished step is on disk before the next starts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=str))
+    os.replace(tmp, path)
 
 
 def failed(report: dict) -> bool:
@@ -118,29 +149,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cpu: run tests/gpu on the CPU (CUDA-only tests skip) and tiny benchmarks; checks the harness")
     p.add_argument("--tests", nargs="+", default=None, help=f"pytest paths (default: {GPU_TESTS} and {' '.join(CPU_TESTS)})")
     p.add_argument("-k", dest="keyword", default="", help="pytest -k expression")
-    p.add_argument("--tests-timeout", type=float, default=300, help="seconds for all tests (default 300)")
-    p.add_argument("--bench-timeout", type=float, default=210, help="seconds for all benchmarks (default 210)")
-    p.add_argument("--quick", action="store_true", help="smaller benchmark sizes, no 128K pack")
+    p.add_argument("--tests-timeout", type=float, default=210, help="seconds for all tests (default 210)")
+    p.add_argument("--bench-timeout", type=float, default=60, help="seconds for bench_gpu.py (default 60)")
+    p.add_argument("--model-timeout", type=float, default=225,
+                   help="seconds for bench_gpu_model.py, the 8B-shaped steps and the longest-length search (default 225)")
+    p.add_argument("--quick", action="store_true", help="(the default now) smaller bench_gpu.py sizes, no 128K pack")
+    p.add_argument("--full-bench", action="store_true", help="bench_gpu.py at full sizes (about 3 min: raise --bench-timeout)")
     p.add_argument("--no-bench", action="store_true", help="tests only")
+    p.add_argument("--no-model", action="store_true", help="skip bench_gpu_model.py")
+    p.add_argument("--dry-run", action="store_true",
+                   help=f"every step on the CPU at tiny sizes (tests: {' '.join(DRY_RUN_TESTS)}): checks the runner end to end")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.dry_run:  # a shared CPU is slow: generous limits, it only has to get through
+        args.device = "cpu"
+        args.tests_timeout, args.bench_timeout, args.model_timeout = (max(x, 300) for x in (
+            args.tests_timeout, args.bench_timeout, args.model_timeout))
     t0 = time.perf_counter()
-    report: dict = {"env": {**environment(), "device": args.device, "argv": sys.argv[1:] if argv is None else argv}}
+    report: dict = {"env": {**environment(), "device": args.device, "argv": sys.argv[1:] if argv is None else argv},
+                    "ok": False, "partial": True}
     print(json.dumps(report["env"], indent=1), flush=True)
-    paths = args.tests or [GPU_TESTS] + [p for p in CPU_TESTS if (ROOT / p).exists()]
-    report["tests"] = run_tests(paths, args.tests_timeout, args.device, args.keyword)
+    write_report(report, args.out)
+    default_tests = list(DRY_RUN_TESTS) if args.dry_run else [GPU_TESTS] + [p for p in CPU_TESTS if (ROOT / p).exists()]
+    report["tests"] = run_tests(args.tests or default_tests, args.tests_timeout, args.device, args.keyword)
+    write_report(report, args.out)
     no_cuda = args.device == "cuda" and not report["env"]["cuda_available"]
     if no_cuda:  # every CUDA test skipped: say so loudly rather than report an all-skipped run as OK
         report["error"] = "CUDA is not available: tests/gpu all skipped, benchmarks not run (--device cpu checks the harness)"
         print("ERROR: " + report["error"], flush=True)
-    report["bench"] = None if args.no_bench or no_cuda else run_bench(args.bench_timeout, args.device, args.quick)
+    bench = not (args.no_bench or no_cuda)
+    report["bench"] = run_bench(args.bench_timeout, args.device, not args.full_bench) if bench else None
+    write_report(report, args.out)
+    report["model"] = run_model(args.model_timeout, args.device, args.device == "cpu") if bench and not args.no_model else None
+    report.pop("partial")
     report["ok"] = not no_cuda and not failed(report)
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=str))
+    write_report(report, args.out)
     print(f"\ntests {report['tests']['counts']}{' TIMED OUT' if report['tests']['timed_out'] else ''}; "
           f"{'OK' if report['ok'] else 'FAILED'} in {report['seconds']} s; wrote {args.out}")
     return 0 if report["ok"] else 1

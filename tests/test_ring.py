@@ -22,6 +22,10 @@ def _cases(world: int) -> list[dict]:
              seq_lens=[5, 4 * world - 3, 1, 2 * world - 2]),  # the 2nd document spans 2-3 ranks
         dict(layout="varlen", dtype="float32", T=6 * world + 1, H=4, Hkv=2, D=8, seq_lens=[3, 6 * world - 2]),
         dict(layout="zigzag", dtype="float64", T=4 * world, H=2, Hkv=1, D=4, kernel="torch"),  # injected kernel
+        # the SDPA-op wrapper (sdpa_kernels) in float64: exact to 1e-10, GQA, cross-rank documents
+        dict(layout="zigzag", dtype="float64", T=4 * world, H=4, Hkv=2, D=8, kernel="flash"),
+        dict(layout="varlen", dtype="float64", T=4 * world + 1, H=4, Hkv=1, D=8, seq_lens=[3, 4 * world - 4, 2],
+             kernel="flash"),
     ]
 
 

@@ -14,12 +14,17 @@ Public API::
     checkpoint_context_fn  # activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": ...}
 
 Single-process ``varlen_attention`` runs SDPA per group of documents and lets autograd do the
-backward (``varlen_plan``: equal lengths batched, many short documents bucketed); the hand-written
-block path (``kernel="flash" | "torch"``) is what the ring variants share.
+backward (``varlen_plan``: equal lengths batched, many short documents bucketed), or
+``kernel="flex"`` (FlexAttention with a document mask, ``flex.py``); the hand-written block path
+(``kernel="flash" | "efficient" | "cudnn" | "torch"``) is what the ring variants share. Its O(T)
+kernels are torch's SDPA ops that return the lse (``sdpa_kernels.py``; the CUDA ones UNVERIFIED until
+``scripts/gpu_run.py`` has run on a GPU); the quadratic ``"torch"`` kernel is never chosen silently
+for a long block on CUDA.
 
 Sharding helpers live in ``longctx.distributed.sharding`` (``shard_for_layout``, ``unshard``).
 On CUDA with flash-attn / ring-flash-attn installed the same functions delegate to them
-(``longctx.attention.cuda``, unverified on GPU in this project's CI).
+(``longctx.attention.cuda``, unverified on GPU in this project's CI); without them ring attention
+runs on the SDPA-op block kernels.
 """
 
 from longctx.attention.blocks import block_attention_forward, full_attention_reference

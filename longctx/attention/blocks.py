@@ -5,12 +5,16 @@ diagonal (top-left aligned, as SDPA's ``is_causal``). Varlen, zigzag-ring and va
 attention are all "a list of blocks whose results are merged by log-sum-exp" (``ring/merge.py``);
 they differ only in which blocks they list.
 
-Two interchangeable kernels, ``[B, H, T, D]`` tensors, GQA without expanding K/V:
+Interchangeable kernels, ``[B, H, T, D]`` tensors, GQA without expanding K/V in the caller:
 
-* ``"flash"``: ``aten._scaled_dot_product_flash_attention_for_cpu`` (+ its backward), which
-  returns the lse; memory linear in the block length. Default on CPU for float32/bf16/fp16.
+* ``"flash"``, ``"efficient"``, ``"cudnn"``: torch's SDPA ops that return the lse, memory linear
+  in the block length (``sdpa_kernels.py``: on CPU ``"flash"`` is
+  ``aten._scaled_dot_product_flash_attention_for_cpu``; on CUDA all three exist, UNVERIFIED until
+  run on a GPU). Default: ``"flash"`` on CPU for float32/bf16/fp16; on CUDA the first op the
+  inputs and GPU allow (``sdpa_kernels.select_kernel``).
 * ``"torch"``: exact math in plain torch (float64 stays float64), memory ``Tq*Tk`` per block.
-  Default for float64 and off CPU (when flash-attn is not used), and the reference for tests.
+  Default for float64 on CPU and the reference for tests; on CUDA never chosen silently for a
+  block above ``QUADRATIC_MAX_SCORES`` scores.
 
 Backward uses the flash trick: with the FINAL (merged) output and lse, each block's gradients are
 computed independently and summed (ring-flash-attn does the same).
@@ -23,8 +27,10 @@ from dataclasses import dataclass
 import torch
 
 from longctx.attention.ring.merge import merge_block
+from longctx.attention.sdpa_kernels import (SDPA_KERNELS, device_info, get_op, sdpa_block_backward,
+                                            sdpa_block_forward, select_kernel)
 
-KERNELS = ("flash", "torch")
+KERNELS = (*SDPA_KERNELS, "torch")
 
 
 @dataclass(frozen=True)
@@ -43,12 +49,10 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def pick_kernel(q: torch.Tensor, kernel: str | None = None) -> str:
-    if kernel is not None:
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel: unknown {kernel!r}; choose one of {', '.join(KERNELS)}")
-        return kernel
-    return "flash" if q.device.type == "cpu" and q.dtype != torch.float64 else "torch"
+def pick_kernel(q: torch.Tensor, kernel: str | None = None, k: torch.Tensor | None = None) -> str:
+    """``kernel`` validated, or the default for ``q``'s device/dtype and the block's size (see module doc)."""
+    tk = q.shape[2] if k is None else k.shape[2]
+    return select_kernel(device_info(q.device), q.dtype, q.shape[-1], q.shape[2], tk, kernel)
 
 
 def _group(q: torch.Tensor, k: torch.Tensor) -> int:
@@ -103,41 +107,26 @@ def torch_block_backward(dout, q, k, v, out, lse, causal: bool, scale: float):
     return dq, dk, dv
 
 
-_FLASH = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-_FLASH_BWD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
-
-
 def flash_block_forward(q, k, v, causal: bool, scale: float):
-    """CPU flash kernel; lse float32 (float64 for float64). Rows without keys get lse -inf, not 0."""
-    if k.shape[2] == 0:  # the kernel would report lse = 0 for these rows, which poisons a merge
-        b, h, tq, _ = q.shape
-        return q.new_zeros(b, h, tq, v.shape[-1]), torch.full((b, h, tq), float("-inf"), dtype=acc_dtype(q.dtype))
-    out, lse = _FLASH(q.contiguous(), k.contiguous(), v.contiguous(), 0.0, causal, scale=scale)
-    return out, lse
-
-
-def flash_block_backward(dout, q, k, v, out, lse, causal: bool, scale: float):
-    return _FLASH_BWD(
-        dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out.contiguous(),
-        lse.contiguous(), 0.0, causal, scale=scale,
-    )
+    """The ``"flash"`` SDPA op of ``q``'s device; lse fp32 (fp64 for fp64). Rows without keys: lse -inf."""
+    return sdpa_block_forward(get_op("flash", q.device.type), q, k, v, causal, scale)
 
 
 def block_attention_forward(q, k, v, causal: bool, scale: float, kernel: str | None = None):
-    """One block: ``(out, lse)``; ``kernel`` None picks flash on CPU unless float64."""
-    kern = pick_kernel(q, kernel)
+    """One block: ``(out, lse)``; ``kernel`` None picks the device's default (``pick_kernel``)."""
+    kern = pick_kernel(q, kernel, k)
     if causal and q.shape[2] != k.shape[2]:
         raise ValueError(f"causal block must be square, got {q.shape[2]} queries x {k.shape[2]} keys")
-    return (flash_block_forward if kern == "flash" else torch_block_forward)(q, k, v, causal, scale)
+    if kern == "torch":
+        return torch_block_forward(q, k, v, causal, scale)
+    return sdpa_block_forward(get_op(kern, q.device.type), q, k, v, causal, scale)
 
 
 def block_attention_backward(dout, q, k, v, out, lse, causal: bool, scale: float, kernel: str | None = None):
-    kern = pick_kernel(q, kernel)
-    if kern == "flash":
-        lse = lse.to(torch.float64 if q.dtype == torch.float64 else torch.float32)
-        out = out.to(q.dtype)
-        dout = dout.to(q.dtype)
-    return (flash_block_backward if kern == "flash" else torch_block_backward)(dout, q, k, v, out, lse, causal, scale)
+    kern = pick_kernel(q, kernel, k)
+    if kern == "torch":
+        return torch_block_backward(dout, q, k, v, out, lse, causal, scale)
+    return sdpa_block_backward(get_op(kern, q.device.type), dout, q, k, v, out, lse, causal, scale)
 
 
 def new_accumulators(q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,8 @@ Memory grows with the sum of squared (bucketed) document lengths at most, never 
 length squared. ``kernel="flash" | "torch"`` runs the block-plan path that the ring variants share
 (``blocks.py``: one block per document, lse merge, hand-written backward) -- the reference twin.
 On CUDA with flash-attn installed this delegates to ``flash_attn_varlen_func``
-(``longctx.attention.cuda``).
+(``longctx.attention.cuda``). ``kernel="flex"``: one FlexAttention call with a document mask
+(``flex.py``; compiled on CUDA, forward-only on CPU), the alternative the GPU benchmark measures.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def varlen_attention(
     """Causal attention within each segment ``[cu[i], cu[i+1])`` of a ``[1, H, T, D]`` pack.
 
     ``k``/``v`` may have fewer heads (GQA). ``kernel``: None (auto: flash-attn on CUDA when
-    installed, else batched per-document SDPA), ``"flash"`` or ``"torch"`` (the block-plan path).
+    installed, else batched per-document SDPA), ``"flex"`` (FlexAttention, document mask), or a
+    block kernel of ``blocks.KERNELS`` (the block-plan path).
     """
     if q.shape[0] != 1:
         raise ValueError(f"varlen_attention takes one flattened pack (batch 1), got batch {q.shape[0]}")
@@ -72,6 +74,10 @@ def varlen_attention(
 
         if cuda.has_flash_attn():
             return cuda.flash_varlen(q, k, v, cu_seqlens, scale)
+    if kernel == "flex":
+        from longctx.attention.flex import flex_varlen
+
+        return flex_varlen(q, k, v, cu_seqlens, scale)
     if kernel is None:
         return sdpa_varlen(q, k, v, cu_seqlens.cpu(), scale)
     return _VarlenAttention.apply(q, k, v, cu_seqlens.cpu(), scale, kernel)

@@ -31,6 +31,14 @@ def flash_in_use(device: str) -> bool:
     return device.startswith("cuda") and cuda.has_flash_attn()
 
 
+def auto_block_kernel(device: str, dtype: torch.dtype) -> str:
+    """The block kernel the ring layouts pick on ``device`` (ring-flash-attn aside): ``blocks.pick_kernel``."""
+    from longctx.attention.blocks import pick_kernel
+
+    x = torch.zeros(1, 4, 256, 32, device=device, dtype=dtype)
+    return pick_kernel(x, None, x)
+
+
 @functools.cache
 def varlen_case(device: str, dtype: torch.dtype, t: int = 320, kernel: str | None = None,
                 attn_fn: Callable | None = None) -> Pairs:
@@ -268,3 +276,24 @@ def train_case(steps: int = 12, pack_length: int = 256, hidden: int = 64) -> Tra
         out = trainer.run()
     return TrainRun([h["loss"] for h in out["history"]], trainer.device.type, trainer.step_opts.autocast_dtype,
                     time.perf_counter() - t0, out["history"][-1].get("tokens_per_s"))
+
+
+@functools.cache
+def kernel_case(device: str, dtype: torch.dtype, name: str, causal: bool, tq: int, tk: int) -> Pairs:
+    """One SDPA-op block kernel (``sdpa_kernels``: flash / efficient / cudnn, GQA 4/2, head 64) through the
+    wrapper: out, lse and the backward's dq/dk/dv vs the exact float64 block kernel on the CPU."""
+    from longctx.attention.blocks import torch_block_backward, torch_block_forward
+    from longctx.attention.sdpa_kernels import get_op, sdpa_block_backward, sdpa_block_forward
+
+    g = torch.Generator().manual_seed(7 + tq + tk)
+    q, dout = (torch.randn(1, 4, tq, 64, generator=g).to(dtype).double() for _ in range(2))
+    k, v = (torch.randn(1, 2, tk, 64, generator=g).to(dtype).double() for _ in range(2))
+    scale = 64 ** -0.5
+    ref_out, ref_lse = torch_block_forward(q, k, v, causal, scale)
+    ref_grads = torch_block_backward(dout, q, k, v, ref_out, ref_lse, causal, scale)
+    op = get_op(name, torch.device(device).type)
+    xs = [x.to(device, dtype) for x in (q, k, v, dout)]
+    out, lse = sdpa_block_forward(op, *xs[:3], causal, scale)
+    grads = sdpa_block_backward(op, xs[3], *xs[:3], out, lse, causal, scale)
+    return {"out": (out, ref_out), "lse": (lse, ref_lse),
+            **{f"d{n}": (got, want) for n, got, want in zip("qkv", grads, ref_grads)}}

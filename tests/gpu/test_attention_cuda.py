@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _cases import block_case, flash_in_use, ring_case, varlen_case
+from _cases import auto_block_kernel, block_case, flash_in_use, ring_case, varlen_case
 from _oracle import DTYPE_NAMES, TOL
 from longctx.distributed.layouts import LAYOUTS
 
@@ -66,6 +66,7 @@ def test_ring_attention_matches_float64_oracle(device, sizes, layout, output, ch
     if not run.pairs:
         pytest.skip("no process group ran: " + "; ".join(run.reasons))
     record_property("ranks", f"{run.world} ({run.backend})")
+    record_property("block_kernel", auto_block_kernel(device, dtype))
     check_close(*run.pairs[output], TOL[dtype])
 
 
