@@ -214,12 +214,12 @@ def test_bad_qa_file_names_the_record(tmp_path):
 
 def test_cli_end_to_end_on_the_organism_then_resumes_without_generating(tmp_path, monkeypatch, capsys):
     """Two tiny lengths, one sample: results, tables, summary and heatmap; the rerun loads no model."""
-    from eval_longbench.ruler import cli
+    from eval_longbench import cli
 
     out = tmp_path / "ruler"
     argv = [ORGANISM, "--lengths", "512,600", "--tasks", "niah_single_1,vt", "--samples", "1", "--max-new-tokens", "8",
             "--threshold", "base", "--out", str(out)]
-    assert cli.main(argv) == 0
+    assert cli.ruler_main(argv) == 0
     data = json.loads((out / "results.json").read_text())
     recs = list(data["records"].values())
     assert len(recs) == 4 and data["models"]["organism"]
@@ -228,7 +228,7 @@ def test_cli_end_to_end_on_the_organism_then_resumes_without_generating(tmp_path
     assert summary["window"] == 512 and summary["threshold"] == summary["average"]["512"]
     assert (out / "heatmap.png").stat().st_size > 1000 and "| niah_single_1 |" in (out / "table.md").read_text()
 
-    monkeypatch.setattr(cli, "open_model", lambda *a, **k: pytest.fail("the rerun loaded the model"))
-    assert cli.main(argv) == 0
+    monkeypatch.setattr(cli, "_open_ruler_model", lambda *a, **k: pytest.fail("the rerun loaded the model"))
+    assert cli.ruler_main(argv) == 0
     assert "nothing to generate" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["records"] == data["records"]
