@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
+from eval_longbench.haystack import check_filler
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from eval_longbench.ruler.base import DoesNotFit, GenContext, RulerTask
@@ -84,6 +85,8 @@ def run_ruler(
     """
     if model_id is not None:
         store.bind_model(model_name, model_id)
+    if essay is not None:
+        check_filler(tokenizer, essay, "--haystack")
     ctx = GenContext(tokenizer, chat=chat, essay=essay, qa=dict(qa or {}))
     grid = [(t, L, i) for t in cfg.tasks for L in cfg.lengths for i in range(cfg.samples)]
     todo = [(t, L, i) for t, L, i in grid if record_key(model_name, t, cfg, L, i) not in store]
@@ -139,6 +142,9 @@ def effective_length(averages: dict[int, float | None], threshold: float) -> int
 
 def base_threshold(averages: dict[int, float | None], window: int) -> float:
     """``--threshold base``: the model's own average at its trained window (which must be a measured length)."""
+    if window is None:
+        raise LongctxError("--threshold base: this model's trained window is unknown (no max_position_embeddings in "
+                           "its config.json); give a number instead")
     if averages.get(window) is None:
         have = ", ".join(str(L) for L in sorted(averages))
         raise LongctxError(f"--threshold base: the model's window {window} must be one of --lengths (have {have})")
