@@ -297,7 +297,7 @@ def fit_prompt(
             break
         cand = assemble(k)
         if _ntok(tokenizer, cand[0]) == context_tokens:
-            (prompt, text, placed), n = cand, context_tokens
+            (prompt, _, placed), n = cand, context_tokens
     if n > context_tokens:
         raise LongctxError(f"context length {context_tokens}: cannot fit the task (shortest prompt has {n} tokens)")
     info = {

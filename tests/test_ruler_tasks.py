@@ -14,7 +14,6 @@ import pytest
 from eval_longbench.haystack import Needle, fit_prompt, split_sentences
 from eval_longbench.ruler.base import DoesNotFit, GenContext, string_match_all, string_match_part
 from eval_longbench.ruler.registry import TASKS
-from longctx.errors import LongctxError
 from longctx.tokenizer import byte_tokenizer
 from test_needle_haystack import bpe_tokenizer
 

@@ -46,7 +46,7 @@ class GenContext:
     tokenizer: Any
     chat: bool = False
     essay: Sequence[str] | None = None
-    qa: dict[str, "QASet"] = field(default_factory=dict)
+    qa: dict[str, Any] = field(default_factory=dict)
 
     def count(self, prompt: str) -> int:
         """Tokens the model reads for ``prompt`` (as :func:`eval_longbench.models.hf_generate_fn` builds them)."""

@@ -9,7 +9,6 @@ answer would be a tie: a length too short for that has no score (:class:`DoesNot
 from __future__ import annotations
 
 import functools
-import math
 import string
 
 from eval_longbench.ruler.base import DoesNotFit, GenContext, RulerTask, Sample, fit_count, task_rng

@@ -93,7 +93,7 @@ def make_qa(fmt: str, name: str, ctx: GenContext, length: int, budget: int, seed
         context = "\n\n".join(f"Document {i + 1}:\n{qa.docs[d]}" for i, d in enumerate(picked))
         return TEMPLATE.format(context=context, query=q["question"]), picked
 
-    prompt, picked, n, tokens = fit_count(ctx, budget, build, low=0, guess=min(len(others), 8), high=len(others))
+    prompt, picked, _, tokens = fit_count(ctx, budget, build, low=0, guess=min(len(others), 8), high=len(others))
     return Sample(prompt, q["answers"], tokens, {"question": q["question"], "documents": len(picked)})
 
 
