@@ -48,7 +48,8 @@ def make_vt(num_chains: int, num_hops: int, name: str, ctx: GenContext, length: 
     question = QUESTION.format(value=values[0], n=num_hops + 1)
     prompt, info = fit_haystack(ctx, budget, needles, intro=INTRO, question=question,
                                 sentences=lambda: filler_stream(None, seed))
-    return Sample(prompt, chains[0], info["n_tokens"], {"value": values[0], "needle_depths": info["needle_depths"]})
+    return Sample(prompt, chains[0], info["n_tokens"],
+                  {"value": values[0], "depths": depths, "needle_depths": info["needle_depths"]})
 
 
 TASKS = [
