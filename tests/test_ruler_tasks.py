@@ -211,3 +211,19 @@ def test_string_match_part_is_one_when_any_answer_is_found():
     assert string_match_part("Carolina Panthers", ["Broncos"]) == 0.0
     with pytest.raises(ValueError):
         string_match_part("x", [])
+
+
+def test_token_depth_is_the_character_depth_when_a_token_is_a_character():
+    """Byte tokenizer on ASCII: the token-depth target equals ``depth * len(text)`` bit for bit, which is
+    why the built-in passkey prompts (the shipped model's training data) did not change."""
+    import random
+
+    from eval_longbench.haystack import token_depth_offsets
+
+    rng = random.Random(0)
+    for _ in range(200):
+        text = "".join(rng.choice("abc. ") for _ in range(rng.randrange(1, 400)))
+        skip = rng.randrange(0, len(text))
+        depths = [rng.random() for _ in range(3)] + [0.0, 0.25, 0.5, 1.0]
+        ids = BYTE(text, add_special_tokens=False)["input_ids"]
+        assert token_depth_offsets(BYTE, ids, skip, depths) == [d * (len(text) - skip) for d in depths]
