@@ -12,6 +12,13 @@ the placement is the same for every tokenizer. A text with no sentence break nea
 character, so the needle is never silently moved far from its depth. A haystack holding the
 tokenizer's special tokens is refused (:func:`check_filler`): they vanish when decoded, so the
 prompt would come out shorter than asked.
+
+Why depth in *tokens*: :func:`fit_prompt` puts a needle asked at depth ``d`` at the boundary nearest
+the point with a fraction ``d`` of the haystack's *tokens* before it, so placement does not depend on
+how many characters a token covers (a Chinese haystack, one to three characters a token, drifted
+from an English one at the same depth). Chinese/Japanese sentence ends (``。！？``, no space
+needed) are sentence boundaries too. With a byte tokenizer and ASCII text a token is a character,
+so the built-in passkey prompts are byte-identical to the character-depth placement before.
 """
 
 from __future__ import annotations
@@ -51,14 +58,14 @@ PASSKEY_INTRO = "A pass key is hidden in the text below. Find it and remember it
 PASSKEY_NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
 PASSKEY_QUESTION = "What is the pass key? The pass key is"
 
-_BOUNDARY = re.compile(r"[.!?][\"')\]]*\s+")
+_BOUNDARY = re.compile(r"[.!?][\"')\]]*\s+|[。！？][\"')\]”’」』）]*\s*")
 _WORD_BREAK = re.compile(r"\s+")
 
 MAX_MISS_CHARS = 32  # above half the longest noise sentence: the built-in haystack always uses sentence boundaries
 MAX_MISS_FRACTION = 0.02
 """A sentence boundary farther than ``max(MAX_MISS_CHARS, MAX_MISS_FRACTION * len(text))`` characters
 from the asked depth is not used: the needle goes at a word break (or character) there instead."""
-_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+|(?<=[。！？])[”’」』）]*\s*")
 
 
 def noise_stream(seed: int) -> Iterator[str]:
@@ -140,7 +147,12 @@ def boundary_at_depth(text: str, depth: float) -> int:
     else the character offset itself."""
     if not 0.0 <= depth <= 1.0:
         raise LongctxError(f"depth {depth}: must be within [0, 1]")
-    target = depth * len(text)
+    return boundary_near(text, depth * len(text))
+
+
+def boundary_near(text: str, target: float) -> int:
+    """The sentence boundary of ``text`` nearest to character offset ``target``, with the fallbacks
+    of :func:`boundary_at_depth`."""
     best = min(sentence_boundaries(text), key=lambda c: (abs(c - target), c))
     if abs(best - target) <= _max_miss(text):
         return best
@@ -163,14 +175,19 @@ def check_filler(tokenizer, sentences: Sequence[str], name: str) -> None:
         raise LongctxError(f"{name}: the haystack holds {what} of this tokenizer, which are dropped as text; remove them")
 
 
-def insert_needles(text: str, needles: Sequence[tuple[str, float]]) -> tuple[str, list[int]]:
-    """Insert each ``(needle, depth)`` at the sentence boundary of the *original* text nearest its depth.
+def insert_needles(text: str, needles: Sequence[tuple[str, float]], *,
+                   at: Sequence[float] | None = None) -> tuple[str, list[int]]:
+    """Insert each ``(needle, depth)`` at the sentence boundary of the *original* text nearest its depth
+    (or nearest the character offset ``at[i]`` when ``at`` is given: a depth measured in tokens).
 
     Returns the new text and, per needle (input order), the haystack offset where it went in, so
     ``offset / len(text)`` is the achieved depth. The haystack's own characters are kept exactly
     (only a space is added next to each needle), so its token count grows smoothly with its length.
     """
-    cuts = [boundary_at_depth(text, d) for _, d in needles]
+    if at is None:
+        cuts = [boundary_at_depth(text, d) for _, d in needles]
+    else:
+        cuts = [boundary_near(text, c) for c in at]
     order = sorted(range(len(needles)), key=lambda i: (cuts[i], i))
     out, prev = [], 0
     for i in order:
@@ -242,18 +259,20 @@ def fit_prompt(
     starts = set(sentence_boundaries(full))
 
     def build(k: int) -> tuple[str, list[float]]:
-        text = tokenizer.decode(hay_ids[len(hay_ids) - k:], skip_special_tokens=True) if k else ""
+        ids = hay_ids[len(hay_ids) - k:] if k else []
+        text = tokenizer.decode(ids, skip_special_tokens=True) if k else ""
         # A cut inside a sentence leaves a fragment in front: it stays, but before any needle.
         lead = len(text) - len(text.lstrip())
         clean = full.endswith(text) and (len(full) - len(text) + lead) in starts
         frag = 0 if clean else _lead_fragment(text)
         rest = text[frag:]
-        new, offsets = insert_needles(rest, [(n.text, n.depth) for n in needles])
-        return text[:frag] + new, [o / max(len(rest), 1) for o in offsets]
+        at = token_depth_offsets(tokenizer, ids, frag, [n.depth for n in needles])
+        new, offsets = insert_needles(rest, [(n.text, n.depth) for n in needles], at=at)
+        return text[:frag] + new, (rest, offsets)
 
-    def assemble(k: int) -> tuple[str, str, list[float]]:
-        text, depths = build(k)
-        return intro + "\n" + text + "\n" + question, text, depths
+    def assemble(k: int) -> tuple[str, str, tuple]:
+        text, placed = build(k)
+        return intro + "\n" + text + "\n" + question, text, placed
 
     # Secant steps first (one tokenization when counts add up, as for byte tokenizers), then bisection.
     k = max(0, min(budget, len(hay_ids)))
@@ -261,8 +280,8 @@ def fit_prompt(
         cand = assemble(k)
         n = _ntok(tokenizer, cand[0])
         if n == context_tokens:
-            prompt, text, depths = cand
-            return prompt, {"n_tokens": n, "needle_depths": [round(d, 4) for d in depths]}
+            prompt, text, placed = cand
+            return prompt, {"n_tokens": n, "needle_depths": _token_depths(tokenizer, *placed)}
         k = max(0, min(len(hay_ids), k + context_tokens - n))
     lo, hi = 0, len(hay_ids)  # invariant: count(lo) <= target (or lo == 0)
     while lo < hi:
@@ -271,21 +290,65 @@ def fit_prompt(
             lo = mid
         else:
             hi = mid - 1
-    prompt, text, depths = assemble(lo)
+    prompt, text, placed = assemble(lo)
     n = _ntok(tokenizer, prompt)
     for k in range(lo + 1, min(lo + 4, len(hay_ids)) + 1):  # merges can make the count non-monotone by a token
         if n == context_tokens:
             break
         cand = assemble(k)
         if _ntok(tokenizer, cand[0]) == context_tokens:
-            (prompt, text, depths), n = cand, context_tokens
+            (prompt, _, placed), n = cand, context_tokens
     if n > context_tokens:
         raise LongctxError(f"context length {context_tokens}: cannot fit the task (shortest prompt has {n} tokens)")
     info = {
         "n_tokens": n,
-        "needle_depths": [round(d, 4) for d in depths],
+        "needle_depths": _token_depths(tokenizer, *placed),
     }
     return prompt, info
+
+
+def token_depth_offsets(tokenizer, ids: Sequence[int], skip_chars: int, depths: Sequence[float]) -> list[float]:
+    """Character offsets into ``decode(ids)[skip_chars:]`` with a fraction ``depths[i]`` of its tokens before.
+
+    ``char_at(t)`` (the length of the first ``t`` tokens decoded) maps token positions to characters;
+    a fractional position is interpolated inside its token. Where every token is one character the
+    offset equals ``depth * len(text)`` exactly (the arithmetic below keeps it bit-identical), so the
+    byte tokenizer's ASCII prompts are what character depths gave.
+    """
+    k = len(ids)
+    if k == 0:
+        return [0.0 for _ in depths]
+    cache: dict[int, int] = {0: 0}
+
+    def char_at(t: int) -> int:
+        if t not in cache:
+            cache[t] = len(tokenizer.decode(list(ids[:t]), skip_special_tokens=True))
+        return cache[t]
+
+    lo, hi = 0, k  # t0: the first token position at or after the skipped fragment
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if char_at(mid) >= skip_chars:
+            hi = mid
+        else:
+            lo = mid + 1
+    t0 = lo
+    out = []
+    for d in depths:
+        t_rel = d * (k - t0)
+        f = min(int(t0 + t_rel), k - 1) - t0
+        if f < 0:
+            out.append(0.0)
+            continue
+        c0, c1 = char_at(t0 + f) - skip_chars, char_at(t0 + f + 1) - skip_chars
+        out.append(max(0.0, c0 + (t_rel - f) * (c1 - c0)))
+    return out
+
+
+def _token_depths(tokenizer, rest: str, offsets: Sequence[int]) -> list[float]:
+    """Achieved needle depths in tokens: tokens of the haystack before each needle / all its tokens."""
+    total = max(_ntok(tokenizer, rest), 1)
+    return [round(_ntok(tokenizer, rest[:o]) / total, 4) for o in offsets]
 
 
 def _lead_fragment(text: str) -> int:

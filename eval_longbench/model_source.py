@@ -63,7 +63,8 @@ class ModelSource:
         if cfg is None or not cfg.is_file():
             return None
         try:
-            value = json.loads(cfg.read_text(encoding="utf-8")).get("max_position_embeddings")
+            data = json.loads(cfg.read_text(encoding="utf-8"))
+            value = data.get("text_config", data).get("max_position_embeddings")  # multimodal configs nest it
         except (ValueError, AttributeError, UnicodeDecodeError):
             return None
         return value if isinstance(value, int) and value > 0 else None

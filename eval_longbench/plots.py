@@ -37,28 +37,55 @@ def _save(fig, path: str | Path) -> Path:
 
 def plot_heatmaps(models: dict[str, Sequence[dict]], path: str | Path, title: str = "") -> Path:
     """One heatmap per model, side by side (x: context length, y: needle depth, colour: score 0-1)."""
-    fig, axes = plt.subplots(1, len(models), figsize=(1.0 + 0.9 * max(4, _ncols(models)) * len(models), 4.6), squeeze=False)
-    im = None
-    for col, (ax, (name, cells)) in enumerate(zip(axes[0], models.items())):
+    grids = {}
+    for name, cells in models.items():
         lengths, depths, m = heatmap_matrix(cells)
+        mean = [v for row in m for v in row if v is not None]
+        grids[f"{name}\nmean {sum(mean) / len(mean):.2f}" if mean else name] = (
+            [_fmt_len(L) for L in lengths], [f"{100 * d:.0f}%" for d in depths], m)
+    return plot_grids(grids, path, ylabel="needle depth", vmax=1, title=title, height=4.6)
+
+
+def plot_grids(grids: dict[str, tuple[list[str], list[str], list[list[float | None]]]], path: str | Path, *,
+               ylabel: str, vmax: float, title: str = "", height: float = 4.6, fmt=None, missing: str = "") -> Path:
+    """Score grids side by side, one per title: ``(x labels, y labels, rows of values or None)``; red
+    (0) to green (``vmax``), each cell annotated, missing cells blank (labelled ``missing``)."""
+    fmt = fmt or (lambda v: f"{v:.2f}".rstrip("0").rstrip(".") if v not in (0, 1) else f"{v:.0f}")
+    ncols = max(len(x) for x, _, _ in grids.values())
+    fig, axes = plt.subplots(1, len(grids), figsize=(1.0 + 0.9 * max(4, ncols) * len(grids), height), squeeze=False)
+    im = None
+    for col, (ax, (name, (xs, ys, m))) in enumerate(zip(axes[0], grids.items())):
         data = [[float("nan") if v is None else v for v in row] for row in m]
-        im = ax.imshow(data, cmap=NIAH_CMAP, vmin=0, vmax=1, aspect="auto", origin="upper")
-        ax.set_xticks(range(len(lengths)), [_fmt_len(L) for L in lengths], rotation=45)
-        ax.set_yticks(range(len(depths)), [f"{100 * d:.0f}%" for d in depths])
+        im = ax.imshow(data, cmap=NIAH_CMAP, vmin=0, vmax=vmax, aspect="auto", origin="upper")
+        ax.set_xticks(range(len(xs)), xs, rotation=45)
+        ax.set_yticks(range(len(ys)), ys)
         ax.set_xlabel("context length (tokens)")
         if col == 0:
-            ax.set_ylabel("needle depth")
-        mean = [v for row in m for v in row if v is not None]
-        ax.set_title(f"{name}\nmean {sum(mean) / len(mean):.2f}" if mean else name, fontsize=10)
+            ax.set_ylabel(ylabel)
+        ax.set_title(name, fontsize=10)
         for i, row in enumerate(m):
             for j, v in enumerate(row):
-                if v is not None:
-                    ax.text(j, i, f"{v:.2f}".rstrip("0").rstrip(".") if v not in (0, 1) else f"{v:.0f}", ha="center", va="center", fontsize=7)
+                if v is not None or missing:
+                    ax.text(j, i, missing if v is None else fmt(v), ha="center", va="center", fontsize=7)
     if im is not None:
-        fig.colorbar(im, ax=list(axes[0]), label="score", fraction=0.046 / len(models), pad=0.02)
+        fig.colorbar(im, ax=list(axes[0]), label="score", fraction=0.046 / len(grids), pad=0.02)
     if title:
         fig.suptitle(title, y=1.06)
     return _save(fig, path)
+
+
+def plot_task_heatmaps(summaries: dict[str, dict], path: str | Path, title: str = "RULER") -> Path:
+    """RULER tables as heatmaps (y: tasks, then the average; x: length; colour: score 0-100), models side by side."""
+    grids = {}
+    for name, s in summaries.items():
+        lengths = sorted(s["average"])
+        rows = [[row.get(L) for L in lengths] for row in s["table"].values()] + [[s["average"][L] for L in lengths]]
+        eff = s["effective_length"]
+        grids[f"{title}: {name}\neffective length {eff if eff is not None else 'none'} (>= {s['threshold']:.1f})"] = (
+            [_fmt_len(L) for L in lengths], [*s["table"], "average"], rows)
+    n_rows = max(len(s["table"]) + 1 for s in summaries.values())
+    return plot_grids(grids, path, ylabel="task", vmax=100, height=1.2 + 0.32 * n_rows, fmt=lambda v: f"{v:.0f}",
+                      missing="n/a")
 
 
 def plot_ppl(rows: Sequence[dict], path: str | Path, title: str = "Perplexity vs context length") -> Path:
@@ -75,10 +102,6 @@ def plot_ppl(rows: Sequence[dict], path: str | Path, title: str = "Perplexity vs
     ax.legend()
     ax.set_title(title)
     return _save(fig, path)
-
-
-def _ncols(models: dict) -> int:
-    return max(len({c["length"] for c in cells}) for cells in models.values())
 
 
 def _fmt_len(n: int) -> str:

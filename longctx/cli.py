@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "pack": Subcommand("packing.cli:main", "tokenize SFT data and pack it into fixed-length packs with LongAlign loss weights"),
     "train": Subcommand("longctx.train.cli:main", "continue training on packs with ring-attention sequence parallelism"),
     "needle": Subcommand("eval_longbench.cli:needle_main", "needle-in-a-haystack / passkey accuracy heatmap"),
+    "ruler": Subcommand("eval_longbench.cli:ruler_main", "RULER tasks (retrieval, tracing, aggregation): score table and effective length"),
     "ppl": Subcommand("eval_longbench.cli:ppl_main", "sliding-window perplexity vs context length"),
     "longbench-chat": Subcommand("eval_longbench.cli:longbench_chat_main", "LongBench-Chat answers scored by an LLM judge"),
     "longbench-v2": Subcommand("eval_longbench.cli:longbench_v2_main", "LongBench v2 multiple-choice accuracy by difficulty and length"),

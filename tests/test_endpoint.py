@@ -236,3 +236,29 @@ def test_results_key_an_endpoint_without_its_credentials_or_query():
     assert endpoint_id("https://user:pw@Host.example:8443/v1/?api_key=abc") == "https://host.example:8443/v1"
     key = ModelSource("m", endpoint="http://user:pw@h/v1?k=s", served_model="x").fingerprint_key()
     assert key == "endpoint http://h:80/v1 model x tokenizer none"
+
+
+def ruler_predictions(out):
+    recs = json.loads((out / "results.json").read_text())["records"]
+    return {k.split("|", 1)[1]: (v["score"], v["prediction"]) for k, v in recs.items()}
+
+
+@pytest.mark.slow  # two small RULER runs of the real organism: ~10-30 s on 2 busy cores
+def test_ruler_over_the_endpoint_scores_like_the_local_run(organism, tmp_path):
+    """`longctx ruler --endpoint` with the organism's tokenizer builds the same prompts (chat template
+    counted) and gets the local run's predictions and scores, sample for sample."""
+    model, tok = organism
+    args = ["--lengths", "512", "--tasks", "niah_single_1,vt", "--samples", "2", "--names", "organism"]
+    assert cli.ruler_main([str(ORGANISM), "--out", str(tmp_path / "local"), *args]) == 0
+    with ModelServer(model, tok) as srv:
+        assert cli.ruler_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
+                               "--out", str(tmp_path / "served"), *args]) == 0
+    local, served = ruler_predictions(tmp_path / "local"), ruler_predictions(tmp_path / "served")
+    assert served == local and len(local) == 4
+    assert len(srv.requests) == 4
+
+
+def test_ruler_over_an_endpoint_needs_its_tokenizer(tmp_path):
+    """RULER builds prompts to exact token lengths: an endpoint without --tokenizer is refused up front."""
+    with pytest.raises(LongctxError, match="--tokenizer: ruler builds prompts to exact lengths"):
+        cli.ruler_main(["--endpoint", "http://127.0.0.1:9/v1", "--served-model", "m", "--out", str(tmp_path / "o")])
