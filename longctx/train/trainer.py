@@ -333,6 +333,9 @@ class Trainer:
         if not self.fsdp:
             yield
             return
+        # FSDP2 makes the first module to run forward the root; an evaluation before the first training
+        # step would make a decoder layer the root, so settle the root (LMLoss) first (no public API).
+        self.loss_module._get_fsdp_state()._lazy_init()
         self.loss_module.unshard()
         try:
             yield
