@@ -54,7 +54,10 @@ def ppl_token_ids(tokenizer, text_spec: str, n_tokens: int) -> list[int]:
     """The first ``n_tokens`` token ids of ``eval.ppl_text`` ("builtin" or paths), tokenized as ``longctx ppl`` does."""
     from eval_longbench.haystack import builtin_text, read_text_sources
 
-    text = builtin_text(n_tokens) if text_spec == "builtin" else read_text_sources([text_spec])
+    try:
+        text = builtin_text(n_tokens) if text_spec == "builtin" else read_text_sources([text_spec])
+    except LongctxError as err:
+        raise LongctxError(f"eval.ppl_text: {err}") from None
     ids = tokenizer(text, add_special_tokens=True)["input_ids"]
     if len(ids) < n_tokens:
         raise LongctxError(f"{text_spec}: eval.ppl_text: has {len(ids)} tokens, the perplexity lengths need {n_tokens}")
