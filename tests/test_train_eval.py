@@ -177,3 +177,36 @@ def test_training_curves_plot_one_line_per_length(tmp_path):
             for s in (0, 5, 10)]
     path = plot_training_curves(recs, tmp_path / "c.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_at_end_alone_evaluates_the_base_and_the_final_model(packs, tmp_path):
+    """every: 0 with at_end: true evaluates twice, at step 0 and after the last step, and never between."""
+    Trainer(_cfg(packs, tmp_path / "run", **{"train.steps": 2, "eval.at_end": "true", "checkpoint.export": "false"},
+                 **EVAL)).run()
+    assert [r["step"] for r in _eval_lines(tmp_path / "run")] == [0, 2]
+
+
+def test_eval_records_reach_tensorboard_as_scalars(tmp_path):
+    """Metrics.record writes the line and one eval/ scalar per length, guard value and the cost."""
+    from longctx.train.metrics import Metrics
+
+    class Writer:
+        def __init__(self):
+            self.scalars = {}
+
+        def add_scalar(self, tag, value, step):
+            self.scalars[(tag, step)] = value
+
+        def close(self):
+            pass
+
+    m = Metrics(tmp_path, 10, progress=False, tensorboard=False)
+    m.tb = Writer()
+    rec = {"step": 5, "event": "eval", "passkey": {"512": 1.0, "2048": 0.5}, "ppl": {"512": 2.0}, "seconds": 3.0,
+           "guard": {"length": 512, "passkey": 1.0, "passkey_base": 1.0, "ppl": 2.0, "ppl_base": 1.9}}
+    m.record(rec)
+    scalars = m.tb.scalars
+    m.close()
+    assert scalars[("eval/passkey_2048", 5)] == 0.5 and scalars[("eval/ppl_512", 5)] == 2.0
+    assert scalars[("eval/guard_ppl_base", 5)] == 1.9 and scalars[("eval/seconds", 5)] == 3.0
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == rec
