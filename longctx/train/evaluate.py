@@ -166,10 +166,12 @@ def read_eval_records(path: Path) -> list[dict]:
 class TrainEval:
     """The trainer's side: when to evaluate, the base values, records, curves and the ``stop_at`` decision."""
 
-    def __init__(self, cfg: EvalConfig, model_dir: str | Path, out: Path, *, is_main: bool, runs_here: bool):
+    def __init__(self, cfg: EvalConfig, model_dir: str | Path, out: Path, *, is_main: bool, runs_here: bool,
+                 autocast_dtype: torch.dtype | None = None):
         from transformers import AutoTokenizer
 
         self.cfg, self.out, self.is_main, self.runs_here = cfg, out, is_main, runs_here
+        self.autocast_dtype = autocast_dtype  # the training step's autocast (bf16 on CUDA), unverified on CUDA
         self.model_dir = str(model_dir)
         self.guard_length = cfg.guard_length or original_window(model_dir)
         self.suite: EvalSuite | None = None
@@ -205,7 +207,10 @@ class TrainEval:
     def measure(self, model: torch.nn.Module, synced: bool) -> tuple[dict, float]:
         assert self.suite is not None
         t0 = time.perf_counter()
-        with eval_mode(model):
+        device = next(model.parameters()).device.type
+        autocast = (torch.autocast(device, dtype=self.autocast_dtype) if self.autocast_dtype is not None
+                    else contextlib.nullcontext())
+        with eval_mode(model), autocast:
             measured = self.suite.measure(model, synced=synced)
         return measured, time.perf_counter() - t0
 

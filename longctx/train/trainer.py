@@ -264,7 +264,7 @@ class Trainer:
 
         # FSDP forwards are collective, so every rank evaluates; otherwise rank 0 alone (the others wait)
         self.evaluator = TrainEval(self.cfg.eval, self.cfg.model.path, self.out, is_main=self.is_main,
-                                   runs_here=self.is_main or self.fsdp)
+                                   runs_here=self.is_main or self.fsdp, autocast_dtype=self.step_opts.autocast_dtype)
 
     # ---------------------------------------------------------------- loop
     def _on_signal(self, signum: int, frame: Any) -> None:
