@@ -6,7 +6,7 @@ their own: a stub that echoes the passkey proves the scoring, a random tiny mode
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -15,6 +15,7 @@ from longctx.checkpoint_files import check_model_weights
 from longctx.errors import LongctxError
 
 GenerateFn = Callable[[str, int], str]
+BatchGenerateFn = Callable[[Sequence[str], int], list[str]]
 
 
 def load_model(path: str | Path, *, trust_remote_code: bool = False, dtype: str = "auto", device: str = "cpu"):
@@ -50,16 +51,49 @@ def hf_generate_fn(model, tokenizer, *, chat: bool = False, system: str | None =
 
     The template output already contains any BOS it needs, so special tokens are not added twice.
     """
-    device = next(model.parameters()).device
+    batch = hf_generate_batch_fn(model, tokenizer, chat=chat, system=system)
+    return lambda prompt, max_new_tokens: batch([prompt], max_new_tokens)[0]
 
-    @torch.inference_mode()
-    def generate(prompt: str, max_new_tokens: int) -> str:
-        text = chat_prompt(tokenizer, prompt, system) if chat else prompt
-        ids = tokenizer(text, add_special_tokens=not chat, return_tensors="pt")["input_ids"].to(device)
-        out = model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-        )
-        return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+
+
+def hf_generate_batch_fn(model, tokenizer, *, chat: bool = False, system: str | None = None,
+                         batch_size: int = 8, synced: bool = False) -> BatchGenerateFn:
+    """Batched greedy generation: ``generate(prompts, max_new_tokens) -> replies`` (input order).
+
+    Prompts are grouped by token length and each group is decoded ``batch_size`` rows per
+    ``model.generate`` call, so no row is ever padded (no attention mask to build, the same math as
+    one prompt at a time) and a passkey grid of one length costs a few calls instead of one per
+    prompt. Each reply is cut at its first end-of-sequence token, exactly where single-prompt
+    generation stops. ``synced``: every rank of an FSDP group calls this together (transformers'
+    ``synced_gpus``: ranks keep stepping until all are done, as sharded forwards are collective).
+    """
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = _eos_ids(model, tokenizer)
+
+    @torch.no_grad()
+    def generate(prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        encoded = [tokenizer(chat_prompt(tokenizer, p, system) if chat else p, add_special_tokens=not chat)["input_ids"]
+                   for p in prompts]
+        groups: dict[int, list[int]] = {}
+        for i, ids in enumerate(encoded):
+            groups.setdefault(len(ids), []).append(i)
+        replies: list[str] = [""] * len(prompts)
+        for rows in groups.values():
+            for s in range(0, len(rows), batch_size):
+                chunk = rows[s:s + batch_size]
+                ids = torch.tensor([encoded[i] for i in chunk], dtype=torch.long, device=device)
+                out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                     do_sample=False, pad_token_id=pad, use_cache=True, synced_gpus=synced)
+                for i, new in zip(chunk, out[:, ids.shape[1]:].tolist()):
+                    cut = next((j + 1 for j, t in enumerate(new) if t in eos), len(new))
+                    replies[i] = tokenizer.decode(new[:cut], skip_special_tokens=True)
+        return replies
 
     return generate

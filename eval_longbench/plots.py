@@ -106,3 +106,40 @@ def plot_ppl(rows: Sequence[dict], path: str | Path, title: str = "Perplexity vs
 
 def _fmt_len(n: int) -> str:
     return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def plot_training_curves(records: Sequence[dict], path: str | Path, title: str = "Evaluation during training") -> Path:
+    """Evaluation records of a training run (``longctx.train.evaluate``) against the optimizer step.
+
+    Left: passkey accuracy, one line per prompt length, the short-context guard dashed with its base
+    value dotted. Right: perplexity (log scale), one line per length, the guard likewise.
+    """
+    recs = sorted(records, key=lambda r: r["step"])
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    fig, (acc, ppl) = plt.subplots(1, 2, figsize=(11.0, 4.2), gridspec_kw={"wspace": 0.28})
+    steps = [r["step"] for r in recs]
+    for ax, kind in ((acc, "passkey"), (ppl, "ppl")):
+        lengths = sorted({int(L) for r in recs for L in r.get(kind, {})})
+        for L in lengths:
+            pts = [(r["step"], r[kind][str(L)]) for r in recs if str(L) in r.get(kind, {})]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=_fmt_len(L))
+        guard = [r["guard"] for r in recs if "guard" in r]
+        if guard:
+            g = guard[-1]
+            ax.plot(steps, [x[kind] for x in guard], "k--", marker=".", label=f"guard {_fmt_len(g['length'])}")
+            ax.axhline(g[f"{kind}_base"], color="k", linestyle=":", linewidth=1, label="guard base")
+        ax.set_xlabel("optimizer step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, title="length (tokens)", title_fontsize=8)
+    acc.set_ylim(-0.03, 1.03)
+    acc.set_ylabel("passkey accuracy")
+    acc.set_title("passkey accuracy vs step")
+    ppl.set_yscale("log")
+    ppl.yaxis.set_major_formatter(ScalarFormatter())
+    ppl.yaxis.set_minor_formatter(ScalarFormatter())
+    ppl.set_ylabel("perplexity")
+    ppl.set_title("perplexity vs step")
+    fig.suptitle(title)
+    return _save(fig, path)

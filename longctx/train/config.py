@@ -13,6 +13,7 @@ import json
 import math
 import typing
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,47 @@ class LogConfig:
 
 
 @dataclass
+class EvalConfig:
+    every: int = 0
+    """Evaluate every this many optimizer steps; 0 = never during training. When evaluation is on (every > 0
+    or at_end) the step-0 model is evaluated first: the base values the curves and the guard start from."""
+    passkey_lengths: list[int] = field(default_factory=list)
+    """Passkey prompt lengths in tokens (eval_longbench's passkey prompts, greedy, exact 5-digit match)."""
+    samples: int = 10
+    """Passkey prompts per length, spread evenly over ``depths`` needle depths; the same prompts every time."""
+    depths: int = 5
+    """Needle depths per length, evenly spaced from 0 (start) to 1 (end) of the haystack."""
+    ppl_lengths: list[int] = field(default_factory=list)
+    """Sliding-window perplexity lengths in tokens; every length scores the same span (the longest length)."""
+    ppl_text: str = "builtin"
+    """Text scored by the perplexity: "builtin" (eval_longbench's seeded noise sentences: periodic, easy)
+    or the path of a UTF-8 text file or a directory of *.txt files."""
+    ppl_stride: int = 0
+    """Tokens each perplexity window moves by; 0 = half the window."""
+    guard_length: int = 0
+    """Short-context guard: passkey and perplexity at this length, compared with the base model (step 0);
+    0 = the checkpoint's original window (rope original_max_position_embeddings, else max_position_embeddings)."""
+    stop_at: float | None = None
+    """null, or a passkey accuracy in (0, 1]: stop once the longest passkey length reaches it (checkpoint and
+    export as at a normal end)."""
+    at_end: bool = False
+    """Also evaluate after the last step (unless it was an evaluation step already); alone (every: 0) it
+    evaluates the base at step 0 and the final model only."""
+    prompt: str = "auto"
+    """"auto": wrap passkey prompts in the tokenizer's chat template when it has one; "chat"; or "plain"."""
+    max_new_tokens: int = 24
+    """Greedy tokens generated per passkey prompt (a chat reply "The pass key is 12345." needs 22 bytes)."""
+    batch_size: int = 8
+    """Passkey prompts of equal token length decoded together in one generate call."""
+    seed: int = 0
+    """Seed of the passkey prompts (eval_longbench.needle.sample_seed; independent of train.seed)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0 or self.at_end
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -141,6 +183,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     force: bool = False
     """Train even when the memory planner (longctx.plan) says the run does not fit."""
     plan_gpu_mem_gib: float = 0.0
@@ -160,6 +203,16 @@ DTYPES = ("auto", "float32", "bfloat16")
 
 def _coerce(value: Any, typ: Any, name: str, where: str) -> Any:
     """Convert a YAML/CLI value to the field's type, or raise naming the field."""
+    args = typing.get_args(typ)
+    if type(None) in args:  # ``X | None``: YAML null (or the text "null"/"none") is None
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", "")):
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), name, where)
+    if typing.get_origin(typ) is list:  # a YAML list, or "512,2048" from --set
+        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if isinstance(items, (list, tuple)):
+            return [_coerce(v, args[0], f"{name}[{i}]", where) for i, v in enumerate(items)]
+        raise LongctxError(f"{where}: {name}: expected a list of {args[0].__name__}, got {value!r}")
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -309,6 +362,7 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
             raise bad(name, f"must be in [0, 1), got {value}")
     if not c.optim.eps > 0:
         raise bad("optim.eps", f"must be > 0, got {c.optim.eps}")
+    _validate_eval(c.eval, bad)
     sp = c.parallel.sp_degree
     if sp > 1 and c.data.mode != "pack":
         raise bad("data.mode", f"{c.data.mode!r} batches rows of different lengths, which sequence parallelism "
@@ -324,6 +378,32 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
                       f"{c.parallel.layout} layout; re-pack with a pack length that is a multiple of {unit}")
 
 
+EVAL_PROMPTS = ("auto", "chat", "plain")
+
+
+def _validate_eval(e: EvalConfig, bad: Callable[[str, str], LongctxError]) -> None:
+    """The ``eval`` section's static checks (the text file and prompt fit are checked when training starts)."""
+    for name, value, lo in [("eval.every", e.every, 0), ("eval.samples", e.samples, 1), ("eval.depths", e.depths, 1),
+                            ("eval.ppl_stride", e.ppl_stride, 0), ("eval.guard_length", e.guard_length, 0),
+                            ("eval.max_new_tokens", e.max_new_tokens, 1), ("eval.batch_size", e.batch_size, 1)]:
+        if value < lo:
+            raise bad(name, f"must be >= {lo}, got {value}")
+    for name, lengths, lo in (("eval.passkey_lengths", e.passkey_lengths, 1), ("eval.ppl_lengths", e.ppl_lengths, 2)):
+        if any(n < lo for n in lengths):
+            raise bad(name, f"every length must be >= {lo} tokens, got {lengths}")
+    if e.prompt not in EVAL_PROMPTS:
+        raise bad("eval.prompt", f"{e.prompt!r} is not one of {', '.join(EVAL_PROMPTS)}")
+    if not e.ppl_text:
+        raise bad("eval.ppl_text", "must be 'builtin' or a text file/directory path")
+    if e.stop_at is not None:
+        if not (math.isfinite(e.stop_at) and 0 < e.stop_at <= 1):
+            raise bad("eval.stop_at", f"must be null or an accuracy in (0, 1], got {e.stop_at}")
+        if not e.passkey_lengths:
+            raise bad("eval.stop_at", "needs eval.passkey_lengths (it watches the longest one)")
+        if e.every < 1:
+            raise bad("eval.stop_at", "needs eval.every >= 1 (it is checked at each evaluation)")
+
+
 def _float_fields(cfg: RunConfig) -> list[tuple[str, float]]:
     """Every float-typed field as (dotted name, value): a NaN/inf there would train a NaN model."""
     out = [(f.name, getattr(cfg, f.name)) for f in dataclasses.fields(RunConfig) if _field_types(RunConfig)[f.name] is float]
@@ -337,9 +417,10 @@ RESUME_NEUTRAL_KEYS = frozenset({
     "log.every", "log.progress", "log.tensorboard",
     "checkpoint.out", "checkpoint.every", "checkpoint.keep_last", "checkpoint.resume", "checkpoint.export",
     "checkpoint.allow_config_change", "force", "plan_gpu_mem_gib", "model.gradient_checkpointing",
-})
+} | {f"eval.{f.name}" for f in dataclasses.fields(EvalConfig)})
 """Keys a resume may change freely: they decide what is logged, how often checkpoints are written, or
-how memory is traded for time, never the weights (gradient checkpointing recomputes the same step).
+how memory is traded for time, never the weights (gradient checkpointing recomputes the same step;
+evaluation leaves the training trajectory untouched, eval.stop_at only decides where it ends).
 Every other key, train.steps included (the cosine schedule runs to it), changes the run's result."""
 
 _PATH_KEYS = ("model.path", "data.path")

@@ -83,6 +83,23 @@ class Metrics:
             self.bar.set_postfix(loss=f"{line['loss']:.4f}", tok_s=f"{line['tokens_per_s']:.0f}")
         return line
 
+    def record(self, line: dict[str, Any]) -> None:
+        """Write a non-step line (an evaluation, ``"event": "eval"``) and its numbers to TensorBoard."""
+        if not self.enabled:
+            return
+        if self.file is not None:
+            self.file.write(json.dumps(line) + "\n")
+            self.file.flush()
+        if self.tb is not None:
+            step = line["step"]
+            for kind in ("passkey", "ppl"):
+                for length, value in line.get(kind, {}).items():
+                    self.tb.add_scalar(f"eval/{kind}_{length}", value, step)
+            for k in ("passkey", "passkey_base", "ppl", "ppl_base"):
+                if k in line.get("guard", {}):
+                    self.tb.add_scalar(f"eval/guard_{k}", line["guard"][k], step)
+            self.tb.add_scalar("eval/seconds", line.get("seconds", 0.0), step)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -9,6 +9,7 @@ Run under ``torchrun``/``accelerate launch`` (RANK/WORLD_SIZE/LOCAL_RANK from th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -52,7 +53,9 @@ class Trainer:
         self.step = 0  # optimizer steps done
         self.position = 0  # data units consumed
         self.stop_requested = False
+        self.stopped_early: str | None = None  # "eval.stop_at" once the evaluation target was reached
         self.history: list[dict] = []
+        self.evaluator: Any = None  # longctx.train.evaluate.TrainEval when the eval section is on
 
     # ---------------------------------------------------------------- setup
     def setup_distributed(self) -> None:
@@ -230,6 +233,8 @@ class Trainer:
         state = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.mesh.world_size, self.mesh.rank,
                                      sharded=self.fsdp)
         self.step, self.position = int(state["step"]), int(state["position"])
+        if state.get("stopped_early") == "eval.stop_at" and self.cfg.eval.stop_at is not None:
+            self.stopped_early = "eval.stop_at"  # that run reached its target: it is finished
         if self.is_main:
             note = " (newer ones skipped, see the warnings above)" if rejected else ""
             print(f"longctx train: resumed from {path} (step {self.step}){note}", flush=True)
@@ -249,6 +254,17 @@ class Trainer:
             ckpt.remove_partial_saves(self.out, name=r"final")
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.yaml", dump_yaml(self.cfg))
+        self.build_eval()
+
+    def build_eval(self) -> None:
+        """Prepare evaluation during training (``eval:``): prompts and text once, where evaluation runs."""
+        if not self.cfg.eval.enabled:
+            return
+        from longctx.train.evaluate import TrainEval
+
+        # FSDP forwards are collective, so every rank evaluates; otherwise rank 0 alone (the others wait)
+        self.evaluator = TrainEval(self.cfg.eval, self.cfg.model.path, self.out, is_main=self.is_main,
+                                   runs_here=self.is_main or self.fsdp, autocast_dtype=self.step_opts.autocast_dtype)
 
     # ---------------------------------------------------------------- loop
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -280,7 +296,8 @@ class Trainer:
 
     def save(self) -> None:
         ckpt.save_checkpoint(self.out / "checkpoints", self.step, self.model, self.optimizer, self.scheduler,
-                             {"position": self.position, "world_size": self.mesh.world_size, "config": self.cfg.to_dict()},
+                             {"position": self.position, "world_size": self.mesh.world_size, "config": self.cfg.to_dict(),
+                              **({"stopped_early": self.stopped_early} if self.stopped_early else {})},
                              self.cfg.checkpoint.keep_last,
                              sharded=self.fsdp)
 
@@ -309,19 +326,74 @@ class Trainer:
                                f"checkpoints in {self.out / 'checkpoints'} are from before): lower optim.lr, "
                                "set optim.grad_clip, or check the data")
 
+    # ---------------------------------------------------------------- evaluation
+    @contextlib.contextmanager
+    def _unsharded(self):
+        """FSDP: gather the root unit's parameters (embeddings, norm, head) for calls that bypass LMLoss."""
+        if not self.fsdp:
+            yield
+            return
+        # FSDP2 makes the first module to run forward the root; an evaluation before the first training
+        # step would make a decoder layer the root, so settle the root (LMLoss) first (no public API).
+        self.loss_module._get_fsdp_state()._lazy_init()
+        self.loss_module.unshard()
+        try:
+            yield
+        finally:
+            self.loss_module.reshard()
+
+    def _from_main(self, flag: bool) -> bool:
+        """Rank 0's flag on every rank; the broadcast is also where the other ranks wait for its evaluation."""
+        box = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        if self.groups.world is not None:
+            dist.broadcast(box, src=0)
+        return bool(box.item())
+
+    def evaluate(self, metrics: Metrics) -> bool:
+        """Evaluate now (step ``self.step``), record it on rank 0; True when ``eval.stop_at`` is reached."""
+        from longctx.train.evaluate import read_eval_records, summary_line
+
+        ev, reached = self.evaluator, False
+        if self.is_main and ev.base is None and self.step > 0:  # resumed: the base values of step 0
+            ev.records = read_eval_records(self.out / "metrics.jsonl")
+            if not ev.load_base():
+                ev.base_from_checkpoint(self.device)
+        if ev.runs_here:
+            with self._unsharded():
+                measured, seconds = ev.measure(self.model, synced=self.fsdp)
+            if self.is_main:
+                if self.step == 0:
+                    ev.set_base(measured)
+                rec = ev.record(self.step, measured, seconds)
+                metrics.record(rec)
+                ev.plot()
+                print(f"longctx train: {summary_line(rec)}", flush=True)
+                reached = self.step > 0 and ev.reached(rec)
+        return self._from_main(reached)
+
+    # ---------------------------------------------------------------- loop
     def loop(self) -> str:
         c = self.cfg
         metrics = Metrics(self.out, c.train.steps, self.step, enabled=self.is_main, progress=c.log.progress,
                           tensorboard=c.log.tensorboard)
         status = "done"
         try:
-            while self.step < c.train.steps:
+            if self.evaluator is not None and self.step == 0:
+                self.evaluate(metrics)  # the base: first point of the curves, reference of the guard
+            while self.step < c.train.steps and self.stopped_early is None:
                 stats = self.train_one_step()
                 line = metrics.log(self.step, stats, write=self.step % c.log.every == 0 or self.step == c.train.steps)
                 self.history.append(line)
                 self.stop_if_not_finite(stats)
+                if self.evaluator is not None and self.evaluator.due(self.step, c.train.steps) and self.evaluate(metrics):
+                    self.stopped_early = "eval.stop_at"
                 for cb in self.callbacks:
                     cb(self, self.step, line)
+                if self.stopped_early:
+                    if self.is_main:
+                        print(f"longctx train: eval.stop_at {c.eval.stop_at} reached at step {self.step}; "
+                              "saving and exporting", flush=True)
+                    break
                 if self.agree_to_stop():
                     self.save()
                     status = "interrupted"
@@ -363,4 +435,5 @@ class Trainer:
                 path = self.export()
                 exported = str(path) if path is not None else None
         return {"status": status, "step": self.step, "history": self.history, "out": str(self.out),
-                "exported": exported, "seconds": time.perf_counter() - t0}
+                "exported": exported, "seconds": time.perf_counter() - t0, "stopped_early": self.stopped_early,
+                "eval": self.evaluator.records if self.evaluator is not None else []}
