@@ -60,3 +60,12 @@ def ulysses_suite(rank: int, world: int, cases: dict, models: dict) -> dict:
         assert all(m[1] == layout for m in models.get(name, []))
         out[name] = (grank, res, mres)
     return out
+
+
+def train_layout(rank: int, world: int, cfg_dict: dict) -> dict | None:
+    """``_train_ranks.train_params`` plus the layout the trainer ran (``parallel.layout`` resolved)."""
+    import _train_ranks as tr
+    from longctx.train.config import from_dict
+
+    t, out = tr.run_capturing(from_dict(cfg_dict))
+    return {**out, "layout": t.layout, "ulysses_degree": t.ulysses_degree} if rank == 0 else None
