@@ -7,7 +7,13 @@ random Llama-shaped model (``--hidden``, ``--heads``, ``--kv-heads``, ``--layers
 ``sequence_parallel``, the chunked loss, backward, gradient all-reduce over the SP group. Layouts are
 timed round robin (step i of every layout before step i+1 of any): on a shared machine the load
 changes within a run, and timing one layout after the other would compare loads, not layouts.
-Prints the median step time of each layout and its ratio to the first.
+Prints the median step time of each layout and its ratio to the first. On CPU the two also differ
+in kernel: Ulysses runs single-process packed attention (SDPA per document group), the varlen ring
+the block kernel with lse merging (``longctx.attention.blocks``), so the ratio is the layouts as
+shipped, not communication alone.
+
+Measured (this 2-core machine shared by other jobs, load average ~18, so absolute times are noisy):
+``--length 4096 --doc 1024 --steps 4``: varlen 23.0 s, ulysses 17.9 s per step (0.78x).
 
     python benchmarks/bench_sp.py                                  # SP 2, 8K tokens, ring vs Ulysses
     python benchmarks/bench_sp.py --sp 4 --layouts varlen ulysses usp --ulysses-degree 2

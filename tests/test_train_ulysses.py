@@ -11,6 +11,7 @@ import pytest
 
 from longctx.distributed.launch import run_local
 from longctx.distributed.mesh import Groups, Mesh
+from longctx.errors import LongctxError
 from longctx.tiny import make_tiny_checkpoint
 from longctx.train.data import open_packs
 from longctx.train.trainer import Trainer
@@ -59,3 +60,21 @@ def test_trainer_resolves_auto_from_the_models_kv_heads_and_says_so(tiny_llama, 
     t.resolve_layout()
     assert (t.layout, t.ulysses_degree) == expected
     assert f"longctx train: parallel.layout auto: {expected[0]}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sets,match", [
+    ({"parallel.layout": "ulysses"}, r"config: parallel.layout: ulysses: sp \(8\) must divide the 4 attention heads"),
+    ({"parallel.layout": "usp", "parallel.ulysses_degree": 8},
+     "config: parallel.ulysses_degree: 8 must divide the 4 attention heads"),
+])
+def test_a_degree_the_heads_cannot_split_is_refused_naming_the_key(tiny_llama, packs, tmp_path, sets, match):
+    """Tiny Llama (4 heads) at sp 8: Ulysses over 8 ranks, or a Ulysses group of 8, is refused before training."""
+    t = Trainer(tr.base_config(tiny_llama, packs, tmp_path / "run", **{"parallel.sp_degree": 1}))
+    t.setup_distributed()
+    t.cfg.parallel.sp_degree = 8
+    for key, value in sets.items():
+        setattr(t.cfg.parallel, key.split(".")[1], value)
+    t.mesh = Mesh.from_world(8, 8)
+    with pytest.raises(LongctxError, match=match):
+        t.build_data()
+        t.build_model()

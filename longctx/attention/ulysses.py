@@ -6,7 +6,7 @@ for a head shard: afterwards rank ``r`` holds the WHOLE pack for heads ``[r*H/P,
 plain single-process packed attention on it (:func:`longctx.attention.varlen.varlen_attention`,
 the pack's GLOBAL ``cu_seqlens``: after the exchange every document is whole), and one all-to-all
 brings the output back to the sequence shard. The backward of an all-to-all is the reverse
-all-to-all (:class:`_SeqToHeads` / :class:`_HeadsToSeq`), so autograd does the rest. Exact.
+all-to-all (:class:`_AllToAll`), so autograd does the rest. Exact.
 
 GQA: ``P`` must divide the query heads. K/V heads are split when ``P`` divides them; otherwise
 they are replicated (``repeat_interleave``) to ``lcm(Hkv, P)`` heads, the fewest copies that ``P``
@@ -60,36 +60,27 @@ def heads_to_seq_local(x: torch.Tensor, group) -> torch.Tensor:
     return recv.transpose(0, 1).reshape(b, p * h, t // p, d)
 
 
-class _SeqToHeads(torch.autograd.Function):
+class _AllToAll(torch.autograd.Function):
+    """Sequence shard -> head shard (``to_heads``) or back; the backward is the other direction."""
+
     @staticmethod
-    def forward(ctx, x, group):
-        ctx.group = group
-        return seq_to_heads_local(x, group)
+    def forward(ctx, x, group, to_heads):
+        ctx.group, ctx.to_heads = group, to_heads
+        return (seq_to_heads_local if to_heads else heads_to_seq_local)(x, group)
 
     @staticmethod
     def backward(ctx, grad):
-        return heads_to_seq_local(grad, ctx.group), None
-
-
-class _HeadsToSeq(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, group):
-        ctx.group = group
-        return heads_to_seq_local(x, group)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return seq_to_heads_local(grad, ctx.group), None
+        return (heads_to_seq_local if ctx.to_heads else seq_to_heads_local)(grad, ctx.group), None, None
 
 
 def seq_to_heads(x: torch.Tensor, group) -> torch.Tensor:
     """Differentiable sequence-shard -> head-shard all-to-all (backward: the reverse all-to-all)."""
-    return _SeqToHeads.apply(x, group)
+    return _AllToAll.apply(x, group, True)
 
 
 def heads_to_seq(x: torch.Tensor, group) -> torch.Tensor:
     """Differentiable head-shard -> sequence-shard all-to-all (backward: the reverse all-to-all)."""
-    return _HeadsToSeq.apply(x, group)
+    return _AllToAll.apply(x, group, False)
 
 
 def kv_replication(degree: int, num_heads: int, num_kv_heads: int) -> int:
