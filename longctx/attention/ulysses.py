@@ -1,8 +1,8 @@
 """Ulysses (all-to-all) sequence parallelism and the Ulysses x ring hybrid (USP), for packed sequences.
 
 Ulysses (DeepSpeed-Ulysses, arXiv 2309.14509): rank ``r`` of ``P`` holds the contiguous slice
-``[r*n, (r+1)*n)`` of a pack with ALL heads. One all-to-all per tensor trades the sequence shard
-for a head shard: afterwards rank ``r`` holds the WHOLE pack for heads ``[r*H/P, (r+1)*H/P)``, runs
+``[r*n, (r+1)*n)`` of a pack with ALL heads. One all-to-all (q, k, v together) trades the sequence
+shard for a head shard: afterwards rank ``r`` holds the WHOLE pack for heads ``[r*H/P, (r+1)*H/P)``, runs
 plain single-process packed attention on it (:func:`longctx.attention.varlen.varlen_attention`,
 the pack's GLOBAL ``cu_seqlens``: after the exchange every document is whole), and one all-to-all
 brings the output back to the sequence shard. The backward of an all-to-all is the reverse
@@ -95,10 +95,15 @@ def kv_replication(degree: int, num_heads: int, num_kv_heads: int) -> int:
 
 def _ulysses_scatter(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, group) -> tuple[torch.Tensor, ...]:
     """q, k, v from the sequence shard to the head shard of ``group`` (K/V replicated as needed)."""
-    reps = kv_replication(dist.get_world_size(group), q.shape[1], k.shape[1])
+    p = dist.get_world_size(group)
+    reps = kv_replication(p, q.shape[1], k.shape[1])
     if reps > 1:
         k, v = k.repeat_interleave(reps, dim=1), v.repeat_interleave(reps, dim=1)
-    return seq_to_heads(q, group), seq_to_heads(k, group), seq_to_heads(v, group)
+    # ONE all-to-all for the three: head block j of the concatenation = (q, k, v head blocks j)
+    b, n, d = q.shape[0], q.shape[2], q.shape[3]
+    sizes = [x.shape[1] // p for x in (q, k, v)]
+    qkv = torch.cat([x.reshape(b, p, h, n, d) for x, h in zip((q, k, v), sizes)], dim=2)
+    return seq_to_heads(qkv.reshape(b, p * sum(sizes), n, d), group).split(sizes, dim=1)
 
 
 def ulysses_attention(
