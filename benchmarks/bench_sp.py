@@ -13,7 +13,8 @@ the block kernel with lse merging (``longctx.attention.blocks``), so the ratio i
 shipped, not communication alone.
 
 Measured (this 2-core machine shared by other jobs, load average ~18, so absolute times are noisy):
-``--length 4096 --doc 1024 --steps 4``: varlen 23.0 s, ulysses 17.9 s per step (0.78x).
+``--length 4096 --doc 1024 --steps 4``: varlen 23.0 s, ulysses 17.9 s per step (0.78x); again with
+q, k, v in one all-to-all: varlen 15.5 s, ulysses 12.0 s (0.77x).
 
     python benchmarks/bench_sp.py                                  # SP 2, 8K tokens, ring vs Ulysses
     python benchmarks/bench_sp.py --sp 4 --layouts varlen ulysses usp --ulysses-degree 2
