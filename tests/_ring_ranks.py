@@ -14,8 +14,11 @@ from longctx.attention import full_attention_reference, sequence_parallel, varle
 from longctx.distributed.sharding import shard_for_layout
 
 
-def _attention_case(rank: int, world: int, case: dict, group=None) -> dict:
-    """One ring-vs-oracle comparison; ``case``: layout, dtype, T (real length), H, Hkv, D, seq_lens, kernel."""
+def _attention_case(rank: int, world: int, case: dict, group=None, attend=None) -> dict:
+    """One ring-vs-oracle comparison; ``case``: layout, dtype, T (real length), H, Hkv, D, seq_lens, kernel.
+
+    ``attend(q, k, v, cu_seqlens)``: the distributed attention to check on the local shards (default: the
+    zigzag or varlen ring on ``group``)."""
     dtype = getattr(torch, case["dtype"])
     t_real, h, hk, d = case["T"], case["H"], case["Hkv"], case["D"]
     seq_lens = case.get("seq_lens")
@@ -34,7 +37,9 @@ def _attention_case(rank: int, world: int, case: dict, group=None) -> dict:
     ref_grads = torch.autograd.grad(ref, ref_in, dout[:, :, :t_real])
 
     loc = [x[:, :, idx].to(dtype).requires_grad_() for x in (q, k, v)]
-    if case["layout"] == "zigzag":
+    if attend is not None:
+        out = attend(*loc, cu)
+    elif case["layout"] == "zigzag":
         out = zigzag_ring_attention(*loc, group=group, kernel=case.get("kernel"))
     else:
         out = varlen_ring_attention(*loc, cu_seqlens=cu, group=group, kernel=case.get("kernel"))
@@ -108,9 +113,10 @@ def _loss(model, input_ids, position_ids, labels, weights) -> torch.Tensor:
 
 def model_parity(
     rank: int, world: int, family: str, layout: str, seq_lens: list[int],
-    pass_cu: bool = True, checkpointing: bool = False, group=None,
+    pass_cu: bool = True, checkpointing: bool = False, group=None, sp_kwargs: dict | None = None,
 ) -> dict:
-    """Loss and parameter gradients: degree ``world`` ring attention vs degree 1, same packed batch."""
+    """Loss and parameter gradients: degree ``world`` sequence parallelism vs degree 1, same packed batch
+    (``sp_kwargs``: more arguments of ``sequence_parallel``, e.g. the usp sub-groups)."""
     import longctx.attention  # noqa: F401  (registers the attention functions in this process)
 
     pack = _pack(seq_lens)
@@ -127,7 +133,7 @@ def model_parity(
             activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": checkpoint_context_fn})
     shard = shard_for_layout(pack, layout, rank, world, None if layout == "zigzag" else seq_lens)
     cu = shard["cu_seqlens"] if pass_cu else None  # None: boundaries gathered from position_ids
-    with sequence_parallel(group, layout=layout, cu_seqlens=cu):
+    with sequence_parallel(group, layout=layout, cu_seqlens=cu, **(sp_kwargs or {})):
         loss = _loss(model, shard["input_ids"], shard["position_ids"], shard["labels"], shard["loss_weights"])
     loss.backward()  # outside the context on purpose: backward must not need it
     total = loss.detach().clone()

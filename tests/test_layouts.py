@@ -42,6 +42,29 @@ def test_declared_values_of_zigzag_and_varlen():
     assert z.check_heads(8, 32, 2) is None and v.check_heads(8, 32, 2) is None
 
 
+def test_declared_values_of_ulysses_and_usp():
+    """Both: varlen's contiguous slices (unit W), packs, GLOBAL cu_seqlens; ulysses needs W | heads, usp
+    adapts its Ulysses degree; both declare the all-to-all copies (usp: plus the ring's buffers)."""
+    u, p, v = get_layout("ulysses"), get_layout("usp"), get_layout("varlen")
+    assert (u.unit(4), p.unit(4)) == (4, 4) and u.multi_document and p.multi_document
+    assert u.local_spans(12, 1, 3) == p.local_spans(12, 1, 3) == v.local_spans(12, 1, 3) == [(4, 8)]
+    assert u.attention_fn().__name__ == "ulysses_attention" and p.attention_fn().__name__ == "usp_attention"
+    assert u.check_heads(3, 32, 8) and p.check_heads(3, 32, 8) is None
+    assert u.comm_bytes_per_token(4096, 1024, 2) == 2 * (2 * 4096 + 2 * 1024)
+    assert p.comm_bytes_per_token(4096, 1024, 2) == (u.comm_bytes_per_token(4096, 1024, 2)
+                                                     + v.comm_bytes_per_token(4096, 1024, 2))
+    assert p.comm_formula == f"{u.comm_formula} + {v.comm_formula}"
+
+
+def test_usp_row_needs_the_sub_groups(monkeypatch):
+    """The usp row refuses a context without its Ulysses and ring sub-groups, naming them."""
+    sp = _fake_ring_context(monkeypatch, "usp", torch.tensor([0, 8], dtype=torch.int32))
+    sp.ulysses_group = sp.ring_group = None
+    q = torch.randn(1, 2, 4, 3)
+    with pytest.raises(ValueError, match=r"usp layout needs sequence_parallel\(..., ulysses_group=, ring_group="):
+        hf.longctx_ring_attention(None, q, q, q, None)
+
+
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_padded_length_is_the_next_multiple_of_the_rows_unit(layout, world):
@@ -58,8 +81,8 @@ def test_padded_length_is_the_next_multiple_of_the_rows_unit(layout, world):
 
 def test_unknown_layout_is_refused_naming_the_choices():
     """get_layout raises ValueError naming the registry's names."""
-    with pytest.raises(ValueError, match="layout: unknown 'ulysses'; choose one of zigzag, varlen"):
-        get_layout("ulysses")
+    with pytest.raises(ValueError, match="layout: unknown 'stripes'; choose one of zigzag, varlen, ulysses, usp"):
+        get_layout("stripes")
 
 
 def _accepted(name: str) -> dict[str, bool]:
@@ -90,9 +113,9 @@ def _accepted(name: str) -> dict[str, bool]:
     return out
 
 
-@pytest.mark.parametrize("name", list(LAYOUTS) + ["ring", "ulysses", "stripes"])
+@pytest.mark.parametrize("name", list(LAYOUTS) + ["ring", "stripes"])
 def test_trainer_planner_and_attention_accept_exactly_the_registry_names(name):
-    """Every reader accepts a name iff it is a registry row (the planner no longer offers ring/ulysses)."""
+    """Every reader accepts a name iff it is a registry row (ulysses and usp are rows now; ring is not)."""
     expected = name in LAYOUTS
     assert _accepted(name) == dict.fromkeys(("trainer", "planner", "plan_cli", "sharding", "attention"), expected)
 

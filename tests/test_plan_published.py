@@ -7,7 +7,6 @@ asserts the planner says it fits; where the publication reports the length as th
 
 import pytest
 
-from longctx.errors import LongctxError
 from longctx.plan import PRESETS, RunShape, plan_run
 from longctx.plan.shapes import seq_granularity
 
@@ -30,6 +29,13 @@ CASES = {
     "alst-llama3.1-8b-1xh100-500k": (
         "llama-3.1-8b",
         RunShape(seq_len=500_000, gpus=1, gpu_mem_gib=80, sharding="zero3", offload="params", tiled_mlp=123, **ALST),
+        True,
+    ),
+    # ALST run-h100-sp8-llama-8b.yml: 8 H100, Ulysses SP 8, ZeRO-3 with optimizer offload; 3.7M in the paper.
+    "alst-llama3.1-8b-8xh100-3.7m": (
+        "llama-3.1-8b",
+        RunShape(seq_len=3_700_000, gpus=8, gpu_mem_gib=80, sp=8, layout="ulysses", sharding="zero3",
+                 offload="optimizer", tiled_mlp=113, **ALST),
         True,
     ),
     # ALST's Hugging Face baseline (run-h100-sp1-llama-8b-baseline.yml): plain HF model, ZeRO-3 with
@@ -84,14 +90,3 @@ def test_alst_needs_checkpoint_offload_and_tiling_on_one_gpu():
     assert not plan_run(shape, run.replace(checkpoint_offload=False)).fits
     assert not plan_run(shape, run.replace(norm="hf", swiglu="hf", tiled_mlp=1)).fits
 
-
-# ALST run-h100-sp8-llama-8b.yml: 8 H100, Ulysses SP 8, ZeRO-3 with optimizer offload; 3.7M in the paper.
-# Back among CASES (fits, twice does not) once Ulysses is a layout of longctx.distributed.layouts.
-ALST_ULYSSES = dict(seq_len=3_700_000, gpus=8, gpu_mem_gib=80, sp=8, layout="ulysses", sharding="zero3",
-                    offload="optimizer", tiled_mlp=113, **ALST)
-
-
-def test_ulysses_is_refused_until_the_trainer_runs_it():
-    """The planner plans only what ``longctx train`` runs: ALST's Ulysses run is refused, naming --layout and the choices."""
-    with pytest.raises(LongctxError, match=r"--layout: 'ulysses' is not one of zigzag, varlen \(the layouts `longctx train` runs\)"):
-        RunShape(**ALST_ULYSSES)

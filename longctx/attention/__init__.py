@@ -9,8 +9,11 @@ Public API::
     varlen_attention(q, k, v, cu_seqlens, scale=None) -> out              # one process, packed
     zigzag_ring_attention(q, k, v, group=None, scale=None) -> out         # local zigzag shard
     varlen_ring_attention(q, k, v, cu_seqlens, group=None, scale=None) -> out  # local contiguous shard, GLOBAL cu_seqlens
+    ulysses_attention(q, k, v, cu_seqlens, group=None, scale=None) -> out  # contiguous shard, all-to-all to heads
+    usp_attention(q, k, v, cu_seqlens, ulysses_group, ring_group, group=None) -> out  # Ulysses x varlen ring
     full_attention_reference(q, k, v, cu_seqlens=None, scale=None) -> out # dense float64-capable oracle
-    with sequence_parallel(group, layout="zigzag" | "varlen", cu_seqlens=None): model(...)
+    with sequence_parallel(group, layout="zigzag" | "varlen" | "ulysses" | "usp", cu_seqlens=None,
+                           ulysses_group=None, ring_group=None): model(...)
     checkpoint_context_fn  # activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": ...}
 
 Single-process ``varlen_attention`` runs SDPA per group of documents and lets autograd do the
@@ -39,6 +42,7 @@ from longctx.attention.hf import (
 )
 from longctx.attention.ring.varlen import varlen_ring_attention
 from longctx.attention.ring.zigzag import zigzag_ring_attention
+from longctx.attention.ulysses import ulysses_attention, usp_attention
 from longctx.attention.varlen import varlen_attention
 
 register()
@@ -53,6 +57,8 @@ __all__ = [
     "longctx_varlen_attention",
     "register",
     "sequence_parallel",
+    "ulysses_attention",
+    "usp_attention",
     "varlen_attention",
     "varlen_ring_attention",
     "zigzag_ring_attention",

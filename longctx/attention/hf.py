@@ -41,16 +41,21 @@ class SequenceParallel:
 
     group: the process group whose ranks hold the shards (ranks in group order = shard order).
     layout: a name of :data:`longctx.distributed.layouts.LAYOUTS`: ``"zigzag"`` (one causal sequence
-        per row) or ``"varlen"`` (packed, contiguous shards).
+        per row), ``"varlen"`` (packed, contiguous shards, ring), ``"ulysses"`` (contiguous shards,
+        all-to-all to head shards) or ``"usp"`` (Ulysses x ring; needs the two sub-groups below).
     cu_seqlens: GLOBAL int32 boundaries of the padded pack (``shard_for_layout(...)["cu_seqlens"]``);
-        for ``varlen`` it is gathered from the local ``position_ids`` once when omitted.
+        for the contiguous layouts it is gathered from the local ``position_ids`` once when omitted.
     cache: per-context scratch of the layout (e.g. those gathered boundaries, reused by every layer).
+    ulysses_group, ring_group: the two sub-groups of ``group`` for the ``usp`` layout
+        (:func:`longctx.distributed.mesh.build_usp_groups`); unused by the other layouts.
     """
 
     group: dist.ProcessGroup | None
     layout: str = "zigzag"
     cu_seqlens: torch.Tensor | None = None
     cache: dict = field(default_factory=dict, repr=False)
+    ulysses_group: dist.ProcessGroup | None = None
+    ring_group: dist.ProcessGroup | None = None
 
     def __post_init__(self) -> None:
         get_layout(self.layout)  # ValueError naming the choices
@@ -69,9 +74,10 @@ _CURRENT: contextvars.ContextVar[SequenceParallel | None] = contextvars.ContextV
 
 @contextlib.contextmanager
 def sequence_parallel(
-    group: dist.ProcessGroup | None = None, layout: str = "zigzag", cu_seqlens: torch.Tensor | None = None
+    group: dist.ProcessGroup | None = None, layout: str = "zigzag", cu_seqlens: torch.Tensor | None = None,
+    ulysses_group: dist.ProcessGroup | None = None, ring_group: dist.ProcessGroup | None = None,
 ) -> Iterator[SequenceParallel]:
-    """Within this block, ``longctx_ring`` attention is ring attention over ``group`` in ``layout``.
+    """Within this block, ``longctx_ring`` attention is ``layout``'s sequence-parallel attention over ``group``.
 
     The model then sees the LOCAL shard (``shard_for_layout``) with the GLOBAL ``position_ids`` of
     its tokens. Nesting replaces the outer context; leaving restores it. Plain backward needs no
@@ -89,7 +95,8 @@ def sequence_parallel(
             loss = chunked_lm_loss(hidden[0], model.lm_head.weight, shard["labels"], shard["loss_weights"])
             loss.backward()   # then all-reduce gradients over the data x sequence-parallel ranks
     """
-    sp = SequenceParallel(group=group if group is not None else dist.group.WORLD, layout=layout, cu_seqlens=cu_seqlens)
+    sp = SequenceParallel(group=group if group is not None else dist.group.WORLD, layout=layout, cu_seqlens=cu_seqlens,
+                          ulysses_group=ulysses_group, ring_group=ring_group)
     token = _CURRENT.set(sp)
     try:
         yield sp

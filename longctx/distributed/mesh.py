@@ -65,12 +65,15 @@ class Mesh:
 
 @dataclass
 class Groups:
-    """The process groups of one rank (``None`` entries mean 'single rank, no communication')."""
+    """The process groups of one rank (``None`` entries mean 'single rank, no communication');
+    ``ulysses`` / ``ring``: the sub-groups of ``sp`` for the usp layout (:func:`build_usp_groups`)."""
 
     mesh: Mesh
     sp: Any = None
     dp: Any = None
     world: Any = None
+    ulysses: Any = None
+    ring: Any = None
 
 
 def env_world() -> tuple[int, int, int]:
@@ -95,3 +98,34 @@ def build_groups(mesh: Mesh) -> Groups:
             dp = g
     return Groups(mesh, sp=sp if mesh.sp_degree > 1 else None, dp=dp if mesh.dp_degree > 1 else None,
                   world=dist.group.WORLD)
+
+
+def usp_group_ranks(sp_ranks: list[int], ulysses_degree: int) -> tuple[list[list[int]], list[list[int]]]:
+    """The USP sub-groups of one SP group: (Ulysses groups, ring groups), as global ranks.
+
+    SP rank ``p = ring_rank * U + ulysses_rank``: each Ulysses group is ``U`` consecutive SP ranks
+    (their contiguous slices form one contiguous ``1/R`` of the pack; the all-to-all stays on the
+    fastest links), each ring group takes every ``U``-th SP rank.
+    """
+    sp = len(sp_ranks)
+    if ulysses_degree < 1 or sp % ulysses_degree:
+        raise LongctxError(f"parallel.ulysses_degree: {ulysses_degree} does not divide parallel.sp_degree {sp}")
+    u = ulysses_degree
+    ulysses = [sp_ranks[j * u:(j + 1) * u] for j in range(sp // u)]
+    ring = [sp_ranks[i::u] for i in range(u)]
+    return ulysses, ring
+
+
+def build_usp_groups(mesh: Mesh, ulysses_degree: int) -> tuple[Any, Any]:
+    """Create every SP group's Ulysses and ring sub-groups (collective: every rank calls it);
+    returns this rank's (ulysses, ring) groups."""
+    import torch.distributed as dist
+
+    mine: list[Any] = [None, None]
+    for sp_ranks in mesh.all_sp_groups():
+        for i, groups in enumerate(usp_group_ranks(sp_ranks, ulysses_degree)):
+            for ranks in groups:
+                g = dist.new_group(ranks)
+                if mesh.rank in ranks:
+                    mine[i] = g
+    return mine[0], mine[1]

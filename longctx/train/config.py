@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from longctx.distributed.layouts import LAYOUTS, get_layout
+from longctx.distributed.layouts.choose import AUTO
 from longctx.errors import LongctxError
 
 
@@ -60,8 +61,15 @@ class ParallelConfig:
     layout: str = "zigzag"
     """How a pack is split over the sequence-parallel ranks, a name of ``longctx.distributed.layouts``:
     "zigzag" (2*sp chunks, balanced causal work, one document per pack; the pack length must be
-    divisible by 2*sp_degree) or "varlen" (contiguous chunks, packs of several documents; pack
-    length divisible by sp_degree)."""
+    divisible by 2*sp_degree), "varlen" (contiguous chunks, packs of several documents; pack
+    length divisible by sp_degree), "ulysses" (contiguous chunks exchanged by all-to-all for head
+    shards; sp_degree must divide the attention heads), "usp" (Ulysses inside groups of
+    parallel.ulysses_degree ranks x varlen ring across them), or "auto": chosen from the model's KV
+    heads (Ulysses degree gcd(sp_degree, KV heads), ring for the rest; varlen ring for packs of
+    several documents) and logged."""
+    ulysses_degree: int = 0
+    """layout usp only: ranks per Ulysses (all-to-all) group, dividing sp_degree and the attention heads;
+    the ring degree is sp_degree / ulysses_degree. 0 = gcd(sp_degree, KV heads)."""
     fsdp: bool = False
     """Shard parameters, gradients and AdamW states over all ranks with FSDP2 (torch fully_shard, the engine
     behind accelerate's FSDP2 plugin); tested on CPU/gloo, unverified on CUDA."""
@@ -331,8 +339,11 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
     c = cfg
     if c.data.mode not in DATA_MODES:
         raise bad("data.mode", f"{c.data.mode!r} is not one of {', '.join(DATA_MODES)}")
-    if c.parallel.layout not in LAYOUTS:
-        raise bad("parallel.layout", f"{c.parallel.layout!r} is not one of {', '.join(LAYOUTS)}")
+    if c.parallel.layout not in LAYOUTS and c.parallel.layout != AUTO:
+        raise bad("parallel.layout", f"{c.parallel.layout!r} is not one of {', '.join(LAYOUTS)}, {AUTO}")
+    if c.parallel.ulysses_degree and c.parallel.layout != "usp":
+        raise bad("parallel.ulysses_degree", f"{c.parallel.ulysses_degree} is for parallel.layout: usp only "
+                  f"(layout is {c.parallel.layout})")
     if c.train.loss not in LOSSES:
         raise bad("train.loss", f"{c.train.loss!r} is not one of {', '.join(LOSSES)}")
     if c.model.dtype not in DTYPES:
@@ -341,7 +352,8 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
                             ("train.micro_batch", c.train.micro_batch, 1), ("train.grad_accum", c.train.grad_accum, 1),
                             ("train.loss_chunk", c.train.loss_chunk, 1), ("checkpoint.keep_last", c.checkpoint.keep_last, 1),
                             ("checkpoint.every", c.checkpoint.every, 0), ("optim.warmup_steps", c.optim.warmup_steps, 0),
-                            ("data.batch_tokens", c.data.batch_tokens, 0), ("log.every", c.log.every, 1)]:
+                            ("data.batch_tokens", c.data.batch_tokens, 0), ("log.every", c.log.every, 1),
+                            ("parallel.ulysses_degree", c.parallel.ulysses_degree, 0)]:
         if value < lo:
             raise bad(name, f"must be >= {lo}, got {value}")
     for name, value in _float_fields(c):
@@ -369,8 +381,10 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
                   f"(parallel.sp_degree={sp}) cannot shard; use data.mode: pack")
     if world_size is not None and world_size % sp:
         raise bad("parallel.sp_degree", f"{sp} does not divide the world size {world_size}")
+    if c.parallel.ulysses_degree and sp % c.parallel.ulysses_degree:
+        raise bad("parallel.ulysses_degree", f"{c.parallel.ulysses_degree} does not divide parallel.sp_degree {sp}")
     if pack_length is not None and sp > 1:
-        layout = get_layout(c.parallel.layout)
+        layout = get_layout("varlen" if c.parallel.layout == AUTO else c.parallel.layout)  # auto: unit sp at least
         unit = layout.unit(sp)
         if pack_length % unit:
             raise bad("parallel.layout", f"pack length {pack_length} is not divisible by {unit} "

@@ -157,7 +157,8 @@ def train_step(loss_module: LMLoss, optimizer: torch.optim.Optimizer, scheduler:
             if cu is not None:
                 from longctx.attention import sequence_parallel
 
-                ctx = sequence_parallel(groups.sp, layout=opts.layout, cu_seqlens=cu)
+                ctx = sequence_parallel(groups.sp, layout=opts.layout, cu_seqlens=cu,
+                                        ulysses_group=groups.ulysses, ring_group=groups.ring)
             with ctx:
                 s = loss_module(local)
                 if norm > 0:

@@ -22,7 +22,8 @@ import torch
 import torch.distributed as dist
 
 from longctx.distributed.layouts import LAYOUTS, get_layout
-from longctx.distributed.mesh import Groups, Mesh, build_groups, env_world
+from longctx.distributed.layouts.choose import AUTO, resolve_layout
+from longctx.distributed.mesh import Groups, Mesh, build_groups, build_usp_groups, env_world
 from longctx.errors import LongctxError
 from longctx.checkpoint_files import check_model_weights, require_safetensors
 from longctx.io import atomic_write_text, check_out_vs_inputs
@@ -85,13 +86,44 @@ class Trainer:
         if c.data.mode == "pack" and self.src.mode != "pack":
             raise LongctxError(f"{self.src.path}: data.mode: pack needs packs, this directory holds sorted-batching "
                                "rows; set data.mode: sorted")
-        layout = get_layout(c.parallel.layout)
+        self.resolve_layout()
+        layout = get_layout(self.layout)
         if c.parallel.sp_degree > 1 and not layout.multi_document and any(len(s) > 1 for s in self.src.seq_lens):
             packed = " or ".join(name for name, row in LAYOUTS.items() if row.multi_document)
             raise LongctxError(f"{self.src.path}: parallel.layout: {layout.name} treats a pack as one causal "
                                f"sequence, but these packs hold several sequences; use parallel.layout: {packed}")
         self.data = StepData(self.src, c.data.mode, c.train.micro_batch, c.train.grad_accum, self.mesh.dp_degree,
                              self.mesh.dp_rank, seed=c.train.seed, shuffle=c.data.shuffle, batch_tokens=c.data.batch_tokens)
+
+    def resolve_layout(self) -> None:
+        """``self.layout`` / ``self.ulysses_degree``: ``parallel.layout`` made concrete (``auto`` chosen
+        from the model's heads and the packs, ``usp``'s Ulysses degree), then the usp sub-groups built
+        (collective: every rank resolves the same way)."""
+        c = self.cfg
+        self.layout, self.ulysses_degree = c.parallel.layout, 0
+        sp = c.parallel.sp_degree
+        if sp == 1 or c.parallel.layout not in (AUTO, "usp"):
+            self.layout = "varlen" if c.parallel.layout == AUTO else c.parallel.layout  # sp 1: nothing to split
+            return
+        from transformers import AutoConfig
+
+        try:
+            mc = AutoConfig.from_pretrained(c.model.path)
+        except (OSError, ValueError) as err:
+            raise LongctxError(f"{c.model.path}: model.path: cannot read config.json to choose parallel.layout "
+                               f"({str(err).splitlines()[0]})") from None
+        heads = mc.num_attention_heads
+        kv_heads = getattr(mc, "num_key_value_heads", None) or heads
+        choice = resolve_layout(c.parallel.layout, c.parallel.ulysses_degree, sp, heads, kv_heads,
+                                any(len(s) > 1 for s in self.src.seq_lens), self.src.pack_length)
+        if choice.ulysses_degree and heads % choice.ulysses_degree:
+            raise LongctxError(f"config: parallel.ulysses_degree: {choice.ulysses_degree} must divide the "
+                               f"{heads} attention heads")
+        self.layout, self.ulysses_degree = choice.layout, choice.ulysses_degree
+        if self.is_main:
+            print(f"longctx train: parallel.layout {c.parallel.layout}: {choice.reason}", flush=True)
+        if self.layout == "usp" and self.groups.sp is not None:
+            self.groups.ulysses, self.groups.ring = build_usp_groups(self.mesh, self.ulysses_degree)
 
     def attn_implementation(self) -> str:
         impl = self.cfg.model.attn_implementation
@@ -124,7 +156,7 @@ class Trainer:
         heads = getattr(self.model.config, "num_attention_heads", None)
         if c.parallel.sp_degree > 1 and heads:  # the layout's GQA constraint (e.g. a head-splitting layout)
             kv_heads = getattr(self.model.config, "num_key_value_heads", None) or heads
-            why = get_layout(c.parallel.layout).check_heads(c.parallel.sp_degree, heads, kv_heads)
+            why = get_layout(self.layout).check_heads(c.parallel.sp_degree, heads, kv_heads)
             if why:
                 raise LongctxError(f"config: parallel.layout: {why}")
         if c.model.gradient_checkpointing:  # transformers 5 name first, the older name as a fallback
@@ -135,7 +167,7 @@ class Trainer:
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.fsdp = c.parallel.fsdp and self.mesh.world_size > 1
         autocast = torch.bfloat16 if (c.model.dtype == "auto" and self.device.type == "cuda") else None
-        self.step_opts = StepOptions(loss_mode=c.train.loss, loss_chunk=c.train.loss_chunk, layout=c.parallel.layout,
+        self.step_opts = StepOptions(loss_mode=c.train.loss, loss_chunk=c.train.loss_chunk, layout=self.layout,
                                      grad_clip=c.optim.grad_clip, autocast_dtype=autocast,
                                      pad_token_id=self.src.pad_token_id, reduce_grads=not self.fsdp)
         self.loss_module = LMLoss(self.model, self.step_opts)
@@ -167,7 +199,7 @@ class Trainer:
         from longctx.plan import RunShape, plan_run, shape_from_config
 
         run = RunShape(seq_len=self.src.pack_length, gpus=self.mesh.world_size, gpu_mem_gib=mem, sp=c.parallel.sp_degree,
-                       layout=c.parallel.layout, micro_batch=1 if c.parallel.sp_degree > 1 else c.train.micro_batch,
+                       layout=self.layout, micro_batch=1 if c.parallel.sp_degree > 1 else c.train.micro_batch,
                        sharding="fsdp" if c.parallel.fsdp else "none",
                        checkpointing="full" if c.model.gradient_checkpointing else "none", loss_chunk=c.train.loss_chunk,
                        dtype="bf16" if self.device.type == "cuda" and c.model.dtype != "float32" else "fp32",

@@ -8,12 +8,14 @@ more than q/k/v, its attention kwargs) plus one row below; see :class:`Layout` f
 
 from __future__ import annotations
 
-from longctx.distributed.layouts import varlen, zigzag
+from longctx.distributed.layouts import ulysses, usp, varlen, zigzag
 from longctx.distributed.layouts.base import Layout
 
 LAYOUTS: dict[str, Layout] = {
     "zigzag": zigzag.LAYOUT,
     "varlen": varlen.LAYOUT,
+    "ulysses": ulysses.LAYOUT,
+    "usp": usp.LAYOUT,
 }
 
 
