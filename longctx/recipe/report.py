@@ -14,10 +14,11 @@ from longctx.io import atomic_write_json, atomic_write_text
 def summary_rows(run) -> list[dict]:
     """One row per model (the base, then each stage's trained model): accuracy, n and perplexity per window."""
     rows = [{"model": "base", "stage": 0, "context": run.recipe.base_context, "passkey": run.base_eval["passkey"],
-             "ppl": run.base_eval["ppl"], "train_seconds": 0.0}]
+             "ppl": run.base_eval["ppl"], "train_seconds": 0.0, "train_cpu_seconds": 0.0}]
     for r in run.stages:
         rows.append({"model": r["name"], "stage": r["index"], "context": r["context"], "passkey": r["passkey"],
-                     "ppl": r["ppl"], "train_seconds": r.get("train_seconds") or 0.0, "hash": r["hash"],
+                     "ppl": r["ppl"], "train_seconds": r.get("train_seconds") or 0.0,
+                     "train_cpu_seconds": r.get("train_cpu_seconds") or 0.0, "hash": r["hash"],
                      "path": r["output"]})
     return rows
 
@@ -25,7 +26,7 @@ def summary_rows(run) -> list[dict]:
 def markdown_table(rows: list[dict]) -> str:
     """``| model | context | 512 | 2048 | ...`` with ``accuracy (n) / ppl`` per window (— where not evaluated)."""
     windows = sorted({int(w) for r in rows for w in (*r["passkey"], *r["ppl"])})
-    lines = ["| model | context | train s | " + " | ".join(map(str, windows)) + " |",
+    lines = ["| model | context | train s (CPU s) | " + " | ".join(map(str, windows)) + " |",
              "|---|---:|---:|" + "---:|" * len(windows)]
     for r in rows:
         cells = []
@@ -34,7 +35,8 @@ def markdown_table(rows: list[dict]) -> str:
             ppl = r["ppl"].get(w)
             a = f"{acc['accuracy']:.2f} (n={acc['n']})" if acc else "—"
             cells.append(f"{a} / {ppl:.3g}" if ppl is not None else a)
-        lines.append(f"| {r['model']} | {r['context']} | {r['train_seconds']:.0f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['model']} | {r['context']} | {r['train_seconds']:.0f} ({r['train_cpu_seconds']:.0f}) | "
+                     + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -36,6 +36,15 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its finished children (the spawned training ranks):
+    the honest cost on a shared machine, where wall time depends on the neighbours."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def file_sha(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -96,6 +105,9 @@ class RecipeRun:
         self.progress = progress
         self.callbacks = callbacks
         self.base = Path(recipe.base)
+        if not (self.base / "config.json").is_file():
+            raise LongctxError(f"{recipe.path}: base: {recipe.base} is not a checkpoint directory (download it first; "
+                               "--dry-run works without it)")
         self.commands: list[str] = []
         self.stages: list[dict] = []
         self.base_eval: dict = {}
@@ -175,20 +187,21 @@ class RecipeRun:
         def mark(step: str, command: str, t0: float) -> None:
             cmds[step] = command
             prog["timings"][step] = round(time.perf_counter() - t0, 1)
+            prog["timings"][f"{step}_cpu"] = round(cpu_seconds() - cpu0, 1)
             atomic_write_json(sdir / "progress.json", prog)
 
         sdir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(sdir / "progress.json", prog)
         model = sdir / "model"
         if "extend" not in cmds or not is_our_output(model):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_seconds()
             rope, command = extend_step(src, model, method=s.method, factor=s.factor, target_length=s.target_length,
                                         params=s.params)
             _say(f"   extend ({s.method}): rope_parameters {json.dumps(rope)}")
             mark("extend", command, t0)
         packs = sdir / "packs"
         if "pack" not in cmds or not is_our_output(packs, legacy=("manifest.json",)):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_seconds()
             jsonls = [Path(p) for p in s.data.jsonl]
             if s.data.passkey_records:
                 jsonls.insert(0, self.write_synthetic(s, sdir / "data" / "sft.jsonl"))
@@ -200,7 +213,7 @@ class RecipeRun:
         final = sdir / "train" / "final"
         cfg = train_config(model, packs, sdir / "train", {**trainer_settings(s.train), "log.progress": self.progress})
         if "train" not in cmds or not (final / "config.json").is_file():
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), cpu_seconds()
             _say(f"   train: {cfg.train.steps} steps, lr {cfg.optim.lr:g}, {s.nproc} rank(s)")
             summary, command = train_step(cfg, s.nproc, sdir / "train.yaml", callbacks=self.callbacks)
             if summary.get("status") != "done":
@@ -213,7 +226,7 @@ class RecipeRun:
         record = {"name": s.name, "index": s.index, "hash": h, "resolved": resolved, "input": str(src),
                   "output": str(final), "output_fingerprint": model_fingerprint(final), "context": s.context,
                   "commands": cmds, "timings_s": prog["timings"],
-                  "train_seconds": prog["timings"].get("train"), **{k: result[k] for k in ("passkey", "ppl", "cells")},
+                  "train_seconds": prog["timings"].get("train"), "train_cpu_seconds": prog["timings"].get("train_cpu"), **{k: result[k] for k in ("passkey", "ppl", "cells")},
                   "eval_command": result["command"]}
         atomic_write_json(sdir / "stage.json", record)  # the stage is finished when this file exists
         return record
@@ -284,7 +297,10 @@ def dry_run(recipe: Recipe, out: str | Path, from_stage: str | None = None) -> s
     from longctx.recipe.spec import plan_rows
     from longctx.train.config import from_dict
 
-    run = RecipeRun(recipe, out, from_stage=from_stage, progress=False)
+    if from_stage is not None:
+        recipe.stage(from_stage)
+    run = RecipeRun.__new__(RecipeRun)
+    run.out, run.recipe = Path(out), recipe
     lines = [f"recipe {recipe.path}: base {recipe.base} (context {recipe.base_context or '?'}), out {out}"]
     input_fp = None
     if Path(recipe.base).is_dir():

@@ -33,8 +33,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from longctx.errors import LongctxError
 
 TOP_KEYS = ("base", "seed", "eval", "plan", "stages", "description")
@@ -189,6 +187,15 @@ def _flag_to_key(msg: str) -> str:
     return re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), msg)
 
 
+def _extend_key(msg: str, method: str, factor: Any, target: Any, params: dict) -> str:
+    """The recipe key an extension error is about: the given key the message names first; else the length key."""
+    found = [(m.start(), k) for k in ("method", "factor", "target_length", *params)
+             for m in [re.search(rf"\b{k}\b", msg)] if m]
+    if found:
+        return f"extend.{min(found)[1]}"
+    return "extend.target_length" if target is not None else "extend.factor" if factor is not None else "extend"
+
+
 def parse_extend(raw: Any, bad: _Where, source: dict | None) -> tuple[str, float | None, int | None, dict, dict | None, int | None]:
     """(method, factor, target_length, method params, the config the extension writes, new context).
 
@@ -220,8 +227,7 @@ def parse_extend(raw: Any, bad: _Where, source: dict | None) -> tuple[str, float
         plan = plan_extension(source, "config.json", method=method, target_length=target, factor=factor, **params)
     except LongctxError as err:
         msg = _flag_to_key(str(err))
-        key = next((f"extend.{k}" for k in ("method", "factor", "target_length", *params) if msg.startswith(k)), "extend")
-        raise bad(key, msg) from None
+        raise bad(_extend_key(msg, method, factor, target, params), msg) from None
     new = patch_config(source, plan.rope_parameters, plan.max_position_embeddings)
     return plan.method, factor, target, params, new, int(plan.max_position_embeddings)
 
@@ -293,16 +299,9 @@ def parse_train(raw: Any, bad: _Where, pack_length: int) -> tuple[dict, int]:
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the recipe at ``path`` (every stage, before anything runs)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LongctxError(f"{path}: recipe file not found") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise LongctxError(f"{path}{line}: invalid YAML ({getattr(err, 'problem', err)})") from None
-    return parse_recipe(raw, str(path))
+    from longctx.io import read_yaml
+
+    return parse_recipe(read_yaml(path, missing="recipe file not found"), str(path))
 
 
 def parse_recipe(raw: Any, path: str = "<recipe>") -> Recipe:
