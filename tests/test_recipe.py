@@ -56,6 +56,7 @@ def write(tmp_path: Path, raw: dict, name: str = "r.yaml") -> Path:
     ({"stages/1/extend": {"method": "yarn", "factor": 4, "rope_theta": 5e5}}, r"stage 's2': extend\.rope_theta: "),
     ({"stages/1/extend": {"method": "yarn", "factor": 1.5}}, r"stage 's2': extend\.factor: .*not above the current"),
     ({"stages/1/data/short_share": 1.5}, r"stage 's2': data\.short_share: expected a number in \[0, 1\)"),
+    ({"stages/1/data/sources": [{"passkey": {"min_tokens": 64}}]}, r"stage 's2': data\.sources\[0\]\.passkey\.min_tokens: .*>= 256"),
     ({"stages/1/data/sources": [{"jsonl": "/no/such.jsonl"}]}, r"stage 's2': data\.sources\[0\]\.jsonl: "),
     ({"stages/1/train/lr": "fast"}, r"stage 's2': train: lr: expected float"),
     ({"stages/1/train/no_such_key": 1}, r"stage 's2': train: no_such_key: unknown key"),

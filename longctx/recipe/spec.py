@@ -78,7 +78,8 @@ class DataSpec:
     short_share: float = 0.0
     """Share of the synthetic records drawn at short lengths (short_min_tokens .. base context): they keep
     the short-context skill while the model learns long."""
-    short_min_tokens: int = 64
+    short_min_tokens: int = 256
+    """Shortest synthetic record (a passkey prompt needs ~160 tokens besides the chat template)."""
     train_on: str = "all"
 
 
@@ -253,9 +254,9 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
             continue
         p = _mapping(value, f"{key}.passkey", bad, ("records", "min_tokens", "max_tokens"))
         spec.passkey_records = _int(p.get("records", 200), f"{key}.passkey.records", bad)
-        low = (base_context or 512) // 2
-        spec.passkey_max_tokens = _int(p.get("max_tokens", spec.pack_length), f"{key}.passkey.max_tokens", bad)
-        spec.passkey_min_tokens = _int(p.get("min_tokens", low), f"{key}.passkey.min_tokens", bad)
+        low = max(256, (base_context or 512) // 2)
+        spec.passkey_max_tokens = _int(p.get("max_tokens", spec.pack_length), f"{key}.passkey.max_tokens", bad, low=256)
+        spec.passkey_min_tokens = _int(p.get("min_tokens", low), f"{key}.passkey.min_tokens", bad, low=256)
         if spec.passkey_min_tokens > spec.passkey_max_tokens or spec.passkey_max_tokens > spec.pack_length:
             raise bad(f"{key}.passkey", f"need min_tokens <= max_tokens <= pack_length {spec.pack_length}, got "
                       f"{spec.passkey_min_tokens} / {spec.passkey_max_tokens}")
@@ -265,7 +266,7 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
     if share and not spec.passkey_records:
         raise bad("data.short_share", "applies to the synthetic passkey records; add a {passkey: ...} source")
     spec.short_share = float(share)
-    spec.short_min_tokens = _int(d.get("short_min_tokens", 64), "data.short_min_tokens", bad)
+    spec.short_min_tokens = _int(d.get("short_min_tokens", 256), "data.short_min_tokens", bad, low=256)
     train_on = d.get("train_on", "all")
     if train_on not in ("all", "assistant"):
         raise bad("data.train_on", f"expected all or assistant, got {train_on!r}")
