@@ -92,6 +92,29 @@ def _read(path: Path) -> dict | None:
     return read_json(path)
 
 
+def stage_dir(out: Path, s: StageSpec) -> Path:
+    return out / "stages" / s.key()
+
+
+def decide(recipe: Recipe, out: Path, s: StageSpec, input_fp: str, redo: bool) -> tuple[str, dict, str]:
+    """(action, resolved, hash) for stage ``s`` starting from a model with fingerprint ``input_fp``: action is
+    "skip" (finished, same hash), "run" or "redo" (``redo``: --from-stage reached); a changed finished stage
+    without ``--from-stage`` is refused naming the keys that changed."""
+    resolved = resolved_stage(s, input_fp, recipe.seed)
+    h = stage_hash(resolved)
+    done = _read(stage_dir(out, s) / "stage.json")
+    if done is None:
+        return "run", resolved, h
+    if redo:
+        return "redo", resolved, h
+    if done.get("hash") == h:
+        return "skip", resolved, h
+    keys = changed_keys(done.get("resolved", {}), resolved)
+    shown = ", ".join(keys[:6]) + (" ..." if len(keys) > 6 else "")
+    raise LongctxError(f"{recipe.path}: stage {s.name!r}: finished with a different config or input "
+                       f"(changed: {shown or 'hash'}); pass --from-stage {s.name} to redo it and the stages after it")
+
+
 class RecipeRun:
     """One run of ``recipe`` into ``out``; :meth:`run` walks the stages (see the module doc)."""
 
@@ -132,7 +155,7 @@ class RecipeRun:
         return chat_overhead(self.tokenizer)
 
     def stage_dir(self, s: StageSpec) -> Path:
-        return self.out / "stages" / s.key()
+        return stage_dir(self.out, s)
 
     def evaluate(self, name: str, model: Path, ev, out: Path) -> dict:
         """Passkey + perplexity of one model; returns the per-window summary and records the commands."""
@@ -154,21 +177,7 @@ class RecipeRun:
 
     # ------------------------------------------------------------ decisions
     def decide(self, s: StageSpec, input_fp: str, redo: bool) -> tuple[str, dict, str]:
-        """(action, resolved, hash): action is "skip" (finished, same hash), "run" or "redo"; a changed
-        finished stage without ``--from-stage`` is refused naming the keys that changed."""
-        resolved = resolved_stage(s, input_fp, self.recipe.seed)
-        h = stage_hash(resolved)
-        done = _read(self.stage_dir(s) / "stage.json")
-        if done is None:
-            return "run", resolved, h
-        if redo:
-            return "redo", resolved, h
-        if done.get("hash") == h:
-            return "skip", resolved, h
-        keys = changed_keys(done.get("resolved", {}), resolved)
-        shown = ", ".join(keys[:6]) + (" ..." if len(keys) > 6 else "")
-        raise LongctxError(f"{self.recipe.path}: stage {s.name!r}: finished with a different config or input "
-                           f"(changed: {shown or 'hash'}); pass --from-stage {s.name} to redo it and the stages after it")
+        return decide(self.recipe, self.out, s, input_fp, redo)
 
     # ------------------------------------------------------------ one stage
     def run_stage(self, s: StageSpec, src: Path, resolved: dict, h: str) -> dict:
@@ -299,8 +308,7 @@ def dry_run(recipe: Recipe, out: str | Path, from_stage: str | None = None) -> s
 
     if from_stage is not None:
         recipe.stage(from_stage)
-    run = RecipeRun.__new__(RecipeRun)
-    run.out, run.recipe = Path(out), recipe
+    out = Path(out)
     lines = [f"recipe {recipe.path}: base {recipe.base} (context {recipe.base_context or '?'}), out {out}"]
     input_fp = None
     if Path(recipe.base).is_dir():
@@ -314,10 +322,10 @@ def dry_run(recipe: Recipe, out: str | Path, from_stage: str | None = None) -> s
         status = "runs"
         if input_fp is not None:
             try:
-                action, _, h = run.decide(s, input_fp, redo)
+                action, _, h = decide(recipe, out, s, input_fp, redo)
             except LongctxError as err:
                 action, h = f"REFUSED: {err}", "-"
-            done = _read(run.stage_dir(s) / "stage.json")
+            done = _read(stage_dir(out, s) / "stage.json")
             status = {"skip": f"finished, skipped (hash {h})", "run": f"runs (hash {h})",
                       "redo": f"runs again (--from-stage; hash {h})"}.get(action, action)
             input_fp = done["output_fingerprint"] if action == "skip" and done else None
