@@ -326,6 +326,9 @@ def dry_run(recipe: Recipe, out: str | Path, from_stage: str | None = None) -> s
             except LongctxError as err:
                 action, h = f"REFUSED: {err}", "-"
             done = _read(stage_dir(out, s) / "stage.json")
+            started = _read(stage_dir(out, s) / "progress.json")
+            if action == "run" and started and started.get("hash") == h:
+                action = f"started earlier: continues from its last checkpoint (hash {h})"
             status = {"skip": f"finished, skipped (hash {h})", "run": f"runs (hash {h})",
                       "redo": f"runs again (--from-stage; hash {h})"}.get(action, action)
             input_fp = done["output_fingerprint"] if action == "skip" and done else None
