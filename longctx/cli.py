@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "longbench-chat": Subcommand("eval_longbench.cli:longbench_chat_main", "LongBench-Chat answers scored by an LLM judge"),
     "longbench-v2": Subcommand("eval_longbench.cli:longbench_v2_main", "LongBench v2 multiple-choice accuracy by difficulty and length"),
     "plan": Subcommand("longctx.plan.cli:main", "per-GPU memory and step-time estimate: will my run fit?"),
+    "recipe": Subcommand("longctx.recipe.cli:main", "staged context extension from one YAML (extend, pack, train, eval per stage)"),
     "quickstart": Subcommand("longctx.quickstart.cli:main", "the whole pipeline on the shipped tiny model, on CPU"),
     "organism": Subcommand("longctx.organism.cli:main", "reproduce / check the shipped tiny pretrained model"),
 }

@@ -202,3 +202,18 @@ def read_json(path: str | os.PathLike, *, kind: type | None = dict, missing: str
     if kind is not None and not isinstance(data, kind):
         raise LongctxError(f"{path}: expected a JSON {_JSON_KINDS.get(kind, kind.__name__)}, got {type(data).__name__}")
     return data
+
+
+def read_yaml(path: str | os.PathLike, *, missing: str = "config file not found") -> Any:
+    """The parsed YAML file at ``path`` (``None`` for an empty file); a missing file or bad YAML is ONE
+    :class:`LongctxError` naming the file and line (trainer configs, recipes)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LongctxError(f"{path}: {missing}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise LongctxError(f"{path}{line}: invalid YAML ({getattr(err, 'problem', err)})") from None

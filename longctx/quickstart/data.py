@@ -16,10 +16,15 @@ from longctx.io import atomic_write_text
 from longctx.organism.data import chat_overhead, passkey_messages
 
 
-def sft_records(tokenizer, n: int, *, min_tokens: int, max_tokens: int, seed: int = 0) -> list[dict]:
-    """``n`` passkey conversations whose rendered length lies in ``[min_tokens, max_tokens]``."""
+def sft_records(tokenizer, n: int, *, min_tokens: int, max_tokens: int, seed: int = 0,
+                stream: str = "quickstart-sft") -> list[dict]:
+    """``n`` passkey conversations whose rendered length lies in ``[min_tokens, max_tokens]``.
+
+    ``stream`` names the random stream (with ``seed``): the recipe draws its long and short records
+    from streams of their own, the quick start from ``quickstart-sft``.
+    """
     overhead = chat_overhead(tokenizer)
-    rng = random.Random(f"quickstart-sft:{seed}")
+    rng = random.Random(f"{stream}:{seed}")
     out = []
     for i in range(n):
         length = rng.randint(min_tokens, max_tokens) - overhead

@@ -10,10 +10,8 @@ trained model), ``eval/`` (needle and ppl results.json) and ``report/``.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
-import shlex
 import shutil
 import time
 from collections.abc import Iterator
@@ -88,9 +86,6 @@ class Runner:
         self.models: dict[str, dict] = {}  # name -> {"path", "method", "stage"}
 
     # ------------------------------------------------------------ helpers
-    def rel(self, p: Path | str) -> str:
-        return shlex.quote(str(p))
-
     def cmd(self, comment: str, line: str) -> None:
         self.commands.append(f"# {comment}\n{line}")
 
@@ -99,116 +94,75 @@ class Runner:
 
     def evaluate(self, names: list[str]) -> None:
         """Passkey grid + sliding-window perplexity for each model in ``names`` (one load per model)."""
-        from eval_longbench.haystack import builtin_text
-        from eval_longbench.models import load_model
-        from eval_longbench.ppl import run_ppl
-        from eval_longbench.results import ResultStore
-        from longctx.organism.check import MAX_NEW_TOKENS, passkey_cells
+        from longctx.recipe.steps import evaluate_models
 
         c = self.cfg
-        need = max(self.windows)
-        text = builtin_text(need)  # exactly what `longctx ppl --text builtin` scores
-        ppl_store = ResultStore(self.out / "eval" / "ppl" / "results.json",
-                                {"text": ["builtin"], "stride": c.ppl_stride, "max_tokens": need})
-        for name in names:
-            path = self.models[name]["path"]
-            model, tok = load_model(path)
-            self.needle_cells[name] = passkey_cells(
-                path, self.lengths, samples_per_cell=c.eval_samples, depths=c.eval_depths, seed=c.seed,
-                results=self.out / "eval" / "needle" / "results.json", name=name, progress=c.progress,
-                model=model, tokenizer=tok)
-            ids = tok(text, add_special_tokens=True)["input_ids"]
-            self.ppl_rows[name] = run_ppl(model, ids, self.windows, ppl_store, model_name=name, stride=c.ppl_stride,
-                                          max_tokens=need, progress=c.progress)
-            del model
-            gc.collect()
-        paths = " ".join(self.rel(self.models[n]["path"]) for n in names)
-        lengths = ",".join(map(str, self.lengths))
-        self.cmd(f"evaluate {', '.join(names)}: passkey heatmap and perplexity vs length",
-                 f"longctx needle {paths} --names {','.join(names)} --task passkey --chat --lengths {lengths} "
-                 f"--depths {c.eval_depths} --samples {c.eval_samples} --seed {c.seed} --max-new-tokens {MAX_NEW_TOKENS} "
-                 f"--out {self.rel(self.out / 'eval' / 'needle')}\n"
-                 f"longctx ppl {paths} --names {','.join(names)} --lengths {','.join(map(str, self.windows))} --text builtin "
-                 f"--stride {c.ppl_stride} --out {self.rel(self.out / 'eval' / 'ppl')}")
+        cells, rows, command = evaluate_models(
+            {n: self.models[n]["path"] for n in names}, windows=self.windows, prompt_lengths=self.lengths,
+            samples=c.eval_samples, depths=c.eval_depths, seed=c.seed, ppl_stride=c.ppl_stride, out=self.out / "eval",
+            progress=c.progress)
+        self.needle_cells.update(cells)
+        self.ppl_rows.update(rows)
+        self.cmd(f"evaluate {', '.join(names)}: passkey heatmap and perplexity vs length", command)
 
     # ------------------------------------------------------------ steps
     def step_extend(self) -> None:
-        from rope_scaling.extend import extend_checkpoint
+        from longctx.recipe.steps import extend_step
 
         for m in self.cfg.methods:
-            theta = None
+            params = {}
             if m == "abf":
                 theta = self.cfg.abf_theta or default_abf_theta(self.base, self.cfg.factor)
-                theta = float(round(theta))  # a whole number, so commands.sh repeats it exactly
-            params = extend_checkpoint(self.base, self.ext_dir(m), method=m, factor=self.cfg.factor, rope_theta=theta,
-                                       overwrite=True)
-            _say(f"   {method_label(m)}: rope_parameters {json.dumps(params)}")
+                params["rope_theta"] = float(round(theta))  # a whole number, so commands.sh repeats it exactly
+            rope, command = extend_step(self.base, self.ext_dir(m), method=m, factor=self.cfg.factor, params=params)
+            _say(f"   {method_label(m)}: rope_parameters {json.dumps(rope)}")
             name = f"{method_label(m)}-x{self.cfg.factor}"
             self.models[name] = {"path": str(self.ext_dir(m)), "method": method_label(m), "stage": "training-free"}
-            self.cmd(f"extend with {m}", f"longctx extend {self.rel(self.base)} --out {self.rel(self.ext_dir(m))} "
-                     f"--method {m} --factor {self.cfg.factor}" + (f" --rope-theta {theta:.0f}" if theta else ""))
+            self.cmd(f"extend with {m}", command)
 
     def step_pack(self) -> Path:
-        from packing.pipeline import PackConfig, load_tokenizer, pack_files
+        from packing.pipeline import load_tokenizer
         from longctx.quickstart.data import sft_records, write_sft_jsonl
+        from longctx.recipe.steps import pack_step
 
         c = self.cfg
         tok = load_tokenizer(str(self.base))
         records = sft_records(tok, c.sft_records, min_tokens=self.context // 2, max_tokens=self.target, seed=c.seed)
         jsonl = write_sft_jsonl(self.out / "data" / "sft.jsonl", records)
         packs = self.out / "packs"
-        res = pack_files([jsonl], self.base, packs, PackConfig(pack_length=self.target, train_on=c.train_on, seed=c.seed,
-                                                                progress=c.progress),
-                         overwrite=True, tokenizer=tok)
-        counts = res.manifest["counts"]
+        counts, command = pack_step([jsonl], self.base, packs, pack_length=self.target, train_on=c.train_on, seed=c.seed,
+                                    progress=c.progress, tokenizer=tok)
         _say(f"   {counts['sequences']} conversations -> {counts['packs']} packs of {self.target} tokens")
         self.cmd("pack the synthetic passkey conversations (data/sft.jsonl, written by the quick start; use your own "
-                 "chat data here)", f"longctx pack {self.rel(jsonl)} --tokenizer {self.rel(self.base)} "
-                 f"--pack-length {self.target} --train-on {c.train_on} --seed {c.seed} --out {self.rel(packs)}")
+                 "chat data here)", command)
         return packs
 
     def train_config(self, method: str, packs: Path):
-        from longctx.train.config import RunConfig
+        from longctx.recipe.steps import train_config
 
         c = self.cfg
-        cfg = RunConfig()
-        cfg.model.path = str(self.ext_dir(method))
-        cfg.model.attn_implementation = "auto"  # longctx_ring with sp_degree > 1
-        cfg.data.path = str(packs)
-        cfg.parallel.sp_degree = c.sp_degree
-        cfg.parallel.layout = "varlen"  # packs hold several conversations
-        cfg.optim.lr = c.lr
-        cfg.optim.warmup_steps = c.warmup_steps
-        cfg.train.steps = c.steps
-        cfg.train.micro_batch = 1
-        cfg.train.loss = "weighted"
-        cfg.train.seed = c.seed
-        cfg.checkpoint.out = str(self.out / "train" / method_label(method))
-        cfg.checkpoint.every = 0
-        cfg.checkpoint.keep_last = 1
-        cfg.log.progress = c.progress
-        cfg.log.tensorboard = False
-        return cfg
+        return train_config(self.ext_dir(method), packs, self.out / "train" / method_label(method), {
+            "model.attn_implementation": "auto",  # longctx_ring with sp_degree > 1
+            "parallel.sp_degree": c.sp_degree,
+            "parallel.layout": "varlen",  # packs hold several conversations
+            "optim.lr": c.lr, "optim.warmup_steps": c.warmup_steps,
+            "train.steps": c.steps, "train.micro_batch": 1, "train.loss": "weighted", "train.seed": c.seed,
+            "checkpoint.every": 0, "checkpoint.keep_last": 1,
+            "log.progress": c.progress, "log.tensorboard": False,
+        })
 
     def step_train(self, packs: Path) -> None:
-        from longctx.train.run import launch_local
-        from longctx.train.config import dump_yaml
+        from longctx.recipe.steps import train_step
 
         for m in self.cfg.methods:
             cfg = self.train_config(m, packs)
             yaml_path = self.out / "configs" / f"train-{method_label(m)}.yaml"
-            atomic_write_text(yaml_path, dump_yaml(cfg))
             _say(f"   {method_label(m)}: {self.cfg.steps} steps, {self.cfg.sp_degree} ranks (ring attention, gloo)")
-            try:
-                launch_local(cfg, self.cfg.sp_degree, timeout=3600.0)
-            except RuntimeError as err:
-                tail = str(err).strip().splitlines()[-1] if str(err).strip() else str(err)
-                raise LongctxError(f"{yaml_path}: training failed: {tail}") from None
+            _, command = train_step(cfg, self.cfg.sp_degree, yaml_path)
             name = f"{method_label(m)}-x{self.cfg.factor}+ft"
             self.models[name] = {"path": str(Path(cfg.checkpoint.out) / "final"), "method": method_label(m),
                                  "stage": "fine-tuned"}
-            self.cmd(f"continue training the {m} checkpoint on 2 sequence-parallel ranks (ring attention)",
-                     f"longctx train --config {self.rel(yaml_path)} --nproc {self.cfg.sp_degree}")
+            self.cmd(f"continue training the {m} checkpoint on 2 sequence-parallel ranks (ring attention)", command)
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:

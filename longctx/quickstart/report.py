@@ -79,9 +79,9 @@ def write_report(runner, total_seconds: float) -> dict:
         "",
     ]
     atomic_write_text(out / "summary.md", "\n".join(md))
-    script = ["#!/usr/bin/env bash", "# The longctx commands equivalent to each step of this quick start.",
-              "# Replace the base model path with your own checkpoint to repeat them.", "set -euo pipefail", ""]
-    script += [c + "\n" for c in runner.commands]
-    atomic_write_text(out / "commands.sh", "\n".join(script))
-    (out / "commands.sh").chmod(0o755)
+    from longctx.recipe.steps import write_commands_sh
+
+    write_commands_sh(out / "commands.sh", ["The longctx commands equivalent to each step of this quick start.",
+                                            "Replace the base model path with your own checkpoint to repeat them."],
+                      runner.commands)
     return summary

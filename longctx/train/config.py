@@ -314,14 +314,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
     """Read ``path`` (YAML), apply ``--set`` overrides, and validate (static checks only)."""
     raw: dict[str, Any] = {}
     if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise LongctxError(f"{path}: config file not found") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
-            raise LongctxError(f"{path}{line}: invalid YAML ({getattr(err, 'problem', err)})") from None
+        from longctx.io import read_yaml
+
+        raw = read_yaml(path) or {}
     cfg = from_dict(raw, str(path or "<config>"))
     for text in overrides or []:
         key, value = parse_override(text)

@@ -1,0 +1,394 @@
+"""A recipe file, read and validated up front: every stage's extension, data, trainer keys and evaluation.
+
+A bad value anywhere is ONE :class:`LongctxError` naming the file, the stage and the key, raised
+before any model is read or any file written. The checks are the ones the single commands run, not
+copies: extensions are planned with :func:`rope_scaling.extend.plan_extension` (the method registry's
+declarations) on the config each previous stage would write, trainer keys go through
+:func:`longctx.train.config.from_dict` and :func:`~longctx.train.config.validate`.
+
+The format (``configs/recipes/*.yaml`` are worked examples)::
+
+    base: organism              # a checkpoint directory; "organism" = the shipped tiny model
+    seed: 0
+    eval: {passkey_lengths: [512, 2048], samples: 4, depths: 5, ppl_lengths: [512, 2048]}  # defaults
+    plan: {gpus: 8, gpu_mem_gib: 80, model: llama-3-8b}   # optional memory check (longctx plan)
+    stages:
+      - name: 2k
+        extend: {method: yarn, factor: 4}   # or target_length; method params by registry name
+        data:
+          sources: [{passkey: {records: 200}}, {jsonl: my.jsonl}]
+          pack_length: 2048                 # default: the stage's context
+          short_share: 0.2                  # of the synthetic records, drawn at <= the base context
+        train: {steps: 60, lr: 1e-3, sp_degree: 2, eval: {...}}   # longctx train keys
+        eval: {passkey_lengths: [512, 2048]}                        # after-stage evaluation
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longctx.errors import LongctxError
+
+TOP_KEYS = ("base", "seed", "eval", "plan", "stages", "description")
+STAGE_KEYS = ("name", "extend", "data", "train", "eval")
+DATA_KEYS = ("sources", "pack_length", "short_share", "short_min_tokens", "train_on")
+EVAL_KEYS = ("passkey_lengths", "samples", "depths", "ppl_lengths", "ppl_stride")
+PLAN_KEYS = ("model", "gpus", "gpu_mem_gib", "sharding", "gpu")
+OWNED_TRAIN_KEYS = ("model.path", "data.path", "checkpoint.out")
+"""Trainer keys the recipe sets itself: the previous stage's model, this stage's packs and folder."""
+
+RECIPE_TRAIN_DEFAULTS: dict[str, Any] = {
+    "model.attn_implementation": "auto",  # longctx_ring with sp_degree > 1
+    "parallel.layout": "varlen",  # packs hold several conversations
+    "checkpoint.every": 25,  # a rerun continues from the last of these (or from the one a signal wrote)
+    "checkpoint.keep_last": 1,
+    "log.tensorboard": False,
+}
+"""What a stage's ``train`` starts from (the trainer's own defaults below these); the stage's keys win."""
+
+
+@dataclass
+class EvalSpec:
+    passkey_lengths: list[int] = field(default_factory=list)
+    """Passkey windows in tokens: prompt + chat template + reply fill each window exactly."""
+    samples: int = 4
+    """Passkey prompts per (length, depth) cell: n per length = depths x samples."""
+    depths: int = 5
+    """Needle depths per length, evenly spaced 0..100%."""
+    ppl_lengths: list[int] = field(default_factory=list)
+    """Sliding-window perplexity windows (builtin noise text); default: the passkey windows."""
+    ppl_stride: int = 256
+
+
+@dataclass
+class DataSpec:
+    pack_length: int
+    passkey_records: int = 0
+    """Synthetic passkey conversations (the quick start's generator); 0 = none."""
+    passkey_min_tokens: int = 0
+    passkey_max_tokens: int = 0
+    jsonl: list[str] = field(default_factory=list)
+    """User chat JSONL files, packed as given."""
+    short_share: float = 0.0
+    """Share of the synthetic records drawn at short lengths (short_min_tokens .. base context): they keep
+    the short-context skill while the model learns long."""
+    short_min_tokens: int = 256
+    """Shortest synthetic record (a passkey prompt needs ~160 tokens besides the chat template)."""
+    train_on: str = "all"
+
+
+@dataclass
+class StageSpec:
+    index: int
+    name: str
+    method: str
+    factor: float | None
+    target_length: int | None
+    params: dict
+    context: int | None
+    """The stage's context (max_position_embeddings after extension); None when the base is not on disk."""
+    data: DataSpec
+    train: dict
+    """Trainer settings as given (dotted keys / sections; ``eval`` passed through to the trainer)."""
+    nproc: int
+    eval: EvalSpec
+
+    def key(self) -> str:
+        return f"{self.index:02d}-{self.name}"
+
+
+@dataclass
+class Recipe:
+    path: str
+    base: str
+    base_context: int | None
+    seed: int
+    eval: EvalSpec
+    plan: dict | None
+    stages: list[StageSpec]
+    raw: dict
+
+    def stage(self, name: str) -> StageSpec:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise LongctxError(f"--from-stage {name}: no such stage in {self.path} (stages: "
+                           + ", ".join(s.name for s in self.stages) + ")")
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "base": self.base, "base_context": self.base_context, "seed": self.seed,
+                "eval": asdict(self.eval), "plan": self.plan, "stages": [asdict(s) for s in self.stages]}
+
+
+class _Where:
+    """Builds the one-line error prefix ``recipe.yaml: stage '2k': data.short_share``."""
+
+    def __init__(self, path: str, stage: str | None = None):
+        self.path, self.stage = path, stage
+
+    def __call__(self, key: str, msg: str) -> LongctxError:
+        where = f"{self.path}: stage {self.stage!r}: " if self.stage else f"{self.path}: "
+        return LongctxError(f"{where}{key}: {msg}")
+
+
+def _mapping(value: Any, key: str, bad: _Where, allowed: tuple[str, ...] | None = None) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad(key, f"expected a mapping, got {value!r}")
+    if allowed is not None:
+        unknown = [k for k in value if k not in allowed]
+        if unknown:
+            raise bad(f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(allowed)})")
+    return value
+
+
+def _int(value: Any, key: str, bad: _Where, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise bad(key, f"expected an integer >= {low}, got {value!r}")
+    return value
+
+
+def _int_list(value: Any, key: str, bad: _Where) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise bad(key, f"expected a non-empty list of token counts, got {value!r}")
+    return [_int(v, key, bad) for v in value]
+
+
+def resolve_base(base: str) -> str:
+    """``organism`` (the shipped tiny model) or a path, as given."""
+    if base == "organism":
+        from longctx.organism.check import shipped_model_dir
+
+        return str(shipped_model_dir())
+    return base
+
+
+def parse_eval(raw: Any, key: str, bad: _Where, defaults: EvalSpec | None = None) -> EvalSpec:
+    e = _mapping(raw, key, bad, EVAL_KEYS)
+    spec = copy.deepcopy(defaults) if defaults else EvalSpec()
+    if "passkey_lengths" in e:
+        spec.passkey_lengths = _int_list(e["passkey_lengths"], f"{key}.passkey_lengths", bad)
+    if "ppl_lengths" in e:
+        spec.ppl_lengths = _int_list(e["ppl_lengths"], f"{key}.ppl_lengths", bad)
+    for k in ("samples", "depths", "ppl_stride"):
+        if k in e:
+            setattr(spec, k, _int(e[k], f"{key}.{k}", bad))
+    return spec
+
+
+def _flag_to_key(msg: str) -> str:
+    """``--target-length: ...`` (a ``longctx extend`` message) -> ``target_length: ...`` (the recipe key)."""
+    return re.sub(r"--([a-z][a-z-]*)", lambda m: m.group(1).replace("-", "_"), msg)
+
+
+def _extend_key(msg: str, method: str, factor: Any, target: Any, params: dict) -> str:
+    """The recipe key an extension error is about: the given key the message names first; else the length key."""
+    found = [(m.start(), k) for k in ("method", "factor", "target_length", *params)
+             for m in [re.search(rf"\b{k}\b", msg)] if m]
+    if found:
+        return f"extend.{min(found)[1]}"
+    return "extend.target_length" if target is not None else "extend.factor" if factor is not None else "extend"
+
+
+def parse_extend(raw: Any, bad: _Where, source: dict | None) -> tuple[str, float | None, int | None, dict, dict | None, int | None]:
+    """(method, factor, target_length, method params, the config the extension writes, new context).
+
+    With ``source`` (the config.json the stage starts from) the whole extension is planned as
+    ``longctx extend`` would; without it (a base not on disk) only the method and its parameters are checked.
+    """
+    from rope_scaling.registry import get_method, validate_params
+
+    e = dict(_mapping(raw, "extend", bad))
+    if not e:
+        raise bad("extend", "missing: give method and factor or target_length (or rope_theta for ABF)")
+    method = e.pop("method", "auto")
+    factor = e.pop("factor", None)
+    target = e.pop("target_length", None)
+    if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))):
+        raise bad("extend.factor", f"expected a number, got {factor!r}")
+    if target is not None:
+        _int(target, "extend.target_length", bad)
+    params = e
+    try:
+        if method != "auto":
+            get_method(method)
+            validate_params(method, params)
+        if source is None:
+            return method, factor, target, params, None, target
+        from rope_scaling.checkpoint_config import patch_config
+        from rope_scaling.extend import plan_extension
+
+        plan = plan_extension(source, "config.json", method=method, target_length=target, factor=factor, **params)
+    except LongctxError as err:
+        msg = _flag_to_key(str(err))
+        raise bad(_extend_key(msg, method, factor, target, params), msg) from None
+    new = patch_config(source, plan.rope_parameters, plan.max_position_embeddings)
+    return plan.method, factor, target, params, new, int(plan.max_position_embeddings)
+
+
+def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | None, seed: int) -> DataSpec:
+    d = _mapping(raw, "data", bad, DATA_KEYS)
+    pack = d.get("pack_length", context)
+    if pack is None:
+        raise bad("data.pack_length", "required when the stage's context is not known (base not on disk)")
+    spec = DataSpec(pack_length=_int(pack, "data.pack_length", bad))
+    sources = d.get("sources", [{"passkey": {}}])
+    if not isinstance(sources, list) or not sources:
+        raise bad("data.sources", f"expected a non-empty list of {{passkey: ...}} / {{jsonl: path}}, got {sources!r}")
+    for i, src in enumerate(sources):
+        key = f"data.sources[{i}]"
+        if not isinstance(src, dict) or len(src) != 1 or next(iter(src)) not in ("passkey", "jsonl"):
+            raise bad(key, f"expected {{passkey: {{records, min_tokens, max_tokens}}}} or {{jsonl: path}}, got {src!r}")
+        kind, value = next(iter(src.items()))
+        if kind == "jsonl":
+            if not isinstance(value, str) or not Path(value).is_file():
+                raise bad(f"{key}.jsonl", f"{value!r} is not a file")
+            spec.jsonl.append(value)
+            continue
+        p = _mapping(value, f"{key}.passkey", bad, ("records", "min_tokens", "max_tokens"))
+        spec.passkey_records = _int(p.get("records", 200), f"{key}.passkey.records", bad)
+        low = max(256, (base_context or 512) // 2)
+        spec.passkey_max_tokens = _int(p.get("max_tokens", spec.pack_length), f"{key}.passkey.max_tokens", bad, low=256)
+        spec.passkey_min_tokens = _int(p.get("min_tokens", low), f"{key}.passkey.min_tokens", bad, low=256)
+        if spec.passkey_min_tokens > spec.passkey_max_tokens or spec.passkey_max_tokens > spec.pack_length:
+            raise bad(f"{key}.passkey", f"need min_tokens <= max_tokens <= pack_length {spec.pack_length}, got "
+                      f"{spec.passkey_min_tokens} / {spec.passkey_max_tokens}")
+    share = d.get("short_share", 0.0)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not (0 <= share < 1) or math.isnan(share):
+        raise bad("data.short_share", f"expected a number in [0, 1), got {share!r}")
+    if share and not spec.passkey_records:
+        raise bad("data.short_share", "applies to the synthetic passkey records; add a {passkey: ...} source")
+    spec.short_share = float(share)
+    spec.short_min_tokens = _int(d.get("short_min_tokens", 256), "data.short_min_tokens", bad, low=256)
+    train_on = d.get("train_on", "all")
+    if train_on not in ("all", "assistant"):
+        raise bad("data.train_on", f"expected all or assistant, got {train_on!r}")
+    spec.train_on = train_on
+    return spec
+
+
+def trainer_settings(train: dict) -> dict:
+    """The stage's trainer settings: the recipe defaults, then the stage's keys as given (``eval`` included,
+    unchanged: the trainer owns and checks it)."""
+    return {**RECIPE_TRAIN_DEFAULTS, **train}
+
+
+def parse_train(raw: Any, bad: _Where, pack_length: int) -> tuple[dict, int]:
+    """Check the stage's trainer keys with the trainer's own validation; returns (settings, ranks)."""
+    from longctx.train.config import _flat, from_dict, validate
+
+    t = dict(_mapping(raw, "train", bad))
+    if "eval" in t and not isinstance(t["eval"], dict):
+        raise bad("train.eval", f"expected a mapping (the trainer's eval section), got {t['eval']!r}")
+    given = set(_flat({k: v for k, v in t.items() if k != "eval"}))
+    owned = [k for k in OWNED_TRAIN_KEYS if k in given or k.split(".")[1] in given]
+    if owned:
+        raise bad(f"train.{owned[0]}", "set by the recipe (the previous stage's model, this stage's packs and folder)")
+    where = f"{bad.path}: stage {bad.stage!r}: train"
+    cfg = from_dict(trainer_settings(t), where)  # the trainer's own type checks, naming the key
+    nproc = cfg.parallel.sp_degree
+    validate(cfg, world_size=nproc, pack_length=pack_length, where=where)
+    return t, nproc
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate the recipe at ``path`` (every stage, before anything runs)."""
+    from longctx.io import read_yaml
+
+    return parse_recipe(read_yaml(path, missing="recipe file not found"), str(path))
+
+
+def parse_recipe(raw: Any, path: str = "<recipe>") -> Recipe:
+    bad = _Where(path)
+    top = _mapping(raw, "recipe", bad, TOP_KEYS)
+    if "base" not in top or not isinstance(top["base"], str):
+        raise bad("base", "missing: a checkpoint directory, or organism for the shipped tiny model")
+    base = resolve_base(top["base"])
+    seed = _int(top.get("seed", 0), "seed", bad, low=0)
+    source = None
+    base_context = None
+    if Path(base).is_dir():
+        from rope_scaling.checkpoint_config import read_config
+
+        try:
+            source = read_config(base)[0]
+        except LongctxError as err:
+            raise bad("base", str(err)) from None
+        base_context = int(source.get("max_position_embeddings", 0)) or None
+    plan = _mapping(top.get("plan"), "plan", bad, PLAN_KEYS) or None
+    if source is None and plan is None:
+        raise bad("base", f"{base!r} is not a checkpoint directory")
+    defaults = parse_eval(top.get("eval"), "eval", bad)
+    stages_raw = top.get("stages")
+    if not isinstance(stages_raw, list) or not stages_raw:
+        raise bad("stages", "expected a non-empty list of stages")
+    stages: list[StageSpec] = []
+    names: set[str] = set()
+    for i, s in enumerate(stages_raw):
+        sbad = _Where(path, f"stages[{i}]")
+        s = _mapping(s, "stage", sbad, STAGE_KEYS)
+        name = s.get("name", f"stage{i + 1}")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise sbad("name", f"expected a short name (letters, digits, . _ -), got {name!r}")
+        if name in names:
+            raise sbad("name", f"{name!r} is used by an earlier stage")
+        names.add(name)
+        sbad = _Where(path, name)
+        method, factor, target, params, source, context = parse_extend(s.get("extend"), sbad, source)
+        data = parse_data(s.get("data"), sbad, context, base_context, seed)
+        train, nproc = parse_train(s.get("train"), sbad, data.pack_length)
+        ev = parse_eval(s.get("eval"), "eval", sbad, defaults)
+        if not ev.passkey_lengths and context:
+            ev.passkey_lengths = sorted({base_context or context, context})
+        if not ev.ppl_lengths:
+            ev.ppl_lengths = list(ev.passkey_lengths)
+        stages.append(StageSpec(i + 1, name, method, factor, target, params, context, data, train, nproc, ev))
+    if not defaults.passkey_lengths:
+        defaults.passkey_lengths = list(stages[-1].eval.passkey_lengths)
+    if not defaults.ppl_lengths:
+        defaults.ppl_lengths = list(defaults.passkey_lengths)
+    if plan:
+        check_plan(plan, stages, bad)
+    return Recipe(path, base, base_context, seed, defaults, plan, stages, json.loads(json.dumps(top)))
+
+
+def plan_rows(plan: dict, stages: list[StageSpec]) -> list[dict]:
+    """One ``longctx plan`` verdict per stage for the GPUs the recipe states (its ``plan`` section)."""
+    from longctx.plan import RunShape, load_model_shape, plan_run
+    from longctx.train.config import from_dict
+
+    shape = load_model_shape(str(plan.get("model", "")))
+    rows = []
+    for s in stages:
+        cfg = from_dict(trainer_settings(s.train))
+        run = RunShape(seq_len=s.data.pack_length, gpus=int(plan.get("gpus", cfg.parallel.sp_degree)),
+                       gpu_mem_gib=float(plan.get("gpu_mem_gib", 80.0)), sp=cfg.parallel.sp_degree,
+                       layout=cfg.parallel.layout, micro_batch=1 if cfg.parallel.sp_degree > 1 else cfg.train.micro_batch,
+                       sharding="fsdp" if cfg.parallel.fsdp else str(plan.get("sharding", "none")),
+                       checkpointing="full" if cfg.model.gradient_checkpointing else "none",
+                       loss_chunk=cfg.train.loss_chunk, dtype="bf16", attn_kernel="sdpa")
+        result = plan_run(shape, run)
+        rows.append({"stage": s.name, "seq_len": s.data.pack_length, "sp": cfg.parallel.sp_degree, "gpus": run.gpus,
+                     "gpu_mem_gib": run.gpu_mem_gib, "fits": result.fits,
+                     "gib_per_gpu": round(result.total_bytes / 2**30, 2), "message": result.message()})
+    return rows
+
+
+def check_plan(plan: dict, stages: list[StageSpec], bad: _Where) -> None:
+    if "model" not in plan:
+        raise bad("plan.model", "missing: a longctx plan preset (llama-3-8b, ...) or a config.json path")
+    try:
+        rows = plan_rows(plan, stages)
+    except LongctxError as err:
+        raise bad("plan", _flag_to_key(str(err))) from None
+    for r in rows:
+        if not r["fits"]:
+            raise _Where(bad.path, r["stage"])("train", f"longctx plan: does not fit on {r['gpus']} x "
+                                               f"{r['gpu_mem_gib']:g} GiB: {r['message']}")
