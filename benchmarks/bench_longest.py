@@ -12,7 +12,7 @@ pools), records its resident set, then builds the model and AdamW and runs one f
 backward, optimizer step, which creates AdamW's states) at that length; it fits when the growth of
 the peak RSS (glibc told to mmap large blocks, so freed tensors leave the resident set at once)
 stays within the cap. An address-space limit (RLIMIT_AS: the cap plus 1 GiB over the warmed-up
-process) stops runaway probes early. The cap is small (default 768 MiB, not the machine's 24 GiB) so
+process) stops runaway probes early. The cap is small (default 544 MiB, not the machine's 24 GiB) so
 that every probe takes seconds on a shared 2-core CPU; the ratios between rows are the result.
 
 Beside each measured maximum: the planner's predicted maximum for the same run
@@ -163,8 +163,8 @@ def planned(row: dict, cap: int, unit: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cap-mib", type=int, default=768, help="memory cap of one step (peak RSS growth), MiB")
-    ap.add_argument("--granularity", type=int, default=256, help="sequence lengths are multiples of this")
+    ap.add_argument("--cap-mib", type=int, default=544, help="memory cap of one step (peak RSS growth), MiB")
+    ap.add_argument("--granularity", type=int, default=512, help="sequence lengths are multiples of this")
     ap.add_argument("--rows", default="plain-hf,chunked,ckpt,tiled-mlp,offload",
                     help=f"comma-separated rows: {', '.join(ROWS)}")
     a = ap.parse_args(argv)
