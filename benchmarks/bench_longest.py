@@ -8,8 +8,9 @@ thing to the row above (ALST's table, arXiv 2506.13996, scaled to a CPU):
 
 For each row the longest length (a multiple of --granularity) whose step fits in --cap-mib is found by
 bisection, every probe in a fresh subprocess: the probe runs a tiny warm-up step (libraries, thread
-pools), records its resident set, then builds the model and AdamW and runs one full step (forward,
-backward, optimizer step, which creates AdamW's states) at that length; it fits when the growth of
+pools), records its resident set, then builds the model and AdamW, runs a 16-token step (creating
+AdamW's states, as in every step after the first) and one full step (forward, backward, optimizer
+step) at that length; it fits when the growth of
 the peak RSS (glibc told to mmap large blocks, so freed tensors leave the resident set at once)
 stays within the cap. An address-space limit (RLIMIT_AS: the cap plus 1 GiB over the warmed-up
 process) stops runaway probes early. The cap is small (default 544 MiB, not the machine's 24 GiB) so
@@ -96,6 +97,7 @@ resource.setrlimit(resource.RLIMIT_AS, (vm + cap + (1 << 30), resource.RLIM_INFI
 try:
     torch.manual_seed(0)
     m, o = build(tiny_config("llama", **shape))
+    step(m, o, 16)  # AdamW's states exist from the first step on: measure a steady-state step
     step(m, o, T)
     ok = True
 except (MemoryError, RuntimeError) as err:
