@@ -24,6 +24,17 @@ measurement and in the planner; on a GPU it frees L - 2 layers of checkpoints.
 Hooks for the integrator: the "sp2-ring" and "sp2-ulysses" rows (two ranks, parallel.layout) are
 listed in ROWS but not run here (``--rows`` selects rows).
 
+Measured (2026-12-02, this shared CPU, cap 544 MiB, granularity 512; rows run as in the default
+command, the offload row in a second run with --rows offload):
+
+    row          measured max   planned max   probes (peak RSS growth)
+    plain-hf                0             0   512: 578 MiB (no)
+    chunked              2560          2560   2560: 524 fits, 3072: 549 no
+    ckpt                 6656          5632   6656: 540 fits, 7168: 556 no
+    tiled-mlp           13312         10240   13312: 541 fits, 13824: 549 no
+    offload             13312*        10240   10240: 495, 13312: 541 fits (= tiled-mlp bytes), 14848: 565 no
+    (* 13824 not probed in time; the growth matched the tiled-mlp row at every length probed: a no-op on CPU)
+
     nice -n 10 python benchmarks/bench_longest.py                  # all single-process rows
     python benchmarks/bench_longest.py --rows chunked,ckpt --cap-mib 512
 """
