@@ -32,8 +32,9 @@ command, the offload row in a second run with --rows offload):
     chunked              2560          2560   2560: 524 fits, 3072: 549 no
     ckpt                 6656          5632   6656: 540 fits, 7168: 556 no
     tiled-mlp           13312         10240   13312: 541 fits, 13824: 549 no
-    offload             13312*        10240   10240: 495, 13312: 541 fits (= tiled-mlp bytes), 14848: 565 no
-    (* 13824 not probed in time; the growth matched the tiled-mlp row at every length probed: a no-op on CPU)
+    offload             13312         10240   10240: 495, 13312: 541 fits (= tiled-mlp), 13824: 549 no
+    (offload: the same peak RSS as tiled-mlp at every length probed, as the planner says for a CPU; the
+    offload row alone took 4.9 CPU-minutes of probes)
 
     nice -n 10 python benchmarks/bench_longest.py                  # all single-process rows
     python benchmarks/bench_longest.py --rows chunked,ckpt --cap-mib 512
