@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from longctx.labels import IGNORE_INDEX
+from longctx.plan.rules import auto_loss_chunk
 
 
 def shift_targets(
@@ -100,8 +101,8 @@ class _ChunkedLMLoss(torch.autograd.Function):
             dl = dlogits.to(h.dtype)
             if need_h:
                 grad_h[s : s + ctx.chunk_size] = dl @ weight
-            if need_w:
-                grad_w += dlogits.t() @ hc.to(cdt)
+            if need_w:  # in place: no V x H temporary per chunk
+                grad_w.addmm_(dlogits.t(), hc.to(cdt))
             if grad_b is not None:
                 grad_b += dlogits.sum(0)
         return (
@@ -121,7 +122,7 @@ def chunked_lm_loss(
     weights: torch.Tensor | None = None,
     *,
     head_bias: torch.Tensor | None = None,
-    chunk_size: int = 4096,
+    chunk_size: int = 0,
 ) -> torch.Tensor:
     """Scalar SUM over positions of ``w_t * cross_entropy(hidden_t @ head_weight.T + head_bias, target_t)``.
 
@@ -129,7 +130,8 @@ def chunked_lm_loss(
     already shifted by :func:`shift_targets`; positions with target -100 are skipped.
     ``weights=None`` is token mode (w_t = 1: the trainer divides by the global target-token count);
     with LongAlign weights the trainer divides by the global sequence count M of the step.
-    Logits exist for at most ``chunk_size`` tokens at a time, in forward and backward; the
+    Logits exist for at most ``chunk_size`` tokens at a time, in forward and backward (0 = the
+    :func:`auto_loss_chunk` rule from the head's vocabulary and hidden sizes); the
     log-softmax is computed in float32 for bf16/fp16 inputs (float64 stays float64). Returns a
     0-dim tensor in that compute dtype, differentiable w.r.t. ``hidden``, ``head_weight``, ``head_bias``.
     """
@@ -137,8 +139,10 @@ def chunked_lm_loss(
         raise ValueError(f"hidden {tuple(hidden.shape)} does not match targets {tuple(targets.shape)}")
     if weights is not None and weights.shape != targets.shape:
         raise ValueError(f"weights {tuple(weights.shape)} does not match targets {tuple(targets.shape)}")
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if chunk_size < 0:
+        raise ValueError(f"chunk_size must be positive (or 0 = automatic), got {chunk_size}")
+    if chunk_size == 0:
+        chunk_size = auto_loss_chunk(head_weight.shape[0], head_weight.shape[1])
     h = hidden.reshape(-1, hidden.shape[-1])
     y = targets.reshape(-1)
     keep = y != IGNORE_INDEX

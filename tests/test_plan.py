@@ -144,7 +144,7 @@ def test_step_time_is_dense_at_short_context_and_quadratic_at_long_context():
 
 def test_cli_json_reports_the_verdict_and_exits_nonzero_when_it_does_not_fit(capsys):
     """--json prints parseable output with the verdict; a run that cannot fit exits 1."""
-    assert plan_main(["--model", "llama-3-8b", "--seq-len", "8192", "--gpus", "8", "--sharding", "zero3", "--json"]) == 0
+    assert plan_main(["--model", "llama-3-8b", "--seq-len", "8192", "--gpus", "8", "--sharding", "fsdp", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["fits"] is True and out["max_seq_len"] >= 8192 and out["recommended_sp"] == 1
     assert sum(t["bytes"] for t in out["terms"] if t["live_at_peak"]) + out["margin_bytes"] + out["overhead_bytes"] == \
@@ -186,7 +186,7 @@ def test_run_for_device_cpu_uses_the_cpu_mode_and_explicit_fields_win():
     (["--mfu", "0"], "--mfu"),
     (["--loss-chunk", "-1"], "--loss-chunk"),
     (["--micro-batch", "0"], "--micro-batch"),
-    (["--tiled-mlp", "0"], "--tiled-mlp"),
+    (["--tiled-mlp", "--mlp-tiles", "-1"], "--mlp-tiles"),
 ])
 def test_plan_refuses_non_finite_and_out_of_range_numbers_naming_the_flag(flags, flag):
     """`plan --gpu-mem nan` used to plan, `--peak-tflops 0` fell back to the GPU's peak and `--overhead -100`
@@ -204,6 +204,6 @@ def test_run_shape_refuses_nan_gpu_memory_from_library_callers():
 
 def test_plan_uses_the_given_peak_tflops(capsys):
     """An explicit --peak-tflops is the peak in the report (not the GPU table's)."""
-    assert plan_main(["--model", "llama-3-8b", "--seq-len", "8192", "--gpus", "8", "--sharding", "zero3",
+    assert plan_main(["--model", "llama-3-8b", "--seq-len", "8192", "--gpus", "8", "--sharding", "fsdp",
                       "--peak-tflops", "123", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["step_time"]["peak_flops"] == 123e12

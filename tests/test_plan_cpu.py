@@ -54,3 +54,27 @@ def test_predicted_peak_is_within_15_percent_of_measured(case):
     # The step must be dominated by what the planner models, not by the static model states alone.
     assert measured.peak_bytes > 1.5 * measured.static_bytes
     assert abs(predicted - measured.peak_bytes) / measured.peak_bytes <= TOLERANCE, (predicted, measured)
+
+
+MEMORY_SET_CASES = {
+    # (hidden, layers, intermediate, vocab, seq_len, loss_chunk, checkpointing, mlp_tiles, checkpoint_offload):
+    # the trainer's train.tiled_mlp (ALST's ceil(T/H) tiles) and model.checkpoint_offload (on CPU: no saving).
+    # One case covers both (each alone is in `python -m longctx.plan.validate`): ~20 s on an idle machine.
+    "tiled-mlp-ckpt-offload-cpu": (64, 2, 1024, 512, 2048, 256, True, 0, True),
+}
+
+
+@pytest.mark.parametrize("case", list(MEMORY_SET_CASES))
+def test_memory_set_predicted_peak_is_within_15_percent_of_measured(case):
+    """The planner's model of the tiled MLP and of checkpoint offload (a no-op on CPU) against a real step."""
+    h, layers, inter, vocab, seq, chunk, ckpt, tiles, offload = MEMORY_SET_CASES[case]
+    cfg = tiny_config("llama", hidden_size=h, num_layers=layers, num_heads=4, num_kv_heads=4,
+                      intermediate_size=inter, vocab_size=vocab, tie_word_embeddings=False)
+    measured = measure_train_step(cfg, seq, loss_chunk=chunk, checkpointing=ckpt, mlp_tiles=tiles,
+                                  checkpoint_offload=offload)
+    run = RunShape(seq_len=seq, dtype="fp32", attn_kernel="sdpa", foreach_optimizer=False, frag_margin=0.0,
+                   overhead_gib=0.0, loss_chunk=chunk, checkpointing="full" if ckpt else "none", tiled_mlp=tiles,
+                   checkpoint_offload=offload, device="cpu")
+    predicted = plan_run(shape_from_config(cfg), run).total_bytes
+    assert measured.peak_bytes > 1.5 * measured.static_bytes
+    assert abs(predicted - measured.peak_bytes) / measured.peak_bytes <= TOLERANCE, (predicted, measured)

@@ -65,13 +65,14 @@ class StepMeasurement:
 
 
 def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointing: bool = False,
-                       seed: int = 0) -> StepMeasurement:
+                       mlp_tiles: int = 1, checkpoint_offload: bool = False, seed: int = 0) -> StepMeasurement:
     """Peak memory of the second AdamW step of a ``transformers`` causal LM built from ``config``
     (float32, CPU, SDPA attention, one sequence of ``seq_len`` tokens).
 
     ``loss_chunk == 0``: the model's own loss over full logits (``model(input_ids, labels=...)``);
     otherwise the final hidden states go through ``longctx.loss.chunked_lm_loss`` with that chunk
-    size, as the longctx trainer does. The first step runs untracked so that the optimizer states
+    size, as the longctx trainer does. ``mlp_tiles`` != 1 and ``checkpoint_offload`` apply the trainer's
+    ``train.tiled_mlp`` (0 = automatic tiles) and ``model.checkpoint_offload`` (``longctx.train.parallelize``). The first step runs untracked so that the optimizer states
     exist; the second is measured, from the forward pass to ``zero_grad``.
     """
     from transformers import AutoModelForCausalLM
@@ -84,6 +85,13 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if mlp_tiles != 1 or checkpoint_offload:
+        from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp
+
+        if mlp_tiles != 1:
+            apply_tiled_mlp(model, mlp_tiles)
+        if checkpoint_offload:
+            apply_checkpoint_offload(model, pin_memory=False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
     ids = torch.randint(0, config.vocab_size, (1, seq_len))
     position_ids = torch.arange(seq_len)[None]

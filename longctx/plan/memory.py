@@ -116,25 +116,26 @@ def saved_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> flo
     """Activations kept across layers while the step is in flight.
 
     Full checkpointing: each layer's input, L · T · a · H; with checkpoint offload only the two
-    layers in flight stay: 2 · T · a · H. No checkpointing: (L − 1) layers of
+    layers in flight stay: 2 · T · a · H (on a GPU; with ``device`` "cpu" the host is the device and
+    nothing leaves: L · T · a · H still). No checkpointing: (L − 1) layers of
     :func:`layer_activation_bytes_per_token` (the L-th is :func:`layer_activation_bytes`)."""
     a = run.act_bytes
     if run.checkpointing == "full":
         per_layer = tokens * a * shape.hidden_size
-        return 2 * per_layer if run.checkpoint_offload else shape.num_layers * per_layer
+        return 2 * per_layer if run.offloads_checkpoints else shape.num_layers * per_layer
     return (shape.num_layers - 1) * layer_activation_bytes(tokens, shape, run)
 
 
 def layer_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:
     """One layer's full activations, T · act_layer: recomputed in backward under checkpointing; without
     it, the last layer's (so that kept + this = all L layers in forward, one layer at the backward end)."""
-    return tokens * layer_activation_bytes_per_token(shape, run.act_bytes, run.attn_kernel, run.norm, run.tiled_mlp,
+    return tokens * layer_activation_bytes_per_token(shape, run.act_bytes, run.attn_kernel, run.norm, run.mlp_tiles(shape.hidden_size),
                                                      run.swiglu)
 
 
 def backward_transient_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:
     """Gradient buffers inside one layer's backward: T · bwd_transient."""
-    return tokens * backward_transient_bytes_per_token(shape, run.act_bytes, run.tiled_mlp)
+    return tokens * backward_transient_bytes_per_token(shape, run.act_bytes, run.mlp_tiles(shape.hidden_size))
 
 
 def attention_workspace_bytes(tokens: int, shape: ModelShape, attn_kernel: str) -> float:

@@ -26,7 +26,7 @@ def render_table(result: PlanResult, max_seq: int | None = None, sp: int | None 
         f"heads={s.num_heads}/{s.num_kv_heads} I={s.intermediate_size} V={s.vocab_size}",
         f"run     seq_len {r.seq_len} on {r.gpus} GPU(s) x {r.gpu_mem_gib:g} GiB; sp {r.sp} ({r.layout}), dp {r.dp}, "
         f"micro-batch {r.micro_batch}; {r.sharding}, offload {r.offload}; checkpointing {r.checkpointing}"
-        f"{' (offloaded)' if r.checkpoint_offload else ''}; loss {'full logits' if r.loss_chunk <= 0 else f'chunk {r.loss_chunk}'}"
+        f"{' (offloaded)' if r.checkpoint_offload else ''}; mlp tiles {r.mlp_tiles(s.hidden_size)}; loss {'full logits' if r.loss_chunk <= 0 else f'chunk {r.loss_chunk}'}"
         f" ({r.loss_impl}); {r.dtype}; {r.tokens_per_rank} tokens per GPU",
         "",
         f"{'term (per GPU)':<22}{'GiB':>9}  {'at peak':<8} formula",

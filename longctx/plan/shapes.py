@@ -25,6 +25,7 @@ DTYPE_BYTES: dict[str, int] = {"bf16": 2, "fp16": 2, "fp32": 4}
 SHARDINGS = ("none", "zero2", "zero3", "fsdp")
 OFFLOADS = ("none", "optimizer", "params")
 CHECKPOINTINGS = ("full", "none")
+DEVICES = ("cuda", "cpu")
 ATTN_KERNELS = ("flash", "sdpa")
 NORMS = ("hf", "fused")
 IMPLS = ("hf", "fused")
@@ -115,7 +116,8 @@ class RunShape:
     checkpointing: str = "full"
     """"full": keep each layer's input only and recompute the layer in backward; "none": keep everything."""
     checkpoint_offload: bool = False
-    """Move the per-layer checkpoints to CPU RAM (Arctic/ALST); two layers' worth stay in flight."""
+    """Move the per-layer checkpoints to host RAM (Arctic/ALST; ``model.checkpoint_offload``); two layers'
+    worth stay in flight. Saves nothing when ``device`` is "cpu" (host RAM is the device's memory)."""
     loss_chunk: int = 0
     """Tokens per loss chunk (logits never exist for more than this many tokens); 0 = full logits."""
     loss_impl: str = "hf"
@@ -126,7 +128,8 @@ class RunShape:
     """The training loop keeps the model output (full logits, compute dtype) alive through backward,
     as loops that hold ``outputs`` while calling ``outputs.loss.backward()`` do: + T·V·a."""
     tiled_mlp: int = 1
-    """Split the MLP over the sequence into this many tiles (Arctic TiledMLP); 1 = no tiling."""
+    """Split the MLP over the sequence into this many tiles, recomputed in backward (ALST TiledMLP;
+    ``train.tiled_mlp`` + ``train.mlp_tiles``); 1 = no tiling, 0 = ALST's ceil(T / H) tiles."""
     dtype: str = "bf16"
     """Parameter/activation dtype: "bf16"/"fp16" (with fp32 master weights in the optimizer) or "fp32"."""
     attn_kernel: str = "flash"
@@ -144,6 +147,8 @@ class RunShape:
     """Allocator fragmentation / reserved-vs-allocated margin, as a fraction of the peak."""
     overhead_gib: float = 1.0
     """Fixed per-GPU overhead: CUDA context, NCCL and cuBLAS workspaces (GiB). 0 on CPU."""
+    device: str = "cuda"
+    """"cuda" or "cpu": where the step runs; on "cpu" host offload moves nothing off the device."""
 
     def __post_init__(self) -> None:
         validate_run(self)
@@ -160,6 +165,18 @@ class RunShape:
     @property
     def act_bytes(self) -> int:
         return DTYPE_BYTES[self.dtype]
+
+    def mlp_tiles(self, hidden_size: int) -> int:
+        """The MLP tiles actually used: ``tiled_mlp``, or ALST's ceil(T / H) when it is 0 (at most T)."""
+        from longctx.plan.rules import auto_mlp_tiles
+
+        tiles = self.tiled_mlp or auto_mlp_tiles(self.tokens_per_rank, hidden_size)
+        return max(1, min(tiles, self.tokens_per_rank))
+
+    @property
+    def offloads_checkpoints(self) -> bool:
+        """Checkpoint offload frees device memory: on, with full checkpointing, and a device apart from the host."""
+        return self.checkpoint_offload and self.checkpointing == "full" and self.device != "cpu"
 
     def replace(self, **changes: Any) -> "RunShape":
         return dataclasses.replace(self, **changes)
@@ -212,9 +229,10 @@ def validate_run(run: RunShape) -> None:
     choice("norm", run.norm, NORMS)
     choice("loss-impl", run.loss_impl, IMPLS)
     choice("swiglu", run.swiglu, IMPLS)
-    for flag, value in (("seq-len", run.seq_len), ("gpus", run.gpus), ("sp", run.sp), ("micro-batch", run.micro_batch),
-                        ("tiled-mlp", run.tiled_mlp)):
+    choice("device", run.device, DEVICES)
+    for flag, value in (("seq-len", run.seq_len), ("gpus", run.gpus), ("sp", run.sp), ("micro-batch", run.micro_batch)):
         check_int(flag, value, low=1)
+    check_int("mlp-tiles", run.tiled_mlp, low=0, why=" (0 = ALST's ceil(T/H), 1 = no tiling)")
     check_int("loss-chunk", run.loss_chunk, low=0, why=" (0 = full logits)")
     check_number("gpu-mem", run.gpu_mem_gib, low=0.0, low_open=True)
     check_number("frag-margin", run.frag_margin, low=0.0, high=1.0, high_open=True)

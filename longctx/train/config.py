@@ -34,6 +34,11 @@ class ModelConfig:
     registered with transformers' AttentionInterface ("sdpa", "eager", "longctx_varlen", ...)."""
     gradient_checkpointing: bool = False
     """Recompute each decoder layer in the backward pass (trades ~30% time for activation memory)."""
+    checkpoint_offload: bool = False
+    """Keep the checkpointed layer inputs in host memory (page-locked on CUDA) until backward needs them
+    (ALST, arXiv 2506.13996): activation memory on the GPU no longer grows with the number of layers.
+    Needs gradient_checkpointing. On a CPU-only run host memory is the same memory: no saving (the
+    planner counts none), the code path still runs."""
     dtype: str = "auto"
     """Parameter/compute dtype: "auto" = bf16 autocast on CUDA, float32 on CPU; or "float32"/"bfloat16"."""
 
@@ -107,8 +112,16 @@ class TrainConfig:
     """"weighted": LongAlign loss weighting, every sequence counts equally in the optimizer step
     (sum of per-token weights 1/N_i, divided by the global sequence count M); "token": mean over all
     target tokens of the optimizer step."""
-    loss_chunk: int = 4096
-    """Tokens per chunk of the output-head + cross-entropy computation (full logits are never built)."""
+    loss_chunk: int = 0
+    """Tokens per chunk of the output-head + cross-entropy computation (full logits are never built);
+    0 or "auto" = min(hidden, 2^23 / vocab) rounded down to a multiple of 64 (``longctx.loss.auto_loss_chunk``:
+    one chunk's fp32 logits never exceed the head's size nor 32 MiB)."""
+    tiled_mlp: bool = False
+    """Run each decoder layer's MLP over sequence tiles, recomputing each tile in backward (ALST TiledMLP):
+    the MLP's intermediate activations exist for one tile only. Exact (same gradients up to float
+    summation order). Llama/Qwen2/Mistral-style per-token MLPs; not with parallel.fsdp yet."""
+    mlp_tiles: int = 0
+    """Tiles for train.tiled_mlp; 0 = ALST's ceil(tokens / hidden_size) per forward."""
     seed: int = 0
     """Seed for data order and every RNG."""
 
@@ -255,6 +268,10 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+AUTO_ZERO_KEYS = frozenset({"train.loss_chunk"})
+"""Integer keys whose 0 means "choose automatically": the string "auto" is read as 0."""
+
+
 def _set(cfg: RunConfig, dotted: str, value: Any, where: str) -> None:
     parts = dotted.split(".")
     if len(parts) == 1:  # bare name: top-level field or a unique field of one section
@@ -276,6 +293,8 @@ def _set(cfg: RunConfig, dotted: str, value: Any, where: str) -> None:
     name = parts[-1]
     if name not in types or name in SECTIONS:
         raise LongctxError(f"{where}: {dotted}: unknown key (known: {', '.join(sorted(types))})")
+    if isinstance(value, str) and value.strip().lower() == "auto" and f"{parts[0]}.{name}" in AUTO_ZERO_KEYS:
+        value = 0
     value = _coerce(value, types[name], dotted, where)
     if isinstance(target, DataConfig) and name == "mode" and value in DEPRECATED_DATA_MODES:
         new = DEPRECATED_DATA_MODES[value]
@@ -345,7 +364,8 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
         raise bad("model.dtype", f"{c.model.dtype!r} is not one of {', '.join(DTYPES)}")
     for name, value, lo in [("parallel.sp_degree", c.parallel.sp_degree, 1), ("train.steps", c.train.steps, 1),
                             ("train.micro_batch", c.train.micro_batch, 1), ("train.grad_accum", c.train.grad_accum, 1),
-                            ("train.loss_chunk", c.train.loss_chunk, 1), ("checkpoint.keep_last", c.checkpoint.keep_last, 1),
+                            ("train.loss_chunk", c.train.loss_chunk, 0),
+                            ("train.mlp_tiles", c.train.mlp_tiles, 0), ("checkpoint.keep_last", c.checkpoint.keep_last, 1),
                             ("checkpoint.every", c.checkpoint.every, 0), ("optim.warmup_steps", c.optim.warmup_steps, 0),
                             ("data.batch_tokens", c.data.batch_tokens, 0), ("log.every", c.log.every, 1),
                             ("parallel.ulysses_degree", c.parallel.ulysses_degree, 0)]:
@@ -370,6 +390,14 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
     if not c.optim.eps > 0:
         raise bad("optim.eps", f"must be > 0, got {c.optim.eps}")
     _validate_eval(c.eval, bad)
+    if c.model.checkpoint_offload and not c.model.gradient_checkpointing:
+        raise bad("model.checkpoint_offload", "offloads the checkpointed layer inputs, so it needs "
+                  "model.gradient_checkpointing: true")
+    if c.train.mlp_tiles and not c.train.tiled_mlp:
+        raise bad("train.mlp_tiles", f"{c.train.mlp_tiles} tiles set but train.tiled_mlp is false; enable it")
+    if c.train.tiled_mlp and c.parallel.fsdp:
+        raise bad("train.tiled_mlp", "not supported with parallel.fsdp yet (the tiled backward accumulates "
+                  "parameter gradients outside FSDP's hooks)")
     sp = c.parallel.sp_degree
     if sp > 1 and c.data.mode != "pack":
         raise bad("data.mode", f"{c.data.mode!r} batches rows of different lengths, which sequence parallelism "
@@ -426,10 +454,12 @@ RESUME_NEUTRAL_KEYS = frozenset({
     "log.every", "log.progress", "log.tensorboard",
     "checkpoint.out", "checkpoint.every", "checkpoint.keep_last", "checkpoint.resume", "checkpoint.export",
     "checkpoint.allow_config_change", "force", "plan_gpu_mem_gib", "model.gradient_checkpointing",
+    "model.checkpoint_offload", "train.tiled_mlp", "train.mlp_tiles", "train.loss_chunk",
 } | {f"eval.{f.name}" for f in dataclasses.fields(EvalConfig)})
 """Keys a resume may change freely: they decide what is logged, how often checkpoints are written, or
-how memory is traded for time, never the weights (gradient checkpointing recomputes the same step;
-evaluation leaves the training trajectory untouched, eval.stop_at only decides where it ends).
+how memory is traded for time, never the weights (gradient checkpointing, its offload and the tiled MLP
+recompute the same step; evaluation leaves the training trajectory untouched, eval.stop_at only decides
+where it ends).
 Every other key, train.steps included (the cosine schedule runs to it), changes the run's result."""
 
 _PATH_KEYS = ("model.path", "data.path")

@@ -1,4 +1,7 @@
-"""Optional parameter/optimizer sharding with FSDP2 (``torch.distributed.fsdp.fully_shard``).
+"""How the trainer lays the model out in memory: FSDP2 sharding, and the ALST memory set (tiled MLP,
+checkpoint offload), each applied to an already built Hugging Face model without changing its weights.
+
+Optional parameter/optimizer sharding with FSDP2 (``torch.distributed.fsdp.fully_shard``).
 
 ``parallel.fsdp: true`` shards every decoder layer and the root module over *all* ranks (DP x SP,
 as DeepSpeed ZeRO-3 does): each rank keeps 1/world of the parameters, gradients and AdamW states.
@@ -11,6 +14,8 @@ gradient must be the SUM over ranks). Checkpoints and the export gather full sta
 from __future__ import annotations
 
 import torch
+
+from longctx.plan.rules import auto_mlp_tiles
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -55,3 +60,125 @@ def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ms
     opts = StateDictOptions(full_state_dict=True)
     set_model_state_dict(model, msd, options=opts)
     set_optimizer_state_dict(model, optimizer, osd, options=opts)
+
+
+# ---------------------------------------------------------------- ALST memory set (arXiv 2506.13996)
+
+
+class TiledMLPFunction(torch.autograd.Function):
+    """``mlp(x)`` computed over ``tiles`` slices of the sequence (dim -2), saving only ``x``.
+
+    Forward runs each tile without autograd and concatenates the outputs; backward recomputes one tile
+    at a time with autograd and back-propagates it at once, so the MLP's intermediate activations
+    (gate, up, silu(gate)·up: 3-4 x I per token) exist for one tile, never for the whole sequence.
+    An MLP is per token, so the result and the input gradient are those of ``mlp(x)``; the parameter
+    gradients are the sum of the per-tile ones, accumulated straight into ``.grad`` by the inner
+    ``torch.autograd.backward`` (the same float32 sums in a different order: ~1e-7 relative).
+    ``params`` are passed only so that autograd sees the function depends on them.
+    """
+
+    @staticmethod
+    def forward(ctx, fn, x, tiles, *params):  # noqa: D401 - autograd signature
+        ctx.fn, ctx.tiles = fn, tiles
+        ctx.save_for_backward(x)
+        with torch.no_grad():
+            return torch.cat([fn(t) for t in x.tensor_split(tiles, dim=-2)], dim=-2)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (x,) = ctx.saved_tensors
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[1] else None
+        start = 0
+        for xt, gt in zip(x.tensor_split(ctx.tiles, dim=-2), grad_out.tensor_split(ctx.tiles, dim=-2)):
+            n = xt.shape[-2]
+            xt = xt.detach().requires_grad_(grad_x is not None)
+            with torch.enable_grad():
+                out = ctx.fn(xt)
+            torch.autograd.backward(out, gt)
+            if grad_x is not None:
+                grad_x.narrow(-2, start, n).copy_(xt.grad)
+            start += n
+        return (None, grad_x, None) + (None,) * (len(ctx.needs_input_grad) - 3)
+
+
+def tiled_mlp_forward(mlp: torch.nn.Module, tiles: int = 0):
+    """A ``forward`` for ``mlp`` that runs :class:`TiledMLPFunction` (``tiles`` = 0: :func:`auto_mlp_tiles`).
+
+    Without grad (evaluation) or with a single tile it is the module's own forward."""
+    plain = type(mlp).forward.__get__(mlp)
+    hidden = getattr(mlp, "hidden_size", None)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        n = tiles or auto_mlp_tiles(x[..., 0].numel(), hidden or x.shape[-1])  # all tokens of the batch
+        n = min(n, x.shape[-2])
+        if n <= 1 or not torch.is_grad_enabled():
+            return plain(x)
+        params = [p for p in mlp.parameters() if p.requires_grad]
+        return TiledMLPFunction.apply(plain, x, n, *params)
+
+    return forward
+
+
+def apply_tiled_mlp(model: torch.nn.Module, tiles: int = 0) -> int:
+    """Make every decoder layer's ``mlp`` (Llama/Qwen2/Mistral-style, per-token) run over sequence tiles
+    with recomputation (``train.tiled_mlp``). Patches the instance's ``forward`` only: parameter names,
+    state dicts and checkpoints are unchanged. Returns the number of MLPs patched."""
+    n = 0
+    for layer in decoder_layers(model):
+        mlp = getattr(layer, "mlp", None)
+        if mlp is None or not any(True for _ in mlp.parameters()):
+            raise ValueError(f"{type(layer).__name__}: no per-token .mlp module to tile")
+        mlp.forward = tiled_mlp_forward(mlp, tiles)
+        n += 1
+    return n
+
+
+class HostOffload(torch.autograd.graph.saved_tensors_hooks):
+    """Saved-tensor hooks that keep each saved activation in host memory until backward needs it.
+
+    Pack copies the tensor into a fresh host buffer (page-locked on CUDA, so the copies can overlap
+    compute) and drops the device copy; unpack copies it back to its device. Parameters and tensors
+    below ``min_bytes`` stay where they are (they live anyway / are not worth a copy). On a CPU-only
+    run the "host" is the same memory: the copy is made (the path is exercised and tested) but the
+    original is freed, so the footprint is that of plain checkpointing (the planner models it so).
+    """
+
+    def __init__(self, pin_memory: bool, min_bytes: int = 1 << 16, stats: dict | None = None):
+        def pack(t: torch.Tensor):
+            nbytes = t.numel() * t.element_size()
+            if isinstance(t, torch.nn.Parameter) or nbytes < min_bytes or t.is_sparse:
+                return (None, t)
+            host = torch.empty(t.size(), dtype=t.dtype, layout=t.layout, pin_memory=pin_memory)
+            host.copy_(t, non_blocking=pin_memory)
+            if stats is not None:
+                stats["tensors"] = stats.get("tensors", 0) + 1
+                stats["bytes"] = stats.get("bytes", 0) + nbytes
+            return (t.device, host)
+
+        def unpack(packed):
+            device, t = packed
+            return t if device is None else t.to(device, non_blocking=pin_memory)
+
+        super().__init__(pack, unpack)
+
+
+def apply_checkpoint_offload(model: torch.nn.Module, pin_memory: bool, min_bytes: int = 1 << 16,
+                             stats: dict | None = None) -> int:
+    """Offload the inputs each checkpointed decoder layer saves to host memory (``model.checkpoint_offload``).
+
+    transformers checkpoints a layer inside its ``forward`` (module hooks stay outside), so wrapping the
+    instance's ``forward`` in :class:`HostOffload` catches exactly what the checkpoint keeps, its inputs;
+    the checkpoint's own hooks, entered later, take the layer's inner activations (recomputed in
+    backward). Needs gradient checkpointing on (else every activation would be copied). ``stats``, when
+    given, counts the offloaded tensors and bytes. Returns the number of layers wrapped."""
+    n = 0
+    for layer in decoder_layers(model):
+        inner = layer.forward
+
+        def forward(*args, _inner=inner, **kwargs):
+            with HostOffload(pin_memory, min_bytes, stats):
+                return _inner(*args, **kwargs)
+
+        layer.forward = forward
+        n += 1
+    return n

@@ -27,7 +27,7 @@ from longctx.loss import chunked_lm_loss, shift_targets
 @dataclass
 class StepOptions:
     loss_mode: str = "weighted"  # "weighted" | "token"
-    loss_chunk: int = 4096
+    loss_chunk: int = 0  # 0 = longctx.plan.rules.auto_loss_chunk
     layout: str = "zigzag"
     grad_clip: float = 0.0
     autocast_dtype: torch.dtype | None = None  # bf16 on CUDA, None (float32) on CPU

@@ -165,6 +165,14 @@ class Trainer:
                 enable(activation_checkpointing_kwargs={"use_reentrant": False})
             else:
                 self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if c.train.tiled_mlp:
+            from longctx.train.parallelize import apply_tiled_mlp
+
+            apply_tiled_mlp(self.model, c.train.mlp_tiles)
+        if c.model.checkpoint_offload:
+            from longctx.train.parallelize import apply_checkpoint_offload
+
+            apply_checkpoint_offload(self.model, pin_memory=self.device.type == "cuda")
         self.fsdp = c.parallel.fsdp and self.mesh.world_size > 1
         autocast = torch.bfloat16 if (c.model.dtype == "auto" and self.device.type == "cuda") else None
         self.step_opts = StepOptions(loss_mode=c.train.loss, loss_chunk=c.train.loss_chunk, layout=self.layout,
@@ -196,15 +204,14 @@ class Trainer:
             return  # CPU without an explicit budget: nothing to check against
         from transformers import AutoConfig
 
-        from longctx.plan import RunShape, plan_run, shape_from_config
+        from longctx.plan import plan_run, shape_from_config
+        from longctx.plan.options import run_from_train_config
 
-        run = RunShape(seq_len=self.src.pack_length, gpus=self.mesh.world_size, gpu_mem_gib=mem, sp=c.parallel.sp_degree,
-                       layout=self.layout, micro_batch=1 if c.parallel.sp_degree > 1 else c.train.micro_batch,
-                       sharding="fsdp" if c.parallel.fsdp else "none",
-                       checkpointing="full" if c.model.gradient_checkpointing else "none", loss_chunk=c.train.loss_chunk,
-                       dtype="bf16" if self.device.type == "cuda" and c.model.dtype != "float32" else "fp32",
-                       attn_kernel="sdpa", overhead_gib=1.0 if self.device.type == "cuda" else 0.0)
-        result = plan_run(shape_from_config(AutoConfig.from_pretrained(c.model.path), Path(c.model.path).name), run)
+        config = AutoConfig.from_pretrained(c.model.path)
+        shape = shape_from_config(config, Path(c.model.path).name)
+        run = run_from_train_config(c, shape, self.src.pack_length, self.mesh.world_size, self.device.type, mem,
+                                   layout=self.layout)
+        result = plan_run(shape, run)
         if self.is_main:
             print(f"longctx train: plan: {result.message()}", flush=True)
         if not result.fits and not c.force:

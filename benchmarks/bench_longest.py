@@ -1,0 +1,211 @@
+"""The longest sequence one training step fits in a memory cap, for each step of the ALST memory set.
+
+One fixed ~25M-parameter Llama shape (hidden 256, 2 layers, 4 heads, MLP 768, vocabulary 45000,
+untied head: 24.7M parameters), float32, CPU, AdamW, one sequence per step. Rows, each adding one
+thing to the row above (ALST's table, arXiv 2506.13996, scaled to a CPU):
+
+    plain HF (sdpa, full logits)  ->  + chunked loss  ->  + checkpointing  ->  + tiled MLP  ->  + checkpoint offload
+
+For each row the longest length (a multiple of --granularity) whose step fits in --cap-mib is found by
+bisection, every probe in a fresh subprocess: the probe runs a tiny warm-up step (libraries, thread
+pools), records its resident set, then builds the model and AdamW, runs a 16-token step (creating
+AdamW's states, as in every step after the first) and one full step (forward, backward, optimizer
+step) at that length; it fits when the growth of
+the peak RSS (glibc told to mmap large blocks, so freed tensors leave the resident set at once)
+stays within the cap. An address-space limit (RLIMIT_AS: the cap plus 1 GiB over the warmed-up
+process) stops runaway probes early. The cap is small (default 544 MiB, not the machine's 24 GiB) so
+that every probe takes seconds on a shared 2-core CPU; the ratios between rows are the result.
+
+Beside each measured maximum: the planner's predicted maximum for the same run
+(``longctx.plan.options.run_from_train_config`` in its CPU mode, capacity = the cap). On a CPU the
+checkpoint offload row equals the tiled-MLP row by construction (host RAM is the device), in the
+measurement and in the planner; on a GPU it frees L - 2 layers of checkpoints.
+
+Hooks for the integrator: the "sp2-ring" and "sp2-ulysses" rows (two ranks, parallel.layout) are
+listed in ROWS but not run here (``--rows`` selects rows).
+
+Measured (2026-12-02, this shared CPU, cap 544 MiB, granularity 512; rows run as in the default
+command, the offload row in a second run with --rows offload):
+
+    row          measured max   planned max   probes (peak RSS growth)
+    plain-hf                0             0   512: 578 MiB (no)
+    chunked              2560          2560   2560: 524 fits, 3072: 549 no
+    ckpt                 6656          5632   6656: 540 fits, 7168: 556 no
+    tiled-mlp           13312         10240   13312: 541 fits, 13824: 549 no
+    offload             13312         10240   10240: 495, 13312: 541 fits (= tiled-mlp), 13824: 549 no
+    (offload: the same peak RSS as tiled-mlp at every length probed, as the planner says for a CPU; the
+    offload row alone took 4.9 CPU-minutes of probes)
+
+    nice -n 10 python benchmarks/bench_longest.py                  # all single-process rows
+    python benchmarks/bench_longest.py --rows chunked,ckpt --cap-mib 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+
+SHAPE = dict(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=4, intermediate_size=768, vocab_size=45000,
+             tie_word_embeddings=False)
+
+ROWS = {  # name -> trainer settings (the keys of longctx train's config)
+    "plain-hf": dict(loss="hf"),
+    "chunked": dict(loss="chunked"),
+    "ckpt": dict(loss="chunked", checkpointing=True),
+    "tiled-mlp": dict(loss="chunked", checkpointing=True, tiled_mlp=True),
+    "offload": dict(loss="chunked", checkpointing=True, tiled_mlp=True, checkpoint_offload=True),
+    "sp2-ring": None,  # integrator: 2 ranks, parallel.layout zigzag/varlen (longctx.distributed.launch.run_local)
+    "sp2-ulysses": None,  # integrator: 2 ranks, parallel.layout ulysses
+}
+
+CHILD = r"""
+import json, resource, sys, torch
+torch.set_num_threads(1)
+from transformers import AutoModelForCausalLM
+from longctx.tiny import tiny_config
+from longctx.loss import chunked_lm_loss, shift_targets
+from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp
+shape, row, T, cap = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize()
+
+def build(cfg):
+    cfg._attn_implementation = "sdpa"
+    model = AutoModelForCausalLM.from_config(cfg).float().train()
+    if row.get("checkpointing"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if row.get("tiled_mlp"):
+        apply_tiled_mlp(model, 0)
+    if row.get("checkpoint_offload"):
+        apply_checkpoint_offload(model, pin_memory=False)
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
+
+def step(model, opt, n):
+    ids = torch.randint(0, model.config.vocab_size, (1, n))
+    pos = torch.arange(n)[None]
+    if row["loss"] == "hf":
+        loss = model(input_ids=ids, position_ids=pos, labels=ids).loss
+    else:
+        hidden = model.model(input_ids=ids, position_ids=pos).last_hidden_state
+        targets, _ = shift_targets(ids, None, pos)
+        loss = chunked_lm_loss(hidden, model.lm_head.weight, targets) / n  # train.loss_chunk: auto
+    loss.backward()
+    del loss
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+tiny = dict(shape, hidden_size=32, intermediate_size=64, vocab_size=512)
+m, o = build(tiny_config("llama", **tiny))
+step(m, o, 64)
+del m, o
+base = rss()
+vm = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (vm + cap + (1 << 30), resource.RLIM_INFINITY))
+try:
+    torch.manual_seed(0)
+    m, o = build(tiny_config("llama", **shape))
+    step(m, o, 16)  # AdamW's states exist from the first step on: measure a steady-state step
+    step(m, o, T)
+    ok = True
+except (MemoryError, RuntimeError) as err:
+    if "memory" not in str(err).lower() and not isinstance(err, MemoryError):
+        raise
+    ok = False
+hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"growth": hwm - base, "completed": ok}))
+"""
+
+
+def probe(row: dict, seq: int, cap: int) -> tuple[bool, int]:
+    """(fits, peak RSS growth) of one step at ``seq`` tokens, in a fresh subprocess."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_ARENA_MAX="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(SHAPE), json.dumps(row), str(seq), str(cap)],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode:  # killed or failed to allocate outside torch
+        return False, -1
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out["completed"] and out["growth"] <= cap, out["growth"]
+
+
+def longest(row: dict, cap: int, start: int, unit: int, log) -> int:
+    """The largest multiple of ``unit`` that fits: bracket from ``start`` (the planner's guess) in steps of
+    25 %, then bisect. Memory grows with the length, so the boundary is unique."""
+    def fits(n: int) -> bool:
+        ok, growth = probe(row, n * unit, cap)
+        log(f"    {n * unit:>7} tokens: {'fits' if ok else 'no'} (peak RSS growth {growth / 2**20:.0f} MiB)")
+        return ok
+
+    n = max(1, start // unit)
+    if fits(n):
+        lo, hi = n, None
+        while hi is None:
+            m = lo * 5 // 4 + 1
+            lo, hi = (m, None) if fits(m) else (lo, m)
+    else:
+        lo, hi = 0, n
+        while lo == 0:
+            m = hi * 4 // 5
+            if m == 0:
+                return 0
+            lo, hi = (m, hi) if fits(m) else (0, m)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo * unit
+
+
+def planned(row: dict, cap: int, unit: int) -> int:
+    from longctx.plan import max_seq_len, shape_from_config
+    from longctx.plan.options import run_from_train_config
+    from longctx.tiny import tiny_config
+    from longctx.train.config import load_config
+
+    sets = [f"model.gradient_checkpointing={bool(row.get('checkpointing'))}",
+            f"model.checkpoint_offload={bool(row.get('checkpoint_offload'))}",
+            f"train.tiled_mlp={bool(row.get('tiled_mlp'))}", "model.attn_implementation=sdpa"]
+    shape = shape_from_config(tiny_config("llama", **SHAPE))
+    run = run_from_train_config(load_config(None, sets), shape, unit, 1, "cpu", cap / 2**30)
+    if row["loss"] == "hf":
+        run = run.replace(loss_chunk=0)  # full logits: a plain HF step, not a trainer option
+    return max_seq_len(shape, run, multiple=unit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cap-mib", type=int, default=544, help="memory cap of one step (peak RSS growth), MiB")
+    ap.add_argument("--granularity", type=int, default=512, help="sequence lengths are multiples of this")
+    ap.add_argument("--rows", default="plain-hf,chunked,ckpt,tiled-mlp,offload",
+                    help=f"comma-separated rows: {', '.join(ROWS)}")
+    a = ap.parse_args(argv)
+    cap = a.cap_mib * 2**20
+    from longctx.plan import shape_from_config
+    from longctx.tiny import tiny_config
+
+    params = shape_from_config(tiny_config("llama", **SHAPE)).num_params
+    print(f"model: Llama {SHAPE}, {params / 1e6:.1f}M parameters, float32, AdamW; cap {a.cap_mib} MiB", flush=True)
+    results = []
+    for name in a.rows.split(","):
+        row = ROWS[name]
+        if row is None:
+            print(f"{name}: not run here (two ranks; a hook for the integrator)", flush=True)
+            continue
+        pred = planned(row, cap, a.granularity)
+        print(f"{name}: planner predicts {pred}", flush=True)
+        got = longest(row, cap, pred or a.granularity, a.granularity, lambda s: print(s, flush=True))
+        results.append((name, got, pred))
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"\n{'row':<12} {'measured max':>12} {'planned max':>12} {'planned/measured':>16}")
+    for name, got, pred in results:
+        ratio = f"{pred / got:.2f}" if got else "-"
+        print(f"{name:<12} {got:>12} {pred:>12} {ratio:>16}")
+    print(f"probes' CPU time: {(cpu.ru_utime + cpu.ru_stime) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

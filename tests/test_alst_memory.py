@@ -1,0 +1,291 @@
+"""The ALST memory set in the trainer (tiled MLP, checkpoint offload, the automatic loss chunk) and the
+correspondence between `longctx plan`'s options and `longctx train`'s config keys.
+
+Oracles: the unpatched model's own step (same weights, same batch) for the gradients; the config
+dataclasses and the planner's argparse parser themselves for the option correspondence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+from longctx.errors import LongctxError
+from longctx.loss import chunked_lm_loss
+from longctx.plan import plan_run, shape_from_config
+from longctx.plan.cli import build_parser, run_from_args
+from longctx.plan.options import MEMORY_KEYS, NOT_TRAIN_KEYS, TRAIN_KEYS, run_from_train_config
+from longctx.plan.rules import LOGITS_BLOCK_ELEMENTS, auto_loss_chunk, auto_mlp_tiles
+from longctx.plan.shapes import RunShape
+from longctx.tiny import tiny_config
+from longctx.train.config import RunConfig, load_config
+from longctx.train.parallelize import TiledMLPFunction, apply_checkpoint_offload, apply_tiled_mlp
+
+import _train_ranks as tr
+
+T = 96  # tokens of the test batch
+
+
+def _model(family: str, checkpointing: bool = False):
+    cfg = tiny_config(family, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=80,
+                      vocab_size=300)
+    cfg._attn_implementation = "sdpa"
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg).float().train()
+    if checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def _step(model, ids) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss and every parameter gradient of one forward/backward of the model's own loss."""
+    model.zero_grad(set_to_none=True)
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _ids(seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, 300, (1, T), generator=torch.Generator().manual_seed(seed))
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+# ---------------------------------------------------------------- tiled MLP
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("tiles", [0, 5, T])
+def test_tiled_mlp_gives_the_gradients_of_the_plain_step(family, tiles):
+    """Loss and all parameter gradients within 1e-6 (float32) of the untiled model; tiles=0 is ALST's ceil(T/H)."""
+    plain = _model(family)
+    tiled = copy.deepcopy(plain)
+    assert apply_tiled_mlp(tiled, tiles) == 2
+    ids = _ids()
+    l0, g0 = _step(plain, ids)
+    l1, g1 = _step(tiled, ids)
+    assert (l1 - l0).abs().item() <= 1e-6
+    assert _max_diff(g0, g1) <= 1e-6
+
+
+def test_tiled_mlp_keeps_only_its_input_for_backward():
+    """No tensor with the MLP's intermediate width is saved for backward: each tile is recomputed."""
+    model = _model("llama")
+    apply_tiled_mlp(model, 4)
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.shape[-1] if t.dim() else 0)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        mlp = model.model.layers[0].mlp
+        out = mlp(torch.randn(1, T, 32, requires_grad=True))
+    assert sizes == [32], sizes  # the input x only, never a T x I tensor
+    out.sum().backward()
+    plain_sizes = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: plain_sizes.append(t.shape[-1]) or t, lambda t: t):
+        type(mlp).forward(mlp, torch.randn(1, T, 32, requires_grad=True))
+    assert 80 in plain_sizes  # the untiled MLP does save intermediate activations: the check above can fail
+
+
+def test_tiled_mlp_is_the_plain_forward_without_grad():
+    """Evaluation (no grad) runs the module's own forward: bitwise the same output."""
+    model = _model("llama")
+    mlp = model.model.layers[0].mlp
+    x = torch.randn(1, T, 32)
+    with torch.no_grad():
+        ref = mlp(x)
+        apply_tiled_mlp(model, 4)
+        assert torch.equal(mlp(x), ref)
+
+
+def test_auto_mlp_tiles_is_ceil_tokens_over_hidden():
+    assert [auto_mlp_tiles(t, 4096) for t in (1, 4096, 4097, 500_000)] == [1, 1, 2, 123]
+
+
+# ---------------------------------------------------------------- checkpoint offload
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_checkpoint_offload_gives_the_gradients_of_checkpointing_bitwise(family):
+    """Offloading the checkpointed layer inputs copies them and back: the same arithmetic, bitwise equal
+    gradients; and within 1e-6 of the plain (uncheckpointed) step."""
+    plain = _model(family)
+    ckpt = copy.deepcopy(plain)
+    ckpt.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    off = copy.deepcopy(ckpt)
+    stats: dict = {}
+    assert apply_checkpoint_offload(off, pin_memory=False, min_bytes=0, stats=stats) == 2
+    ids = _ids()
+    _, g0 = _step(plain, ids)
+    l1, g1 = _step(ckpt, ids)
+    l2, g2 = _step(off, ids)
+    assert torch.equal(l1, l2) and all(torch.equal(g1[k], g2[k]) for k in g1)
+    assert _max_diff(g0, g2) <= 1e-6
+    # What was offloaded is exactly each layer's input hidden state (L x T x H float32), nothing else.
+    assert stats == {"tensors": 2, "bytes": 2 * T * 32 * 4}
+
+
+def test_checkpoint_offload_and_tiled_mlp_together_give_the_plain_gradients():
+    plain = _model("llama")
+    both = copy.deepcopy(plain)
+    both.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    apply_checkpoint_offload(both, pin_memory=False, min_bytes=0)
+    apply_tiled_mlp(both, 3)
+    ids = _ids()
+    assert _max_diff(_step(plain, ids)[1], _step(both, ids)[1]) <= 1e-6
+
+
+def test_trainer_with_the_memory_set_takes_the_plain_trainers_step(tiny_llama, packs, tmp_path):
+    """One optimizer step with tiled MLP + checkpointing + offload + the auto loss chunk: the loss and the
+    reduced gradients the optimizer sees equal the plain trainer's (1e-6, float32). (Weights after AdamW
+    are not compared: Adam divides by sqrt(v), so a 1e-10 change in a near-zero gradient moves a weight by lr.)"""
+    sets = {"checkpoint.export": False}
+    _, plain = tr.run_capturing(tr.base_config(tiny_llama, packs, tmp_path / "a", **sets))
+    t, alst = tr.run_capturing(tr.base_config(tiny_llama, packs, tmp_path / "b", **sets, **{
+        "model.gradient_checkpointing": True, "model.checkpoint_offload": True, "train.tiled_mlp": True,
+        "train.mlp_tiles": 3}))
+    assert "forward" in vars(t.model.model.layers[0].mlp) and "forward" in vars(t.model.model.layers[0])  # patched
+    assert alst["losses"] == pytest.approx(plain["losses"], rel=1e-6)
+    assert plain["grads"].keys() == alst["grads"].keys()
+    for k, v in plain["grads"].items():
+        assert abs(alst["grads"][k] - v).max() <= 1e-6, k
+
+
+# ---------------------------------------------------------------- loss chunk rule
+
+
+def test_auto_loss_chunk_keeps_a_chunk_of_logits_below_the_head_and_32_mib():
+    for vocab, hidden in [(32768, 256), (32000, 4096), (128256, 4096), (152064, 3584), (512, 64), (300, 32)]:
+        c = auto_loss_chunk(vocab, hidden)
+        assert c % 64 == 0 and c >= 64
+        assert c * vocab <= max(LOGITS_BLOCK_ELEMENTS, 64 * vocab) and c <= max(hidden, 64)
+    assert auto_loss_chunk(32768, 4096) == 256  # the issue's 8K x 32K case: 32 MiB blocks, not 512 MiB
+
+
+def test_chunk_size_zero_is_the_automatic_chunk():
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(300, 64, generator=g, dtype=torch.float64)
+    w = torch.randn(512, 64, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 512, (300,), generator=g)
+    auto = chunked_lm_loss(h, w, y, chunk_size=0)
+    assert torch.equal(auto, chunked_lm_loss(h, w, y, chunk_size=auto_loss_chunk(512, 64)))
+    ref = torch.nn.functional.cross_entropy(h @ w.T, y, reduction="sum")
+    torch.testing.assert_close(auto, ref, rtol=1e-12, atol=0)
+
+
+# ---------------------------------------------------------------- config validation
+
+
+def test_loss_chunk_auto_is_read_as_zero_and_an_explicit_chunk_is_kept():
+    assert load_config(None, ["train.loss_chunk=auto"]).train.loss_chunk == 0
+    assert load_config(None, []).train.loss_chunk == 0
+    assert load_config(None, ["train.loss_chunk=1024"]).train.loss_chunk == 1024
+
+
+@pytest.mark.parametrize("sets, key", [
+    (["model.checkpoint_offload=true"], "model.checkpoint_offload"),
+    (["train.mlp_tiles=4"], "train.mlp_tiles"),
+    (["train.tiled_mlp=true", "train.mlp_tiles=-1"], "train.mlp_tiles"),
+    (["train.tiled_mlp=true", "parallel.fsdp=true"], "train.tiled_mlp"),
+    (["train.loss_chunk=-1"], "train.loss_chunk"),
+])
+def test_invalid_memory_set_configs_are_refused_naming_the_key(sets, key):
+    with pytest.raises(LongctxError, match=f"config: {key}: "):
+        load_config(None, sets)
+
+
+# ---------------------------------------------------------------- planner = trainer
+
+
+def _config_keys() -> set[str]:
+    out = {f.name for f in dataclasses.fields(RunConfig) if not dataclasses.is_dataclass(f.default_factory)}
+    for f in dataclasses.fields(RunConfig):
+        if dataclasses.is_dataclass(f.default_factory):
+            out |= {f"{f.name}.{g.name}" for g in dataclasses.fields(f.default_factory)}
+    return out
+
+
+def test_every_planner_option_is_a_trainer_config_key_or_says_what_sets_it():
+    dests = {a.dest for a in build_parser()._actions}
+    assert dests == set(TRAIN_KEYS) | set(NOT_TRAIN_KEYS)
+    assert not set(TRAIN_KEYS) & set(NOT_TRAIN_KEYS)
+    missing = set(TRAIN_KEYS.values()) - _config_keys()
+    assert not missing, f"planner options with no trainer key: {missing}"
+
+
+def test_the_planner_offers_no_choice_the_trainer_cannot_run():
+    choices = {a.dest: a.choices for a in build_parser()._actions if a.choices}
+    assert set(choices["sharding"]) == {"none", "fsdp"}  # parallel.fsdp: false / true
+    assert set(choices["dtype"]) == {"bf16", "fp32"}  # model.dtype
+    assert set(choices["checkpointing"]) == {"full", "none"}  # model.gradient_checkpointing
+    from longctx.distributed.layouts import LAYOUTS
+
+    assert set(choices["layout"]) == set(LAYOUTS)  # parallel.layout
+
+
+BASE = ["model.gradient_checkpointing=true", "train.tiled_mlp=true"]
+PERTURB = {  # memory-relevant trainer key -> a changed value
+    "plan_gpu_mem_gib": 40.0, "parallel.sp_degree": 2, "parallel.layout": "varlen", "train.micro_batch": 2,
+    "parallel.fsdp": False, "model.gradient_checkpointing": False, "model.checkpoint_offload": True,
+    "train.loss_chunk": 512, "train.tiled_mlp": False, "train.mlp_tiles": 3,
+    "model.attn_implementation": "flash_attention_2", "model.dtype": "float32",
+}
+
+
+def _train_run(sets: list[str]) -> RunShape:
+    cfg = load_config(None, sets, validate_now=False)
+    shape = shape_from_config(tiny_config("llama"))
+    return run_from_train_config(cfg, shape, 1024, 4, "cuda", cfg.plan_gpu_mem_gib or 80.0)
+
+
+def test_every_memory_relevant_trainer_key_changes_the_plan_the_trainer_checks():
+    assert set(PERTURB) == MEMORY_KEYS
+    base = _train_run(BASE + ["parallel.fsdp=true"])
+    for key, value in PERTURB.items():
+        sets = BASE + ["parallel.fsdp=true"] + [f"{key}={value}"]
+        if key == "train.tiled_mlp":
+            sets = [s for s in sets if not s.startswith("train.tiled_mlp")] + [f"{key}={value}"]
+        assert _train_run(sets) != base, key
+
+
+@pytest.mark.parametrize("flags, sets", [
+    ([], []),
+    (["--checkpoint-offload", "--tiled-mlp", "--mlp-tiles", "4", "--sharding", "fsdp"],
+     ["model.gradient_checkpointing=true", "model.checkpoint_offload=true", "train.tiled_mlp=true",
+      "train.mlp_tiles=4", "parallel.fsdp=true"]),
+    (["--checkpointing", "none", "--loss-chunk", "1024", "--sp", "2", "--layout", "varlen", "--dtype", "fp32"],
+     ["train.loss_chunk=1024", "parallel.sp_degree=2", "parallel.layout=varlen", "model.dtype=float32"]),
+    (["--attn-kernel", "flash", "--micro-batch", "2"], ["model.gradient_checkpointing=true",
+                                                        "model.attn_implementation=flash_attention_2",
+                                                        "train.micro_batch=2"]),
+])
+def test_plan_flags_and_the_equivalent_train_config_give_the_same_run(flags, sets):
+    """`longctx plan` and `longctx train`'s own check build the identical RunShape for the same choices
+    (the planner defaults to checkpointing, the trainer's key to false: spelled out here)."""
+    a = build_parser().parse_args(["--model", "llama-3-8b", "--seq-len", "1024", "--gpus", "4", *flags])
+    if "--checkpointing" not in flags and "model.gradient_checkpointing=true" not in sets:
+        sets = sets + ["model.gradient_checkpointing=true"]
+    shape = shape_from_config(tiny_config("llama"))
+    assert run_from_args(a, shape) == run_from_train_config(load_config(None, sets, validate_now=False), shape, 1024,
+                                                            4, "cuda", 80.0)
+
+
+def test_checkpoint_offload_saves_memory_on_a_gpu_and_nothing_on_cpu():
+    shape = shape_from_config(tiny_config("llama", num_layers=8))
+    for device, saves in (("cuda", True), ("cpu", False)):
+        run = RunShape(seq_len=8192, checkpointing="full", device=device, loss_chunk=256)
+        on, off = plan_run(shape, run.replace(checkpoint_offload=True)), plan_run(shape, run)
+        assert (on.total_bytes < off.total_bytes) is saves, device
+        if not saves:
+            assert on.total_bytes == off.total_bytes
