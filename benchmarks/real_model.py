@@ -218,6 +218,7 @@ def run_benchmark(grid: Grid, out: str | Path, *, model: str | Path | None = Non
     from eval_longbench.needle import NeedleConfig, run_needle
     from eval_longbench.ppl import run_ppl
     from eval_longbench.results import ResultStore
+    from longctx.io import atomic_write_text
 
     check_device(grid.device)
     out = Path(out)
@@ -234,36 +235,55 @@ def run_benchmark(grid: Grid, out: str | Path, *, model: str | Path | None = Non
     store = ResultStore(out / "results.json", meta)
     long_lengths = grid.long_ppl_lengths()
     ppl_tokens = grid.ppl_tokens or (max(long_lengths) if long_lengths else 0)
-    for label, method, factor in grid.variants():
-        path = variant_checkpoint(base, work, label, method, factor)
-        fp = model_fingerprint(path)
-        t0 = time.perf_counter()
-        model_, tok = load_model(path, dtype=grid.dtype, device=grid.device)
-        generate = hf_generate_fn(model_, tok, chat=True)
-        for task in grid.tasks:
-            cfg = NeedleConfig(task=task, lengths=list(grid.lengths), depths=grid.depths(), samples=1, seed=grid.seed,
-                               num_needles=grid.num_needles if task == "needle" else 1,
-                               filler_name="noise" if task == "passkey" else text_name, max_new_tokens=32)
-            run_needle(generate, tok, cfg, store, model_name=f"{task}:{label}", progress=progress, model_id=fp,
-                       filler=None if task == "passkey" else filler)
-        if long_lengths:
-            ids = text_tokens(tok, full_text, ppl_tokens)
-            run_ppl(model_, ids, long_lengths, store, model_name=f"ppl@{ppl_tokens}:{label}", stride=grid.ppl_stride,
-                    max_tokens=ppl_tokens, progress=progress, model_id=fp)
-        if grid.short_tokens:
-            ids = text_tokens(tok, full_text, grid.short_tokens)
-            run_ppl(model_, ids, [grid.short_window], store, model_name=f"short@{grid.short_tokens}:{label}",
-                    stride=grid.short_window, max_tokens=grid.short_tokens, progress=progress, model_id=fp)
-        if grid.facts:
-            run_facts(generate, store, label, model_id=fp)
-        log(f"{label}: done in {time.perf_counter() - t0:.0f} s")
-        del model_
-        if grid.device.startswith("cuda"):
-            torch.cuda.empty_cache()
-    table = summarize(store, grid, ppl_tokens)
-    from longctx.io import atomic_write_text
+    variants = {label: variant_checkpoint(base, work, label, m, f) for label, m, f in grid.variants()}
+    fps = {label: model_fingerprint(path) for label, path in variants.items()}
+    loaded: dict = {}
 
-    atomic_write_text(out / "table.md", format_table(table, grid, text_name))
+    def model_of(label: str):
+        """(model, tokenizer, generate) of ``label``, keeping only one model in memory."""
+        if label not in loaded:
+            loaded.clear()
+            if grid.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            m, tok = load_model(variants[label], dtype=grid.dtype, device=grid.device)
+            loaded[label] = (m, tok, hf_generate_fn(m, tok, chat=True))
+        return loaded[label]
+
+    def needle_cfg(task: str, L: int):
+        return NeedleConfig(task=task, lengths=[L], depths=grid.depths(), samples=1, seed=grid.seed,
+                            num_needles=grid.num_needles if task == "needle" else 1,
+                            filler_name="noise" if task == "passkey" else text_name, max_new_tokens=32)
+
+    # Stages run cheapest first, each across every variant, so an interrupted (or CPU-sized) run still
+    # has whole columns of the table: facts, short ppl, then ppl and retrieval by increasing length.
+    stages: list[tuple[str, int]] = [("facts", 0)] if grid.facts else []
+    stages += [("short", grid.short_window)] if grid.short_tokens else []
+    for L in sorted(set(long_lengths) | set(grid.lengths)):
+        stages += [("ppl", L)] if L in long_lengths else []
+        stages += [(task, L) for task in grid.tasks if L in grid.lengths]
+    table: list[dict] = []
+    for stage, L in stages:
+        t0 = time.perf_counter()
+        for label in variants:
+            if stage == "facts":
+                if f"facts:{label}" not in store:
+                    run_facts(model_of(label)[2], store, label, model_id=fps[label])
+            elif stage in ("short", "ppl"):
+                name, n = ((f"short@{grid.short_tokens}:{label}", grid.short_tokens) if stage == "short"
+                           else (f"ppl@{ppl_tokens}:{label}", ppl_tokens))
+                if f"{name}|{L}" not in store:
+                    m, tok, _ = model_of(label)
+                    run_ppl(m, text_tokens(tok, full_text, n), [L], store, model_name=name, max_tokens=n,
+                            stride=grid.short_window if stage == "short" else grid.ppl_stride, progress=progress,
+                            model_id=fps[label])
+            else:
+                if any(f"{stage}:{label}|{L}|{d:.4f}" not in store for d in grid.depths()):
+                    m, tok, generate = model_of(label)
+                    run_needle(generate, tok, needle_cfg(stage, L), store, model_name=f"{stage}:{label}",
+                               progress=progress, model_id=fps[label], filler=None if stage == "passkey" else filler)
+        table = summarize(store, grid, ppl_tokens)
+        atomic_write_text(out / "table.md", format_table(table, grid, text_name))
+        log(f"{stage} {L or ''}: done in {time.perf_counter() - t0:.0f} s")
     return table
 
 
