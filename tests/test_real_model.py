@@ -22,6 +22,10 @@ import math
 import pytest
 import torch
 
+# The session's SmolLM2 import (~40 s alone; measured 228-300+ s on the shared 2-core machine at load 20) is
+# charged to the first test that uses it, so this module allows more than the suite's default 300 s.
+pytestmark = pytest.mark.timeout(900)
+
 FACTOR = 4.0
 L0 = 8192
 BETA_FAST, BETA_SLOW = 32.0, 1.0
@@ -164,7 +168,6 @@ def smol_pack(smollm2, tmp_path_factory):
 
 
 @pytest.mark.slow  # reason: SmolLM2 forward+backward on a 2K pack, once on 1 rank and once on 2 ranks (+ 2 model loads)
-@pytest.mark.timeout(900)  # a shared 2-core machine can take several minutes for that
 def test_smollm2_sp2_training_step_on_a_2k_pack_equals_the_1_rank_step(smollm2, smol_pack, tmp_path):
     """Ring attention (varlen layout) over 2 gloo ranks on the real shapes (GQA 9/3, head dim 64, tied
     embeddings, 49K vocab): the same loss and gradients as one rank. Tolerances: SP_GRAD_TOL, SP_LOSS_TOL."""
