@@ -144,8 +144,9 @@ def test_extended_smollm2_with_mscale_neutralised_and_base_frequencies_is_the_ba
 
 # Gradients (all-reduced and clipped, what the optimizer sees) as one relative error over all 272 tensors;
 # the loss relative. Both sides run float32: the ring's online-softmax merges and the cross-rank sum reorder
-# additions across 30 layers; measured on this pack: see the test's docstring.
-SP_GRAD_TOL, SP_LOSS_TOL = 1e-5, 1e-6
+# additions across 30 layers. Measured on this pack: gradients 1.8e-7, loss 5.6e-8 (the organism's SP tests
+# use the same 1e-6).
+SP_GRAD_TOL, SP_LOSS_TOL = 1e-6, 1e-6
 PACK = 2048
 
 
@@ -167,7 +168,9 @@ def smol_pack(smollm2, tmp_path_factory):
     return tr.make_packs(tmp_path_factory.mktemp("smolpack") / "p", docs, PACK, pad_id=tok.pad_token_id, prompt=16)
 
 
-@pytest.mark.slow  # reason: SmolLM2 forward+backward on a 2K pack, once on 1 rank and once on 2 ranks (+ 2 model loads)
+# reason: SmolLM2 forward+backward on a 2K pack, once on 1 rank and once on 2 ranks (+ model loads); measured
+# 480 s + 360 s on the shared 2-core machine at load ~20 (CPU share ~10%), expected a few minutes when idle.
+@pytest.mark.slow
 def test_smollm2_sp2_training_step_on_a_2k_pack_equals_the_1_rank_step(smollm2, smol_pack, tmp_path):
     """Ring attention (varlen layout) over 2 gloo ranks on the real shapes (GQA 9/3, head dim 64, tied
     embeddings, 49K vocab): the same loss and gradients as one rank. Tolerances: SP_GRAD_TOL, SP_LOSS_TOL."""
