@@ -171,6 +171,7 @@ def smol_pack(smollm2, tmp_path_factory):
 # reason: SmolLM2 forward+backward on a 2K pack, once on 1 rank and once on 2 ranks (+ model loads); measured
 # 480 s + 360 s on the shared 2-core machine at load ~20 (CPU share ~10%), expected a few minutes when idle.
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_smollm2_sp2_training_step_on_a_2k_pack_equals_the_1_rank_step(smollm2, smol_pack, tmp_path):
     """Ring attention (varlen layout) over 2 gloo ranks on the real shapes (GQA 9/3, head dim 64, tied
     embeddings, 49K vocab): the same loss and gradients as one rank. Tolerances: SP_GRAD_TOL, SP_LOSS_TOL."""
@@ -181,7 +182,7 @@ def test_smollm2_sp2_training_step_on_a_2k_pack_equals_the_1_rank_step(smollm2, 
     sets = {"data.shuffle": False, "checkpoint.export": False, "parallel.layout": "varlen", "model.dtype": "float32"}
     ref = tr.run_capturing(tr.base_config(smollm2, smol_pack, tmp_path / "sp1", **sets))[1]
     cfg = tr.base_config(smollm2, smol_pack, tmp_path / "sp2", **sets, **{"parallel.sp_degree": 2})
-    out = run_local(tr.train_params, 2, cfg.to_dict(), timeout=900, threads_per_rank=1)[0]
+    out = run_local(tr.train_params, 2, cfg.to_dict(), timeout=1500, threads_per_rank=1)[0]
     assert "model.embed_tokens.weight" in ref["grads"] and "lm_head.weight" not in ref["grads"]  # tied: one tensor
     assert set(out["grads"]) == set(ref["grads"])
     assert tr.rel_err(out["grads"], ref["grads"]) <= SP_GRAD_TOL
