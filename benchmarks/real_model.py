@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from longctx.errors import LongctxError  # noqa: E402
+from longctx.errors import LongctxError
 
 METHODS: dict[str, str | None] = {"base": None, "pi": "linear", "ntk": "ntk", "dynamic": "dynamic", "yarn": "yarn",
                                   "abf": "abf"}

@@ -26,7 +26,7 @@ WEB_MODULE = Path("/usr/share/sword/modules/texts/ztext/engWEB2015eb")
 """Where Debian's ``sword-text-web`` installs the World English Bible."""
 WEB_INSTALL = "apt-get install sword-text-web"
 
-_DROP = re.compile(r"<(note|rdg)\b[^>]*>.*?</\1>", re.S)  # footnotes and variant readings: not running text
+_DROP = re.compile(r"<(note|rdg)\b[^>]*>.*?</\1>", re.DOTALL)  # footnotes and variant readings: not running text
 _BREAK = re.compile(r"</?(div|chapter|verse|lb|l|lg|title|milestone|item|list|p|q)\b[^>]*>")  # between words
 _TAG = re.compile(r"<[^>]*>")  # inside words' runs: <w>, <seg>, <name>, ...
 _BLOCK_ENTRY = struct.Struct("<III")

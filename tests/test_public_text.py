@@ -7,11 +7,15 @@ import zlib
 
 import pytest
 
-from eval_longbench.public_text import osis_to_text, read_sword_ztext, world_english_bible
+from eval_longbench.public_text import (
+    osis_to_text,
+    read_sword_ztext,
+    world_english_bible,
+)
 from longctx.errors import LongctxError
 
-OT = ['<chapter osisID="Gen.1" sID="Gen.1"/><div type="x-p" sID="p1"/>In the <w lemma="x">beginning</w>, God created '
-      'the heavens and the earth.<div eID="p1"/>',
+OT = [('<chapter osisID="Gen.1" sID="Gen.1"/><div type="x-p" sID="p1"/>In the <w lemma="x">beginning</w>, God '
+       'created the heavens and the earth.<div eID="p1"/>'),
       ' The earth was formless<note placement="foot"><reference>1:2 </reference>or, void</note> and empty.']
 NT = ['<title type="main">Matthew</title>The book of the genealogy &amp; more.']
 

@@ -153,13 +153,11 @@ PACK = 2048
 @pytest.fixture(scope="module")
 def smol_pack(smollm2, tmp_path_factory):
     """One 2K pack of two real-text documents (SmolLM2's tokenizer; pad = its pad id), via packing's writer."""
+    import _train_ranks as tr
     from transformers import AutoTokenizer
 
-    import _train_ranks as tr
-
     tok = AutoTokenizer.from_pretrained(smollm2)
-    words = ("The keeper of the lighthouse wrote down the weather every evening, the height of the waves, the "
-             "ships that passed and the birds that rested on the rail. ").split()
+    words = ["The", "keeper", "of", "the", "lighthouse", "wrote", "down", "the", "weather", "every", "evening,", "the", "height", "of", "the", "waves,", "the", "ships", "that", "passed", "and", "the", "birds", "that", "rested", "on", "the", "rail."]
     docs = []
     for n, seed in ((1100, 0), (900, 1)):
         g = torch.Generator().manual_seed(seed)
@@ -175,9 +173,9 @@ def smol_pack(smollm2, tmp_path_factory):
 def test_smollm2_sp2_training_step_on_a_2k_pack_equals_the_1_rank_step(smollm2, smol_pack, tmp_path):
     """Ring attention (varlen layout) over 2 gloo ranks on the real shapes (GQA 9/3, head dim 64, tied
     embeddings, 49K vocab): the same loss and gradients as one rank. Tolerances: SP_GRAD_TOL, SP_LOSS_TOL."""
-    from longctx.distributed.launch import run_local
-
     import _train_ranks as tr
+
+    from longctx.distributed.launch import run_local
 
     sets = {"data.shuffle": False, "checkpoint.export": False, "parallel.layout": "varlen", "model.dtype": "float32"}
     ref = tr.run_capturing(tr.base_config(smollm2, smol_pack, tmp_path / "sp1", **sets))[1]
