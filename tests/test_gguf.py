@@ -20,10 +20,9 @@ QUESTION = [{"role": "user", "content": "What is the capital of France? Answer i
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory):
-    """(GGUF file, imported folder) — the import runs once for the module (about a minute on 2 cores)."""
-    src = find_packaged_model("smollm2")
-    return src, import_gguf(src, tmp_path_factory.mktemp("smollm2") / "model")
+def imported(smollm2):
+    """(GGUF file, imported folder) — the import runs once per test session (conftest's ``smollm2``)."""
+    return find_packaged_model("smollm2"), smollm2
 
 
 def _greedy(model, tok, n: int = 12) -> tuple[str, torch.Tensor]:

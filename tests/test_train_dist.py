@@ -12,13 +12,6 @@ from longctx.distributed.launch import run_local
 import _train_ranks as tr
 
 
-def _rel_err(a: dict, b: dict) -> float:
-    """||a - b|| / ||b|| over all tensors together (float64 arithmetic)."""
-    num = sum(float(((a[k].astype("f8") - b[k].astype("f8")) ** 2).sum()) for k in b)
-    den = sum(float((b[k].astype("f8") ** 2).sum()) for k in b)
-    return (num / den) ** 0.5
-
-
 # The step's gradients (all-reduced and clipped, what the optimizer sees) must agree to 1e-6 in float32.
 # Parameters after the AdamW step get 1e-5: Adam's first update is lr * g / (|g| + eps), which turns the
 # ~1e-7 float32 rounding of near-zero gradient elements into up to ~lr differences (measured: gradients
@@ -27,8 +20,8 @@ GRAD_TOL, PARAM_TOL = 1e-6, 1e-5
 
 
 def _assert_same_step(out: dict, ref: dict) -> None:
-    assert _rel_err(out["grads"], ref["grads"]) <= GRAD_TOL
-    assert _rel_err(out["params"], ref["params"]) <= PARAM_TOL
+    assert tr.rel_err(out["grads"], ref["grads"]) <= GRAD_TOL
+    assert tr.rel_err(out["params"], ref["params"]) <= PARAM_TOL
     assert out["losses"][0] == pytest.approx(ref["losses"][0], rel=1e-6)
 
 
@@ -111,11 +104,11 @@ def test_fsdp_on_2_ranks_equals_one_rank_with_double_accumulation(tiny_llama, pa
     from safetensors.torch import load_file
 
     saved = load_file(tmp_path / "fsdp" / "checkpoints" / "step-00000001" / "model.safetensors")
-    assert _rel_err({k: v.numpy() for k, v in saved.items()}, ref["params"]) <= PARAM_TOL
+    assert tr.rel_err({k: v.numpy() for k, v in saved.items()}, ref["params"]) <= PARAM_TOL
     from transformers import AutoModelForCausalLM
 
     exported = tr.params_of(AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "final"))
-    assert _rel_err(exported, ref["params"]) <= PARAM_TOL
+    assert tr.rel_err(exported, ref["params"]) <= PARAM_TOL
 
 
 def test_a_user_error_on_a_spawned_rank_is_one_line_not_a_traceback(tiny_llama, tmp_path):
