@@ -5,6 +5,7 @@ untied head: 24.7M parameters), float32, CPU, AdamW, one sequence per step. Rows
 thing to the row above (ALST's table, arXiv 2506.13996, scaled to a CPU):
 
     plain HF (sdpa, full logits)  ->  + chunked loss  ->  + checkpointing  ->  + tiled MLP  ->  + checkpoint offload
+        ->  SP 2 ring (zigzag)  |  SP 2 Ulysses
 
 For each row the longest length (a multiple of --granularity) whose step fits in --cap-mib is found by
 bisection, every probe in a fresh subprocess: the probe runs a tiny warm-up step (libraries, thread
@@ -21,8 +22,16 @@ Beside each measured maximum: the planner's predicted maximum for the same run
 checkpoint offload row equals the tiled-MLP row by construction (host RAM is the device), in the
 measurement and in the planner; on a GPU it frees L - 2 layers of checkpoints.
 
-Hooks for the integrator: the "sp2-ring" and "sp2-ulysses" rows (two ranks, parallel.layout) are
-listed in ROWS but not run here (``--rows`` selects rows).
+The SP rows (``--rows sp2-ring,sp2-ulysses``, not in the default run) keep the whole memory set and
+split the one sequence over two gloo ranks started by the trainer's launcher
+(``longctx.distributed.launch.run_local``, fresh ranks per probe); each rank runs the trainer's own step
+(``longctx.train.step.train_step``: the pack sharded for parallel.layout zigzag or ulysses,
+``longctx_ring`` attention, gradient all-reduce) on a full copy of the model and AdamW (no FSDP). The cap
+is PER RANK, as on GPUs (each rank's peak RSS growth must stay within it; the probe reports the larger
+of the two), not summed. The planner's column is the same run with parallel.sp_degree 2 and the layout.
+Their probes cost ~2x the CPU of a one-process probe (two ranks, twice the length), so they use
+--sp-granularity (2048) and --start (e.g. the tiled-MLP row's maximum x 2) instead of bracketing from
+the planner's guess.
 
 Measured (2026-12-02, this shared CPU, cap 544 MiB, granularity 512; rows run as in the default
 command, the offload row in a second run with --rows offload):
@@ -33,10 +42,19 @@ command, the offload row in a second run with --rows offload):
     ckpt                 6656          5632   6656: 540 fits, 7168: 556 no
     tiled-mlp           13312         10240   13312: 541 fits, 13824: 549 no
     offload             13312         10240   10240: 495, 13312: 541 fits (= tiled-mlp), 13824: 549 no
+    sp2-ring            16384         10240   26624: 672 no, 20480: 595 no, 16384: 543 fits, 18432: 569 no
+    sp2-ulysses         ULYMAX         16384   26624: 564 no, 20480: 511 fits, 22528: 529 fits, ULYPROBE
     (offload: the same peak RSS as tiled-mlp at every length probed, as the planner says for a CPU; the
-    offload row alone took 4.9 CPU-minutes of probes)
+    offload row alone took 4.9 CPU-minutes of probes. sp2-*: granularity 2048, from 26624 = 2 x the
+    tiled-mlp row, peak RSS growth of the larger rank, cap per rank; run as two jobs side by side with
+    the second command below, 8.1 + ULYCPU CPU-minutes of probes. SP 2 over one process: ring 1.23x, Ulysses ULYX
+    (a rank holds the full model, gradients and AdamW: 377 MiB of the 544 MiB before one token, so
+    halving the activations does not double the length). At 20480 the planner puts both ~70 MiB above
+    the measurement (661 and 581 MiB per rank vs 595 and 511), but its ring-over-Ulysses difference (the
+    ring buffers, 80 MiB) matches the measured one (84 MiB).
 
     nice -n 10 python benchmarks/bench_longest.py                  # all single-process rows
+    nice -n 10 python benchmarks/bench_longest.py --rows sp2-ring --start 26624      # (and sp2-ulysses)
     python benchmarks/bench_longest.py --rows chunked,ckpt --cap-mib 512
 """
 
@@ -45,6 +63,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -66,8 +85,10 @@ ROWS = {  # name -> trainer settings (the keys of longctx train's config)
 }
 SP_GRANULARITY = 2048  # the SP rows' probes are 2 ranks x ~2x the length: fewer, coarser probes
 
-def _rss() -> int:
-    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+def _statm(field: int) -> int:
+    """Bytes of /proc/self/statm's ``field`` (0: address space, 1: resident set)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[field]) * resource.getpagesize()
 
 
 def _build(cfg, row: dict, attn: str):
@@ -145,8 +166,7 @@ def _measure(rank: int, world: int, spec: dict) -> dict:
     m, o = _build(tiny_config("llama", **tiny), row, attn)
     step(m, o, 64)  # warm-up: libraries, thread pools, the process group's buffers
     del m, o
-    base = _rss()
-    vm = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+    base, vm = _statm(1), _statm(0)
     resource.setrlimit(resource.RLIMIT_AS, (vm + cap + (1 << 30), resource.RLIM_INFINITY))
     try:
         torch.manual_seed(0)
@@ -160,7 +180,7 @@ def _measure(rank: int, world: int, spec: dict) -> dict:
         ok = False
     hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     out = {"rank": rank, "growth": hwm - base, "completed": ok}
-    print(json.dumps(out), flush=True)
+    os.write(1, (json.dumps(out) + "\n").encode())  # one write: the ranks share the probe's stdout pipe
     if not ok and world > 1:
         os._exit(1)  # the peer waits in a collective: end the job instead of letting it time out
     return out
@@ -184,7 +204,7 @@ def probe(row: dict, seq: int, cap: int) -> tuple[bool, int]:
     spec = {"shape": SHAPE, "row": row, "seq": seq, "cap": cap}
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--probe", json.dumps(spec)],
                           env=env, capture_output=True, text=True)
-    ranks = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"rank"')]
+    ranks = [json.loads(m) for m in re.findall(r'\{"rank"[^{}]*\}', proc.stdout)]
     growth = max((r["growth"] for r in ranks), default=-1)
     if len(ranks) < row.get("sp", 1):  # killed or failed to allocate outside torch
         return False, growth
@@ -244,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cap-mib", type=int, default=544, help="memory cap of one step (peak RSS growth), MiB")
     ap.add_argument("--granularity", type=int, default=512, help="sequence lengths are multiples of this")
     ap.add_argument("--sp-granularity", type=int, default=SP_GRANULARITY,
-                    help="the same for the two-rank rows (sp2-*), whose probes cost ~4x more")
+                    help="the same for the two-rank rows (sp2-*), whose probes cost ~2x the CPU")
     ap.add_argument("--rows", default="plain-hf,chunked,ckpt,tiled-mlp,offload",
                     help=f"comma-separated rows: {', '.join(ROWS)}")
     ap.add_argument("--start", type=int, default=0,
