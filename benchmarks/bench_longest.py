@@ -43,13 +43,14 @@ command, the offload row in a second run with --rows offload):
     tiled-mlp           13312         10240   13312: 541 fits, 13824: 549 no
     offload             13312         10240   10240: 495, 13312: 541 fits (= tiled-mlp), 13824: 549 no
     sp2-ring            16384         10240   26624: 672 no, 20480: 595 no, 16384: 543 fits, 18432: 569 no
-    sp2-ulysses         ULYMAX         16384   26624: 564 no, 20480: 511 fits, 22528: 529 fits, ULYPROBE
+    sp2-ulysses         22528         16384   26624: 564 no, 20480: 511 fits, 22528: 529 fits, 24576: 546 no
     (offload: the same peak RSS as tiled-mlp at every length probed, as the planner says for a CPU; the
     offload row alone took 4.9 CPU-minutes of probes. sp2-*: granularity 2048, from 26624 = 2 x the
     tiled-mlp row, peak RSS growth of the larger rank, cap per rank; run as two jobs side by side with
-    the second command below, 8.1 + ULYCPU CPU-minutes of probes. SP 2 over one process: ring 1.23x, Ulysses ULYX
-    (a rank holds the full model, gradients and AdamW: 377 MiB of the 544 MiB before one token, so
-    halving the activations does not double the length). At 20480 the planner puts both ~70 MiB above
+    the second command below, 8.1 + ~8 CPU-minutes of probes (the 24576 Ulysses probe rerun alone, 2.3,
+    after a fix to how ranks report). SP 2 over one process: ring 1.23x, Ulysses 1.69x (a rank holds
+    the full parameters, gradients and AdamW states: 377 MiB of the 544 MiB independent of the length,
+    so halving the activations does not double the length). At 20480 the planner puts both ~70 MiB above
     the measurement (661 and 581 MiB per rank vs 595 and 511), but its ring-over-Ulysses difference (the
     ring buffers, 80 MiB) matches the measured one (84 MiB).
 
