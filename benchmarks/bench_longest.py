@@ -250,7 +250,8 @@ def planned(row: dict, cap: int, unit: int) -> int:
             f"train.tiled_mlp={bool(row.get('tiled_mlp'))}"]
     sp = row.get("sp", 1)
     if sp > 1:  # the trainer's attention for SP (model.attn_implementation: auto -> longctx_ring)
-        sets += [f"parallel.sp_degree={sp}", f"parallel.layout={row['layout']}", "model.attn_implementation=longctx_ring"]
+        sets += [f"parallel.sp_degree={sp}", f"parallel.layout={row['layout']}",
+                 "model.attn_implementation=longctx_ring"]
     else:
         sets += ["model.attn_implementation=sdpa"]
     shape = shape_from_config(tiny_config("llama", **SHAPE))
