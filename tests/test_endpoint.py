@@ -13,7 +13,8 @@ from eval_longbench import cli
 from eval_longbench.chat_client import ChatClient, EndpointUnreachable, GenerationFailed
 from eval_longbench.models import load_model
 from longctx.errors import LongctxError
-from test_judge import KEY, FakeJudgeServer
+from _chat_server import FakeJudgeServer
+from test_judge import KEY
 
 ORGANISM = Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism"
 

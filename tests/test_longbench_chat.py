@@ -12,7 +12,8 @@ from eval_longbench.models import chat_prompt
 from eval_longbench.results import ResultStore
 from longctx.errors import LongctxError
 from longctx.tokenizer import byte_tokenizer
-from test_judge import KEY, FakeJudgeServer
+from _chat_server import FakeJudgeServer
+from test_judge import KEY
 
 TOK = byte_tokenizer()
 

@@ -147,7 +147,7 @@ def test_needle_cli_compares_two_models_and_resumes(tiny_llama, tmp_path, capsys
 def test_judge_scoring_maps_ratings_to_unit_scores(tiny_llama, tmp_path):
     """--scoring judge: a rating of 10 is score 1.0 and a rating of 1 is 0.0 in every cell."""
     from eval_longbench.cli import needle_main
-    from test_judge import FakeJudgeServer
+    from _chat_server import FakeJudgeServer
 
     for rating, score in ((10, 1.0), (1, 0.0)):
         out = tmp_path / f"j{rating}"
