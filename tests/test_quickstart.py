@@ -1,5 +1,6 @@
 """`longctx quickstart`: a drastically reduced run writes a report whose numbers come from its runs."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from longctx.errors import LongctxError
 from longctx.quickstart.cli import build_parser, config_from_args
 from longctx.quickstart.config import QuickstartConfig
 from longctx.quickstart.pipeline import run_quickstart
+
+# sha256 of sft_records(byte tokenizer, 6, 300..900, seed 1) as drawn before edge_share existed
+QUICKSTART_RECORDS_SHA = "3c089cabccbbb13a"
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +105,37 @@ def test_sft_records_have_the_requested_lengths():
         n = len(tok(tok.apply_chat_template(r["messages"], tokenize=False), add_special_tokens=False)["input_ids"])
         assert n == r["tokens"] and 300 <= n <= 900
     assert len({r["messages"][1]["content"] for r in recs}) == 5
+
+
+def _needle_position(record: dict) -> float:
+    """Where the passkey sentence starts in the user turn, as a fraction of its length (byte tokenizer: chars = tokens)."""
+    text, key = record["messages"][0]["content"], record["messages"][1]["content"].split()[-1].rstrip(".")
+    return text.index(key) / len(text)
+
+
+def test_edge_share_puts_that_share_of_needles_at_the_haystack_edges():
+    """edge_share=1: every needle sits at the start or the end of the haystack, both edges used; 0: spread inside."""
+    from longctx.quickstart.data import sft_records
+    from longctx.tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    edge = [_needle_position(r) for r in sft_records(tok, 20, min_tokens=1500, max_tokens=2000, seed=3, edge_share=1.0)]
+    assert all(p < 0.15 or p > 0.85 for p in edge)
+    assert any(p < 0.15 for p in edge) and any(p > 0.85 for p in edge)
+    inside = [_needle_position(r) for r in sft_records(tok, 20, min_tokens=1500, max_tokens=2000, seed=3)]
+    assert sum(0.2 < p < 0.8 for p in inside) >= 8
+
+
+def test_edge_share_zero_keeps_the_quick_start_records():
+    """The default draws exactly the records it drew before the option existed (same stream, same depths)."""
+    from longctx.quickstart.data import sft_records
+    from longctx.tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    a = sft_records(tok, 6, min_tokens=300, max_tokens=900, seed=1)
+    b = sft_records(tok, 6, min_tokens=300, max_tokens=900, seed=1, edge_share=0.0)
+    assert a == b
+    assert hashlib.sha256(json.dumps(a).encode()).hexdigest()[:16] == QUICKSTART_RECORDS_SHA
 
 
 def test_unknown_method_fails_before_anything_is_written(tmp_path):

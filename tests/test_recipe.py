@@ -57,6 +57,7 @@ def write(tmp_path: Path, raw: dict, name: str = "r.yaml") -> Path:
     ({"stages/1/extend": {"method": "yarn", "factor": 1.5}}, r"stage 's2': extend\.factor: .*not above the current"),
     ({"stages/1/data/short_share": 1.5}, r"stage 's2': data\.short_share: expected a number in \[0, 1\)"),
     ({"stages/1/data/sources": [{"passkey": {"min_tokens": 64}}]}, r"stage 's2': data\.sources\[0\]\.passkey\.min_tokens: .*>= 256"),
+    ({"stages/1/data/sources": [{"passkey": {"edge_share": 2}}]}, r"stage 's2': data\.sources\[0\]\.passkey\.edge_share: "),
     ({"stages/1/data/sources": [{"jsonl": "/no/such.jsonl"}]}, r"stage 's2': data\.sources\[0\]\.jsonl: "),
     ({"stages/1/train/lr": "fast"}, r"stage 's2': train: lr: expected float"),
     ({"stages/1/train/no_such_key": 1}, r"stage 's2': train: no_such_key: unknown key"),
@@ -120,10 +121,18 @@ def test_stage_hash_is_stable_and_sees_what_changes_the_weights():
     assert stage_hash(resolved_stage(base, "fp1", 0)) != h
     assert stage_hash(resolved_stage(base, "fp0", 1)) != h
     for change in ({"stages/1/train/lr": 2e-3}, {"stages/1/data/short_share": 0.5},
+                   {"stages/1/data/sources": [{"passkey": {"records": 3, "edge_share": 0.3}}]},
                    {"stages/1/extend": {"method": "linear", "factor": 4}}, {"stages/1/eval": {"samples": 2}}):
         assert stage_hash(resolved_stage(parse_recipe(tiny(**change), "r.yaml").stages[1], "fp0", 0)) != h, change
     neutral = tiny(**{"stages/1/train/log.progress": False, "stages/1/train/checkpoint.every": 1})
     assert stage_hash(resolved_stage(parse_recipe(neutral, "r.yaml").stages[1], "fp0", 0)) == h
+
+
+def test_a_stage_hash_without_the_newer_data_keys_is_the_one_it_was():
+    """Keys added to the data section later (edge_share) leave the hash of a stage that does not use them
+    unchanged, so runs finished before the key existed are still recognised as finished."""
+    resolved = resolved_stage(parse_recipe(tiny(), "r.yaml").stages[1], "fp0", 0)
+    assert "passkey_edge_share" not in resolved["data"]
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
@@ -214,6 +223,23 @@ def test_a_changed_finished_stage_is_refused_and_from_stage_redoes_it(straight, 
     # put the original back for the other tests of this module
     RecipeRun(load_recipe(path), out, from_stage="s2", progress=False).run()
     assert all(torch.equal(old[k], v) for k, v in _weights(out).items())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # a tiny recipe end to end: ~1 CPU-minute, much longer wall time on a busy machine
+def test_a_moved_run_continues_from_its_own_stage_models(straight, tmp_path):
+    """A run folder copied elsewhere and rerun with --from-stage s2 trains s2 from the copy's s1 model, not from
+    the path the original run recorded."""
+    import shutil
+
+    root, path, out, _ = straight
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    RecipeRun(load_recipe(path), moved, from_stage="s2", progress=False).run()
+    s2 = json.loads((moved / "stages" / "02-s2" / "stage.json").read_text())
+    assert s2["input"] == str(moved / "stages" / "01-s1" / "train" / "final")
+    a, b = _weights(out), _weights(moved)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.slow

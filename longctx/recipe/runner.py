@@ -66,6 +66,8 @@ def resolved_stage(stage: StageSpec, input_fingerprint: str, seed: int) -> dict:
     train = {k: v for k, v in train.items() if k not in RESUME_NEUTRAL_KEYS and k not in OWNED_TRAIN_KEYS}
     data = asdict(stage.data)
     data["jsonl"] = [{"path": p, "sha256": file_sha(p)} for p in stage.data.jsonl]
+    if not data["passkey_edge_share"]:  # a key added later: absent when unused, so older stages keep their hash
+        del data["passkey_edge_share"]
     return {"version": HASH_VERSION, "input": input_fingerprint, "seed": seed,
             "extend": {"method": stage.method, "factor": stage.factor, "target_length": stage.target_length,
                        "params": stage.params},
@@ -249,7 +251,8 @@ class RecipeRun:
         n_short = round(d.passkey_records * d.short_share)
         seed = self.recipe.seed
         records = sft_records(self.tokenizer, d.passkey_records - n_short, min_tokens=d.passkey_min_tokens,
-                              max_tokens=d.passkey_max_tokens, seed=seed, stream=f"recipe-{s.name}")
+                              max_tokens=d.passkey_max_tokens, seed=seed, stream=f"recipe-{s.name}",
+                              edge_share=d.passkey_edge_share)
         if n_short:
             top = min(self.recipe.base_context or d.pack_length, d.pack_length)
             short = sft_records(self.tokenizer, n_short, min_tokens=min(d.short_min_tokens, top), max_tokens=top,
@@ -286,6 +289,8 @@ class RecipeRun:
             if action == "skip":
                 _say(f"== stage {s.index} {s.name}: finished (hash {h}), skipped")
                 record = _read(self.stage_dir(s) / "stage.json")
+                # where the model is now: the run may have been started from another directory, or moved
+                record["output"] = str(self.stage_dir(s) / "train" / "final")
             else:
                 if action == "redo":
                     shutil.rmtree(self.stage_dir(s))

@@ -73,6 +73,8 @@ class DataSpec:
     """Synthetic passkey conversations (the quick start's generator); 0 = none."""
     passkey_min_tokens: int = 0
     passkey_max_tokens: int = 0
+    passkey_edge_share: float = 0.0
+    """Share of the long passkey records whose needle sits at depth 0 or 100 % (the rest: uniform)."""
     jsonl: list[str] = field(default_factory=list)
     """User chat JSONL files, packed as given."""
     short_share: float = 0.0
@@ -252,7 +254,7 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
                 raise bad(f"{key}.jsonl", f"{value!r} is not a file")
             spec.jsonl.append(value)
             continue
-        p = _mapping(value, f"{key}.passkey", bad, ("records", "min_tokens", "max_tokens"))
+        p = _mapping(value, f"{key}.passkey", bad, ("records", "min_tokens", "max_tokens", "edge_share"))
         spec.passkey_records = _int(p.get("records", 200), f"{key}.passkey.records", bad)
         low = max(256, (base_context or 512) // 2)
         spec.passkey_max_tokens = _int(p.get("max_tokens", spec.pack_length), f"{key}.passkey.max_tokens", bad, low=256)
@@ -260,6 +262,10 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
         if spec.passkey_min_tokens > spec.passkey_max_tokens or spec.passkey_max_tokens > spec.pack_length:
             raise bad(f"{key}.passkey", f"need min_tokens <= max_tokens <= pack_length {spec.pack_length}, got "
                       f"{spec.passkey_min_tokens} / {spec.passkey_max_tokens}")
+        edge = p.get("edge_share", 0.0)
+        if isinstance(edge, bool) or not isinstance(edge, (int, float)) or not (0 <= edge <= 1) or math.isnan(edge):
+            raise bad(f"{key}.passkey.edge_share", f"expected a number in [0, 1], got {edge!r}")
+        spec.passkey_edge_share = float(edge)
     share = d.get("short_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not (0 <= share < 1) or math.isnan(share):
         raise bad("data.short_share", f"expected a number in [0, 1), got {share!r}")
