@@ -145,6 +145,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "stage 1 s1: runs" in text and "stage 2 s2: runs" in text
     assert "yarn x4 -> context 2048" in text and "packs of 1024" in text and "3 steps" in text
+    assert "edge share" not in text
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
 

@@ -341,7 +341,8 @@ def dry_run(recipe: Recipe, out: str | Path, from_stage: str | None = None) -> s
         lines += [f"stage {s.index} {s.name}: {status}",
                   f"  extend: {s.method}" + (f" x{s.factor:g}" if s.factor else "")
                   + (f" to {s.target_length}" if s.target_length else "") + extra + f" -> context {s.context or '?'}",
-                  f"  data: {s.data.passkey_records} synthetic passkey records (short share {s.data.short_share:g})"
+                  f"  data: {s.data.passkey_records} synthetic passkey records (short share {s.data.short_share:g}"
+                  + (f", edge share {s.data.passkey_edge_share:g}" if s.data.passkey_edge_share else "") + ")"
                   + (f" + {', '.join(s.data.jsonl)}" if s.data.jsonl else "") + f", packs of {s.data.pack_length}",
                   f"  train: {cfg.train.steps} steps, lr {cfg.optim.lr:g}, sp_degree {cfg.parallel.sp_degree} "
                   f"({cfg.parallel.layout}), {s.nproc} rank(s)" + (", with evaluation during training"
