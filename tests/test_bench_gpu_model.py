@@ -3,20 +3,14 @@ scripts/gpu_run.py's job): the linear memory fit and the choice of the next leng
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu_model", ROOT / "benchmarks" / "bench_gpu_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/bench_gpu_model.py", "bench_gpu_model")
 
 
 def test_linear_fit_crosses_capacity_where_the_line_does(bench):

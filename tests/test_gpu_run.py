@@ -7,7 +7,6 @@ would hide a broken CUDA path, a runner that hangs or loses outcomes would waste
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import textwrap
@@ -21,24 +20,17 @@ sys.path.insert(0, str(ROOT / "tests" / "gpu"))
 
 from _cases import block_case, loss_case, tiny_llama_case, varlen_case  # noqa: E402
 from _oracle import GRAD_NORM_TOL, TOL, compare  # noqa: E402
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from _scripts import load_script  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def runner():
-    return _load("gpu_run", ROOT / "scripts" / "gpu_run.py")
+    return load_script("scripts/gpu_run.py", "gpu_run")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return _load("bench_gpu", ROOT / "benchmarks" / "bench_gpu.py")
+    return load_script("benchmarks/bench_gpu.py", "bench_gpu")
 
 
 def _all_close(pairs, tol: float) -> bool:

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
+from _scripts import load_script
 from eval_longbench.results import ResultStore
 from longctx.errors import LongctxError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("real_model_bench", ROOT / "benchmarks" / "real_model.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["real_model_bench"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/real_model.py", "real_model_bench")
 
 
 def test_the_grid_runs_base_once_and_every_other_method_at_every_factor(bench):

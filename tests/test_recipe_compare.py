@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import yaml
 
+from _scripts import load_script
 from longctx.recipe.spec import parse_recipe
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("recipe_compare", ROOT / "benchmarks" / "recipe_compare.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/recipe_compare.py", "recipe_compare")
 
 
 @pytest.mark.parametrize("schedule", ["two-stage", "one-stage"])
