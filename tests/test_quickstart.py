@@ -126,6 +126,45 @@ def test_edge_share_puts_that_share_of_needles_at_the_haystack_edges():
     assert sum(0.2 < p < 0.8 for p in inside) >= 8
 
 
+FILLER = [f"Sentence number {i} of the book says little." for i in range(400)]
+
+
+def test_a_filler_text_replaces_the_noise_haystack():
+    """With filler sentences the haystack is made of them (the key still hidden in it, the length still exact)."""
+    from longctx.quickstart.data import sft_records
+    from longctx.tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    for r in sft_records(tok, 4, min_tokens=600, max_tokens=900, seed=2, filler=FILLER):
+        prompt, key = r["messages"][0]["content"], r["messages"][1]["content"].split()[-1].rstrip(".")
+        assert "of the book says little." in prompt and f"The pass key is {key}." in prompt
+        n = len(tok(tok.apply_chat_template(r["messages"], tokenize=False), add_special_tokens=False)["input_ids"])
+        assert n == r["tokens"]
+
+
+def test_qa_share_asks_for_a_key_value_needle_among_distractors():
+    """qa_share=1: every record hides 4 key-value needles and its reply is the value of the key it asks for,
+    rendered at exactly the drawn length."""
+    import re
+
+    from longctx.quickstart.data import QA_NEEDLES, sft_records
+    from longctx.tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    recs = sft_records(tok, 6, min_tokens=700, max_tokens=1000, seed=4, filler=FILLER, qa_share=1.0)
+    for r in recs:
+        prompt, reply = r["messages"][0]["content"], r["messages"][1]["content"]
+        needles = dict(re.findall(r"special magic numbers? for (\S+) is: (\d+)\.", prompt))
+        asked = re.findall(r"What is the special magic number for (\S+) mentioned", prompt)
+        assert len(needles) == QA_NEEDLES and len(asked) == 1
+        assert reply == f"{needles[asked[0]]}."
+        n = len(tok(tok.apply_chat_template(r["messages"], tokenize=False), add_special_tokens=False)["input_ids"])
+        assert n == r["tokens"] and 700 <= n <= 1000
+    mixed = sft_records(tok, 20, min_tokens=700, max_tokens=1000, seed=4, filler=FILLER, qa_share=0.5)
+    kinds = {r["id"].split("-")[0] for r in mixed}
+    assert kinds == {"qa", "passkey"}
+
+
 def test_edge_share_zero_keeps_the_quick_start_records():
     """The default draws exactly the records it drew before the option existed (same stream, same depths)."""
     from longctx.quickstart.data import sft_records

@@ -59,6 +59,9 @@ def write(tmp_path: Path, raw: dict, name: str = "r.yaml") -> Path:
     ({"stages/1/data/sources": [{"passkey": {"min_tokens": 64}}]}, r"stage 's2': data\.sources\[0\]\.passkey\.min_tokens: .*>= 256"),
     ({"stages/1/data/sources": [{"passkey": {"edge_share": 2}}]}, r"stage 's2': data\.sources\[0\]\.passkey\.edge_share: "),
     ({"stages/1/data/sources": [{"jsonl": "/no/such.jsonl"}]}, r"stage 's2': data\.sources\[0\]\.jsonl: "),
+    ({"stages/1/data/sources": [{"passkey": {"qa_share": -0.1}}]}, r"stage 's2': data\.sources\[0\]\.passkey\.qa_share: "),
+    ({"stages/1/data/sources": [{"passkey": {"haystack": "/no/such.txt"}}]},
+     r"stage 's2': data\.sources\[0\]\.passkey\.haystack: expected noise or bible or a text file"),
     ({"stages/1/train/lr": "fast"}, r"stage 's2': train: lr: expected float"),
     ({"stages/1/train/no_such_key": 1}, r"stage 's2': train: no_such_key: unknown key"),
     ({"stages/1/train/model": {"path": "/x"}}, r"stage 's2': train\.model\.path: set by the recipe"),
@@ -122,6 +125,8 @@ def test_stage_hash_is_stable_and_sees_what_changes_the_weights():
     assert stage_hash(resolved_stage(base, "fp0", 1)) != h
     for change in ({"stages/1/train/lr": 2e-3}, {"stages/1/data/short_share": 0.5},
                    {"stages/1/data/sources": [{"passkey": {"records": 3, "edge_share": 0.3}}]},
+                   {"stages/1/data/sources": [{"passkey": {"records": 3, "qa_share": 0.5}}]},
+                   {"stages/1/data/sources": [{"passkey": {"records": 3, "haystack": "bible"}}]},
                    {"stages/1/extend": {"method": "linear", "factor": 4}}, {"stages/1/eval": {"samples": 2}}):
         assert stage_hash(resolved_stage(parse_recipe(tiny(**change), "r.yaml").stages[1], "fp0", 0)) != h, change
     neutral = tiny(**{"stages/1/train/log.progress": False, "stages/1/train/checkpoint.every": 1})
@@ -132,7 +137,18 @@ def test_a_stage_hash_without_the_newer_data_keys_is_the_one_it_was():
     """Keys added to the data section later (edge_share) leave the hash of a stage that does not use them
     unchanged, so runs finished before the key existed are still recognised as finished."""
     resolved = resolved_stage(parse_recipe(tiny(), "r.yaml").stages[1], "fp0", 0)
-    assert "passkey_edge_share" not in resolved["data"]
+    for key in ("passkey_edge_share", "passkey_qa_share", "passkey_haystack"):
+        assert key not in resolved["data"]
+
+
+def test_a_haystack_file_is_hashed_by_its_content(tmp_path):
+    """Editing the text file a stage hides its needles in makes the stage's hash change (its data did)."""
+    text = tmp_path / "book.txt"
+    text.write_text("It was a dark night. The wind blew. " * 50)
+    recipe = tiny(**{"stages/1/data/sources": [{"passkey": {"records": 3, "haystack": str(text)}}]})
+    h = stage_hash(resolved_stage(parse_recipe(recipe, "r.yaml").stages[1], "fp0", 0))
+    text.write_text("It was a bright morning. Birds sang. " * 50)
+    assert stage_hash(resolved_stage(parse_recipe(recipe, "r.yaml").stages[1], "fp0", 0)) != h
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):

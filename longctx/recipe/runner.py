@@ -66,12 +66,28 @@ def resolved_stage(stage: StageSpec, input_fingerprint: str, seed: int) -> dict:
     train = {k: v for k, v in train.items() if k not in RESUME_NEUTRAL_KEYS and k not in OWNED_TRAIN_KEYS}
     data = asdict(stage.data)
     data["jsonl"] = [{"path": p, "sha256": file_sha(p)} for p in stage.data.jsonl]
-    if not data["passkey_edge_share"]:  # a key added later: absent when unused, so older stages keep their hash
-        del data["passkey_edge_share"]
+    for k, unused in (("passkey_edge_share", 0.0), ("passkey_qa_share", 0.0), ("passkey_haystack", "noise")):
+        if data[k] == unused:  # keys added later: absent when unused, so older stages keep their hash
+            del data[k]
+    if Path(stage.data.passkey_haystack).is_file():
+        data["passkey_haystack_sha256"] = file_sha(stage.data.passkey_haystack)
     return {"version": HASH_VERSION, "input": input_fingerprint, "seed": seed,
             "extend": {"method": stage.method, "factor": stage.factor, "target_length": stage.target_length,
                        "params": stage.params},
             "data": data, "train": train, "eval": asdict(stage.eval)}
+
+
+def haystack_sentences(haystack: str) -> list[str] | None:
+    """Sentences of a recipe's named haystack or text file; ``None`` for the noise haystack."""
+    if haystack == "noise":
+        return None
+    from eval_longbench.haystack import read_text_sources, split_sentences
+
+    if haystack == "bible":
+        from eval_longbench.public_text import world_english_bible
+
+        return split_sentences(world_english_bible())
+    return split_sentences(read_text_sources([haystack]))
 
 
 def stage_hash(resolved: dict) -> str:
@@ -250,13 +266,14 @@ class RecipeRun:
         d = s.data
         n_short = round(d.passkey_records * d.short_share)
         seed = self.recipe.seed
+        kind = {"filler": haystack_sentences(d.passkey_haystack), "qa_share": d.passkey_qa_share}
         records = sft_records(self.tokenizer, d.passkey_records - n_short, min_tokens=d.passkey_min_tokens,
                               max_tokens=d.passkey_max_tokens, seed=seed, stream=f"recipe-{s.name}",
-                              edge_share=d.passkey_edge_share)
+                              edge_share=d.passkey_edge_share, **kind)
         if n_short:
             top = min(self.recipe.base_context or d.pack_length, d.pack_length)
             short = sft_records(self.tokenizer, n_short, min_tokens=min(d.short_min_tokens, top), max_tokens=top,
-                                seed=seed, stream=f"recipe-{s.name}-short")
+                                seed=seed, stream=f"recipe-{s.name}-short", **kind)
             records += [{**r, "id": f"short-{i}"} for i, r in enumerate(short)]
         return write_sft_jsonl(path, records)
 
@@ -342,7 +359,9 @@ def dry_run(recipe: Recipe, out: str | Path, from_stage: str | None = None) -> s
                   f"  extend: {s.method}" + (f" x{s.factor:g}" if s.factor else "")
                   + (f" to {s.target_length}" if s.target_length else "") + extra + f" -> context {s.context or '?'}",
                   f"  data: {s.data.passkey_records} synthetic passkey records (short share {s.data.short_share:g}"
-                  + (f", edge share {s.data.passkey_edge_share:g}" if s.data.passkey_edge_share else "") + ")"
+                  + (f", edge share {s.data.passkey_edge_share:g}" if s.data.passkey_edge_share else "")
+                  + (f", QA share {s.data.passkey_qa_share:g}" if s.data.passkey_qa_share else "")
+                  + (f", haystack {s.data.passkey_haystack}" if s.data.passkey_haystack != "noise" else "") + ")"
                   + (f" + {', '.join(s.data.jsonl)}" if s.data.jsonl else "") + f", packs of {s.data.pack_length}",
                   f"  train: {cfg.train.steps} steps, lr {cfg.optim.lr:g}, sp_degree {cfg.parallel.sp_degree} "
                   f"({cfg.parallel.layout}), {s.nproc} rank(s)" + (", with evaluation during training"

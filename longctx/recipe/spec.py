@@ -37,6 +37,8 @@ from longctx.errors import LongctxError
 
 TOP_KEYS = ("base", "seed", "eval", "plan", "stages", "description")
 STAGE_KEYS = ("name", "extend", "data", "train", "eval")
+HAYSTACKS = ("noise", "bible")
+"""Named haystacks of the synthetic records (else a text file's path)."""
 DATA_KEYS = ("sources", "pack_length", "short_share", "short_min_tokens", "train_on")
 EVAL_KEYS = ("passkey_lengths", "samples", "depths", "ppl_lengths", "ppl_stride")
 PLAN_KEYS = ("model", "gpus", "gpu_mem_gib", "sharding", "gpu")
@@ -75,6 +77,11 @@ class DataSpec:
     passkey_max_tokens: int = 0
     passkey_edge_share: float = 0.0
     """Share of the long passkey records whose needle sits at depth 0 or 100 % (the rest: uniform)."""
+    passkey_haystack: str = "noise"
+    """What the needles hide in: ``noise`` (the organism's), ``bible`` (the World English Bible, Debian's
+    sword-text-web) or a text file: a real model learns retrieval in real text."""
+    passkey_qa_share: float = 0.0
+    """Share of the synthetic records that ask for one of 4 key-value needles instead of a pass key."""
     jsonl: list[str] = field(default_factory=list)
     """User chat JSONL files, packed as given."""
     short_share: float = 0.0
@@ -254,7 +261,8 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
                 raise bad(f"{key}.jsonl", f"{value!r} is not a file")
             spec.jsonl.append(value)
             continue
-        p = _mapping(value, f"{key}.passkey", bad, ("records", "min_tokens", "max_tokens", "edge_share"))
+        p = _mapping(value, f"{key}.passkey", bad, ("records", "min_tokens", "max_tokens", "edge_share", "haystack",
+                                                   "qa_share"))
         spec.passkey_records = _int(p.get("records", 200), f"{key}.passkey.records", bad)
         low = max(256, (base_context or 512) // 2)
         spec.passkey_max_tokens = _int(p.get("max_tokens", spec.pack_length), f"{key}.passkey.max_tokens", bad, low=256)
@@ -266,6 +274,14 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
         if isinstance(edge, bool) or not isinstance(edge, (int, float)) or not (0 <= edge <= 1) or math.isnan(edge):
             raise bad(f"{key}.passkey.edge_share", f"expected a number in [0, 1], got {edge!r}")
         spec.passkey_edge_share = float(edge)
+        qa = p.get("qa_share", 0.0)
+        if isinstance(qa, bool) or not isinstance(qa, (int, float)) or not (0 <= qa <= 1) or math.isnan(qa):
+            raise bad(f"{key}.passkey.qa_share", f"expected a number in [0, 1], got {qa!r}")
+        spec.passkey_qa_share = float(qa)
+        hay = p.get("haystack", "noise")
+        if not isinstance(hay, str) or not (hay in HAYSTACKS or Path(hay).is_file()):
+            raise bad(f"{key}.passkey.haystack", f"expected {' or '.join(HAYSTACKS)} or a text file, got {hay!r}")
+        spec.passkey_haystack = hay
     share = d.get("short_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not (0 <= share < 1) or math.isnan(share):
         raise bad("data.short_share", f"expected a number in [0, 1), got {share!r}")
