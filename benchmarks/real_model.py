@@ -90,6 +90,9 @@ class Grid:
     short_tokens: int = 8192
     """Short-context perplexity: windows of ``short_window`` over the first ``short_tokens`` tokens (0: skip)."""
     facts: bool = True
+    trained: dict[str, str] = field(default_factory=dict)
+    """Checkpoints measured as they are, beside the training-free variants: label -> folder (e.g. the
+    model ``configs/recipes/smollm2_16k.yaml`` trained), for the table after continued training."""
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0
@@ -112,14 +115,24 @@ class Grid:
             raise LongctxError("--lengths/--ppl-lengths: need at least 64 tokens each")
         if 0 < self.short_tokens <= self.short_window:
             raise LongctxError(f"--short-tokens {self.short_tokens} must exceed --short-window {self.short_window}")
+        taken = {label for label, _, _ in self.training_free()}
+        for label, path in self.trained.items():
+            if label in taken or not label or "|" in label or ":" in label:
+                raise LongctxError(f"--trained {label}={path}: the label must be new and free of '|' and ':'")
+            if not (Path(path) / "config.json").is_file():
+                raise LongctxError(f"--trained {label}={path}: not a checkpoint folder (no config.json)")
 
-    def variants(self) -> list[tuple[str, str | None, float | None]]:
+    def training_free(self) -> list[tuple[str, str | None, float | None]]:
         """``(label, extend method, factor)``: base once, every other method at every factor."""
         out = [("base", None, None)] if "base" in self.methods else []
         for m in self.methods:
             if m != "base":
                 out += [(f"{m}-x{f:g}", METHODS[m], f) for f in self.factors]
         return out
+
+    def variants(self) -> list[tuple[str, str | None, float | None]]:
+        """The training-free variants, then the trained checkpoints (method ``None``: measured as they are)."""
+        return self.training_free() + [(label, None, None) for label in self.trained]
 
     def depths(self) -> list[float]:
         from eval_longbench.needle import depth_grid
@@ -235,7 +248,8 @@ def run_benchmark(grid: Grid, out: str | Path, *, model: str | Path | None = Non
     store = ResultStore(out / "results.json", meta)
     long_lengths = grid.long_ppl_lengths()
     ppl_tokens = grid.ppl_tokens or (max(long_lengths) if long_lengths else 0)
-    variants = {label: variant_checkpoint(base, work, label, m, f) for label, m, f in grid.variants()}
+    variants = {label: Path(grid.trained[label]) if label in grid.trained else variant_checkpoint(base, work, label, m, f)
+                for label, m, f in grid.variants()}
     fps = {label: model_fingerprint(path) for label, path in variants.items()}
     loaded: dict = {}
 
@@ -335,7 +349,8 @@ def format_table(rows: list[dict], grid: Grid, text_name: str) -> str:
             return "–" if v[1] == 0 else f"{v[0]:g}/{v[1]}"
         return f"{v:.2f}"
 
-    lines = [f"SmolLM2-135M-Instruct, training-free; text: {text_name}.",
+    what = "training-free" + (f"; trained: {', '.join(grid.trained)}" if grid.trained else "")
+    lines = [f"SmolLM2-135M-Instruct, {what}; text: {text_name}.",
              "", "| variant | " + " | ".join(names[c] for c in cols) + " |",
              "|---|" + "---|" * len(cols)]
     lines += ["| " + r["variant"] + " | " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
@@ -349,6 +364,16 @@ def _floats(flag: str, text: str) -> list[float]:
         return [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise LongctxError(f"{flag}: {text!r} is not a comma-separated list of numbers") from None
+
+
+def _trained(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path or label in out:
+            raise LongctxError(f"--trained {item!r}: expected LABEL=DIR with a label used once")
+        out[label] = path
+    return out
 
 
 def _length(text: str) -> int:
@@ -384,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--short-window", type=_length, default=2048, help="short-context ppl window (default 2048)")
     p.add_argument("--short-tokens", type=lambda t: 0 if t == "0" else _length(t), default=8192, help="tokens scored by the short ppl (0 skips; default 8192)")
     p.add_argument("--no-facts", action="store_true", help="skip the short factual questions")
+    p.add_argument("--trained", action="append", default=[], metavar="LABEL=DIR",
+                   help="also measure this checkpoint as it is (e.g. a recipe's trained stage model); repeatable")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
     p.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16")
     p.add_argument("--seed", type=int, default=0)
@@ -401,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                     tasks=[t.strip() for t in a.tasks.split(",") if t.strip()], num_needles=a.num_needles,
                     ppl_lengths=ppl_lengths, ppl_tokens=a.ppl_tokens,
                     ppl_stride=a.ppl_stride, short_window=a.short_window, short_tokens=a.short_tokens,
-                    facts=not a.no_facts, device=a.device, dtype=a.dtype, seed=a.seed)
+                    facts=not a.no_facts, trained=_trained(a.trained), device=a.device, dtype=a.dtype, seed=a.seed)
         run_benchmark(grid, a.out, model=a.model, work=a.work, text=a.text, sword_module=a.sword_module)
     except LongctxError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -35,6 +35,24 @@ def test_the_cli_refuses_a_bad_grid_before_loading_anything(bench, tmp_path, cap
     assert not (tmp_path / "o").exists()
 
 
+def test_a_trained_checkpoint_is_a_row_measured_as_it_is(bench, tmp_path):
+    """--trained LABEL=DIR adds the folder itself after the training-free variants (no extension applied)."""
+    ckpt = tmp_path / "final"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}")
+    grid = bench.Grid(methods=["base", "yarn"], factors=[2], trained=bench._trained([f"yarn-x2-16k={ckpt}"]))
+    assert grid.variants() == [("base", None, None), ("yarn-x2", "yarn", 2), ("yarn-x2-16k", None, None)]
+    assert "trained: yarn-x2-16k" in bench.format_table(bench.summarize(ResultStore(tmp_path / "r.json", {}), grid, 4096),
+                                                        grid, "text")
+
+
+@pytest.mark.parametrize("trained, match", [({"yarn-x2": "."}, "the label must be new"),
+                                            ({"t": "/no/such/dir"}, "not a checkpoint folder")])
+def test_a_trained_checkpoint_needs_a_new_label_and_a_checkpoint_folder(bench, trained, match):
+    with pytest.raises(LongctxError, match=match):
+        bench.Grid(methods=["base", "yarn"], factors=[2], trained=trained)
+
+
 @pytest.mark.parametrize("answer, accepted, score", [("The capital of France is Paris.", ("paris",), 1.0),
                                                      ("A spider has eight legs", ("8", "eight"), 1.0),
                                                      ("Parisian cafés", ("paris",), 0.0), ("Au.", ("au",), 1.0),
