@@ -151,6 +151,28 @@ def test_a_haystack_file_is_hashed_by_its_content(tmp_path):
     assert stage_hash(resolved_stage(parse_recipe(recipe, "r.yaml").stages[1], "fp0", 0)) != h
 
 
+def test_a_stage_with_a_text_haystack_and_qa_share_writes_both_kinds_in_that_text(tmp_path):
+    """The stage's synthetic records hide their needles in the named text file, and qa_share of them are
+    key-value questions: what configs/recipes/smollm2_16k.yaml trains a real model on."""
+    text = tmp_path / "book.txt"
+    text.write_text(" ".join(f"The river ran past town number {i}." for i in range(600)))
+    recipe = parse_recipe(tiny(**{"stages/1/data/sources": [{"passkey": {"records": 8, "haystack": str(text),
+                                                                          "qa_share": 0.5, "min_tokens": 768}}]}),
+                          "r.yaml")
+    path = RecipeRun(recipe, tmp_path / "run").write_synthetic(recipe.stages[1], tmp_path / "sft.jsonl")
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all("The river ran past town number" in r["messages"][0]["content"] for r in records)
+    assert {r["id"].split("-")[0] for r in records} == {"qa", "passkey", "short"}
+
+
+def test_qa_records_too_short_for_their_needles_are_one_error_naming_the_stage(tmp_path):
+    recipe = parse_recipe(tiny(**{"stages/1/data/sources": [{"passkey": {"records": 4, "qa_share": 1.0,
+                                                                          "min_tokens": 256, "max_tokens": 300}}]}),
+                          "r.yaml")
+    with pytest.raises(LongctxError, match=r"r\.yaml: stage 's2': data\.sources: .*too short.*raise min_tokens"):
+        RecipeRun(recipe, tmp_path / "run").write_synthetic(recipe.stages[1], tmp_path / "sft.jsonl")
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     """--dry-run lists every stage with its extension, data, training and evaluation; no output folder appears."""
     from longctx.recipe.cli import main

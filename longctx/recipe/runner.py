@@ -266,14 +266,17 @@ class RecipeRun:
         d = s.data
         n_short = round(d.passkey_records * d.short_share)
         seed = self.recipe.seed
-        kind = {"filler": haystack_sentences(d.passkey_haystack), "qa_share": d.passkey_qa_share}
-        records = sft_records(self.tokenizer, d.passkey_records - n_short, min_tokens=d.passkey_min_tokens,
-                              max_tokens=d.passkey_max_tokens, seed=seed, stream=f"recipe-{s.name}",
-                              edge_share=d.passkey_edge_share, **kind)
-        if n_short:
+        filler = haystack_sentences(d.passkey_haystack)
+        try:
+            records = sft_records(self.tokenizer, d.passkey_records - n_short, min_tokens=d.passkey_min_tokens,
+                                  max_tokens=d.passkey_max_tokens, seed=seed, stream=f"recipe-{s.name}",
+                                  edge_share=d.passkey_edge_share, filler=filler, qa_share=d.passkey_qa_share)
+        except LongctxError as err:
+            raise LongctxError(f"{self.recipe.path}: stage {s.name!r}: data.sources: {err} (raise min_tokens)") from None
+        if n_short:  # passkey only: the short records keep the short skill, and 4 QA needles need room
             top = min(self.recipe.base_context or d.pack_length, d.pack_length)
             short = sft_records(self.tokenizer, n_short, min_tokens=min(d.short_min_tokens, top), max_tokens=top,
-                                seed=seed, stream=f"recipe-{s.name}-short", **kind)
+                                seed=seed, stream=f"recipe-{s.name}-short", filler=filler)
             records += [{**r, "id": f"short-{i}"} for i, r in enumerate(short)]
         return write_sft_jsonl(path, records)
 
