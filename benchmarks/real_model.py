@@ -18,6 +18,9 @@ The text is the World English Bible (public domain) from Debian's ``sword-text-w
 (:mod:`eval_longbench.public_text`), or ``--text`` files. Nothing downloads at run time: a missing
 package or text is one line with the install command.
 
+After continued training, ``--trained LABEL=DIR`` adds a trained checkpoint (e.g. the final model of
+``configs/recipes/smollm2_16k.yaml``) as one more row, measured as it is, so before and after sit in one table.
+
 Results are resumable: one :class:`eval_longbench.results.ResultStore` file, saved after every record;
 a rerun (with a larger grid, or after an interruption) computes only what is missing. The extended
 checkpoints are written once under ``--work`` (config only; weights hard-linked).
@@ -27,6 +30,9 @@ checkpoints are written once under ``--work`` (config only; weights hard-linked)
     # a small CPU subset
     python benchmarks/real_model.py --out runs/real_model --methods base,yarn,pi --factors 2 \\
         --lengths 4k,8k --samples 3 --tasks passkey --ppl-lengths 4k,8k --ppl-tokens 8k
+    # after `longctx recipe run configs/recipes/smollm2_16k.yaml --out runs/smollm2-16k`
+    python benchmarks/real_model.py --out runs/real_model --methods base,yarn --factors 2 \
+        --trained yarn-x2+16k=runs/smollm2-16k/stages/01-16k/train/final
 
 Library use (e.g. from a GPU script): ``run_benchmark(Grid(lengths=[4096], samples=2), out)``.
 """
