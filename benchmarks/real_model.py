@@ -31,7 +31,7 @@ checkpoints are written once under ``--work`` (config only; weights hard-linked)
     python benchmarks/real_model.py --out runs/real_model --methods base,yarn,pi --factors 2 \\
         --lengths 4k,8k --samples 3 --tasks passkey --ppl-lengths 4k,8k --ppl-tokens 8k
     # after `longctx recipe run configs/recipes/smollm2_16k.yaml --out runs/smollm2-16k`
-    python benchmarks/real_model.py --out runs/real_model --methods base,yarn --factors 2 \
+    python benchmarks/real_model.py --out runs/real_model --methods base,yarn --factors 2 \\
         --trained yarn-x2+16k=runs/smollm2-16k/stages/01-16k/train/final
 
 Library use (e.g. from a GPU script): ``run_benchmark(Grid(lengths=[4096], samples=2), out)``.

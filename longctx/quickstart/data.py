@@ -1,4 +1,4 @@
-"""Synthetic long SFT data for the quick start and recipes: passkey (and key-value QA) conversations at mixed lengths (JSONL).
+"""Synthetic long SFT data for the quick start and recipes: passkey and key-value QA chats at mixed lengths.
 
 The records are ordinary chat records (``messages``), so they go through ``longctx pack`` like a
 user's own data; they are the conversations the shipped model was pretrained on, only longer. Mixed lengths (half the original context up to the new one) matter: packing long
@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
-
 from collections.abc import Sequence
+from pathlib import Path
 
 from eval_longbench.haystack import passkey_sample
 from longctx.io import atomic_write_text
@@ -22,6 +21,8 @@ from longctx.organism.data import chat_overhead, passkey_messages
 
 QA_NEEDLES = 4
 """Needles in a QA record: the asked one and three distractors (the benchmark's multi-needle task)."""
+QA_ANSWER = "{value}."
+"""The assistant's reply to a QA record: the asked value (the question already ends in "... is")."""
 
 
 def sft_records(tokenizer, n: int, *, min_tokens: int, max_tokens: int, seed: int = 0,
@@ -53,9 +54,6 @@ def sft_records(tokenizer, n: int, *, min_tokens: int, max_tokens: int, seed: in
         prompt, _, key = passkey_sample(tokenizer, total - overhead, depth, s, filler=filler)
         out.append({"messages": passkey_messages(prompt, key), "id": f"passkey-{i}", "tokens": total})
     return out
-
-
-QA_ANSWER = "{value}."
 
 
 def _qa_overhead(tokenizer) -> int:
