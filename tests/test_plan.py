@@ -19,6 +19,7 @@ L3 = PRESETS["llama-3-8b"]
     ("llama-2-7b", 6_738_415_616),   # Llama-2-7b-hf
     ("qwen2-7b", 7_615_616_512),     # Qwen2-7B (q/k/v biases)
     ("mistral-7b", 7_241_732_096),   # Mistral-7B-v0.1
+    ("smollm2-135m", 134_515_008),   # SmolLM2-135M(-Instruct): the model `longctx models smollm2` writes
 ])
 def test_preset_parameter_counts_match_published_totals(name, published):
     """Each preset's parameter count equals the total its checkpoint publishes, to the parameter."""

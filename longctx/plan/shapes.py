@@ -260,6 +260,7 @@ PRESETS: dict[str, ModelShape] = {
     "mistral-7b": ModelShape(4096, 32, 32, 8, 128, 14336, 32000, False, False, "mistral-7b"),
     "qwen2-7b": ModelShape(3584, 28, 28, 4, 128, 18944, 152064, False, True, "qwen2-7b"),
     "qwen2.5-7b": ModelShape(3584, 28, 28, 4, 128, 18944, 152064, False, True, "qwen2.5-7b"),
+    "smollm2-135m": ModelShape(576, 30, 9, 3, 64, 1536, 49152, True, False, "smollm2-135m"),
 }
 
 
