@@ -50,11 +50,12 @@ def passkey_messages(prompt: str, key: str) -> list[dict]:
 
 def chat_overhead(tokenizer, digits: int = 5) -> int:
     """Tokens the chat template adds around a prompt and a ``digits``-digit answer."""
-    return len(_chat_ids(tokenizer, "", "0" * digits))
+    return len(chat_ids(tokenizer, passkey_messages("", "0" * digits)))
 
 
-def _chat_ids(tokenizer, prompt: str, key: str) -> list[int]:
-    text = tokenizer.apply_chat_template(passkey_messages(prompt, key), tokenize=False)
+def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of a whole conversation as the chat template renders it (what packing tokenizes)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -80,7 +81,7 @@ def pretrain_sequence(tokenizer, seq_len: int, seed: int, index: int | str, *, d
     depth = random.Random(s).random()
     prompt_len = seq_len - chat_overhead(tokenizer, digits)
     prompt, info, key = passkey_sample(tokenizer, prompt_len, depth, s, digits=digits)
-    ids = _chat_ids(tokenizer, prompt, key)
+    ids = chat_ids(tokenizer, passkey_messages(prompt, key))
     if len(ids) != seq_len:
         raise LongctxError(f"organism data: sequence {index} (seed {seed}) has {len(ids)} tokens, expected {seq_len}; "
                            "the tokenizer must give one token per byte")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from eval_longbench.haystack import passkey_sample
 from longctx.io import atomic_write_text
-from longctx.organism.data import chat_overhead, passkey_messages
+from longctx.organism.data import chat_ids, chat_overhead, passkey_messages
 
 QA_NEEDLES = 4
 """Needles in a QA record: the asked one and three distractors (the benchmark's multi-needle task)."""
@@ -58,8 +58,8 @@ def sft_records(tokenizer, n: int, *, min_tokens: int, max_tokens: int, seed: in
 
 def _qa_overhead(tokenizer) -> int:
     """Tokens the chat template and a 7-digit reply add around a QA prompt."""
-    messages = [{"role": "user", "content": ""}, {"role": "assistant", "content": QA_ANSWER.format(value="0" * 7)}]
-    return len(tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"])
+    return len(chat_ids(tokenizer, [{"role": "user", "content": ""},
+                                    {"role": "assistant", "content": QA_ANSWER.format(value="0" * 7)}]))
 
 
 def _qa_record(tokenizer, prompt_tokens: int, depth: float, seed: int, filler, i: int, total: int) -> dict:

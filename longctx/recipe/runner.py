@@ -26,7 +26,7 @@ from typing import Any
 
 from longctx.errors import LongctxError
 from longctx.io import atomic_write_json, check_out_vs_inputs, is_our_output
-from longctx.recipe.spec import OWNED_TRAIN_KEYS, Recipe, StageSpec, trainer_settings
+from longctx.recipe.spec import HAYSTACKS, OWNED_TRAIN_KEYS, Recipe, StageSpec, trainer_settings
 
 MARKER = "recipe.json"
 HASH_VERSION = 1
@@ -69,7 +69,7 @@ def resolved_stage(stage: StageSpec, input_fingerprint: str, seed: int) -> dict:
     for k, unused in (("passkey_edge_share", 0.0), ("passkey_qa_share", 0.0), ("passkey_haystack", "noise")):
         if data[k] == unused:  # keys added later: absent when unused, so older stages keep their hash
             del data[k]
-    if Path(stage.data.passkey_haystack).is_file():
+    if stage.data.passkey_haystack not in HAYSTACKS:  # a text file: its content decides the records
         data["passkey_haystack_sha256"] = file_sha(stage.data.passkey_haystack)
     return {"version": HASH_VERSION, "input": input_fingerprint, "seed": seed,
             "extend": {"method": stage.method, "factor": stage.factor, "target_length": stage.target_length,

@@ -164,6 +164,14 @@ def _int(value: Any, key: str, bad: _Where, low: int = 1) -> int:
     return value
 
 
+def _fraction(value: Any, key: str, bad: _Where, *, below_one: bool = False) -> float:
+    """A share: a number in [0, 1] (or [0, 1) with ``below_one``)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
+            or not (0 <= value < 1 if below_one else 0 <= value <= 1)):
+        raise bad(key, f"expected a number in [0, 1{')' if below_one else ']'}, got {value!r}")
+    return float(value)
+
+
 def _int_list(value: Any, key: str, bad: _Where) -> list[int]:
     if not isinstance(value, list) or not value:
         raise bad(key, f"expected a non-empty list of token counts, got {value!r}")
@@ -270,24 +278,16 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
         if spec.passkey_min_tokens > spec.passkey_max_tokens or spec.passkey_max_tokens > spec.pack_length:
             raise bad(f"{key}.passkey", f"need min_tokens <= max_tokens <= pack_length {spec.pack_length}, got "
                       f"{spec.passkey_min_tokens} / {spec.passkey_max_tokens}")
-        edge = p.get("edge_share", 0.0)
-        if isinstance(edge, bool) or not isinstance(edge, (int, float)) or not (0 <= edge <= 1) or math.isnan(edge):
-            raise bad(f"{key}.passkey.edge_share", f"expected a number in [0, 1], got {edge!r}")
-        spec.passkey_edge_share = float(edge)
-        qa = p.get("qa_share", 0.0)
-        if isinstance(qa, bool) or not isinstance(qa, (int, float)) or not (0 <= qa <= 1) or math.isnan(qa):
-            raise bad(f"{key}.passkey.qa_share", f"expected a number in [0, 1], got {qa!r}")
-        spec.passkey_qa_share = float(qa)
+        spec.passkey_edge_share = _fraction(p.get("edge_share", 0.0), f"{key}.passkey.edge_share", bad)
+        spec.passkey_qa_share = _fraction(p.get("qa_share", 0.0), f"{key}.passkey.qa_share", bad)
         hay = p.get("haystack", "noise")
         if not isinstance(hay, str) or not (hay in HAYSTACKS or Path(hay).is_file()):
             raise bad(f"{key}.passkey.haystack", f"expected {' or '.join(HAYSTACKS)} or a text file, got {hay!r}")
         spec.passkey_haystack = hay
-    share = d.get("short_share", 0.0)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not (0 <= share < 1) or math.isnan(share):
-        raise bad("data.short_share", f"expected a number in [0, 1), got {share!r}")
+    share = _fraction(d.get("short_share", 0.0), "data.short_share", bad, below_one=True)
     if share and not spec.passkey_records:
         raise bad("data.short_share", "applies to the synthetic passkey records; add a {passkey: ...} source")
-    spec.short_share = float(share)
+    spec.short_share = share
     spec.short_min_tokens = _int(d.get("short_min_tokens", 256), "data.short_min_tokens", bad, low=256)
     train_on = d.get("train_on", "all")
     if train_on not in ("all", "assistant"):
