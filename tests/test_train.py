@@ -220,7 +220,9 @@ def test_gradient_checkpointing_does_not_change_the_step(tiny_llama, packs, tmp_
     _, plain = tr.run_capturing(tr.base_config(tiny_llama, packs, tmp_path / "a", **sets))
     t, ckpt = tr.run_capturing(tr.base_config(tiny_llama, packs, tmp_path / "b", **sets,
                                               **{"model.gradient_checkpointing": True}))
-    assert t.model.is_gradient_checkpointing
+    # transformers >= 5.2x renamed the flag (the old name warns); the device image's 5.17 has only the old one
+    flag = "is_activation_checkpointing" if hasattr(type(t.model), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    assert getattr(t.model, flag)
     assert ckpt["losses"] == pytest.approx(plain["losses"], rel=1e-6)
     for k, v in plain["params"].items():
         assert abs(ckpt["params"][k] - v).max() <= 1e-6, k
