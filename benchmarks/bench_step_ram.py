@@ -14,7 +14,7 @@ held between steps); peak hf 2251 MiB, longctx with the former loss_chunk 4096 1
 automatic chunk 1012 MiB: the extra peak was the 4096-token x 32000-vocab loss chunk (logits, softmax
 and their gradient, ~1.5 GiB), which the automatic chunk (256 tokens here) removes.
 """
-import json, os, resource, subprocess, sys
+import os, subprocess, sys
 from pathlib import Path
 CHILD = r'''
 import json, resource, sys, time

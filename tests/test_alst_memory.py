@@ -7,7 +7,6 @@ dataclasses and the planner's argparse parser themselves for the option correspo
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 
@@ -23,7 +22,7 @@ from longctx.plan.rules import LOGITS_BLOCK_ELEMENTS, auto_loss_chunk, auto_mlp_
 from longctx.plan.shapes import RunShape
 from longctx.tiny import tiny_config
 from longctx.train.config import RunConfig, load_config
-from longctx.train.parallelize import TiledMLPFunction, apply_checkpoint_offload, apply_tiled_mlp
+from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp
 
 import _train_ranks as tr
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 import torch
 
 from longctx.errors import LongctxError
-from longctx.train.config import RunConfig, from_dict, load_config, validate
+from longctx.train.config import RunConfig, load_config, validate
 from longctx.distributed.mesh import Mesh
 
 import _train_ranks as tr

@@ -7,7 +7,6 @@ rest, so any model that yields a ``generate(prompt, max_new_tokens) -> str`` cal
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from longctx.errors import LongctxError
 from longctx.io import atomic_write_json, check_out_vs_inputs, is_our_output
