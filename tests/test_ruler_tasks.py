@@ -13,7 +13,7 @@ import pytest
 
 from eval_longbench.haystack import Needle, fit_prompt, split_sentences
 from eval_longbench.ruler.base import DoesNotFit, GenContext, string_match_all, string_match_part
-from eval_longbench.ruler.registry import TASKS
+from eval_longbench.ruler.registry import TASKS, select_tasks
 from longctx.tokenizer import byte_tokenizer
 from test_needle_haystack import bpe_tokenizer
 
@@ -62,9 +62,7 @@ def smollm2_chat(smollm2):
     return GenContext(AutoTokenizer.from_pretrained(smollm2), chat=True)
 
 
-@pytest.mark.parametrize("name", ["niah_single_1", "niah_single_2", "niah_single_3", "niah_multikey_1",
-                                  "niah_multikey_2", "niah_multikey_3", "niah_multivalue", "niah_multiquery",
-                                  "vt", "cwe", "fwe"])
+@pytest.mark.parametrize("name", [t.name for t in select_tasks("all")])  # what `--tasks all` runs
 def test_every_task_fits_a_real_models_chat_template_at_its_window(name, smollm2_chat):
     """The lengths of the SmolLM2 RULER table are real: at its 8K window each prompt, counted here after
     SmolLM2's chat template (which adds a system turn), is the budget exactly (haystack tasks) or within a
