@@ -104,10 +104,11 @@ def _pack(seq_lens: list[int]) -> dict:
     return {"input_ids": ids, "position_ids": pos, "labels": targets, "loss_weights": w}
 
 
-def _loss(model, input_ids, position_ids, labels, weights) -> torch.Tensor:
+def _loss(model, input_ids, position_ids, labels, weights, **kwargs) -> torch.Tensor:
     from longctx.loss import chunked_lm_loss
 
-    hidden = model.model(input_ids=input_ids[None], position_ids=position_ids[None], use_cache=False).last_hidden_state
+    hidden = model.model(input_ids=input_ids[None], position_ids=position_ids[None], use_cache=False,
+                         **kwargs).last_hidden_state
     return chunked_lm_loss(hidden[0], model.lm_head.weight, labels, weights, chunk_size=8)
 
 
@@ -126,15 +127,16 @@ def model_parity(
 
     model = _tiny_model(family)
     if checkpointing:  # the recompute in backward runs outside the context below
-        from longctx.attention import checkpoint_context_fn
+        from longctx.train.parallelize import enable_checkpointing
 
         model.train()
-        model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": checkpoint_context_fn})
+        enable_checkpointing(model)
     shard = shard_for_layout(pack, layout, rank, world, None if layout == "zigzag" else seq_lens)
     cu = shard["cu_seqlens"] if pass_cu else None  # None: boundaries gathered from position_ids
-    with sequence_parallel(group, layout=layout, cu_seqlens=cu, **(sp_kwargs or {})):
-        loss = _loss(model, shard["input_ids"], shard["position_ids"], shard["labels"], shard["loss_weights"])
+    with sequence_parallel(group, layout=layout, cu_seqlens=cu, **(sp_kwargs or {})) as sp:
+        # longctx_sp: the checkpoint keeps it with each layer's inputs, so the recompute finds it
+        loss = _loss(model, shard["input_ids"], shard["position_ids"], shard["labels"], shard["loss_weights"],
+                     longctx_sp=sp)
     loss.backward()  # outside the context on purpose: backward must not need it
     total = loss.detach().clone()
     dist.all_reduce(total, group=group)

@@ -139,7 +139,7 @@ def test_a_new_layout_is_one_row(monkeypatch):
 def _fake_ring_context(monkeypatch, layout: str, cu: torch.Tensor | None):
     """An active 2-rank context without a process group (longctx_ring reads only these attributes)."""
     sp = types.SimpleNamespace(group="G", layout=layout, cu_seqlens=cu, cache={}, world_size=2)
-    monkeypatch.setattr(hf, "current_sequence_parallel", lambda: sp)
+    monkeypatch.setattr(hf, "current_sequence_parallel", lambda kwargs=None: sp)
     return sp
 
 

@@ -13,8 +13,7 @@ Public API::
     usp_attention(q, k, v, cu_seqlens, ulysses_group, ring_group, group=None) -> out  # Ulysses x varlen ring
     full_attention_reference(q, k, v, cu_seqlens=None, scale=None) -> out # dense float64-capable oracle
     with sequence_parallel(group, layout="zigzag" | "varlen" | "ulysses" | "usp", cu_seqlens=None,
-                           ulysses_group=None, ring_group=None): model(...)
-    checkpoint_context_fn  # activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": ...}
+                           ulysses_group=None, ring_group=None) as sp: model(..., longctx_sp=sp)
 
 Single-process ``varlen_attention`` runs SDPA per group of documents and lets autograd do the
 backward (``varlen_plan``: equal lengths batched, many short documents bucketed), or
@@ -33,7 +32,6 @@ runs on the SDPA-op block kernels.
 from longctx.attention.blocks import block_attention_forward, full_attention_reference
 from longctx.attention.hf import (
     SequenceParallel,
-    checkpoint_context_fn,
     current_sequence_parallel,
     longctx_ring_attention,
     longctx_varlen_attention,
@@ -50,7 +48,6 @@ register()
 __all__ = [
     "SequenceParallel",
     "block_attention_forward",
-    "checkpoint_context_fn",
     "current_sequence_parallel",
     "full_attention_reference",
     "longctx_ring_attention",

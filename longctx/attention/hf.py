@@ -22,7 +22,6 @@ A padded 2-D ``attention_mask`` is refused (express padding as its own segment i
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -69,7 +68,13 @@ class SequenceParallel:
         return dist.get_rank(self.group)
 
 
-_CURRENT: contextvars.ContextVar[SequenceParallel | None] = contextvars.ContextVar("longctx_sp", default=None)
+# The context of the innermost ``sequence_parallel`` block. A plain process global, NOT a contextvar:
+# on CUDA autograd runs backward (and so every checkpoint recompute) on a worker thread, where a
+# contextvar set around ``loss.backward()`` is not visible (NOTES-gpu-sim.md). The trainer does not
+# rely on it at all: it passes the context as the ``longctx_sp`` keyword of the model call.
+_ACTIVE: list[SequenceParallel] = []
+
+SP_KWARG = "longctx_sp"
 
 
 @contextlib.contextmanager
@@ -82,47 +87,35 @@ def sequence_parallel(
     The model then sees the LOCAL shard (``shard_for_layout``) with the GLOBAL ``position_ids`` of
     its tokens. Nesting replaces the outer context; leaving restores it. Plain backward needs no
     context (autograd saves the group), but activation checkpointing recomputes attention inside
-    backward: either run ``loss.backward()`` inside the block, or enable checkpointing with
-    ``model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False,
-    "context_fn": checkpoint_context_fn})``.
+    backward: either run ``loss.backward()`` inside the block (visible from every thread), or — what
+    the trainer does, and what survives a backward run after the block — pass the yielded context to
+    the model call as ``longctx_sp=sp``: transformers hands it to every attention layer, and the
+    checkpoint keeps it with the layer's inputs, so each recompute sees it.
 
     Example (each rank)::
 
         shard = shard_for_layout(pack, "varlen", rank, world, seq_lens=pack_seq_lens)
-        with sequence_parallel(group, layout="varlen", cu_seqlens=shard["cu_seqlens"]):
-            hidden = model.model(input_ids=shard["input_ids"][None],
-                                 position_ids=shard["position_ids"][None], use_cache=False).last_hidden_state
+        with sequence_parallel(group, layout="varlen", cu_seqlens=shard["cu_seqlens"]) as sp:
+            hidden = model.model(input_ids=shard["input_ids"][None], position_ids=shard["position_ids"][None],
+                                 use_cache=False, longctx_sp=sp).last_hidden_state
             loss = chunked_lm_loss(hidden[0], model.lm_head.weight, shard["labels"], shard["loss_weights"])
             loss.backward()   # then all-reduce gradients over the data x sequence-parallel ranks
     """
     sp = SequenceParallel(group=group if group is not None else dist.group.WORLD, layout=layout, cu_seqlens=cu_seqlens,
                           ulysses_group=ulysses_group, ring_group=ring_group)
-    token = _CURRENT.set(sp)
+    _ACTIVE.append(sp)
     try:
         yield sp
     finally:
-        _CURRENT.reset(token)
+        _ACTIVE.remove(sp)
 
 
-def checkpoint_context_fn():
-    """``context_fn`` for ``torch.utils.checkpoint`` (non-reentrant): the recompute in backward sees
-    the ``sequence_parallel`` context that was active in forward, wherever backward runs."""
-    sp = _CURRENT.get()
-
-    @contextlib.contextmanager
-    def recompute():
-        token = _CURRENT.set(sp)
-        try:
-            yield
-        finally:
-            _CURRENT.reset(token)
-
-    return contextlib.nullcontext(), recompute()
-
-
-def current_sequence_parallel() -> SequenceParallel | None:
-    """The active context, or None (then ``longctx_ring`` is plain single-process varlen attention)."""
-    return _CURRENT.get()
+def current_sequence_parallel(kwargs: dict | None = None) -> SequenceParallel | None:
+    """The context an attention call runs under: its ``longctx_sp`` keyword, else the innermost
+    ``sequence_parallel`` block, else None (then ``longctx_ring`` is single-process varlen attention)."""
+    if kwargs is not None and kwargs.get(SP_KWARG) is not None:
+        return kwargs[SP_KWARG]
+    return _ACTIVE[-1] if _ACTIVE else None
 
 
 def _flat_boundaries(query: torch.Tensor, kwargs: dict) -> torch.Tensor | None:
@@ -195,9 +188,9 @@ def longctx_varlen_attention(
     b, h, t, d = query.shape
     cu = _flat_boundaries(query, kwargs)
     if cu is None:
-        cu = torch.arange(0, b * t + 1, t, dtype=torch.int32)
+        cu = torch.arange(0, b * t + 1, t, dtype=torch.int32)  # on the host: the kernels plan from it
     flat = [x.transpose(0, 1).reshape(x.shape[1], 1, b * t, x.shape[-1]).transpose(0, 1) for x in (query, key, value)]
-    out = varlen_attention(*flat, cu_seqlens=cu.to(query.device), scale=scaling)  # [1, H, B*T, D]
+    out = varlen_attention(*flat, cu_seqlens=cu, scale=scaling)  # [1, H, B*T, D]
     out = out.reshape(h, b, t, d).permute(1, 2, 0, 3).contiguous()
     return out, None
 
@@ -218,7 +211,7 @@ def longctx_ring_attention(
     arguments (varlen: the GLOBAL cu_seqlens). Without an active context (or with a 1-rank group)
     this is ``longctx_varlen`` attention, so one model config serves both degrees.
     """
-    sp = current_sequence_parallel()
+    sp = current_sequence_parallel(kwargs)
     if sp is None or sp.world_size == 1:
         return longctx_varlen_attention(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
     _check_common(query, key, attention_mask, dropout, kwargs)

@@ -81,10 +81,9 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
     config._attn_implementation = "sdpa"
     model = AutoModelForCausalLM.from_config(config).float().train()
     if checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        from longctx.train.parallelize import enable_checkpointing
+
+        enable_checkpointing(model)
     if mlp_tiles != 1 or checkpoint_offload:
         from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp
 

@@ -78,16 +78,19 @@ def optimizer_step_bytes(local_params: float, largest_tensor: int, foreach: bool
 # ---------------------------------------------------------------- activations
 
 
-def rmsnorm_bytes_per_token(h: int, a: int, norm: str) -> float:
+def rmsnorm_bytes_per_token(h: int, a: int, norm: str, r: int | None = None) -> float:
     """Saved by one RMSNorm (+ its output, saved by the next linear), per token.
 
     "hf" (transformers' LlamaRMSNorm upcasts): fp32 input 4·H, normalised tensor a·H, output a·H
-    → 4H + 2aH (+4 for 1/rms). "fused" (Liger, torchtitan fused_rmsnorm): input a·H + output a·H (+4)."""
+    → 4H + 2aH (+4 for 1/rms). Under autocast (``r`` = 4, a float32 residual stream) the normalised
+    tensor is float32 too: 4H + 4H + aH. "fused" (Liger, torchtitan fused_rmsnorm): input a·H + output a·H (+4)."""
+    if norm == "hf" and r is not None and r > a:
+        return 8 * h + a * h + 4
     return (4 * h + 2 * a * h if norm == "hf" else 2 * a * h) + 4
 
 
 def layer_activation_bytes_per_token(shape: ModelShape, a: int, attn_kernel: str = "flash", norm: str = "hf",
-                                     tiled_mlp: int = 1, swiglu: str = "hf") -> float:
+                                     tiled_mlp: int = 1, swiglu: str = "hf", r: int | None = None) -> float:
     """Everything one decoder layer keeps for backward, per token (no checkpointing):
 
         2 · rmsnorm                                   (input_layernorm, post_attention_layernorm)
@@ -101,15 +104,16 @@ def layer_activation_bytes_per_token(shape: ModelShape, a: int, attn_kernel: str
     q, kv = shape.q_dim, shape.kv_dim
     attn = a * (q + 2 * kv) + a * q + 4 * shape.num_heads + (a * q if attn_kernel == "sdpa" else 0)
     mlp = (4 if swiglu == "hf" else 3) * a * shape.intermediate_size / tiled_mlp
-    return 2 * rmsnorm_bytes_per_token(shape.hidden_size, a, norm) + attn + mlp
+    return 2 * rmsnorm_bytes_per_token(shape.hidden_size, a, norm, r) + attn + mlp
 
 
-def backward_transient_bytes_per_token(shape: ModelShape, a: int, tiled_mlp: int = 1) -> float:
+def backward_transient_bytes_per_token(shape: ModelShape, a: int, tiled_mlp: int = 1, r: int | None = None) -> float:
     """Gradient buffers alive inside one layer's backward, per token, on top of its activations:
     the incoming hidden-state grad (a·H, held for the residual branch) plus the larger of
     the MLP's peak, at the ``silu(gate)·up`` backward: grad of the product, of silu and of up alive,
     the product freed: 2·a·I/tiles; and attention's: grad of the output plus dq, dk, dv: a·(2q + 2kv)."""
-    return a * (shape.hidden_size + max(2 * shape.intermediate_size / tiled_mlp, 2 * shape.q_dim + 2 * shape.kv_dim))
+    r = a if r is None else r  # the residual stream's gradient: float32 under autocast
+    return r * shape.hidden_size + a * max(2 * shape.intermediate_size / tiled_mlp, 2 * shape.q_dim + 2 * shape.kv_dim)
 
 
 def saved_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:
@@ -121,7 +125,7 @@ def saved_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> flo
     :func:`layer_activation_bytes_per_token` (the L-th is :func:`layer_activation_bytes`)."""
     a = run.act_bytes
     if run.checkpointing == "full":
-        per_layer = tokens * a * shape.hidden_size
+        per_layer = tokens * run.residual_bytes * shape.hidden_size
         return 2 * per_layer if run.offloads_checkpoints else shape.num_layers * per_layer
     return (shape.num_layers - 1) * layer_activation_bytes(tokens, shape, run)
 
@@ -130,12 +134,13 @@ def layer_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> flo
     """One layer's full activations, T · act_layer: recomputed in backward under checkpointing; without
     it, the last layer's (so that kept + this = all L layers in forward, one layer at the backward end)."""
     return tokens * layer_activation_bytes_per_token(shape, run.act_bytes, run.attn_kernel, run.norm, run.mlp_tiles(shape.hidden_size),
-                                                     run.swiglu)
+                                                     run.swiglu, run.residual_bytes)
 
 
 def backward_transient_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:
     """Gradient buffers inside one layer's backward: T · bwd_transient."""
-    return tokens * backward_transient_bytes_per_token(shape, run.act_bytes, run.mlp_tiles(shape.hidden_size))
+    return tokens * backward_transient_bytes_per_token(shape, run.act_bytes, run.mlp_tiles(shape.hidden_size),
+                                                       run.residual_bytes)
 
 
 def attention_workspace_bytes(tokens: int, shape: ModelShape, attn_kernel: str) -> float:
@@ -156,7 +161,7 @@ def ring_buffer_bytes(tokens: int, shape: ModelShape, a: int, layout: str, sp: i
 
 
 def loss_bytes(tokens: int, shape: ModelShape, a: int, chunk: int, impl: str, norm: str,
-               keep_logits: bool = False) -> float:
+               keep_logits: bool = False, hidden_bytes: int | None = None) -> float:
     """Final norm + output head + cross-entropy, at their peak (the loss backward).
 
     Final norm: rmsnorm per token · T. Then
@@ -173,6 +178,7 @@ def loss_bytes(tokens: int, shape: ModelShape, a: int, chunk: int, impl: str, no
       chunked, "fused" (Liger fused linear cross-entropy: grads computed in forward, in place):
                             2 · T · a · H + c · V · a + 4 · V · H"""
     v, h = shape.vocab_size, shape.hidden_size
+    r = a if hidden_bytes is None else hidden_bytes  # the hidden rows: float32 under autocast
     final_norm = tokens * rmsnorm_bytes_per_token(h, a, norm)
     if chunk <= 0:
         return final_norm + tokens * v * ((12 if impl == "hf" else a) + (a if keep_logits and impl == "hf" else 0))
@@ -180,7 +186,7 @@ def loss_bytes(tokens: int, shape: ModelShape, a: int, chunk: int, impl: str, no
     if impl == "fused":
         return final_norm + 2 * tokens * a * h + c * v * a + 4 * v * h
     per_logit = 2 * a + 8 if a < 4 else 8
-    return final_norm + 2 * tokens * a * h + c * v * per_logit + 8 * v * h
+    return final_norm + 2 * tokens * r * h + c * v * per_logit + 8 * v * h
 
 
 # ---------------------------------------------------------------- assembly
@@ -193,17 +199,22 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
     shard = run.gpus if run.sharding != "none" else 1
     param_shard = run.gpus if run.sharding in ("zero3", "fsdp") else 1
     opt_off = run.offload in ("optimizer", "params")
-    master = run.dtype != "fp32"
+    master = run.dtype != "fp32" and not run.fp32_weights
+    pa = 4 if run.fp32_weights else a  # bytes of a stored weight and of its gradient
     p, pl, pe = shape.num_params, shape.layer_params, shape.embedding_params
     all_ = PHASES
     terms = [
-        Term("params", params_bytes(p, a, param_shard, run.offload == "params"), all_, "P·a/S (0 if offloaded)"),
+        Term("params", params_bytes(p, pa, param_shard, run.offload == "params"), all_,
+             ("P·4/S (float32 weights)" if run.fp32_weights else "P·a/S") + " (0 if offloaded)"),
         Term("gathered params", gathered_params_bytes(pl, pe, a, param_shard > 1 or run.offload == "params"),
              ("forward", "backward", "backward_end"), "max(2·P_L, P_E)·a under ZeRO-3/FSDP"),
-        Term("grads", grads_bytes(p, pl, a, shard, opt_off), ("backward_end", "step"),
-             "P·a/S (P_L·a if offloaded)"),
-        Term("optimizer states", optimizer_bytes(p, master, shard, opt_off), all_,
-             f"P·{12 if master else 8}/S (0 if offloaded)"),
+        Term("grads", grads_bytes(p, pl, pa, shard, opt_off), ("backward_end", "step"),
+             ("P·4/S" if run.fp32_weights else "P·a/S") + " (P_L·a if offloaded)"),
+        Term("autocast weight copies", pl * a if run.autocast else 0.0, ("forward", "backward", "backward_end"),
+             "P_L·a (one layer's bf16 casts; autocast's cache is off)"),
+        Term("optimizer states", (p * 2 * a / shard if not opt_off else 0.0) if run.master_weights == "none" and a < 4
+             else optimizer_bytes(p, master, shard, opt_off), all_,
+             ("P·2a/S" if run.master_weights == "none" and a < 4 else f"P·{12 if master else 8}/S") + " (0 if offloaded)"),
         Term("optimizer step", optimizer_step_bytes(p / shard, max(pe, shape.intermediate_size * shape.hidden_size),
                                                     run.foreach_optimizer, opt_off), ("step",),
              "4·P/S (foreach) or 8·max numel"),
@@ -218,7 +229,8 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
              ("backward", "backward_end"), "T·q·4 (flash dq fp32)"),
         Term("ring buffers", ring_buffer_bytes(t, shape, a, run.layout, run.sp), ("backward", "backward_end"),
              get_layout(run.layout).comm_formula),
-        Term("logits / loss", loss_bytes(t, shape, a, run.loss_chunk, run.loss_impl, run.norm, run.keep_logits), ("forward",),
+        Term("logits / loss", loss_bytes(t, shape, a, run.loss_chunk, run.loss_impl, run.norm, run.keep_logits,
+                                         hidden_bytes=run.residual_bytes), ("forward",),
              _loss_formula(run)),
     ]
     return terms

@@ -80,6 +80,9 @@ def run_from_train_config(cfg: Any, shape: ModelShape, pack_length: int, world_s
         loss_chunk=c.train.loss_chunk or auto_loss_chunk(shape.vocab_size, shape.hidden_size),
         tiled_mlp=c.train.mlp_tiles if c.train.tiled_mlp else 1,
         dtype="fp32" if cpu or c.model.dtype == "float32" else "bf16",
+        # dtype auto on CUDA: float32 weights, bf16 compute (autocast, or FSDP2's MixedPrecisionPolicy);
+        # model.dtype bfloat16: bf16 weights AND bf16 AdamW states (no float32 copy anywhere)
+        master_weights="params" if c.model.dtype == "auto" else "none",
         attn_kernel=attn_kernel_for(c.model.attn_implementation),
         foreach_optimizer=False,  # the trainer builds AdamW(foreach=False)
         frag_margin=0.0 if cpu else 0.05, overhead_gib=0.0 if cpu else 1.0, device="cpu" if cpu else "cuda",

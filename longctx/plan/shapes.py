@@ -26,6 +26,7 @@ SHARDINGS = ("none", "zero2", "zero3", "fsdp")
 OFFLOADS = ("none", "optimizer", "params")
 CHECKPOINTINGS = ("full", "none")
 DEVICES = ("cuda", "cpu")
+MASTER_WEIGHTS = ("optimizer", "params", "none")
 ATTN_KERNELS = ("flash", "sdpa")
 NORMS = ("hf", "fused")
 IMPLS = ("hf", "fused")
@@ -131,7 +132,15 @@ class RunShape:
     """Split the MLP over the sequence into this many tiles, recomputed in backward (ALST TiledMLP;
     ``train.tiled_mlp`` + ``train.mlp_tiles``); 1 = no tiling, 0 = ALST's ceil(T / H) tiles."""
     dtype: str = "bf16"
-    """Parameter/activation dtype: "bf16"/"fp16" (with fp32 master weights in the optimizer) or "fp32"."""
+    """Compute dtype: "bf16"/"fp16" (with float32 master weights, where :attr:`master_weights` says) or "fp32"."""
+    master_weights: str = "optimizer"
+    """Where the float32 weights of a bf16/fp16 run live. "optimizer": the model holds compute-dtype
+    weights and gradients, the optimizer a float32 master copy (DeepSpeed, Megatron: P·a + P·a + 12P).
+    "params": the model's weights and gradients ARE float32 and compute runs in bf16 — through autocast
+    (no FSDP: the residual stream, so each checkpointed layer input, stays float32) or through FSDP2's
+    MixedPrecisionPolicy (bf16 all-gathers, float32 reduce-scatter) — ``longctx train``'s policy on CUDA,
+    as torchtitan's: P·4 + P·4 + 8P. "none": no float32 copy anywhere; AdamW's states take the weights'
+    dtype (``model.dtype: bfloat16``): P·a + P·a + 2aP."""
     attn_kernel: str = "flash"
     """"flash" (flash-attn: output already [T, heads, d], fp32 dq accumulator in backward) or
     "sdpa" (PyTorch SDPA: output transposed, so o_proj gets its own contiguous copy)."""
@@ -165,6 +174,22 @@ class RunShape:
     @property
     def act_bytes(self) -> int:
         return DTYPE_BYTES[self.dtype]
+
+    @property
+    def fp32_weights(self) -> bool:
+        """The model's own weights and gradients are float32 while compute is in a 2-byte dtype."""
+        return self.master_weights == "params" and self.act_bytes < 4
+
+    @property
+    def autocast(self) -> bool:
+        """bf16 compute through autocast over float32 weights (the trainer without FSDP)."""
+        return self.fp32_weights and self.sharding not in ("zero3", "fsdp")
+
+    @property
+    def residual_bytes(self) -> int:
+        """Bytes per element of the residual stream, which checkpointing keeps per layer: float32 under
+        autocast (embedding output and residual adds stay float32), else the compute dtype."""
+        return 4 if self.autocast else self.act_bytes
 
     def mlp_tiles(self, hidden_size: int) -> int:
         """The MLP tiles actually used: ``tiled_mlp``, or ALST's ceil(T / H) when it is 0 (at most T)."""
@@ -225,6 +250,7 @@ def validate_run(run: RunShape) -> None:
     choice("checkpointing", run.checkpointing, CHECKPOINTINGS)
     choice("layout", run.layout, tuple(LAYOUTS), " (the layouts `longctx train` runs)")
     choice("dtype", run.dtype, tuple(DTYPE_BYTES))
+    choice("master-weights", run.master_weights, MASTER_WEIGHTS)
     choice("attn-kernel", run.attn_kernel, ATTN_KERNELS)
     choice("norm", run.norm, NORMS)
     choice("loss-impl", run.loss_impl, IMPLS)

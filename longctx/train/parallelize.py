@@ -26,16 +26,38 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def apply_fsdp(root: torch.nn.Module, model: torch.nn.Module, device_type: str, world_size: int) -> torch.nn.Module:
+def enable_checkpointing(model: torch.nn.Module) -> None:
+    """Non-reentrant activation checkpointing of every decoder layer, under either transformers name
+    (``activation_checkpointing_enable`` in 5.2x, ``gradient_checkpointing_enable`` in 5.17).
+
+    No ``context_fn`` is needed for sequence parallelism: the trainer passes the SP context as a
+    keyword of the model call, which the checkpoint keeps with the layer's inputs, so every recompute
+    sees it on whichever thread autograd runs it (CUDA runs backward on a worker thread)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def apply_fsdp(root: torch.nn.Module, model: torch.nn.Module, device_type: str, world_size: int,
+               mixed_precision: bool = False) -> torch.nn.Module:
     """Shard ``model``'s decoder layers, then ``root`` (the module whose forward also applies the output head,
-    ``step.LMLoss``), with FSDP2 over a 1-D mesh of all ranks; gradients are summed, not averaged."""
+    ``step.LMLoss``), with FSDP2 over a 1-D mesh of all ranks; gradients are summed, not averaged.
+
+    ``mixed_precision`` (the trainer's CUDA policy, as torchtitan's): float32 master weights stay sharded
+    (the optimizer updates them); each unit's all-gather casts them to bf16, so the layers compute in
+    bf16 without autocast (whose weight cache would hold bf16 copies of every gathered layer until the
+    forward ends), and gradients are reduce-scattered in float32."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import FSDPModule, fully_shard
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
     mesh = init_device_mesh(device_type, (world_size,))
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed_precision else None
+    kwargs = {"mp_policy": mp} if mp is not None else {}
     for layer in decoder_layers(model):
-        fully_shard(layer, mesh=mesh)
-    fully_shard(root, mesh=mesh)
+        fully_shard(layer, mesh=mesh, **kwargs)
+    fully_shard(root, mesh=mesh, **kwargs)
     for m in root.modules():  # every FSDP unit: plain SUM reduce-scatter (gloo has no PREMUL_SUM), factor 1
         if isinstance(m, FSDPModule):
             m.set_gradient_divide_factor(1.0)
@@ -80,9 +102,13 @@ class TiledMLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, fn, x, tiles, *params):  # noqa: D401 - autograd signature
         ctx.fn, ctx.tiles = fn, tiles
+        # Autocast reaches a custom function's forward but not its backward: record it, so the recompute
+        # runs in the same dtype (bf16 matmuls on tensor cores, not float32 ones: 2-3x slower).
+        device = x.device.type
+        ctx.amp = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         ctx.save_for_backward(x)
-        with torch.no_grad():
-            return torch.cat([fn(t) for t in x.tensor_split(tiles, dim=-2)], dim=-2)
+        with torch.no_grad():  # x.detach(): no views of a grad-requiring tensor made under no_grad
+            return torch.cat([fn(t) for t in x.detach().tensor_split(tiles, dim=-2)], dim=-2)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -92,7 +118,8 @@ class TiledMLPFunction(torch.autograd.Function):
         for xt, gt in zip(x.tensor_split(ctx.tiles, dim=-2), grad_out.tensor_split(ctx.tiles, dim=-2)):
             n = xt.shape[-2]
             xt = xt.detach().requires_grad_(grad_x is not None)
-            with torch.enable_grad():
+            device, enabled, dtype = ctx.amp
+            with torch.enable_grad(), torch.autocast(device, dtype=dtype, enabled=enabled):
                 out = ctx.fn(xt)
             torch.autograd.backward(out, gt)
             if grad_x is not None:

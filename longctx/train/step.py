@@ -21,7 +21,7 @@ import torch.distributed as dist
 from longctx.distributed.mesh import Groups
 from longctx.errors import LongctxError
 from longctx.labels import IGNORE_INDEX
-from longctx.loss import chunked_lm_loss, shift_targets
+from longctx.loss import chunked_lm_loss, shift_targets, target_rows
 
 
 @dataclass
@@ -73,7 +73,14 @@ def check_plain_output_head(config: Any) -> None:
 
 class LMLoss(torch.nn.Module):
     """The model plus the chunked loss as one module: hidden states from the base model (no logits), then
-    ``chunked_lm_loss``. Being one module lets FSDP's root hooks cover the output head as well."""
+    ``chunked_lm_loss``. Being one module lets FSDP's root hooks cover the output head as well.
+
+    ``forward(t, sp=None, cu_seqlens=None)``: ``sp`` (a ``longctx.attention.SequenceParallel``) goes to
+    every attention layer as the ``longctx_sp`` keyword of the model call, so gradient checkpointing
+    keeps it with each layer's inputs and every recompute sees it, on any thread; ``cu_seqlens`` (host
+    int32 boundaries of the flattened batch, single-process ``longctx_*`` attention only) spares the
+    attention a device->host read of ``position_ids``.
+    """
 
     def __init__(self, model: torch.nn.Module, opts: "StepOptions"):
         super().__init__()
@@ -81,22 +88,37 @@ class LMLoss(torch.nn.Module):
         self.model = model
         self.opts = opts
 
-    def forward(self, t: dict) -> torch.Tensor:
+    def forward(self, t: dict, sp: Any = None, cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
         opts = self.opts
         head = self.model.get_output_embeddings()
-        amp = (torch.autocast(t["input_ids"].device.type, dtype=opts.autocast_dtype)
+        extra: dict = {}
+        if sp is not None:
+            from longctx.attention.hf import SP_KWARG
+
+            extra[SP_KWARG] = sp
+        elif cu_seqlens is not None:
+            n = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+            extra.update(cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens, max_length_q=n, max_length_k=n)
+        # cache_enabled=False: autocast's cache would keep a bf16 copy of every layer's weights until the
+        # forward ends (+2 bytes per parameter at the peak); each weight is cast once per forward anyway
+        amp = (torch.autocast(t["input_ids"].device.type, dtype=opts.autocast_dtype, cache_enabled=False)
                if opts.autocast_dtype is not None else contextlib.nullcontext())
         with amp:
-            out = self.model.base_model(input_ids=t["input_ids"], position_ids=t["position_ids"], use_cache=False)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        return chunked_lm_loss(hidden, head.weight, t["labels"], t.get("loss_weights"),
-                               head_bias=getattr(head, "bias", None), chunk_size=opts.loss_chunk)
+            out = self.model.base_model(input_ids=t["input_ids"], position_ids=t["position_ids"], use_cache=False,
+                                        **extra)
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            # Inside autocast: the head's matmul runs in the compute dtype (bf16 on CUDA: tensor cores,
+            # half the bytes of the head read per chunk); the log-softmax is float32 inside the loss.
+            return chunked_lm_loss(hidden, head.weight, t["labels"], t.get("loss_weights"),
+                                   head_bias=getattr(head, "bias", None), chunk_size=opts.loss_chunk,
+                                   rows=t.get("target_rows"))
 
 
 def _shards(t: dict, groups: Groups, opts: StepOptions) -> list[tuple[dict, Any]]:
-    """Per-forward local inputs: the whole batch (no SP), or each row sharded over the SP group."""
+    """Per-forward local inputs, computed on the HOST: the whole batch (no SP), or each row sharded
+    over the SP group; with each, its host int32 boundaries (GLOBAL ones for SP)."""
     if groups.sp is None:
-        return [(t, None)]
+        return [(t, _host_boundaries(t["position_ids"]))]
     from longctx.distributed.sharding import shard_for_layout
 
     m = groups.mesh
@@ -108,6 +130,15 @@ def _shards(t: dict, groups: Groups, opts: StepOptions) -> list[tuple[dict, Any]
         sh.pop("indices")
         out.append((sh, cu))
     return out
+
+
+def _host_boundaries(position_ids: torch.Tensor) -> torch.Tensor:
+    """int32 boundaries of the ``[B, T]`` batch flattened to one row (each row's restarts, rows end-to-end)."""
+    from longctx.distributed.sharding import cu_seqlens_from_position_ids
+
+    b, t = position_ids.shape
+    rows = [cu_seqlens_from_position_ids(position_ids[i]).to(torch.int64) + i * t for i in range(b)]
+    return torch.cat([rows[0]] + [r[1:] for r in rows[1:]]).to(torch.int32)
 
 
 def _all_reduce(x: torch.Tensor, group: Any) -> torch.Tensor:
@@ -143,7 +174,7 @@ def train_step(loss_module: LMLoss, optimizer: torch.optim.Optimizer, scheduler:
     tokens = 0
     for mb in micro_batches:
         t, s = prepare({k: mb[k] for k in ("input_ids", "labels", "position_ids", "loss_weights")}, opts)
-        prepared.append({k: v.to(device) for k, v in t.items()})
+        prepared.append(t)  # stays on the host until sharded: boundaries never leave it
         share += s
         tokens += sum(sum(r) for r in mb["seq_lens"])
     # reduction tensors live on the compute device: NCCL reduces only CUDA tensors (gloo: device is cpu)
@@ -151,18 +182,20 @@ def train_step(loss_module: LMLoss, optimizer: torch.optim.Optimizer, scheduler:
     norm = counts[0].item()
     params = [p for p in loss_module.parameters() if p.requires_grad]
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    longctx_attention = str(getattr(loss_module.model.config, "_attn_implementation", "")).startswith("longctx")
     for t in prepared:
         for local, cu in _shards(t, groups, opts):
-            ctx = contextlib.nullcontext()
-            if cu is not None:
-                from longctx.attention import sequence_parallel
+            local["target_rows"] = target_rows(local["labels"], local.get("loss_weights"))  # on the host: no sync
+            local = {k: v.to(device, non_blocking=True) for k, v in local.items()}
+            sp = None
+            if groups.sp is not None:
+                from longctx.attention.hf import SequenceParallel
 
-                ctx = sequence_parallel(groups.sp, layout=opts.layout, cu_seqlens=cu,
-                                        ulysses_group=groups.ulysses, ring_group=groups.ring)
-            with ctx:
-                s = loss_module(local)
-                if norm > 0:
-                    (s / norm).backward()
+                sp = SequenceParallel(groups.sp, layout=opts.layout, cu_seqlens=cu, ulysses_group=groups.ulysses,
+                                      ring_group=groups.ring)
+            s = loss_module(local, sp=sp, cu_seqlens=cu if longctx_attention and sp is None else None)
+            if norm > 0:
+                (s / norm).backward()  # the recomputes find sp in the checkpoint's saved kwargs, any thread
             loss_sum += s.detach().to(torch.float64)  # stays on the device: no sync per micro-batch
     if opts.reduce_grads:
         all_reduce_grads(params, groups.world)

@@ -159,12 +159,10 @@ class Trainer:
             why = get_layout(self.layout).check_heads(c.parallel.sp_degree, heads, kv_heads)
             if why:
                 raise LongctxError(f"config: parallel.layout: {why}")
-        if c.model.gradient_checkpointing:  # transformers 5 name first, the older name as a fallback
-            enable = getattr(self.model, "activation_checkpointing_enable", None)
-            if enable is not None:
-                enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if c.model.gradient_checkpointing:
+            from longctx.train.parallelize import enable_checkpointing
+
+            enable_checkpointing(self.model)
         if c.train.tiled_mlp:
             from longctx.train.parallelize import apply_tiled_mlp
 
@@ -174,7 +172,11 @@ class Trainer:
 
             apply_checkpoint_offload(self.model, pin_memory=self.device.type == "cuda")
         self.fsdp = c.parallel.fsdp and self.mesh.world_size > 1
-        autocast = torch.bfloat16 if (c.model.dtype == "auto" and self.device.type == "cuda") else None
+        # The dtype policy (model.dtype: auto, on CUDA), torchtitan's: float32 weights, gradients and AdamW
+        # states; bf16 compute, by FSDP2's MixedPrecisionPolicy when sharded (bf16 all-gathers, float32
+        # reduce-scatter), else by autocast. longctx.plan models exactly this (master_weights: params).
+        mixed = c.model.dtype == "auto" and self.device.type == "cuda"
+        autocast = torch.bfloat16 if mixed and not self.fsdp else None
         self.step_opts = StepOptions(loss_mode=c.train.loss, loss_chunk=c.train.loss_chunk, layout=self.layout,
                                      grad_clip=c.optim.grad_clip, autocast_dtype=autocast,
                                      pad_token_id=self.src.pad_token_id, reduce_grads=not self.fsdp)
@@ -182,7 +184,7 @@ class Trainer:
         if self.fsdp:
             from longctx.train.parallelize import apply_fsdp
 
-            apply_fsdp(self.loss_module, self.model, self.device.type, self.mesh.world_size)
+            apply_fsdp(self.loss_module, self.model, self.device.type, self.mesh.world_size, mixed_precision=mixed)
 
     def build_optimizer(self) -> None:
         o, steps = self.cfg.optim, self.cfg.train.steps

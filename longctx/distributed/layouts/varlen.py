@@ -47,8 +47,9 @@ def varlen_attention_kwargs(sp: Any, query: Any, kwargs: dict) -> dict:
     """One pack per rank (batch 1); the ring needs the pack's GLOBAL ``cu_seqlens``."""
     if query.shape[0] != 1:
         raise ValueError(f"longctx_ring varlen layout takes one pack per rank (batch 1), got batch {query.shape[0]}")
-    cu = global_cu_seqlens(sp, kwargs.get("position_ids"), query.shape[2])
-    return {"cu_seqlens": cu.to(query.device)}
+    # Left where it is (the trainer's are on the host): the kernels plan their blocks from it on the
+    # host, so a device copy would cost a host->device copy and a device->host sync per layer.
+    return {"cu_seqlens": global_cu_seqlens(sp, kwargs.get("position_ids"), query.shape[2])}
 
 
 LAYOUT = Layout(

@@ -1,0 +1,79 @@
+"""The CUDA path, run without a GPU: our trainer's step on fake ``cuda`` tensors (``tests/sim``).
+
+Each test runs one case of :mod:`sim.cases` in a child process with the simulator's shim
+preloaded (~5-10 s each, mostly imports), and asserts on what the simulator's counters saw. What the
+simulator cannot know (kernel numerics, real timings, allocator behaviour) is tested by
+``tests/gpu`` and ``longctx doctor`` on a real GPU. Skipped where no C++ compiler can build the shim.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.harness import run_case
+
+LAYOUTS = [("varlen", 2), ("ulysses", 2), ("zigzag", 2), ("usp", 4)]
+
+
+@pytest.mark.parametrize("layout,sp", LAYOUTS, ids=[name for name, _ in LAYOUTS])
+def test_checkpoint_recompute_runs_the_layouts_attention_on_the_backward_thread(layout, sp):
+    """With gradient checkpointing, every forward AND every recompute of every layer runs the layout's
+    sequence-parallel attention — including the recomputes CUDA runs on autograd's worker thread, where
+    a contextvar set by the step is invisible (the bug: they fell back to single-process attention)."""
+    layers = 2
+    r = run_case("sim.cases:sp_step", layout=layout, sp=sp, layers=layers)
+    kernels = [label for label, _, _ in r["calls"]]
+    threads = {thread for _, thread, _ in r["calls"]}
+    assert "single-process varlen" not in kernels
+    assert len(kernels) == 2 * layers  # forward + recompute, per layer
+    assert len(set(kernels)) == 1
+    assert threads - {r["main_thread"]}, "the simulator must run backward on a worker thread, as CUDA does"
+
+
+def test_a_step_under_bf16_autocast_runs_every_matmul_in_bf16():
+    """Attention, MLP (tiled, recomputed in backward), and the output head (forward and backward) all
+    run their matmuls in bf16 under autocast with float32 weights: none falls back to float32."""
+    r = run_case("sim.cases:sp_step", layout="varlen", sp=2, layers=2, tiled_mlp=True)
+    dtypes = r["counters"]["matmul_dtypes"]
+    assert dtypes.get("float32", 0) == 0, dtypes
+    assert dtypes["bfloat16"] > 0
+
+
+def test_the_chunked_loss_head_follows_autocast_in_forward_and_backward():
+    """The head matmuls of the chunked loss (a custom autograd function) run in bf16 under autocast; the
+    log-softmax and the head gradient stay float32."""
+    r = run_case("sim.cases:loss_head_dtypes")
+    assert set(r["counters"]["matmul_dtypes"]) == {"bfloat16"}, r["counters"]
+    assert r["loss_dtype"] == "torch.float32"
+    assert r["grad_w_dtype"] == "torch.float32"
+
+
+def test_device_to_host_syncs_per_step_do_not_grow_with_depth():
+    """Boundaries stay on the host: a step reads the device a fixed number of times (the step's own
+    statistics), never once per attention layer."""
+    shallow = run_case("sim.cases:sp_step", layout="varlen", sp=2, layers=1)["counters"]
+    deep = run_case("sim.cases:sp_step", layout="varlen", sp=2, layers=4)["counters"]
+    assert deep["syncs"] == shallow["syncs"], (shallow, deep)
+    assert deep["h2d"] == shallow["h2d"], (shallow, deep)
+    assert deep["syncs"] <= 4, deep  # normaliser, loss, grad norm, token count
+
+
+SMALL = {"hidden_size": 1024, "num_layers": 4, "num_heads": 8, "num_kv_heads": 8, "head_dim": 128,
+         "intermediate_size": 4096, "vocab_size": 8192}
+
+
+def test_the_planner_predicts_the_traced_peak_of_a_one_gpu_step_within_10_percent():
+    """``longctx plan`` models the run the trainer makes: float32 weights, bf16 autocast (float32 residual
+    stream, so float32 checkpoints), checkpointing + tiled MLP; activation-heavy (4 layers, 32K tokens)
+    so that a wrong activation dtype shows. The traced peak is MemTracker's over a real trainer step."""
+    r = run_case("sim.cases:traced_peak", shape=SMALL, layers=4, seq_len=32768)
+    assert abs(r["planned_gib"] - r["traced_gib"]) <= 0.10 * r["traced_gib"], r
+
+
+def test_fsdp2_with_sequence_parallelism_computes_in_bf16_through_its_mixed_precision_policy():
+    """FSDP2 x SP (8 fake ranks, zigzag): all-gathers cast the float32 weights to bf16, so every matmul
+    runs in bf16 without autocast; the step completes on the simulated device."""
+    r = run_case("sim.cases:traced_peak", shape=SMALL, layers=2, seq_len=8192, sp=8, layout="zigzag", fsdp=True)
+    dtypes = r["counters"]["matmul_dtypes"]
+    assert dtypes.get("float32", 0) == 0 and dtypes["bfloat16"] > 0, dtypes
+    assert r["traced_gib"] > 0
