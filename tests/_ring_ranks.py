@@ -127,10 +127,10 @@ def model_parity(
     model = _tiny_model(family)
     if checkpointing:  # the recompute in backward runs outside the context below
         from longctx.attention import checkpoint_context_fn
+        from longctx.train.parallelize import enable_checkpointing
 
         model.train()
-        model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs={"use_reentrant": False, "context_fn": checkpoint_context_fn})
+        enable_checkpointing(model, {"use_reentrant": False, "context_fn": checkpoint_context_fn})
     shard = shard_for_layout(pack, layout, rank, world, None if layout == "zigzag" else seq_lens)
     cu = shard["cu_seqlens"] if pass_cu else None  # None: boundaries gathered from position_ids
     with sequence_parallel(group, layout=layout, cu_seqlens=cu, **(sp_kwargs or {})):

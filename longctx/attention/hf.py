@@ -83,8 +83,8 @@ def sequence_parallel(
     its tokens. Nesting replaces the outer context; leaving restores it. Plain backward needs no
     context (autograd saves the group), but activation checkpointing recomputes attention inside
     backward: either run ``loss.backward()`` inside the block, or enable checkpointing with
-    ``model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False,
-    "context_fn": checkpoint_context_fn})``.
+    ``longctx.train.parallelize.enable_checkpointing(model, {"use_reentrant": False,
+    "context_fn": checkpoint_context_fn})`` (either transformers name for it).
 
     Example (each rank)::
 

@@ -162,6 +162,25 @@ class HostOffload(torch.autograd.graph.saved_tensors_hooks):
         super().__init__(pack, unpack)
 
 
+def enable_checkpointing(model: torch.nn.Module, checkpointing_kwargs: dict | None = None) -> None:
+    """Turn on transformers' activation (gradient) checkpointing under whichever name this version has.
+
+    transformers >= 5.2x names it ``activation_checkpointing_enable`` (the old ``gradient_checkpointing_enable``
+    then warns); older 5.x releases (the GPU image's 5.17) have only ``gradient_checkpointing_enable``.
+    ``checkpointing_kwargs`` goes through unchanged (e.g. ``{"use_reentrant": False, "context_fn": ...}``)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=checkpointing_kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing_kwargs)
+
+
+def checkpointing_enabled(model: torch.nn.Module) -> bool:
+    """Whether :func:`enable_checkpointing` is on for ``model``, read under the flag name this transformers has."""
+    name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    return bool(getattr(model, name))
+
+
 def apply_checkpoint_offload(model: torch.nn.Module, pin_memory: bool, min_bytes: int = 1 << 16,
                              stats: dict | None = None) -> int:
     """Offload the inputs each checkpointed decoder layer saves to host memory (``model.checkpoint_offload``).

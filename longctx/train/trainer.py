@@ -159,12 +159,10 @@ class Trainer:
             why = get_layout(self.layout).check_heads(c.parallel.sp_degree, heads, kv_heads)
             if why:
                 raise LongctxError(f"config: parallel.layout: {why}")
-        if c.model.gradient_checkpointing:  # transformers 5 name first, the older name as a fallback
-            enable = getattr(self.model, "activation_checkpointing_enable", None)
-            if enable is not None:
-                enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if c.model.gradient_checkpointing:  # whichever name this transformers has (parallelize.enable_checkpointing)
+            from longctx.train.parallelize import enable_checkpointing
+
+            enable_checkpointing(self.model, {"use_reentrant": False})
         if c.train.tiled_mlp:
             from longctx.train.parallelize import apply_tiled_mlp
 
