@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from longctx.plan.shapes import PRESETS, ModelShape  # noqa: E402
+from longctx.train.parallelize import enable_checkpointing  # noqa: E402
 
 H200_BF16_PEAK = 989e12
 GiB = 2**30
@@ -68,7 +69,7 @@ def build_model(shape: ModelShape, device: str, max_len: int, attn: str = "longc
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(llama_config(shape, max_len), dtype=dtype, attn_implementation=attn)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model, {"use_reentrant": False})
     model.train()
     return model
 

@@ -97,11 +97,11 @@ def _build(cfg, row: dict, attn: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp
+    from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp, enable_checkpointing
 
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn).float().train()
     if row.get("checkpointing"):
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model, {"use_reentrant": False})
     if row.get("tiled_mlp"):
         apply_tiled_mlp(model, 0)
     if row.get("checkpoint_offload"):

@@ -22,7 +22,7 @@ from longctx.plan.rules import LOGITS_BLOCK_ELEMENTS, auto_loss_chunk, auto_mlp_
 from longctx.plan.shapes import RunShape
 from longctx.tiny import tiny_config
 from longctx.train.config import RunConfig, load_config
-from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp
+from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp, enable_checkpointing
 
 import _train_ranks as tr
 
@@ -38,7 +38,7 @@ def _model(family: str, checkpointing: bool = False):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg).float().train()
     if checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model, {"use_reentrant": False})
     return model
 
 
@@ -121,7 +121,7 @@ def test_checkpoint_offload_gives_the_gradients_of_checkpointing_bitwise(family)
     gradients; and within 1e-6 of the plain (uncheckpointed) step."""
     plain = _model(family)
     ckpt = copy.deepcopy(plain)
-    ckpt.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(ckpt, {"use_reentrant": False})
     off = copy.deepcopy(ckpt)
     stats: dict = {}
     assert apply_checkpoint_offload(off, pin_memory=False, min_bytes=0, stats=stats) == 2
@@ -138,7 +138,7 @@ def test_checkpoint_offload_gives_the_gradients_of_checkpointing_bitwise(family)
 def test_checkpoint_offload_and_tiled_mlp_together_give_the_plain_gradients():
     plain = _model("llama")
     both = copy.deepcopy(plain)
-    both.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(both, {"use_reentrant": False})
     apply_checkpoint_offload(both, pin_memory=False, min_bytes=0)
     apply_tiled_mlp(both, 3)
     ids = _ids()

@@ -123,7 +123,12 @@ def _worker(rank: int, world_size: int, port: int, backend: str, threads: int, f
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world_size))
     torch.set_num_threads(threads)
     try:
-        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=60))
+        kwargs = {}
+        if backend == "nccl":  # the device before the group: NCCL binds its communicator to it
+            device = torch.device("cuda", rank % torch.cuda.device_count())
+            torch.cuda.set_device(device)
+            kwargs["device_id"] = device
+        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=60), **kwargs)
         out = fn(rank, world_size, *args)
         dist.barrier()
         # Plain pickle bytes, not the multiprocessing reducer: that one shares tensor storage through
@@ -155,6 +160,9 @@ def run_local(
     trainer's "save a checkpoint and exit" handler runs on all of them; the launcher keeps waiting
     for their results. If the launcher itself is killed (SIGKILL, no handler runs), every rank dies
     with it (:func:`die_with_parent`) instead of training on as an orphan.
+
+    With ``backend="nccl"`` each rank sets its CUDA device (``rank`` modulo the device count) before joining
+    the group and passes it as ``device_id``, so ``torch.cuda.current_device()`` is that rank's device in ``fn``.
     """
     ctx = mp.get_context("spawn")
     results = ctx.Queue()

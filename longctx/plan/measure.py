@@ -77,20 +77,17 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
     """
     from transformers import AutoModelForCausalLM
 
+    from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp, enable_checkpointing
+
     torch.manual_seed(seed)
     config._attn_implementation = "sdpa"
     model = AutoModelForCausalLM.from_config(config).float().train()
     if checkpointing:
-        from longctx.train.parallelize import enable_checkpointing
-
         enable_checkpointing(model)
-    if mlp_tiles != 1 or checkpoint_offload:
-        from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp
-
-        if mlp_tiles != 1:
-            apply_tiled_mlp(model, mlp_tiles)
-        if checkpoint_offload:
-            apply_checkpoint_offload(model, pin_memory=False)
+    if mlp_tiles != 1:
+        apply_tiled_mlp(model, mlp_tiles)
+    if checkpoint_offload:
+        apply_checkpoint_offload(model, pin_memory=False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
     ids = torch.randint(0, config.vocab_size, (1, seq_len))
     position_ids = torch.arange(seq_len)[None]

@@ -26,18 +26,20 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return list(layers)
 
 
-def enable_checkpointing(model: torch.nn.Module) -> None:
-    """Non-reentrant activation checkpointing of every decoder layer, under either transformers name
-    (``activation_checkpointing_enable`` in 5.2x, ``gradient_checkpointing_enable`` in 5.17).
+def enable_checkpointing(model: torch.nn.Module, checkpointing_kwargs: dict | None = None) -> None:
+    """Activation checkpointing of every decoder layer (non-reentrant unless ``checkpointing_kwargs`` say
+    otherwise), under either transformers name (``activation_checkpointing_enable`` in 5.2x, the old
+    ``gradient_checkpointing_enable`` then warns; the GPU image's 5.17 has only the old one).
 
     No ``context_fn`` is needed for sequence parallelism: the trainer passes the SP context as a
     keyword of the model call, which the checkpoint keeps with the layer's inputs, so every recompute
     sees it on whichever thread autograd runs it (CUDA runs backward on a worker thread)."""
+    kwargs = {"use_reentrant": False} if checkpointing_kwargs is None else checkpointing_kwargs
     enable = getattr(model, "activation_checkpointing_enable", None)
     if enable is not None:
-        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        enable(activation_checkpointing_kwargs=kwargs)
     else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def apply_fsdp(root: torch.nn.Module, model: torch.nn.Module, device_type: str, world_size: int,
@@ -187,6 +189,12 @@ class HostOffload(torch.autograd.graph.saved_tensors_hooks):
             return t if device is None else t.to(device, non_blocking=pin_memory)
 
         super().__init__(pack, unpack)
+
+
+def checkpointing_enabled(model: torch.nn.Module) -> bool:
+    """Whether :func:`enable_checkpointing` is on for ``model``, read under the flag name this transformers has."""
+    name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    return bool(getattr(model, name))
 
 
 def apply_checkpoint_offload(model: torch.nn.Module, pin_memory: bool, min_bytes: int = 1 << 16,

@@ -80,8 +80,8 @@ def ring_rank(rank: int, world: int, layout: str, device: str, dtype_name: str, 
 
     dtype = getattr(torch, dtype_name)
     dev = torch.device(device)
-    if dev.type == "cuda":
-        dev = torch.device("cuda", dev.index or 0)
+    if dev.type == "cuda":  # no index: the device run_local set for this rank (NCCL), else cuda:0
+        dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
         torch.cuda.set_device(dev)
     q, k, v, dout = qkv(t, 4, 2, 32, dtype, seed=3)
     idx = local_indices(t, layout, rank, world)
