@@ -175,7 +175,7 @@ def run_probe(device: str, model: str, seq_len: int, layers: int | None, chunk: 
     Out of memory is a FAIL (the planner said it would fit is the interesting case; the detail says)."""
     shape = probe_shape(model, layers, device)
     t = min(seq_len, 256) if device == "cpu" else seq_len
-    name = f"probe {shape.name} L={shape.num_layers} T={t}"
+    name, what = "probe", f"{shape.name} L={shape.num_layers} T={t}: "
     chunk = min(chunk, t)
     t0 = time.perf_counter()
     try:
@@ -184,8 +184,9 @@ def run_probe(device: str, model: str, seq_len: int, layers: int | None, chunk: 
         m = measure(make_step(net, t, device, chunk), device)
     except Exception as err:
         row = failed_with(name, err)
+        row.detail = what + row.detail
         if is_oom(err):
-            row.detail = f"out of memory at {t} tokens; planner: {planner(shape, t, 80.0, chunk)['plan_fwd_bwd_gib']:.1f} GiB"
+            row.detail = what + f"out of memory at {t} tokens; planner: {planner(shape, t, 80.0, chunk)['plan_fwd_bwd_gib']:.1f} GiB"
         return row
     capacity = torch.cuda.get_device_properties(torch.device(device)).total_memory / GiB if device.startswith("cuda") else 80.0
     plan = planner(shape, t, capacity, chunk, cpu=device == "cpu")
@@ -198,5 +199,5 @@ def run_probe(device: str, model: str, seq_len: int, layers: int | None, chunk: 
     else:
         detail = ("peak = torch.cuda.max_memory_allocated; plan = planner fwd+bwd peak (optimizer offloaded)"
                   + ("" if peak else f"; MFU: no peak FLOP/s known for {gpu!r}"))
-    return Check(name, PASS, numbers, detail, seconds=time.perf_counter() - t0)
+    return Check(name, PASS, numbers, what + detail, seconds=time.perf_counter() - t0)
 
