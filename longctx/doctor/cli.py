@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _device(choice: str, local_rank: int):
     import torch
 
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+    if choice == "cpu" or not torch.cuda.is_available():  # --device cuda without CUDA: the env row says so
         return torch.device("cpu")
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
