@@ -4,7 +4,8 @@ and 128K tokens, then the longest length that fits (time-boxed), the planner's p
     python benchmarks/bench_gpu_model.py --json out.json            # CUDA: 8B shape, bf16 (~4 min on an H200)
     python benchmarks/bench_gpu_model.py --tiny --device cpu         # dry run: a tiny shape, seconds
 
-The model is random-initialised from its config (no weights, no download), bf16 parameters, one
+The model, the step and the planner column are ``longctx.doctor.probe``'s (``longctx doctor`` runs one
+such step). The model is random-initialised from its config (no weights, no download), bf16 parameters, one
 sequence (``attn_implementation="longctx_varlen"``: one document -> one SDPA call), gradient
 checkpointing (non-reentrant) and the chunked loss (``longctx.loss.chunked_lm_loss``). A "step" is
 forward + backward (gradients in bf16 on the GPU); NO optimizer step: AdamW's fp32 states of 8B
@@ -25,8 +26,6 @@ its time limit still leaves every finished row.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import json
 import os
 import sys
@@ -41,113 +40,16 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from longctx.doctor import probe  # noqa: E402  (the model, the step, its measurement and the planner beside it)
+from longctx.doctor.probe import GiB, build_model, is_oom, make_step, measure, planner  # noqa: E402
 from longctx.plan.shapes import PRESETS, ModelShape  # noqa: E402
-from longctx.train.parallelize import enable_checkpointing  # noqa: E402
 
 H200_BF16_PEAK = 989e12
-GiB = 2**30
-TINY = ModelShape(64, 2, 4, 2, 16, 128, 512, False, False, "tiny-llama")
-
-
-def llama_config(shape: ModelShape, max_len: int):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
-                       num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
-                       num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim, vocab_size=shape.vocab_size,
-                       max_position_embeddings=max_len, rope_theta=500000.0, tie_word_embeddings=shape.tie_embeddings,
-                       use_cache=False)
-
-
-def build_model(shape: ModelShape, device: str, max_len: int, attn: str = "longctx_varlen"):
-    """Random-initialised, bf16 on CUDA (fp32 on the CPU), gradient checkpointing on, train mode."""
-    from transformers import AutoModelForCausalLM
-
-    import longctx.attention  # noqa: F401  (registers longctx_varlen)
-
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(llama_config(shape, max_len), dtype=dtype, attn_implementation=attn)
-    enable_checkpointing(model, {"use_reentrant": False})
-    model.train()
-    return model
-
-
-def make_step(model, t: int, device: str, chunk: int) -> Callable[[], float]:
-    """One forward + backward on ``t`` random tokens (one sequence); returns the loss."""
-    from longctx.loss import chunked_lm_loss
-
-    vocab = model.config.vocab_size
-    g = torch.Generator(device=device).manual_seed(t)
-    ids = torch.randint(0, vocab, (1, t), device=device, generator=g)
-    pos = torch.arange(t, device=device)[None]
-    targets = torch.cat([ids[0, 1:], torch.full((1,), -100, device=device)])
-
-    def step() -> float:
-        hidden = model.model(input_ids=ids, position_ids=pos, use_cache=False).last_hidden_state
-        loss = chunked_lm_loss(hidden[0], model.lm_head.weight, targets, chunk_size=chunk) / t
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    return step
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def measure(step: Callable[[], float], device: str) -> dict:
-    """Seconds and peak memory (GiB; CUDA: max allocated incl. parameters; CPU: tensors the step made)."""
-    from longctx.plan.measure import LiveTensorBytes
-
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        mode = contextlib.nullcontext()
-    else:
-        mode = LiveTensorBytes()
-    _sync(device)
-    t0 = time.perf_counter()
-    with mode:
-        loss = step()
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated() / GiB if device.startswith("cuda") else mode.peak / GiB
-    return {"seconds": seconds, "peak_gib": peak, "loss": loss}
-
-
-def is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
-
-
-def planner(shape: ModelShape, t: int, capacity_gib: float, chunk: int) -> dict:
-    """The planner for this run: fwd+bwd peak (optimizer terms left out), full step, predicted max length."""
-    from longctx.plan.memory import PHASES
-    from longctx.plan.planner import plan_run
-    from longctx.plan.search import max_seq_len
-    from longctx.plan.shapes import RunShape
-
-    run = RunShape(seq_len=t, gpus=1, gpu_mem_gib=capacity_gib, checkpointing="full", loss_chunk=chunk,
-                   dtype="bf16", attn_kernel="sdpa", offload="optimizer")
-    res = plan_run(shape, run)
-    fwd_bwd = max(sum(term.bytes for term in res.breakdown if ph in term.phases and not term.name.startswith("optimizer"))
-                  for ph in PHASES if ph != "step")
-    fwd_bwd = fwd_bwd * (1 + run.frag_margin) + res.overhead_bytes
-    return {"plan_fwd_bwd_gib": fwd_bwd / GiB, "plan_step_gib": res.total_bytes / GiB,
-            "plan_max_seq": max_seq_len(shape, run, multiple=1024)}
+TINY = probe.TINY_SHAPE
 
 
 def flops_row(shape: ModelShape, t: int, seconds: float) -> dict:
-    from longctx.plan.throughput import sequence_flops
-
-    dense, attn = sequence_flops(shape, t)
-    model_flops = dense + attn
-    return {"tok_s": t / seconds, "model_tflops": model_flops / 1e12,
-            "mfu": model_flops / (seconds * H200_BF16_PEAK), "hw_mfu": model_flops * 4 / 3 / (seconds * H200_BF16_PEAK)}
+    return probe.flops_row(shape, t, seconds, H200_BF16_PEAK)
 
 
 def step_seconds_estimate(shape: ModelShape, t: int, ref_t: int, ref_seconds: float) -> float:

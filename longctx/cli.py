@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "recipe": Subcommand("longctx.recipe.cli:main", "staged context extension from one YAML (extend, pack, train, eval per stage)"),
     "quickstart": Subcommand("longctx.quickstart.cli:main", "the whole pipeline on the shipped tiny model, on CPU"),
     "organism": Subcommand("longctx.organism.cli:main", "reproduce / check the shipped tiny pretrained model"),
+    "doctor": Subcommand("longctx.doctor.cli:main", "check this machine: every kernel vs a float64 oracle, SP parity, throughput"),
 }
 
 

@@ -1,4 +1,5 @@
-"""The GPU harness on the CPU: its comparisons catch wrong kernels, and the lease runner reports what ran.
+"""The GPU harness on the CPU: its comparisons catch wrong kernels, and the lease runner (``longctx doctor``,
+then the tests and benchmarks) reports what ran.
 
 tests/gpu and scripts/gpu_run.py are what a short GPU lease runs; these tests make sure their
 verdicts mean something before any device time is spent (a harness that always says "passed"
@@ -124,7 +125,8 @@ def test_runner_records_each_outcome_and_exit_status_follows_failures(runner, tm
     """pass / fail / skip / setup error / xfail each land in the JSON with their message; a failure makes exit 1."""
     (tmp_path / "test_synthetic.py").write_text(textwrap.dedent(SYNTHETIC))
     out = tmp_path / "report.json"
-    assert runner.main(["--device", "cpu", "--no-bench", "--tests", str(tmp_path / "test_synthetic.py"), "--out", str(out)]) == 1
+    assert runner.main(["--device", "cpu", "--no-doctor", "--no-bench", "--tests", str(tmp_path / "test_synthetic.py"),
+                        "--out", str(out)]) == 1
     report = json.loads(out.read_text())
     got = {t["nodeid"].split("::")[-1]: t for t in report["tests"]["tests"]}
     assert {k: t["outcome"] for k, t in got.items()} == {"test_passes": "passed", "test_fails": "failed", "test_skips": "skipped",
@@ -132,6 +134,7 @@ def test_runner_records_each_outcome_and_exit_status_follows_failures(runner, tm
     assert "numbers differ" in got["test_fails"]["message"] and got["test_skips"]["message"] == "no flash-attn here"
     assert "fixture exploded" in got["test_errors"]["message"] and got["test_passes"]["properties"] == {"rel": 0.5}
     assert report["tests"]["counts"]["passed"] == 1 and report["ok"] is False and report["bench"] is None
+    assert report["doctor"] is None
 
 
 def test_runner_kills_a_hanging_test_run_and_names_the_running_test(runner, tmp_path):
@@ -144,12 +147,16 @@ def test_runner_kills_a_hanging_test_run_and_names_the_running_test(runner, tmp_
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the runner on a machine without CUDA")
 def test_runner_without_cuda_reports_skipped_gpu_tests_and_fails(runner, tmp_path):
-    """Every tests/gpu test skips with the reason, the environment block is there, and the run is not called OK."""
+    """The doctor runs first and fails (no CUDA), every tests/gpu test skips with the reason, the
+    environment block is there, and the run is not called OK."""
     out = tmp_path / "gpu.json"
     assert runner.main(["--tests", "tests/gpu/test_loss_cuda.py", "--out", str(out)]) == 1
     report = json.loads(out.read_text())
     assert {"torch", "transformers", "flash_attn", "ring_flash_attn", "datasets", "cuda_available"} <= set(report["env"])
     assert report["env"]["cuda_available"] is False and "CUDA is not available" in report["error"]
+    doctor = report["doctor"]["report"]
+    assert report["doctor"]["exit_status"] == 1 and doctor["checks"][0]["name"] == "env"
+    assert doctor["checks"][0]["status"] == "FAIL" and "--device cuda" in doctor["checks"][0]["detail"]
     tests = report["tests"]["tests"]
     assert len(tests) == 6 and all(t["outcome"] == "skipped" and "needs CUDA" in t["message"] for t in tests)
     assert report["bench"] is None
@@ -158,7 +165,8 @@ def test_runner_without_cuda_reports_skipped_gpu_tests_and_fails(runner, tmp_pat
 def test_runner_on_cpu_runs_the_gpu_tests_and_records_their_errors(runner, tmp_path):
     """--device cpu runs tests/gpu on the CPU: the block tests pass, each with its relative error and tolerance."""
     out = tmp_path / "gpu.json"
-    assert runner.main(["--device", "cpu", "--no-bench", "--tests", "tests/gpu/test_attention_cuda.py", "-k", "block_attention_forward",
+    assert runner.main(["--device", "cpu", "--no-doctor", "--no-bench", "--tests", "tests/gpu/test_attention_cuda.py",
+                        "-k", "block_attention_forward",
                         "--out", str(out)]) == 0
     tests = json.loads(out.read_text())["tests"]["tests"]
     assert len(tests) == 8 and all(t["outcome"] == "passed" for t in tests)

@@ -1,4 +1,5 @@
-"""What the GPU tests compute: each case runs one CUDA path and its float64 CPU oracle on the same inputs.
+"""What the GPU tests compute: each case runs one CUDA path and its float64 CPU oracle on the same inputs
+(the kernel cases are ``longctx.doctor.kernels``, shared with ``longctx doctor``; cached here).
 
 A case returns ``{output name: (got, reference)}``; the tests compare one output each. Cases take
 the kernel as an argument (``attn_fn``, ``block_fn``, ``loss_fn``) so tests/test_gpu_run.py can
@@ -21,7 +22,9 @@ import torch
 
 from _oracle import DTYPE_NAMES, cu_from_lengths, doc_lengths, packed_batch, qkv, tiny_model
 
-Pairs = dict[str, tuple[torch.Tensor, torch.Tensor]]
+from longctx.doctor import kernels
+
+Pairs = kernels.Pairs
 
 
 def flash_in_use(device: str) -> bool:
@@ -42,35 +45,15 @@ def auto_block_kernel(device: str, dtype: torch.dtype) -> str:
 @functools.cache
 def varlen_case(device: str, dtype: torch.dtype, t: int = 320, kernel: str | None = None,
                 attn_fn: Callable | None = None) -> Pairs:
-    """varlen_attention fwd + dq/dk/dv (GQA 4/2, several documents) vs the dense float64 oracle."""
-    from longctx.attention import full_attention_reference, varlen_attention
-
-    attn_fn = attn_fn or (lambda q, k, v, cu: varlen_attention(q, k, v, cu, kernel=kernel))
-    q, k, v, dout = qkv(t, 4, 2, 32, dtype, seed=1)
-    cu = cu_from_lengths(doc_lengths(t, max(8, t // 4)))
-    leaves = [x.clone().requires_grad_(True) for x in (q, k, v)]
-    ref = full_attention_reference(*leaves, cu)
-    ref.backward(dout)
-    xs = [x.to(device, dtype).requires_grad_(True) for x in (q, k, v)]
-    out = attn_fn(*xs, cu.to(device))
-    out.backward(dout.to(device, dtype))
-    return {"out": (out.detach(), ref.detach()),
-            **{f"d{n}": (x.grad, leaf.grad) for n, x, leaf in zip("qkv", xs, leaves)}}
+    """``longctx.doctor.kernels.varlen_pairs``, cached: a test per output reuses one forward/backward."""
+    return kernels.varlen_pairs(device, dtype, t, kernel, attn_fn)
 
 
 @functools.cache
 def block_case(device: str, dtype: torch.dtype, causal: bool, tq: int, tk: int,
                block_fn: Callable | None = None) -> Pairs:
-    """block_attention_forward (out, lse) vs the exact float64 block kernel."""
-    from longctx.attention.blocks import block_attention_forward, torch_block_forward
-
-    block_fn = block_fn or block_attention_forward
-    g = torch.Generator().manual_seed(2 + tq)
-    q = torch.randn(1, 4, tq, 32, generator=g).to(dtype).double()
-    k, v = (torch.randn(1, 2, tk, 32, generator=g).to(dtype).double() for _ in range(2))
-    ref_out, ref_lse = torch_block_forward(q, k, v, causal, 32 ** -0.5)
-    out, lse = block_fn(q.to(device, dtype), k.to(device, dtype), v.to(device, dtype), causal, 32 ** -0.5)
-    return {"out": (out, ref_out), "lse": (lse, ref_lse)}
+    """``longctx.doctor.kernels.block_pairs``, cached."""
+    return kernels.block_pairs(device, dtype, causal, tq, tk, block_fn)
 
 
 def ring_rank(rank: int, world: int, layout: str, device: str, dtype_name: str, t: int) -> dict:
@@ -153,23 +136,8 @@ def ring_case(device: str, dtype: torch.dtype, layout: str, world: int = 2, t: i
 @functools.cache
 def loss_case(device: str, dtype: torch.dtype, t: int = 512, vocab: int = 300, hidden: int = 64,
               loss_fn: Callable | None = None) -> Pairs:
-    """chunked_lm_loss (value, d hidden, d head) vs full_lm_loss in float64 on the CPU, LongAlign weights."""
-    from longctx.loss import chunked_lm_loss, full_lm_loss
-
-    loss_fn = loss_fn or (lambda h, w, y, wt: chunked_lm_loss(h, w, y, wt, chunk_size=max(1, t // 5)))
-    g = torch.Generator().manual_seed(4)
-    h = torch.randn(t, hidden, generator=g).to(dtype).double()
-    w = (torch.randn(vocab, hidden, generator=g) * hidden ** -0.5).to(dtype).double()
-    y = torch.randint(0, vocab, (t,), generator=g)
-    y[torch.rand(t, generator=g) < 0.2] = -100
-    wt = torch.where(y != -100, torch.rand(t, generator=g, dtype=torch.float64) + 0.1, torch.zeros(t, dtype=torch.float64))
-    h64, w64 = h.clone().requires_grad_(True), w.clone().requires_grad_(True)
-    ref = full_lm_loss(h64, w64, y, wt)
-    ref.backward()
-    hd, wd = h.to(device, dtype).requires_grad_(True), w.to(device, dtype).requires_grad_(True)
-    got = loss_fn(hd, wd, y.to(device), wt.float().to(device))
-    got.backward()
-    return {"value": (got.detach(), ref.detach()), "d_hidden": (hd.grad, h64.grad), "d_head": (wd.grad, w64.grad)}
+    """``longctx.doctor.kernels.loss_pairs``, cached."""
+    return kernels.loss_pairs(device, dtype, t, vocab, hidden, loss_fn)
 
 
 @contextlib.contextmanager
@@ -280,20 +248,5 @@ def train_case(steps: int = 12, pack_length: int = 256, hidden: int = 64) -> Tra
 
 @functools.cache
 def kernel_case(device: str, dtype: torch.dtype, name: str, causal: bool, tq: int, tk: int) -> Pairs:
-    """One SDPA-op block kernel (``sdpa_kernels``: flash / efficient / cudnn, GQA 4/2, head 64) through the
-    wrapper: out, lse and the backward's dq/dk/dv vs the exact float64 block kernel on the CPU."""
-    from longctx.attention.blocks import torch_block_backward, torch_block_forward
-    from longctx.attention.sdpa_kernels import get_op, sdpa_block_backward, sdpa_block_forward
-
-    g = torch.Generator().manual_seed(7 + tq + tk)
-    q, dout = (torch.randn(1, 4, tq, 64, generator=g).to(dtype).double() for _ in range(2))
-    k, v = (torch.randn(1, 2, tk, 64, generator=g).to(dtype).double() for _ in range(2))
-    scale = 64 ** -0.5
-    ref_out, ref_lse = torch_block_forward(q, k, v, causal, scale)
-    ref_grads = torch_block_backward(dout, q, k, v, ref_out, ref_lse, causal, scale)
-    op = get_op(name, torch.device(device).type)
-    xs = [x.to(device, dtype) for x in (q, k, v, dout)]
-    out, lse = sdpa_block_forward(op, *xs[:3], causal, scale)
-    grads = sdpa_block_backward(op, xs[3], *xs[:3], out, lse, causal, scale)
-    return {"out": (out, ref_out), "lse": (lse, ref_lse),
-            **{f"d{n}": (got, want) for n, got, want in zip("qkv", grads, ref_grads)}}
+    """``longctx.doctor.kernels.sdpa_kernel_pairs``, cached."""
+    return kernels.sdpa_kernel_pairs(device, dtype, name, causal, tq, tk)
