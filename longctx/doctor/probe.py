@@ -47,16 +47,13 @@ def build_model(shape: ModelShape, device: str, max_len: int, attn: str = "longc
     from transformers import AutoModelForCausalLM
 
     import longctx.attention  # noqa: F401  (registers longctx_varlen)
+    from longctx.train.parallelize import enable_checkpointing
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     torch.manual_seed(0)
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(llama_config(shape, max_len), dtype=dtype, attn_implementation=attn)
-    enable = getattr(model, "activation_checkpointing_enable", None)  # transformers 5 name, else the older one
-    if enable is not None:
-        enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model)
     model.train()
     return model
 
