@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attention kernel (model.attn_implementation): flash = flash_attention_2/3 (fp32 dq "
                    "accumulator), sdpa = every other implementation (sdpa, longctx_varlen, longctx_ring)")
     p.add_argument("--dtype", default="bf16", choices=DTYPES_RUN,
-                   help="model.dtype: bf16 (auto/bfloat16 on CUDA) or fp32 (float32)")
+                   help="model.dtype: bf16 (auto on CUDA: float32 weights, bf16 compute) or fp32 (float32)")
     p.add_argument("--frag-margin", type=float, default=0.05, help="allocator fragmentation margin (fraction)")
     p.add_argument("--overhead", type=float, default=1.0, help="fixed per-GPU overhead, GiB (CUDA context, NCCL)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the table")
@@ -112,6 +112,8 @@ def run_from_args(a: argparse.Namespace, shape: ModelShape | None = None) -> Run
         seq_len=a.seq_len, gpus=a.gpus, gpu_mem_gib=a.gpu_mem, sp=a.sp, layout=a.layout, micro_batch=a.micro_batch,
         sharding=a.sharding, checkpointing=a.checkpointing, checkpoint_offload=a.checkpoint_offload,
         loss_chunk=chunk, tiled_mlp=a.mlp_tiles if a.tiled_mlp else 1, dtype=a.dtype, attn_kernel=a.attn_kernel,
+        # bf16 = the trainer's model.dtype: auto on CUDA (float32 weights, bf16 compute); fp32 has no second copy
+        master_weights="params" if a.dtype == "bf16" else "none",
         foreach_optimizer=False, frag_margin=a.frag_margin, overhead_gib=a.overhead,
     )
 
