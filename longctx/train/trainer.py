@@ -62,19 +62,25 @@ class Trainer:
     def setup_distributed(self) -> None:
         """Join (or create, from the torchrun environment) the process group; build DP x SP groups."""
         rank, world, local_rank = env_world()
+        # The device first: NCCL binds its communicator to the current CUDA device, so set_device after
+        # init_process_group would put every rank's communicator on cuda:0 (as torchtitan does: set, then init
+        # with device_id).
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
         if world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            if self.device.type == "cuda":
+                dist.init_process_group("nccl", device_id=self.device)
+            else:
+                dist.init_process_group("gloo")
         if dist.is_initialized():
             rank, world = dist.get_rank(), dist.get_world_size()
         validate(self.cfg, world_size=world)
         self.mesh = Mesh.from_world(world, self.cfg.parallel.sp_degree, rank)
         self.groups: Groups = build_groups(self.mesh)
         self.is_main = rank == 0
-        if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-            self.device = torch.device("cuda", local_rank)
-        else:
-            self.device = torch.device("cpu")
         torch.manual_seed(self.cfg.train.seed)
 
     def build_data(self) -> None:
