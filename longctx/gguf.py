@@ -82,6 +82,7 @@ def import_gguf(gguf_file: str | os.PathLike, out: str | os.PathLike, *, overwri
     plain = {k: v for k, v in config.to_dict().items() if k != "quantization_config"}
     read_rope_config(plain, src)  # refuses RoPE-less and unsupported architectures, naming the field
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    set_special_tokens(tokenizer, gguf_special_token_ids(src))
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     model = AutoModelForCausalLM.from_config(type(config).from_dict(plain), dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())  # strict: every tensor of the GGUF lands in the plain model
@@ -90,3 +91,28 @@ def import_gguf(gguf_file: str | os.PathLike, out: str | os.PathLike, *, overwri
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     return Path(out)
+
+
+SPECIAL_TOKEN_KEYS = {"bos": "tokenizer.ggml.bos_token_id", "eos": "tokenizer.ggml.eos_token_id",
+                      "pad": "tokenizer.ggml.padding_token_id", "unk": "tokenizer.ggml.unknown_token_id"}
+
+
+def gguf_special_token_ids(path: str | os.PathLike) -> dict[str, int]:
+    """The special-token ids a GGUF file's metadata names (``bos``/``eos``/``pad``/``unk``, those present)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(path)).fields
+    ids = {}
+    for role, key in SPECIAL_TOKEN_KEYS.items():
+        field = fields.get(key)
+        if field is not None and field.data:
+            ids[role] = int(field.parts[field.data[0]][0])
+    return ids
+
+
+def set_special_tokens(tokenizer, ids: dict[str, int]) -> None:
+    """Make ``tokenizer``'s bos/eos/pad/unk tokens the GGUF's: transformers 5.17's GGUF tokenizer conversion
+    gets them wrong for SmolLM2 (eos ``<|im_start|>``, no pad), later releases read them from the metadata."""
+    for role, token_id in ids.items():
+        if getattr(tokenizer, f"{role}_token_id") != token_id and 0 <= token_id < len(tokenizer):
+            setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))

@@ -62,6 +62,21 @@ def test_imported_folder_has_a_plain_config_safetensors_and_the_chat_template(im
 
 
 @needs_smollm2
+def test_imported_tokenizer_has_the_special_tokens_the_gguf_names(imported):
+    """bos/eos/pad/unk from the GGUF metadata (transformers 5.17's GGUF conversion alone gives eos <|im_start|>, no pad)."""
+    from transformers import AutoTokenizer
+
+    from longctx.gguf import gguf_special_token_ids
+
+    src, out = imported
+    ids = gguf_special_token_ids(src)
+    assert ids == {"bos": 1, "eos": 2, "pad": 2, "unk": 0}
+    tok = AutoTokenizer.from_pretrained(out)
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id) == (1, 2, 2, 0)
+    assert tok.eos_token == "<|im_end|>"
+
+
+@needs_smollm2
 def test_longctx_inspect_reads_the_imported_model(imported):
     from rope_scaling import inspect_ckpt
 

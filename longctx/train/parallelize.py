@@ -201,19 +201,24 @@ def apply_checkpoint_offload(model: torch.nn.Module, pin_memory: bool, min_bytes
                              stats: dict | None = None) -> int:
     """Offload the inputs each checkpointed decoder layer saves to host memory (``model.checkpoint_offload``).
 
-    transformers checkpoints a layer inside its ``forward`` (module hooks stay outside), so wrapping the
-    instance's ``forward`` in :class:`HostOffload` catches exactly what the checkpoint keeps, its inputs;
-    the checkpoint's own hooks, entered later, take the layer's inner activations (recomputed in
-    backward). Needs gradient checkpointing on (else every activation would be copied). ``stats``, when
-    given, counts the offloaded tensors and bytes. Returns the number of layers wrapped."""
+    Each layer's checkpoint function (``_gradient_checkpointing_func``, set by :func:`enable_checkpointing`)
+    is wrapped in :class:`HostOffload`, so the hooks catch exactly what the checkpoint keeps, its inputs; the
+    checkpoint's own hooks, entered later, take the layer's inner activations (recomputed in backward). This
+    holds wherever transformers calls the checkpoint: in the layer's ``forward`` (>= 5.2x) or ``__call__``
+    (5.17, where wrapping ``forward`` would land inside the checkpoint and copy every activation). Needs
+    gradient checkpointing on first (without it a layer's whole ``forward`` is wrapped, copying every
+    activation). ``stats``, when given, counts the offloaded tensors and bytes. Returns the number of layers
+    wrapped."""
     n = 0
     for layer in decoder_layers(model):
-        inner = layer.forward
+        checkpointed = getattr(layer, "gradient_checkpointing", False)
+        name = "_gradient_checkpointing_func" if checkpointed and hasattr(layer, "_gradient_checkpointing_func") else "forward"
+        inner = getattr(layer, name)
 
-        def forward(*args, _inner=inner, **kwargs):
+        def offloaded(*args, _inner=inner, **kwargs):
             with HostOffload(pin_memory, min_bytes, stats):
                 return _inner(*args, **kwargs)
 
-        layer.forward = forward
+        setattr(layer, name, offloaded)
         n += 1
     return n
