@@ -18,7 +18,7 @@ from longctx.loss import chunked_lm_loss
 from longctx.plan import plan_run, shape_from_config
 from longctx.plan.cli import build_parser, run_from_args
 from longctx.plan.options import MEMORY_KEYS, NOT_TRAIN_KEYS, TRAIN_KEYS, run_from_train_config
-from longctx.plan.rules import LOGITS_BLOCK_ELEMENTS, auto_loss_chunk, auto_mlp_tiles
+from longctx.plan.rules import LOGITS_BLOCK_ELEMENTS, MATMUL_MIN_TOKENS, auto_loss_chunk, auto_mlp_tiles
 from longctx.plan.shapes import RunShape
 from longctx.tiny import tiny_config
 from longctx.train.config import RunConfig, load_config
@@ -169,8 +169,16 @@ def test_auto_loss_chunk_keeps_a_chunk_of_logits_below_the_head_and_32_mib():
     for vocab, hidden in [(32768, 256), (32000, 4096), (128256, 4096), (152064, 3584), (512, 64), (300, 32)]:
         c = auto_loss_chunk(vocab, hidden)
         assert c % 64 == 0 and c >= 64
-        assert c * vocab <= max(LOGITS_BLOCK_ELEMENTS, 64 * vocab) and c <= max(hidden, 64)
+        assert c * vocab <= max(LOGITS_BLOCK_ELEMENTS, MATMUL_MIN_TOKENS * vocab) and c <= max(hidden, 64)
     assert auto_loss_chunk(32768, 4096) == 256  # the issue's 8K x 32K case: 32 MiB blocks, not 512 MiB
+
+
+def test_auto_loss_chunk_reads_the_head_for_at_least_256_tokens_at_large_vocabularies():
+    """Each chunk re-reads the whole head: at 128K vocabulary the 32 MiB cap alone gave 64 tokens per read
+    (a memory-bound matmul on a GPU); the floor keeps 256 where the hidden size allows."""
+    assert auto_loss_chunk(128256, 4096) == 256
+    assert auto_loss_chunk(152064, 3584) == 256
+    assert auto_loss_chunk(128256, 128) == 128  # never more tokens than the hidden size
 
 
 def test_chunk_size_zero_is_the_automatic_chunk():

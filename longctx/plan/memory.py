@@ -49,10 +49,12 @@ def params_bytes(n_params: int, a: int, shard: int, offloaded: bool) -> float:
     return 0.0 if offloaded else n_params * a / shard
 
 
-def gathered_params_bytes(layer_params: int, embedding_params: int, a: int, sharded: bool) -> float:
+def gathered_params_bytes(layer_params: int, embedding_params: int, a: int, sharded: bool, root_params: int = 0) -> float:
     """Unsharded parameters in flight under ZeRO-3/FSDP: max(2·P_L, P_E) · a (current + prefetched
-    layer, or the embedding/head when it is gathered); 0 without parameter sharding."""
-    return max(2 * layer_params, embedding_params) * a if sharded else 0.0
+    layer, or the embedding/head when it is gathered); 0 without parameter sharding. ``root_params``:
+    what one all-gather brings at once outside the layers — the trainer's FSDP2 root unit holds the
+    embedding AND the untied head together (2·P_E), gathered for the loss."""
+    return max(2 * layer_params, embedding_params, root_params) * a if sharded else 0.0
 
 
 def grads_bytes(n_params: int, layer_params: int, a: int, shard: int, offloaded: bool) -> float:
@@ -202,12 +204,15 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
     master = run.dtype != "fp32" and not run.fp32_weights
     pa = 4 if run.fp32_weights else a  # bytes of a stored weight and of its gradient
     p, pl, pe = shape.num_params, shape.layer_params, shape.embedding_params
+    root = pe * (1 if shape.tie_embeddings else 2)  # FSDP2's root unit (step.LMLoss): embedding + untied head
     all_ = PHASES
     terms = [
         Term("params", params_bytes(p, pa, param_shard, run.offload == "params"), all_,
              ("P·4/S (float32 weights)" if run.fp32_weights else "P·a/S") + " (0 if offloaded)"),
-        Term("gathered params", gathered_params_bytes(pl, pe, a, param_shard > 1 or run.offload == "params"),
-             ("forward", "backward", "backward_end"), "max(2·P_L, P_E)·a under ZeRO-3/FSDP"),
+        Term("gathered params", gathered_params_bytes(pl, pe, a, param_shard > 1 or run.offload == "params",
+                                                      root_params=root if run.sharding == "fsdp" else 0),
+             ("forward", "backward", "backward_end"),
+             "max(2·P_L, P_E" + (", root = embedding + head" if run.sharding == "fsdp" else "") + ")·a under ZeRO-3/FSDP"),
         Term("grads", grads_bytes(p, pl, pa, shard, opt_off), ("backward_end", "step"),
              ("P·4/S" if run.fp32_weights else "P·a/S") + " (P_L·a if offloaded)"),
         Term("autocast weight copies", pl * a if run.autocast else 0.0, ("forward", "backward", "backward_end"),

@@ -165,30 +165,58 @@ def apply_tiled_mlp(model: torch.nn.Module, tiles: int = 0) -> int:
 class HostOffload(torch.autograd.graph.saved_tensors_hooks):
     """Saved-tensor hooks that keep each saved activation in host memory until backward needs it.
 
-    Pack copies the tensor into a fresh host buffer (page-locked on CUDA, so the copies can overlap
-    compute) and drops the device copy; unpack copies it back to its device. Parameters and tensors
-    below ``min_bytes`` stay where they are (they live anyway / are not worth a copy). On a CPU-only
-    run the "host" is the same memory: the copy is made (the path is exercised and tested) but the
-    original is freed, so the footprint is that of plain checkpointing (the planner models it so).
+    Pack copies the tensor into a fresh host buffer and drops the device copy; unpack copies it back to
+    its device. Parameters and tensors below ``min_bytes`` stay where they are (they live anyway / are
+    not worth a copy). On CUDA (``pin_memory``) the host buffer is page-locked and the device->host copy
+    runs on a side stream (:func:`offload_stream`) that first waits for the compute stream, so the copy
+    overlaps the next layer's compute; the tensor's memory is kept until that copy is done
+    (``record_stream``), and the copy back in backward waits for it on the GPU (an event), never on the
+    host. On a CPU-only run the "host" is the same memory: the copy is made (the path is exercised and
+    tested) but the original is freed, so the footprint is that of plain checkpointing (the planner
+    models it so).
     """
 
     def __init__(self, pin_memory: bool, min_bytes: int = 1 << 16, stats: dict | None = None):
         def pack(t: torch.Tensor):
             nbytes = t.numel() * t.element_size()
             if isinstance(t, torch.nn.Parameter) or nbytes < min_bytes or t.is_sparse:
-                return (None, t)
+                return (None, t, None)
             host = torch.empty(t.size(), dtype=t.dtype, layout=t.layout, pin_memory=pin_memory)
-            host.copy_(t, non_blocking=pin_memory)
+            event = None
+            if pin_memory and t.device.type == "cuda":
+                stream = offload_stream(t.device)
+                stream.wait_stream(torch.cuda.current_stream(t.device))  # t is computed
+                with torch.cuda.stream(stream):
+                    host.copy_(t, non_blocking=True)
+                    event = torch.cuda.Event()
+                    event.record(stream)
+                t.record_stream(stream)  # the allocator must not reuse t's memory before the copy ends
+            else:
+                host.copy_(t, non_blocking=pin_memory)
             if stats is not None:
                 stats["tensors"] = stats.get("tensors", 0) + 1
                 stats["bytes"] = stats.get("bytes", 0) + nbytes
-            return (t.device, host)
+            return (t.device, host, event)
 
         def unpack(packed):
-            device, t = packed
-            return t if device is None else t.to(device, non_blocking=pin_memory)
+            device, t, event = packed
+            if device is None:
+                return t
+            if event is not None:
+                torch.cuda.current_stream(device).wait_event(event)  # on the GPU: the host copy is complete
+            return t.to(device, non_blocking=pin_memory)
 
         super().__init__(pack, unpack)
+
+
+_OFFLOAD_STREAMS: dict = {}
+
+
+def offload_stream(device: torch.device):
+    """One side stream per CUDA device for the offload copies (created on first use)."""
+    if device not in _OFFLOAD_STREAMS:
+        _OFFLOAD_STREAMS[device] = torch.cuda.Stream(device)
+    return _OFFLOAD_STREAMS[device]
 
 
 def checkpointing_enabled(model: torch.nn.Module) -> bool:

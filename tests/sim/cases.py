@@ -68,7 +68,7 @@ def _attention_log() -> CallLog:
 
 
 def sp_step(layout: str = "varlen", sp: int = 2, layers: int = 2, checkpointing: bool = True,
-            tiled_mlp: bool = False, total: int = 256) -> dict:
+            tiled_mlp: bool = False, total: int = 256, offload: bool = False) -> dict:
     """One trainer step (``train_step``) as SP rank 0 of ``sp`` on fake CUDA, bf16 autocast.
 
     Returns which attention each forward and each recompute ran, and on which thread."""
@@ -99,13 +99,18 @@ def sp_step(layout: str = "varlen", sp: int = 2, layers: int = 2, checkpointing:
             from longctx.train.parallelize import apply_tiled_mlp
 
             apply_tiled_mlp(model, 4)
+        stats_offload: dict = {}
+        if offload:
+            from longctx.train.parallelize import apply_checkpoint_offload
+
+            apply_checkpoint_offload(model, pin_memory=True, min_bytes=0, stats=stats_offload)
         opts = StepOptions(layout=layout, autocast_dtype=torch.bfloat16)
         loss_module = LMLoss(model, opts)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         with simulate(fake, counters):
             stats = train_step(loss_module, opt, None, [packed_batch(total, seq_lens)], groups, opts, "cuda")
     return {"calls": log.calls, "main_thread": threading.main_thread().name, "counters": counters.as_dict(),
-            "stats_keys": sorted(stats)}
+            "stats_keys": sorted(stats), "offloaded": stats_offload}
 
 
 def loss_head_dtypes(vocab: int = 512, hidden: int = 64, tokens: int = 256) -> dict:
@@ -195,7 +200,9 @@ def traced_peak(preset: str = "llama-3-8b", layers: int = 2, seq_len: int = 4096
         mt.track_external(loss_module, opt)
         with mt:
             train_step(loss_module, opt, None, [batch], groups, opts, "cuda")
-        peak = max(v.get("Total", 0) for k, v in mt.get_tracker_snapshot("peak").items() if str(k).startswith("cuda"))
+        snap = {str(k): v for k, v in mt.get_tracker_snapshot("peak").items() if str(k).startswith("cuda")}
+        peak = max(v.get("Total", 0) for v in snap.values())
+        categories = {str(c).split(".")[-1]: b / 2**30 for v in snap.values() for c, b in v.items() if b}
     cfg = RunConfig()
     cfg.parallel.sp_degree, cfg.parallel.layout, cfg.parallel.fsdp = sp, layout, fsdp
     cfg.model.gradient_checkpointing, cfg.model.checkpoint_offload = True, offload
@@ -204,5 +211,5 @@ def traced_peak(preset: str = "llama-3-8b", layers: int = 2, seq_len: int = 4096
     run = run_from_train_config(cfg, shape, seq_len, world, "cuda", 80.0, layout=layout)
     plan = plan_run(shape, run)
     return {"traced_gib": peak / 2**30, "planned_gib": max(plan.phase_bytes.values()) / 2**30,
-            "counters": counters.as_dict(),
+            "counters": counters.as_dict(), "traced_categories_gib": categories,
             "peak_phase": plan.peak_phase, "terms": {t.name: t.bytes / 2**30 for t in plan.breakdown}}

@@ -22,18 +22,22 @@ PROPS = SimpleNamespace(name="simulated NVIDIA H100 80GB HBM3", major=9, minor=0
                         multi_processor_count=132, is_integrated=False, L2_cache_size=50 * 2**20)
 
 
+_CALLS: collections.Counter = collections.Counter()
+"""Stream API calls seen (tests read ``wait_stream``, ``wait_event``, ``stream_switch``, ``record_stream``)."""
+
+
 class _NoOpStream:
     def __init__(self, *args, **kwargs):
         self.device = torch.device("cuda", 0)
 
     def synchronize(self):
-        pass
+        _CALLS["stream_synchronize"] += 1
 
     def wait_stream(self, other):
-        pass
+        _CALLS["wait_stream"] += 1
 
     def wait_event(self, event):
-        pass
+        _CALLS["wait_event"] += 1
 
     def record_event(self, event=None):
         return event or _NoOpEvent()
@@ -50,7 +54,7 @@ class _NoOpStream:
 
 class _NoOpEvent:
     def __init__(self, *args, **kwargs):
-        pass
+        _CALLS["event"] += 1
 
     def record(self, stream=None):
         pass
@@ -70,6 +74,7 @@ _STREAMS: list = []
 
 def _stream_ctx(stream):
     _STREAMS.append(stream)
+    _CALLS["stream_switch"] += 1
 
     @contextlib.contextmanager
     def ctx():
@@ -97,6 +102,7 @@ def install() -> None:
     c.default_stream = lambda device=None: _NoOpStream()
     c.stream = _stream_ctx
     c._lazy_init = lambda: None
+    torch.Tensor.record_stream = lambda self, stream: _CALLS.update(["record_stream"])
     c.is_initialized = lambda: True
     _route_sdpa()
 
@@ -149,10 +155,12 @@ class Counters:
     matmul_dtypes: collections.Counter = field(default_factory=collections.Counter)
     syncs: list = field(default_factory=list)
     h2d: int = 0
+    d2h_async: int = 0
 
     def as_dict(self) -> dict:
         return {"matmul_dtypes": {str(k).replace("torch.", ""): v for k, v in self.matmul_dtypes.items()},
-                "syncs": len(self.syncs), "sync_ops": collections.Counter(self.syncs), "h2d": self.h2d}
+                "syncs": len(self.syncs), "sync_ops": collections.Counter(self.syncs), "h2d": self.h2d,
+                "d2h_async": self.d2h_async, "stream_calls": dict(_CALLS)}
 
 
 def _is_cuda(x) -> bool:
@@ -218,7 +226,10 @@ class CountingMode(TorchDispatchMode):
                 self.c.h2d += 1
         elif func is torch.ops.aten.copy_.default:
             dst, src = args[0], args[1]
-            if _is_cuda(src) and dst.device.type == "cpu":
+            non_blocking = bool(args[2]) if len(args) > 2 else bool(kwargs.get("non_blocking", False))
+            if _is_cuda(src) and dst.device.type == "cpu" and non_blocking:
+                self.c.d2h_async += 1  # into pinned memory: no sync
+            elif _is_cuda(src) and dst.device.type == "cpu":
                 self.c.syncs.append("copy_to_cpu")
             elif src.device.type == "cpu" and _is_cuda(dst):
                 self.c.h2d += 1
