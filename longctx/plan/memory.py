@@ -215,6 +215,8 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
              "max(2·P_L, P_E" + (", root = embedding + head" if run.sharding == "fsdp" else "") + ")·a under ZeRO-3/FSDP"),
         Term("grads", grads_bytes(p, pl, pa, shard, opt_off), ("backward_end", "step"),
              ("P·4/S" if run.fp32_weights else "P·a/S") + " (P_L·a if offloaded)"),
+        Term("unsharded root grads", root * a if run.sharding == "fsdp" else 0.0, ("backward", "backward_end"),
+             "2·P_E·a: FSDP2 reduce-scatters the root unit (embedding + head) once its backward ends"),
         Term("autocast weight copies", pl * a if run.autocast else 0.0, ("forward", "backward", "backward_end"),
              "P_L·a (one layer's bf16 casts; autocast's cache is off)"),
         Term("optimizer states", (p * 2 * a / shard if not opt_off else 0.0) if run.master_weights == "none" and a < 4
