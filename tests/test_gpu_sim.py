@@ -72,11 +72,11 @@ def test_the_planner_predicts_the_traced_peak_of_a_one_gpu_step_within_10_percen
 
 def test_fsdp2_with_sequence_parallelism_computes_in_bf16_through_its_mixed_precision_policy():
     """FSDP2 x SP (8 fake ranks, zigzag): all-gathers cast the float32 weights to bf16, so every matmul
-    runs in bf16 without autocast; the step completes on the simulated device."""
+    runs in bf16 without autocast; the planner's peak for that rank is within 10 % of the traced one."""
     r = run_case("sim.cases:traced_peak", shape=SMALL, layers=2, seq_len=8192, sp=8, layout="zigzag", fsdp=True)
     dtypes = r["counters"]["matmul_dtypes"]
     assert dtypes.get("float32", 0) == 0 and dtypes["bfloat16"] > 0, dtypes
-    assert r["traced_gib"] > 0
+    assert abs(r["planned_gib"] - r["traced_gib"]) <= 0.10 * r["traced_gib"], r
 
 
 def test_checkpoint_offload_copies_on_a_side_stream_without_host_syncs():
