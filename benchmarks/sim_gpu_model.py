@@ -4,7 +4,7 @@
     python benchmarks/sim_gpu_model.py --seq-lens 32k,128k,512k --layers 4,8 --out rows.jsonl   # the docs table
 
 Each trace runs one real ``train_step`` (Llama-3-8B widths unless --small; gradient checkpointing, tiled
-MLP, the trainer's dtype policy) as rank 0 on fake CUDA tensors in a child process: MemTracker's peak
+MLP except under FSDP (which the trainer refuses), the trainer's dtype policy) as rank 0 on fake CUDA tensors in a child process: MemTracker's peak
 beside ``longctx plan``'s prediction (the phase sum, without the allocator margin and CUDA-context
 overhead). Tracing a full 32-layer model at 128K+ takes tens of minutes here, so the full-depth column
 is EXTRAPOLATED: every memory term is affine in the layer count, so two depths (``--layers 4,8``) give
@@ -50,7 +50,7 @@ def planned_full(run: str, seq_len: int, layers: int) -> float:
     cfg = RunConfig()
     cfg.parallel.sp_degree, cfg.parallel.layout, cfg.parallel.fsdp = kw.get("sp", 1), kw.get("layout", "varlen"), kw.get("fsdp", False)
     cfg.model.gradient_checkpointing, cfg.model.checkpoint_offload = True, kw.get("offload", False)
-    cfg.train.tiled_mlp, cfg.train.mlp_tiles = True, 0
+    cfg.train.tiled_mlp, cfg.train.mlp_tiles = not kw.get("fsdp", False), 0  # refused with FSDP
     run_shape = run_from_train_config(cfg, shape, seq_len, kw.get("sp", 1), "cuda", 80.0, layout=cfg.parallel.layout)
     return max(plan_run(shape, run_shape).phase_bytes.values()) / 2**30
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from longctx.checkpoint_files import check_model_weights
+from longctx.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights
 from longctx.errors import LongctxError
 
 GenerateFn = Callable[[str, int], str]
@@ -33,7 +33,7 @@ def load_model(path: str | Path, *, trust_remote_code: bool = False, dtype: str 
         raise LongctxError(f"--dtype: unknown {dtype!r}; choose auto, float32, bfloat16 or float16")
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **SAFE_LOAD_KWARGS
     )
     return model.to(device).eval(), tokenizer
 

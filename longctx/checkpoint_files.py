@@ -22,6 +22,13 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 """Weight files that only unpickling can read (which runs arbitrary code): never loaded."""
 _MAX_HEADER = 100 * 2**20  # the safetensors format's own limit on the JSON header
 
+SAFE_LOAD_KWARGS = {"use_safetensors": True, "use_kernels": False}
+"""Keyword arguments of every ``AutoModelForCausalLM.from_pretrained`` of ours: safetensors only, and no
+Hub kernels. transformers >= 5.2x turns ``use_kernels`` on whenever the ``kernels`` package is installed
+(5.17: off), and on CUDA ``model.train()`` then fetches remote kernel code (``kernels-community/rotary``):
+code we did not ask to run, and an error on a machine without network. Found by the CUDA simulator
+(tests/test_gpu_sim.py, the trainer step); both versions accept the keyword."""
+
 
 def check_safetensors(path: str | os.PathLike) -> dict:
     """The header of the safetensors file at ``path``; a bad file is ONE :class:`LongctxError` naming it.

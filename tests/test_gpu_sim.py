@@ -92,3 +92,22 @@ def test_checkpoint_offload_copies_on_a_side_stream_without_host_syncs():
     assert calls["wait_event"] >= 2  # in backward, on the GPU
     assert c["syncs"] == plain["syncs"], (plain, c)
     assert calls.get("stream_synchronize", 0) == 0
+
+
+def test_a_trainer_step_on_the_simulated_gpu_follows_the_dtype_policy_and_keeps_sp_in_recomputes():
+    """The real ``Trainer`` (its setup, plan check, model build, optimizer, one step) on CUDA with SP 2,
+    checkpointing and tiled MLP: float32 weights, bf16 autocast, every matmul bf16, the layout's attention
+    in forward and recompute. (It also caught transformers >= 5.2x fetching Hub kernels on ``.train()``.)"""
+    r = run_case("sim.cases:trainer_step", sp=2)
+    assert r["device"] == "cuda:0" and r["step"] == 1
+    assert r["autocast"] == "torch.bfloat16" and r["param_dtypes"] == ["torch.float32"]
+    assert set(r["counters"]["matmul_dtypes"]) == {"bfloat16"}
+    assert {label for label, _, _ in r["calls"]} == {"varlen ring"} and len(r["calls"]) == 4
+
+
+def test_a_trainer_step_with_fsdp2_computes_in_bf16_without_autocast():
+    """With ``parallel.fsdp`` the trainer's CUDA policy is FSDP2's MixedPrecisionPolicy (bf16 all-gathers of
+    float32 weights), not autocast: no autocast, every matmul still bf16."""
+    r = run_case("sim.cases:trainer_step", sp=2, fsdp=True, offload=True)
+    assert r["autocast"] == "None" and r["param_dtypes"] == ["torch.float32"]
+    assert set(r["counters"]["matmul_dtypes"]) == {"bfloat16"}

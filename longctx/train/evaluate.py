@@ -224,7 +224,9 @@ class TrainEval:
         """A resumed run without saved base values: measure the base checkpoint itself (loaded apart)."""
         from transformers import AutoModelForCausalLM
 
-        base = AutoModelForCausalLM.from_pretrained(self.model_dir, use_safetensors=True,
+        from longctx.checkpoint_files import SAFE_LOAD_KWARGS
+
+        base = AutoModelForCausalLM.from_pretrained(self.model_dir, **SAFE_LOAD_KWARGS,
                                                     attn_implementation=EVAL_PROMPT_ATTN).to(device)
         measured, _ = self.measure(base, synced=False)
         del base

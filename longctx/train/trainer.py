@@ -25,7 +25,7 @@ from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.distributed.layouts.choose import AUTO, resolve_layout
 from longctx.distributed.mesh import Groups, Mesh, build_groups, build_usp_groups, env_world
 from longctx.errors import LongctxError
-from longctx.checkpoint_files import check_model_weights, require_safetensors
+from longctx.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights, require_safetensors
 from longctx.io import atomic_write_text, check_out_vs_inputs
 from longctx.train import checkpoint as ckpt
 from longctx.train.config import RunConfig, config_changes, describe_changes, dump_yaml, validate
@@ -153,7 +153,7 @@ class Trainer:
             require_safetensors(c.model.path)
             check_model_weights(c.model.path)
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(c.model.path, dtype=dtype, use_safetensors=True,
+            self.model = AutoModelForCausalLM.from_pretrained(c.model.path, dtype=dtype, **SAFE_LOAD_KWARGS,
                                                               attn_implementation=self.attn_implementation())
         except OSError as err:
             raise LongctxError(f"{c.model.path}: model.path: cannot load ({str(err).splitlines()[0]})") from None

@@ -156,7 +156,8 @@ def _fake_model_from_shape(shape, layers: int, fake, attn: str):
 
 def traced_peak(preset: str = "llama-3-8b", layers: int = 2, seq_len: int = 4096, sp: int = 1, layout: str = "varlen",
                 fsdp: bool = False, tiled_mlp: bool = True, offload: bool = False, shape: dict | None = None) -> dict:
-    """MemTracker's peak of one trainer step (checkpointing on) vs the planner's prediction, same shape."""
+    """MemTracker's peak of one trainer step (checkpointing on) vs the planner's prediction, same shape.
+    (Tiled MLP is off under FSDP, as the trainer requires.)"""
     import dataclasses
 
     from torch.distributed._tools.mem_tracker import MemTracker
@@ -171,6 +172,7 @@ def traced_peak(preset: str = "llama-3-8b", layers: int = 2, seq_len: int = 4096
     from longctx.train.step import LMLoss, StepOptions, train_step
 
     world = sp
+    tiled_mlp = tiled_mlp and not fsdp  # the trainer refuses train.tiled_mlp with parallel.fsdp
     fake_world(world)
     mesh = Mesh.from_world(world, sp, 0)
     groups = build_groups(mesh)
@@ -213,3 +215,50 @@ def traced_peak(preset: str = "llama-3-8b", layers: int = 2, seq_len: int = 4096
     return {"traced_gib": peak / 2**30, "planned_gib": max(plan.phase_bytes.values()) / 2**30,
             "counters": counters.as_dict(), "traced_categories_gib": categories,
             "peak_phase": plan.peak_phase, "terms": {t.name: t.bytes / 2**30 for t in plan.breakdown}}
+
+
+def trainer_step(sp: int = 2, layout: str = "varlen", fsdp: bool = False, offload: bool = False) -> dict:
+    """One optimizer step of the real ``Trainer`` (setup_distributed, build_data, check_plan, build_model,
+    build_optimizer, train_one_step) as rank 0 of ``sp`` fake ranks on the simulated GPU: the trainer's own
+    wiring (device, dtype policy, checkpointing, tiled MLP, offload, FSDP2) on the CUDA path."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import transformers
+
+    import _train_ranks as tr
+    from longctx.tiny import make_tiny_checkpoint
+    from longctx.train.trainer import Trainer
+
+    tmp = Path(tempfile.mkdtemp())
+    model_dir = make_tiny_checkpoint(tmp / "model", "llama")
+    packs = tr.make_packs(tmp / "packs", tr.random_seqs(12, 12, 50, seed=1), 128)
+    os.environ.update(RANK="0", WORLD_SIZE=str(sp), LOCAL_RANK="0")
+    fake_world(sp)
+    cfg = tr.base_config(model_dir, packs, tmp / "out", **{
+        "parallel.sp_degree": sp, "parallel.layout": layout, "parallel.fsdp": str(fsdp).lower(),
+        "model.gradient_checkpointing": "true", "model.checkpoint_offload": str(offload).lower(),
+        "train.tiled_mlp": str(not fsdp).lower()})
+    fake = FakeTensorMode(allow_non_fake_inputs=True)
+    load = transformers.AutoModelForCausalLM.from_pretrained
+
+    def from_pretrained(*args, **kwargs):  # the real checkpoint, its tensors then moved to the fake device
+        model = to_fake_cuda(load(*args, **kwargs), fake)
+        model.to = lambda *a, **k: model  # already there (nn.Module._apply cannot swap fake parameters)
+        return model
+
+    transformers.AutoModelForCausalLM.from_pretrained = from_pretrained
+    log = _attention_log()
+    counters = Counters()
+    with simulate(fake, counters):
+        t = Trainer(cfg)
+        t.setup_distributed()
+        t.build_data()
+        t.check_plan()
+        t.build_model()
+        t.build_optimizer()
+        stats = t.train_one_step()
+    return {"device": str(t.device), "autocast": str(t.step_opts.autocast_dtype), "calls": log.calls,
+            "counters": counters.as_dict(), "step": t.step, "stats_keys": sorted(stats),
+            "param_dtypes": sorted({str(p.dtype) for p in t.model.parameters()})}
