@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 
 from longctx.errors import LongctxError
 from longctx.train.config import SECTIONS, RunConfig, dump_yaml, field_docs, load_config
@@ -32,7 +33,8 @@ def _keys_help() -> str:
         cls, name = key.split(".")
         if cls in names:
             dotted = f"{names[cls]}.{name}" if names[cls] else name
-            lines.append(f"  {dotted:<28} {doc[:110]}{'...' if len(doc) > 110 else ''}")
+            lines.append(textwrap.fill(doc, width=110, initial_indent=f"  {dotted:<28} ", subsequent_indent=" " * 31,
+                                       break_on_hyphens=False))  # whole: a cut description hides the rule
     return "config keys (YAML sections / --set names):\n" + "\n".join(lines)
 
 
