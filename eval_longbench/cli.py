@@ -227,6 +227,9 @@ def ppl_main(argv: list[str]) -> int:
     from eval_longbench.results import ResultStore
 
     lengths = parse_lengths(a.lengths)
+    if a.max_tokens is None and max(lengths) < 2:  # the span scored defaults to the largest length
+        raise LongctxError(f"--lengths: the largest length, {max(lengths)}, is below 2 (perplexity needs a token "
+                           "to score after the first)")
     need = max(lengths) if a.max_tokens is None else a.max_tokens
     text = builtin_text(need) if a.text == ["builtin"] else read_text_sources(a.text)
     out = Path(a.out)

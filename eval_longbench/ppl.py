@@ -99,8 +99,11 @@ def run_ppl(model, token_ids: Sequence[int], lengths: Sequence[int], store: Resu
     if model_id is not None:
         store.bind_model(model_name, model_id)
     need = max(lengths) if max_tokens is None else max_tokens
-    if need < 2 or chunk_size < 1:
-        raise LongctxError(f"--max-tokens {need} / --chunk-size {chunk_size}: need max_tokens >= 2 and chunk_size >= 1")
+    if need < 2:
+        what = f"--lengths: the largest length, {need}," if max_tokens is None else f"--max-tokens: {need}"
+        raise LongctxError(f"{what} is below 2 (perplexity needs a token to score after the first)")
+    if chunk_size < 1:
+        raise LongctxError(f"--chunk-size: must be at least 1, got {chunk_size}")
     if len(token_ids) < need:
         raise LongctxError(f"--text: has {len(token_ids)} tokens; lengths up to {max(lengths)} (or --max-tokens) need {need}")
     span = list(token_ids[:need])

@@ -75,22 +75,45 @@ def import_gguf(gguf_file: str | os.PathLike, out: str | os.PathLike, *, overwri
     from rope_scaling.checkpoint_config import read_rope_config
 
     folder, name = str(src.parent), src.name
-    try:
-        config = AutoConfig.from_pretrained(folder, gguf_file=name)
-    except Exception as err:  # transformers raises ValueError/KeyError/RuntimeError for unknown GGUF layouts
-        raise LongctxError(f"{src}: transformers cannot read this GGUF ({str(err).splitlines()[0][:200]})") from None
-    plain = {k: v for k, v in config.to_dict().items() if k != "quantization_config"}
-    read_rope_config(plain, src)  # refuses RoPE-less and unsupported architectures, naming the field
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    set_special_tokens(tokenizer, gguf_special_token_ids(src))
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(type(config).from_dict(plain), dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())  # strict: every tensor of the GGUF lands in the plain model
-    model.generation_config = loaded.generation_config
-    with atomic_dir(out, overwrite=overwrite, command="import-gguf") as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    with _stage_bar(src) as bar:  # each GGUF read parses the whole file (~10 s for SmolLM2): say which one runs
+        _stage(bar, "reading the config")
+        try:
+            config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        except Exception as err:  # transformers raises ValueError/KeyError/RuntimeError for unknown GGUF layouts
+            raise LongctxError(f"{src}: transformers cannot read this GGUF ({str(err).splitlines()[0][:200]})") from None
+        plain = {k: v for k, v in config.to_dict().items() if k != "quantization_config"}
+        read_rope_config(plain, src)  # refuses RoPE-less and unsupported architectures, naming the field
+        _stage(bar, "reading the tokenizer")
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        set_special_tokens(tokenizer, gguf_special_token_ids(src))
+        _stage(bar, "dequantizing the weights")
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(type(config).from_dict(plain), dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())  # strict: every tensor of the GGUF lands in the plain model
+        model.generation_config = loaded.generation_config
+        _stage(bar, "writing model.safetensors")
+        with atomic_dir(out, overwrite=overwrite, command="import-gguf") as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        _stage(bar, "done")
     return Path(out)
+
+
+IMPORT_STAGES = 4
+"""Config, tokenizer, weights, write: the stages of :func:`import_gguf`'s progress bar."""
+
+
+def _stage_bar(src: Path):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=IMPORT_STAGES, desc=f"import {src.name}", bar_format="{desc}: {n}/{total} stages{postfix} [{elapsed}]")
+
+
+def _stage(bar, what: str) -> None:
+    """Count the stage just finished (none before the first) and show the one starting now."""
+    if bar.postfix:
+        bar.update(1)
+    bar.set_postfix_str(what, refresh=True)
 
 
 SPECIAL_TOKEN_KEYS = {"bos": "tokenizer.ggml.bos_token_id", "eos": "tokenizer.ggml.eos_token_id",

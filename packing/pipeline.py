@@ -197,15 +197,15 @@ def tokenize_sources(sources: list[Path], tokenizer, cfg: PackConfig, tokenizer_
     ledger = Ledger()
     bad: Counter = Counter()
     metas = []
-    bar = tqdm(desc="tokenize", unit="rec", disable=not cfg.progress)
-    for src in sources:
-        meta = fingerprint(src) | {"records": 0}
-        for rec in read_records(src):
-            meta["records"] += 1
-            bar.update(1)
-            seqs.extend(record_sequences(rec.where, _tokenizer_of(rec, tokenizer, cfg, tokenizer_name), cfg, ledger, bad))
-        metas.append(meta)
-    bar.close()
+    with tqdm(desc="tokenize", unit="rec", disable=not cfg.progress) as bar:  # closed before an error prints
+        for src in sources:
+            meta = fingerprint(src) | {"records": 0}
+            for rec in read_records(src):
+                meta["records"] += 1
+                bar.update(1)
+                seqs.extend(record_sequences(rec.where, _tokenizer_of(rec, tokenizer, cfg, tokenizer_name), cfg, ledger,
+                                             bad))
+            metas.append(meta)
     return seqs, metas, ledger, bad
 
 

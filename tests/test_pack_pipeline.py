@@ -305,3 +305,24 @@ def test_out_of_range_pack_numbers_are_one_line_errors_naming_the_flag(field, va
     kwargs = {"pack_length": 64, field: value}
     with pytest.raises(LongctxError, match=rf"^{flag}: must be"):
         PackConfig(**kwargs)
+
+
+def test_an_error_prints_on_its_own_line_after_the_progress_bar(tmp_path, capsys):
+    """`longctx pack` with progress bars on: the bar is closed (its line ended) before the error prints."""
+    from longctx.cli import main
+
+    byte_tokenizer().save_pretrained(tmp_path / "tok")
+    src = _jsonl(tmp_path / "d.jsonl", _records(), extra_lines=["{oops"])
+    assert main(["pack", str(src), "--tokenizer", str(tmp_path / "tok"), "--pack-length", str(P),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "tokenize" in err  # the bar was drawn
+    assert any(line.startswith("longctx pack: error: ") for line in err.splitlines()), err
+
+
+def test_the_report_separates_the_dropped_tokens_label_from_its_reasons(tok, tmp_path):
+    from packing.report import format_report
+
+    recs = _records(5) + [{"messages": [{"role": "user", "content": "p" * 300}, {"role": "assistant", "content": "y"}]}]
+    manifest = _pack(tok, [_jsonl(tmp_path / "d.jsonl", recs)], tmp_path / "out", overlong="truncate").manifest
+    assert f"\ndropped tokens chunk without targets={P:,}, " in format_report(manifest)

@@ -78,6 +78,16 @@ def test_every_config_file_parses_against_the_dataclasses():
         assert isinstance(load_config(f), RunConfig), f
 
 
+def test_train_help_shows_every_config_key_description_whole():
+    """`longctx train --help` wraps long key descriptions instead of cutting them with "..."."""
+    from longctx.train.cli import build_parser
+    from longctx.train.config import field_docs
+
+    flat = " ".join(build_parser().format_help().split())
+    for key, doc in field_docs().items():
+        assert doc in flat, key
+
+
 # ---------------------------------------------------------------- mesh
 def test_mesh_groups_partition_the_world():
     """Every rank is in exactly one SP group and one DP group; SP groups are contiguous ranks."""

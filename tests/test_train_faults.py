@@ -245,3 +245,37 @@ def test_export_false_does_not_print_model_exported(tiny_llama, packs, tmp_path,
     assert main([a for s in sets for a in ("--set", s)]) == 0
     out = capsys.readouterr().out
     assert "model exported" not in out and "checkpoint.export is false" in out
+
+
+def test_a_collective_that_fails_under_torchrun_ends_the_rank_with_one_line_naming_it(monkeypatch, capsys):
+    """A lost peer (gloo's timeout here) prints `rank N: lost contact ...` once, not a traceback per rank."""
+    from longctx.cli import main
+    from longctx.train import cli as train_cli
+
+    def lost_peer(cfg):
+        raise RuntimeError("[/x/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting "
+                           "30000ms for recv operation to complete\nmore detail")
+
+    monkeypatch.setattr(train_cli, "run_training", lost_peer)
+    monkeypatch.setenv("RANK", "3")
+    assert main(["train"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("longctx train: error: rank 3: lost contact with another rank ([/x/third_party/gloo/")
+
+
+def test_a_runtime_error_that_is_not_a_failed_collective_keeps_its_traceback(monkeypatch):
+    from longctx.cli import main
+    from longctx.train import cli as train_cli
+
+    def bug(cfg):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(train_cli, "run_training", bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main(["train"])
+
+
+def test_a_negative_parallel_timeout_is_refused_naming_the_key():
+    with pytest.raises(LongctxError, match="parallel.timeout_s"):
+        load_config(None, ["parallel.timeout_s=-1"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import random
 import re
@@ -93,11 +94,12 @@ def latest_checkpoint(root: str | Path) -> Path | None:
 def remove_partial_saves(root: str | Path, name: str = r"step-\d{8}") -> list[Path]:
     """Delete the temporary directories that killed saves of ``name`` (a regex) left in ``root``.
 
-    ``atomic_dir`` writes ``.NAME.XXXX.tmp`` and moves a replaced output to ``.NAME.old-PID``; a SIGKILL
-    mid-save leaves them behind. Returns what was removed.
+    ``atomic_dir`` writes ``.NAME.XXXX.tmp`` and moves a replaced output to ``.NAME.old-PID``, and
+    :func:`prune_checkpoints` moves an old checkpoint to ``.deleting-NAME-PID`` before deleting it; a
+    SIGKILL mid-save or mid-delete leaves them behind. Returns what was removed.
     """
     root = Path(root)
-    pattern = re.compile(rf"^\.{name}\.(.+\.tmp|old-\d+)$")
+    pattern = re.compile(rf"^\.({name}\.(.+\.tmp|old-\d+)|deleting-{name}-\d+)$")
     gone = [p for p in root.iterdir() if p.is_dir() and pattern.match(p.name)] if root.is_dir() else []
     for p in gone:
         shutil.rmtree(p, ignore_errors=True)
@@ -203,11 +205,28 @@ def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimiz
         # (a full disk or read-only location: atomic_dir removed the temporary and raised one line)
         # keep the newest keep_last up to this step; newer ones (left by a run resumed from an older
         # checkpoint) are overwritten when the run gets there
-        for _, old in [c for c in list_checkpoints(root) if c[0] <= step][:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+        prune_checkpoints(root, step, keep_last)
     if dist.is_initialized():
         dist.barrier()
     return final if rank == 0 else None
+
+
+def prune_checkpoints(root: str | Path, step: int, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints up to ``step`` (newer ones, left by a run
+    resumed from an older checkpoint, are overwritten when the run gets there).
+
+    Each is first renamed to ``.deleting-step-N-PID``, then deleted: a kill mid-delete leaves a hidden
+    directory (removed by :func:`remove_partial_saves` at the next save or start), never a half-deleted
+    ``step-*`` directory that resume or ``ls`` would take for a checkpoint.
+    """
+    remove_partial_saves(root)  # what an earlier killed delete left
+    for _, old in [c for c in list_checkpoints(root) if c[0] <= step][:-keep_last]:
+        aside = old.with_name(f".deleting-{old.name}-{os.getpid()}")
+        try:
+            os.rename(old, aside)
+        except OSError:
+            continue  # cannot move it: leave the complete old checkpoint as it is
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,

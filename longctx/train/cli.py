@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 
 from longctx.errors import LongctxError
 from longctx.train.config import SECTIONS, RunConfig, dump_yaml, field_docs, load_config
@@ -32,7 +33,8 @@ def _keys_help() -> str:
         cls, name = key.split(".")
         if cls in names:
             dotted = f"{names[cls]}.{name}" if names[cls] else name
-            lines.append(f"  {dotted:<28} {doc[:110]}{'...' if len(doc) > 110 else ''}")
+            lines.append(textwrap.fill(doc, width=110, initial_indent=f"  {dotted:<28} ", subsequent_indent=" " * 31,
+                                       break_on_hyphens=False))  # whole: a cut description hides the rule
     return "config keys (YAML sections / --set names):\n" + "\n".join(lines)
 
 
@@ -56,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run_this_rank(cfg: RunConfig) -> dict:
+    """Train this process's rank; a collective that fails (another rank or node died, or
+    ``parallel.timeout_s`` passed) ends it with one line instead of a traceback per rank."""
+    import torch.distributed as dist
+
+    try:
+        return run_training(cfg)
+    except RuntimeError as err:  # NCCL raises DistError; gloo a plain RuntimeError naming its source file
+        if not (isinstance(err, dist.DistError) or "/gloo/" in str(err)):
+            raise
+        rank = os.environ.get("RANK", "0")
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise LongctxError(f"rank {rank}: lost contact with another rank ({first}); rerun the same command on "
+                           "every node to resume from the last checkpoint") from None
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, args.overrides)
@@ -69,7 +87,7 @@ def main(argv: list[str]) -> int:
             raise LongctxError("--nproc: already running under a launcher (WORLD_SIZE is set); drop --nproc")
         summary = launch_local(cfg, args.nproc)[0]
     else:
-        summary = run_training(cfg)
+        summary = _run_this_rank(cfg)
     if summary["status"] == "interrupted":
         print(f"longctx train: stopped by a signal after step {summary['step']}; checkpoint saved in "
               f"{summary['out']}/checkpoints (rerun the same command to resume)", file=sys.stderr)

@@ -75,6 +75,9 @@ class ParallelConfig:
     ulysses_degree: int = 0
     """layout usp only: ranks per Ulysses (all-to-all) group, dividing sp_degree and the attention heads;
     the ring degree is sp_degree / ulysses_degree. 0 = gcd(sp_degree, KV heads)."""
+    timeout_s: int = 0
+    """Seconds a collective waits for the other ranks before failing (the process group's timeout): a lost
+    node then ends the run with an error instead of a hang. 0 = PyTorch's default (10 min NCCL, 30 min gloo)."""
     fsdp: bool = False
     """Shard parameters, gradients and AdamW states over all ranks with FSDP2 (torch fully_shard, the engine
     behind accelerate's FSDP2 plugin); tested on CPU/gloo, unverified on CUDA."""
@@ -368,7 +371,8 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
                             ("train.mlp_tiles", c.train.mlp_tiles, 0), ("checkpoint.keep_last", c.checkpoint.keep_last, 1),
                             ("checkpoint.every", c.checkpoint.every, 0), ("optim.warmup_steps", c.optim.warmup_steps, 0),
                             ("data.batch_tokens", c.data.batch_tokens, 0), ("log.every", c.log.every, 1),
-                            ("parallel.ulysses_degree", c.parallel.ulysses_degree, 0)]:
+                            ("parallel.ulysses_degree", c.parallel.ulysses_degree, 0),
+                            ("parallel.timeout_s", c.parallel.timeout_s, 0)]:
         if value < lo:
             raise bad(name, f"must be >= {lo}, got {value}")
     for name, value in _float_fields(c):
@@ -455,6 +459,7 @@ RESUME_NEUTRAL_KEYS = frozenset({
     "checkpoint.out", "checkpoint.every", "checkpoint.keep_last", "checkpoint.resume", "checkpoint.export",
     "checkpoint.allow_config_change", "force", "plan_gpu_mem_gib", "model.gradient_checkpointing",
     "model.checkpoint_offload", "train.tiled_mlp", "train.mlp_tiles", "train.loss_chunk",
+    "parallel.timeout_s",
 } | {f"eval.{f.name}" for f in dataclasses.fields(EvalConfig)})
 """Keys a resume may change freely: they decide what is logged, how often checkpoints are written, or
 how memory is traded for time, never the weights (gradient checkpointing, its offload and the tiled MLP

@@ -15,6 +15,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,11 @@ class Trainer:
         else:
             self.device = torch.device("cpu")
         if world > 1 and not dist.is_initialized():
+            timeout = {"timeout": timedelta(seconds=self.cfg.parallel.timeout_s)} if self.cfg.parallel.timeout_s else {}
             if self.device.type == "cuda":
-                dist.init_process_group("nccl", device_id=self.device)
+                dist.init_process_group("nccl", device_id=self.device, **timeout)
             else:
-                dist.init_process_group("gloo")
+                dist.init_process_group("gloo", **timeout)
         if dist.is_initialized():
             rank, world = dist.get_rank(), dist.get_world_size()
         validate(self.cfg, world_size=world)
