@@ -72,6 +72,18 @@ def check_out_vs_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLi
             raise LongctxError(f"{flag} {out}: {how} the input {inp}; write the output to a folder of its own")
 
 
+def check_can_create(out: str | os.PathLike, *, flag: str = "--out") -> None:
+    """Refuse up front an output whose nearest existing folder cannot take it (a file on the way, a
+    read-only location), so that the error comes before the work, not at the first save."""
+    at = Path(out).absolute()
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    if not at.is_dir():
+        raise LongctxError(f"{flag} {out}: cannot write: {at} is a file, not a folder")
+    if not os.access(at, os.W_OK | os.X_OK):
+        raise LongctxError(f"{flag} {out}: cannot write: {at} is not writable")
+
+
 def is_our_output(path: str | os.PathLike, legacy: Iterable[str] = ()) -> bool:
     """Whether the directory ``path`` was written by longctx: it holds :data:`OUTPUT_MARKER`, or
     (outputs written before the marker existed) every file named in ``legacy``."""

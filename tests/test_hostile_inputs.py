@@ -1,0 +1,53 @@
+"""Issue #26: what a hostile user trips on. Each bad input is ONE stderr line and exit status 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from longctx.cli import main
+
+
+def _refused(capsys, *argv: str) -> str:
+    """Run ``longctx *argv``; assert exit status 2 and one stderr line; return that line."""
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_pack_of_a_missing_file_is_one_line_naming_it(tiny_llama, tmp_path, capsys):
+    err = _refused(capsys, "pack", tmp_path / "missing.jsonl", "--tokenizer", tiny_llama, "--pack-length", 128,
+                   "--out", tmp_path / "p", "--no-progress")
+    assert err == f"longctx pack: error: {tmp_path / 'missing.jsonl'}: no such file"
+    assert not (tmp_path / "p").exists()
+
+
+def _train(capsys, model, packs, out) -> str:
+    return _refused(capsys, "train", "--set", f"model.path={model}", "--set", f"data.path={packs}",
+                    "--set", f"checkpoint.out={out}", "--set", "train.steps=1")
+
+
+def test_train_on_a_model_folder_without_config_json_names_the_missing_file(tiny_llama, packs, tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes((tiny_llama / "model.safetensors").read_bytes())
+    err = _train(capsys, model, packs, tmp_path / "run")
+    assert f"{model / 'config.json'}: missing" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_on_a_config_json_without_model_type_names_the_key(tiny_llama, packs, tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 64}')
+    err = _train(capsys, model, packs, tmp_path / "run")
+    assert f"{model / 'config.json'}: model_type: missing" in err
+
+
+def test_train_with_checkpoint_out_under_a_file_is_refused_before_training(tiny_llama, packs, tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    err = _train(capsys, tiny_llama, packs, blocker / "run")
+    assert f"checkpoint.out: {blocker / 'run'}: cannot write: {blocker} is a file" in err
