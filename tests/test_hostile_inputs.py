@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from longctx.cli import main
@@ -51,3 +53,25 @@ def test_train_with_checkpoint_out_under_a_file_is_refused_before_training(tiny_
     blocker.write_text("")
     err = _train(capsys, tiny_llama, packs, blocker / "run")
     assert f"checkpoint.out: {blocker / 'run'}: cannot write: {blocker} is a file" in err
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("num_attention_heads", 0, "num_attention_heads: must be an integer >= 1, got 0"),
+    ("hidden_size", -64, "hidden_size: must be an integer >= 1, got -64"),
+    ("num_key_value_heads", 3, "num_key_value_heads: 3 does not divide num_attention_heads 4"),
+    ("num_attention_heads", 6, "num_attention_heads: 6 does not divide hidden_size 64 (and no head_dim is given)"),
+])
+def test_plan_on_an_impossible_model_shape_names_the_config_key(tiny_llama, tmp_path, capsys, key, value, message):
+    conf = json.loads((tiny_llama / "config.json").read_text())
+    conf.pop("head_dim", None)
+    conf.update({"hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, key: value})
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(conf))
+    err = _refused(capsys, "plan", "--model", path, "--seq-len", 1024)
+    assert err == f"longctx plan: error: {path}: {message}"
+
+
+def test_plan_of_a_layout_the_trainer_refuses_is_an_error_not_a_fit(capsys):
+    err = _refused(capsys, "plan", "--model", "llama-3-8b", "--seq-len", 3072, "--gpus", 3, "--sp", 3,
+                   "--layout", "ulysses")
+    assert err.startswith("longctx plan: error: --layout: ulysses: sp (3) must divide the 32 attention heads")
