@@ -11,6 +11,7 @@ import gc
 import os
 from pathlib import Path
 
+from eval_longbench.chat_client import raise_failures
 from eval_longbench.flags import check_device, check_int, check_seconds  # noqa: F401  (cli.check_* are used by tests)
 from eval_longbench.model_source import add_local_model_args as _model_flags, model_names  # noqa: F401
 from longctx.errors import LongctxError
@@ -317,6 +318,8 @@ def longbench_chat_main(argv: list[str]) -> int:
     for f in rep["failures"]:
         print(f"  idx {f['idx']}: {f['error']}")
     print(f"wrote {out / 'report.json'}")
+    if judge is not None:  # --generate-only rates nothing: no rating is then no failure
+        raise_failures(rep["failures"], "idx", rep["cases"])
     return 0
 
 
@@ -398,6 +401,7 @@ def longbench_v2_main(argv: list[str]) -> int:
     for f in rep["failures"]:
         print(f"  {f['_id']}: {f['error']}")
     print(f"wrote {out / 'report.json'}")
+    raise_failures(rep["failures"], "_id", rep["records"])
     return 0
 
 

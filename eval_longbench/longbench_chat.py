@@ -24,14 +24,40 @@ from longctx.io import read_json
 CASE_FIELDS = {"idx": int, "prompt": str, "query": str, "answer": str}
 
 
-def read_json_or_jsonl(path: Path) -> list[tuple[int, object]]:
-    """``[(record number, record)]`` of a JSON list (1-based position) or a JSONL file (line number)."""
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file is one line naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise LongctxError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise LongctxError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                           "save the file as UTF-8") from None
+    except OSError as e:
+        raise LongctxError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _refuse_wrapped_list(path: Path, text: str) -> None:
+    """Refuse a whole-file JSON object holding the records under a key (``{"data": [...]}``): read as
+    JSON lines it would be one record missing every field, which says nothing about the real mistake."""
+    if not text.lstrip().startswith("{"):
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return  # JSON lines (or broken JSON: reported line by line)
+    lists = [k for k, v in data.items() if isinstance(v, list)]
+    if lists:
+        raise LongctxError(f"{path}: a JSON object with key {lists[0]!r} (a list of {len(data[lists[0]])}); "
+                           "expected a JSON list of records or JSON lines (one record per line)")
+
+
+def read_json_or_jsonl(path: Path) -> list[tuple[int, object]]:
+    """``[(record number, record)]`` of a JSON list (1-based position) or a JSONL file (line number)."""
+    text = _read_text(path)
     if not text.strip():
         raise LongctxError(f"{path}: file is empty")
+    _refuse_wrapped_list(path, text)
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
