@@ -19,22 +19,9 @@ from eval_longbench.judge import build_judge_prompt, rate_many
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from longctx.errors import LongctxError, where
-from longctx.io import read_json
+from longctx.io import read_json, read_text
 
 CASE_FIELDS = {"idx": int, "prompt": str, "query": str, "answer": str}
-
-
-def _read_text(path: Path) -> str:
-    """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file is one line naming it."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LongctxError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise LongctxError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-                           "save the file as UTF-8") from None
-    except OSError as e:
-        raise LongctxError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def _refuse_wrapped_list(path: Path, text: str) -> None:
@@ -54,7 +41,7 @@ def _refuse_wrapped_list(path: Path, text: str) -> None:
 
 def read_json_or_jsonl(path: Path) -> list[tuple[int, object]]:
     """``[(record number, record)]`` of a JSON list (1-based position) or a JSONL file (line number)."""
-    text = _read_text(path)
+    text = read_text(path, what="a JSON list or JSON lines file")
     if not text.strip():
         raise LongctxError(f"{path}: file is empty")
     _refuse_wrapped_list(path, text)

@@ -75,3 +75,16 @@ def test_plan_of_a_layout_the_trainer_refuses_is_an_error_not_a_fit(capsys):
     err = _refused(capsys, "plan", "--model", "llama-3-8b", "--seq-len", 3072, "--gpus", 3, "--sp", 3,
                    "--layout", "ulysses")
     assert err.startswith("longctx plan: error: --layout: ulysses: sp (3) must divide the 32 attention heads")
+
+
+def test_recipe_run_on_a_binary_file_says_it_is_not_utf8_text(tmp_path, capsys):
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(b"\x9d\x00\xff binary")
+    err = _refused(capsys, "recipe", "run", path)
+    assert err == (f"longctx recipe: error: {path}: not UTF-8 text (byte 0x9d at offset 0); "
+                   "expected a YAML file in UTF-8")
+
+
+def test_recipe_run_on_a_directory_says_it_is_a_directory(tmp_path, capsys):
+    err = _refused(capsys, "recipe", "run", tmp_path)
+    assert err == f"longctx recipe: error: {tmp_path}: a directory; expected a YAML file"
