@@ -491,7 +491,7 @@ def ruler_main(argv: list[str]) -> int:
     from eval_longbench.ruler.qa import load_qa
     from eval_longbench.ruler.registry import select_tasks
     from eval_longbench.ruler.report import evaluate_model, parse_threshold, write_reports
-    from eval_longbench.ruler.runner import RulerConfig, comparison_table, markdown_table
+    from eval_longbench.ruler.runner import RulerConfig, check_lengths, comparison_table, markdown_table
 
     threshold = parse_threshold(a.threshold)
     qa_files = {fmt: f for fmt, f in (("squad", a.squad_file), ("hotpotqa", a.hotpotqa_file)) if f}
@@ -500,6 +500,8 @@ def ruler_main(argv: list[str]) -> int:
     essay = split_sentences(read_text_sources(a.haystack)) if a.haystack else None
     meta = {**cfg.meta(), "chat": a.chat, "haystack_sha256": text_fingerprint("\n".join(essay) if essay else None),
             **{f"{fmt}_sha256": text_fingerprint(Path(f).read_text(encoding="utf-8")) for fmt, f in qa_files.items()}}
+    for src in sources:  # before anything is generated or written
+        check_lengths(cfg.lengths, src.window(), threshold, src.name)
     store = ResultStore(Path(a.out) / "results.json", meta, overwrite=a.overwrite)
     summaries = {}
     bind_sources(store, sources)

@@ -88,3 +88,29 @@ def test_recipe_run_on_a_binary_file_says_it_is_not_utf8_text(tmp_path, capsys):
 def test_recipe_run_on_a_directory_says_it_is_a_directory(tmp_path, capsys):
     err = _refused(capsys, "recipe", "run", tmp_path)
     assert err == f"longctx recipe: error: {tmp_path}: a directory; expected a YAML file"
+
+
+def _ruler(tiny_llama, out, *flags) -> list:
+    return ["ruler", tiny_llama, "--out", out, "--tasks", "niah_single_1", "--samples", 1, *flags]
+
+
+def test_ruler_refuses_a_length_far_beyond_the_models_window_before_generating(tiny_llama, tmp_path, capsys, monkeypatch):
+    import eval_longbench.ruler.report as report
+
+    monkeypatch.setattr(report, "run_ruler", lambda *a, **k: pytest.fail("generated for a refused run"))
+    err = _refused(capsys, *_ruler(tiny_llama, tmp_path / "o", "--lengths", 100000000))
+    assert err == ("longctx ruler: error: --lengths: 100000000 is above the 16777216 tokens ruler builds")
+    err = _refused(capsys, *_ruler(tiny_llama, tmp_path / "o", "--lengths", "256,9000"))
+    assert err == ("longctx ruler: error: --lengths: 9000 is over 32 x the trained window of tiny-llama "
+                   "(256, max_position_embeddings): at most 8192")
+    assert not (tmp_path / "o").exists()
+
+
+def test_ruler_threshold_base_without_the_window_among_the_lengths_is_refused_leaving_no_results(
+        tiny_llama, tmp_path, capsys, monkeypatch):
+    import eval_longbench.ruler.report as report
+
+    monkeypatch.setattr(report, "run_ruler", lambda *a, **k: pytest.fail("generated for a refused run"))
+    err = _refused(capsys, *_ruler(tiny_llama, tmp_path / "o", "--lengths", "128", "--threshold", "base"))
+    assert err == "longctx ruler: error: --threshold base: the model's window 256 must be one of --lengths (have 128)"
+    assert not (tmp_path / "o" / "results.json").exists()
