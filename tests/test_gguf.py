@@ -111,3 +111,19 @@ def test_an_architecture_without_rope_is_refused_before_loading_weights(tmp_path
 def test_a_missing_gguf_file_is_one_line(tmp_path):
     with pytest.raises(LongctxError, match=r"nope\.gguf: no such GGUF file"):
         import_gguf(tmp_path / "nope.gguf", tmp_path / "out")
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_output_folder_longctx_did_not_write_is_refused_before_reading_the_gguf(tmp_path, monkeypatch, overwrite):
+    """The user's folder is refused at once (with or without --overwrite), not after minutes of dequantizing."""
+    import transformers
+
+    src = tmp_path / "m.gguf"
+    src.write_bytes(b"GGUF")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: pytest.fail("read the GGUF for a refused output")))
+    with pytest.raises(LongctxError, match="already exists" if not overwrite else "not a folder written by longctx"):
+        import_gguf(src, tmp_path / "mine", overwrite=overwrite)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
