@@ -104,6 +104,19 @@ class GenerationFailed(LongctxError):
     long) or transient failures on every try. The case fails; the run may go on."""
 
 
+def raise_failures(failures: list[dict], key: str, total: int) -> None:
+    """One rule for every evaluator: a request with no reply after its retries makes the run exit 2.
+
+    needle and ruler stop at the first :class:`GenerationFailed`; the per-record evaluators
+    (LongBench v2, LongBench-Chat) save every answer and report first, then call this: the same
+    error, naming how many failed and the first one (a rerun retries only those).
+    """
+    if failures:
+        first = failures[0]
+        raise GenerationFailed(f"{len(failures)} of {total} requests got no reply ({key} {first[key]}: "
+                               f"{first['error']}); the others are saved, rerun to retry these")
+
+
 class _Unreachable(TransientError):
     pass
 

@@ -11,6 +11,7 @@ import gc
 import os
 from pathlib import Path
 
+from eval_longbench.chat_client import raise_failures
 from eval_longbench.flags import check_device, check_int, check_seconds  # noqa: F401  (cli.check_* are used by tests)
 from eval_longbench.model_source import add_local_model_args as _model_flags, model_names  # noqa: F401
 from longctx.errors import LongctxError
@@ -320,6 +321,8 @@ def longbench_chat_main(argv: list[str]) -> int:
     for f in rep["failures"]:
         print(f"  idx {f['idx']}: {f['error']}")
     print(f"wrote {out / 'report.json'}")
+    if judge is not None:  # --generate-only rates nothing: no rating is then no failure
+        raise_failures(rep["failures"], "idx", rep["cases"])
     return 0
 
 
@@ -401,6 +404,7 @@ def longbench_v2_main(argv: list[str]) -> int:
     for f in rep["failures"]:
         print(f"  {f['_id']}: {f['error']}")
     print(f"wrote {out / 'report.json'}")
+    raise_failures(rep["failures"], "_id", rep["records"])
     return 0
 
 
@@ -490,7 +494,7 @@ def ruler_main(argv: list[str]) -> int:
     from eval_longbench.ruler.qa import load_qa
     from eval_longbench.ruler.registry import select_tasks
     from eval_longbench.ruler.report import evaluate_model, parse_threshold, write_reports
-    from eval_longbench.ruler.runner import RulerConfig, comparison_table, markdown_table
+    from eval_longbench.ruler.runner import RulerConfig, check_lengths, comparison_table, markdown_table
 
     threshold = parse_threshold(a.threshold)
     qa_files = {fmt: f for fmt, f in (("squad", a.squad_file), ("hotpotqa", a.hotpotqa_file)) if f}
@@ -499,6 +503,8 @@ def ruler_main(argv: list[str]) -> int:
     essay = split_sentences(read_text_sources(a.haystack)) if a.haystack else None
     meta = {**cfg.meta(), "chat": a.chat, "haystack_sha256": text_fingerprint("\n".join(essay) if essay else None),
             **{f"{fmt}_sha256": text_fingerprint(Path(f).read_text(encoding="utf-8")) for fmt, f in qa_files.items()}}
+    for src in sources:  # before anything is generated or written
+        check_lengths(cfg.lengths, src.window(), threshold, src.name)
     store = ResultStore(Path(a.out) / "results.json", meta, overwrite=a.overwrite)
     summaries = {}
     bind_sources(store, sources)

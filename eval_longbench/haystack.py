@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from longctx.errors import LongctxError
+from longctx.io import read_text
 
 # RULER-style noise: short, true, boring sentences; shuffled with the seed so the haystack is not
 # one period repeated (the model must find the needle, not a break in the rhythm).
@@ -89,6 +90,18 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SPLIT.split(" ".join(text.split())) if s.strip()]
 
 
+def _haystack_text(path: Path) -> str:
+    """The UTF-8 text of one haystack file, refusing NUL characters: they are not text (a UTF-16 or
+    binary file read as UTF-8), tokenizers drop or merge them, and then a needle asked at 50 % lands at
+    another depth (or at 0 when the whole haystack decodes to nothing), silently."""
+    text = read_text(path, what="a UTF-8 text file")
+    nul = text.find("\0")
+    if nul >= 0:
+        raise LongctxError(f"{path}: holds NUL characters (the first at offset {nul}): not plain text "
+                           "(a UTF-16 or binary file?); save it as UTF-8 text")
+    return text
+
+
 def read_text_sources(paths: Sequence[str | Path]) -> str:
     """Concatenate UTF-8 text files; a directory contributes its ``*.txt`` files in sorted order."""
     files: list[Path] = []
@@ -102,12 +115,7 @@ def read_text_sources(paths: Sequence[str | Path]) -> str:
             files.append(p)
         else:
             raise LongctxError(f"{p}: no such file or directory")
-    parts = []
-    for f in files:
-        try:
-            parts.append(f.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise LongctxError(f"{f}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    parts = [_haystack_text(f) for f in files]
     text = "\n\n".join(t.strip() for t in parts if t.strip())
     if not text:
         raise LongctxError(f"{', '.join(map(str, files))}: text is empty")

@@ -19,19 +19,32 @@ from eval_longbench.judge import build_judge_prompt, rate_many
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from longctx.errors import LongctxError, where
-from longctx.io import read_json
+from longctx.io import read_json, read_text
 
 CASE_FIELDS = {"idx": int, "prompt": str, "query": str, "answer": str}
 
 
+def _refuse_wrapped_list(path: Path, text: str) -> None:
+    """Refuse a whole-file JSON object holding the records under a key (``{"data": [...]}``): read as
+    JSON lines it would be one record missing every field, which says nothing about the real mistake."""
+    if not text.lstrip().startswith("{"):
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return  # JSON lines (or broken JSON: reported line by line)
+    lists = [k for k, v in data.items() if isinstance(v, list)]
+    if lists:
+        raise LongctxError(f"{path}: a JSON object with key {lists[0]!r} (a list of {len(data[lists[0]])}); "
+                           "expected a JSON list of records or JSON lines (one record per line)")
+
+
 def read_json_or_jsonl(path: Path) -> list[tuple[int, object]]:
     """``[(record number, record)]`` of a JSON list (1-based position) or a JSONL file (line number)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LongctxError(f"{path}: no such file") from None
+    text = read_text(path, what="a JSON list or JSON lines file")
     if not text.strip():
         raise LongctxError(f"{path}: file is empty")
+    _refuse_wrapped_list(path, text)
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)

@@ -103,6 +103,8 @@ def load_records(path: str | Path) -> list[dict]:
         for name, allowed in ALLOWED.items():
             if rec[name] not in allowed:
                 raise LongctxError(f"{where(path, n, name)}: {rec[name]!r} is not one of {', '.join(allowed)}")
+        if not rec["context"].strip():
+            raise LongctxError(f"{where(path, n, 'context')}: empty; the question would be answered without its document")
 
     return read_records(path, dict.fromkeys(FIELDS, str), "_id", check=official_values)
 

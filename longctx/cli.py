@@ -9,6 +9,7 @@ Every subcommand function has the signature ``main(argv: list[str]) -> int`` and
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 
@@ -59,6 +60,18 @@ def resolve(name: str):
     return getattr(importlib.import_module(module_name), func_name)
 
 
+def _reader_left() -> int:
+    """The reader of our stdout closed it (``longctx plan --json | head``): stop quietly, with the
+    status a shell gives a process killed by SIGPIPE. Python's docs (signal module, "Note on SIGPIPE"):
+    point stdout at devnull, so the flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is no file (replaced by a test harness)
+        pass
+    return 128 + 13  # 128 + SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -74,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"longctx: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     try:
-        return int(resolve(name)(rest) or 0)
+        status = int(resolve(name)(rest) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader that left (`| head`) is then caught below
+        return status
+    except BrokenPipeError:
+        return _reader_left()
     except LongctxError as err:
         print(f"longctx {name}: error: {err}", file=sys.stderr)
         return 2

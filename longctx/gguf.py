@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from longctx.errors import LongctxError
-from longctx.io import atomic_dir, check_out_vs_inputs
+from longctx.io import atomic_dir, check_can_write, check_out_vs_inputs
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ def import_gguf(gguf_file: str | os.PathLike, out: str | os.PathLike, *, overwri
     if not src.is_file():
         raise LongctxError(f"{src}: no such GGUF file")
     check_out_vs_inputs(out, [src])
+    check_can_write(out, overwrite)  # up front: before minutes of dequantizing
     if importlib.util.find_spec("gguf") is None:
         raise LongctxError("reading GGUF needs the gguf package: pip install 'longctx-align[gguf]' (or pip install gguf)")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

@@ -72,6 +72,18 @@ def check_out_vs_inputs(out: str | os.PathLike, inputs: Iterable[str | os.PathLi
             raise LongctxError(f"{flag} {out}: {how} the input {inp}; write the output to a folder of its own")
 
 
+def check_can_create(out: str | os.PathLike, *, flag: str = "--out") -> None:
+    """Refuse up front an output whose nearest existing folder cannot take it (a file on the way, a
+    read-only location), so that the error comes before the work, not at the first save."""
+    at = Path(out).absolute()
+    while not at.exists() and at != at.parent:
+        at = at.parent
+    if not at.is_dir():
+        raise LongctxError(f"{flag} {out}: cannot write: {at} is a file, not a folder")
+    if not os.access(at, os.W_OK | os.X_OK):
+        raise LongctxError(f"{flag} {out}: cannot write: {at} is not writable")
+
+
 def is_our_output(path: str | os.PathLike, legacy: Iterable[str] = ()) -> bool:
     """Whether the directory ``path`` was written by longctx: it holds :data:`OUTPUT_MARKER`, or
     (outputs written before the marker existed) every file named in ``legacy``."""
@@ -177,6 +189,22 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = False, *, command: st
         shutil.rmtree(old, ignore_errors=True)
 
 
+def read_text(path: str | os.PathLike, *, missing: str = "no such file", what: str = "a text file") -> str:
+    """The UTF-8 text of a user's file; missing, a directory, unreadable or not UTF-8 (a binary or
+    Latin-1 file) is ONE :class:`LongctxError` naming the file and saying what was ``what`` expected."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LongctxError(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise LongctxError(f"{path}: a directory; expected {what}") from None
+    except UnicodeDecodeError as err:
+        raise LongctxError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+                           f"expected {what} in UTF-8") from None
+    except OSError as err:
+        raise LongctxError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
 _JSON_KINDS = {dict: "object", list: "list"}
 
 
@@ -189,12 +217,7 @@ def read_json(path: str | os.PathLike, *, kind: type | None = dict, missing: str
     for an absent file (say what the file should have been).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LongctxError(f"{path}: {missing}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise LongctxError(f"{path}: cannot read ({err})") from None
+    text = read_text(path, missing=missing, what="a JSON file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -209,10 +232,9 @@ def read_yaml(path: str | os.PathLike, *, missing: str = "config file not found"
     :class:`LongctxError` naming the file and line (trainer configs, recipes)."""
     import yaml
 
+    text = read_text(path, missing=missing, what="a YAML file")
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LongctxError(f"{path}: {missing}") from None
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

@@ -18,7 +18,7 @@ import numpy as np
 from longctx.errors import LongctxError
 from longctx.io import check_can_write, check_out_vs_inputs
 from packing import binpack
-from packing.readers import BadRecord, Record, fingerprint, read_records
+from packing.readers import BadRecord, Record, fingerprint, read_records, source_kind
 from longctx.labels import IGNORE_INDEX
 from packing.tokenize import TRAIN_ON, RecordError, Tokenized, tokenize_record
 from packing.writer import CONVENTIONS, MANIFEST, MODES, make_manifest, rows_from_groups, tokenizer_info, write_packs
@@ -272,6 +272,8 @@ def pack_files(sources: list[str | Path], tokenizer_path: str | Path, out: str |
     out = Path(out)
     check_out_vs_inputs(out, [*sources, tokenizer_path])
     check_can_write(out, overwrite, legacy=(MANIFEST,))  # up front: before tokenizing everything
+    for src in sources:
+        source_kind(src)  # a missing or unknown input is one line, before loading the tokenizer
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(str(tokenizer_path))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from longctx.errors import LongctxError
 from rope_scaling.explain import format_table
@@ -99,5 +100,8 @@ def inspect_main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     a = p.parse_args(argv)
     info = inspect_checkpoint(a.model_dir)
+    if a.json:  # the table carries WARNING rows; JSON readers get the warnings on stderr too
+        for conflict in info["config_conflicts"]:
+            print(f"longctx inspect: warning: {conflict}", file=sys.stderr)
     print(json.dumps(info, indent=2) if a.json else format_report(info))
     return 0

@@ -77,6 +77,18 @@ def test_inspect_reports_what_transformers_loads_and_warns_naming_both_keys(tiny
 
 
 @pytest.mark.parametrize("case", list(CONFLICTING))
+def test_inspect_json_also_warns_on_stderr_naming_both_keys(tiny_llama, tmp_path, case, capsys):
+    from longctx.cli import main
+
+    d = _with_rope(tiny_llama, tmp_path / "m", CASES[case])
+    assert main(["inspect", str(d), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["config_conflicts"]
+    (line,) = err.strip().splitlines()
+    assert line.startswith("longctx inspect: warning: ") and all(key in line for key in CONFLICTING[case])
+
+
+@pytest.mark.parametrize("case", list(CONFLICTING))
 def test_extend_refuses_a_config_that_contradicts_itself_naming_both_keys(tiny_llama, tmp_path, case):
     """`longctx extend` used to build on rope_parameters and drop the legacy keys transformers had loaded;
     now it refuses (one line naming both keys) and writes nothing."""

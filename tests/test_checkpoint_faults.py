@@ -184,3 +184,23 @@ def test_a_kill_while_keep_last_deletes_an_old_checkpoint_leaves_no_half_deleted
     resumed.loop()
     resumed.save()  # what run() does after the last step
     assert [s for s, _ in ck.list_checkpoints(root)] == [3, 4]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 2048 vs 1990"),
+                                   OSError(28, "No space left on device")])
+def test_a_disk_that_fills_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(
+        tiny_llama, packs, run_after_step_1, tmp_path, monkeypatch, error):
+    run = tmp_path / "run"
+    shutil.copytree(run_after_step_1, run)
+    t = _trainer_at_step_2(tiny_llama, packs, run)
+
+    def full(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(ck.torch, "save", full)
+    with pytest.raises(LongctxError) as err:
+        t.save()
+    assert "\n" not in str(err.value) and "step-00000002: cannot write" in str(err.value)
+    monkeypatch.undo()
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001"]
+    assert ck.verify_checkpoint(run / "checkpoints" / "step-00000001") is None

@@ -84,3 +84,22 @@ def test_readme_names_every_subcommand_that_takes_an_endpoint(capsys):
     assert "ruler" in takers
     for name in takers:
         assert f"`{name}`" in paragraph.split("\n\n")[-1], name
+
+
+@pytest.mark.parametrize("argv", [["plan", "--model", "llama-3-8b", "--seq-len", "4096", "--json"],
+                                  ["plan", "--model", "llama-3-8b", "--seq-len", "4096"],
+                                  ["recipe", "show", "configs/recipes/quickstart.yaml"]])
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback(argv):
+    """`longctx plan --json | head`: the reader is gone before we write; we stop quietly (status 141)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "longctx", *argv], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has even started: every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141, err
+    assert err == ""

@@ -144,3 +144,19 @@ def test_the_import_shows_which_stage_runs_before_each_slow_gguf_read(tmp_path, 
     assert "1/4 stages, reading the tokenizer" in seen["tokenizer"]
     assert "2/4 stages, dequantizing the weights" in seen["model"]
     assert "4/4 stages, done" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_an_output_folder_longctx_did_not_write_is_refused_before_reading_the_gguf(tmp_path, monkeypatch, overwrite):
+    """The user's folder is refused at once (with or without --overwrite), not after minutes of dequantizing."""
+    import transformers
+
+    src = tmp_path / "m.gguf"
+    src.write_bytes(b"GGUF")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: pytest.fail("read the GGUF for a refused output")))
+    with pytest.raises(LongctxError, match="already exists" if not overwrite else "not a folder written by longctx"):
+        import_gguf(src, tmp_path / "mine", overwrite=overwrite)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -165,16 +165,17 @@ def test_no_key_prefix_reaches_results_report_or_logs(tiny_llama, tmp_path, monk
     write_shots(tmp_path / "shots.json", len(pads))
     script = [("raw", 500, ("p" * pad + f"Authorization: Bearer {KEY} rest").encode(), {}) for pad in pads]
     out = tmp_path / "out"
-    with FakeJudgeServer(script) as srv:
-        rc = longbench_chat_main([str(tiny_llama), "--cases", str(tmp_path / "cases.jsonl"), "--few-shots",
-                                  str(tmp_path / "shots.json"), "--out", str(out), "--max-length", "16",
-                                  "--max-new-tokens", "1", "--judge-url", srv.url, "--judge-key-env", "LBC_TEST_KEY",
-                                  "--judge-tries", "1"])
-    assert rc == 0 and len(srv.requests) == len(pads)
+    with FakeJudgeServer(script) as srv, pytest.raises(LongctxError) as failed:  # no rating: exit 2, as needle
+        longbench_chat_main([str(tiny_llama), "--cases", str(tmp_path / "cases.jsonl"), "--few-shots",
+                             str(tmp_path / "shots.json"), "--out", str(out), "--max-length", "16",
+                             "--max-new-tokens", "1", "--judge-url", srv.url, "--judge-key-env", "LBC_TEST_KEY",
+                             "--judge-tries", "1"])
+    assert len(srv.requests) == len(pads)
     logs = capsys.readouterr()
     rep = json.loads((out / "report.json").read_text())
     assert len(rep["failures"]) == len(pads) and all("HTTP 500" in f["error"] for f in rep["failures"])
-    for text in [logs.out, logs.err, (out / "results.json").read_text(), (out / "report.json").read_text()]:
+    for text in [logs.out, logs.err, str(failed.value), (out / "results.json").read_text(),
+                 (out / "report.json").read_text()]:
         leaked = [KEY[:n] for n in range(4, len(KEY) + 1) if KEY[:n] in text]
         assert not leaked, leaked[-1]
 

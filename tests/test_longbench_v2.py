@@ -197,3 +197,45 @@ def test_cot_asks_twice_with_the_official_budgets_and_keeps_the_reasoning(tmp_pa
     assert "THE DOCUMENT" in first and "THE DOCUMENT" not in second and "Paris fits." in second
     rec = store.get("pred/q0")
     assert rec["response_cot"].endswith("Paris fits.") and (rec["pred"], rec["judge"]) == ("A", True)
+
+
+@pytest.mark.parametrize("context", ["", " \n\t "])
+def test_a_record_with_an_empty_context_is_refused_naming_the_record(tmp_path, context):
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in [record(0), record(1, context=context)]))
+    with pytest.raises(LongctxError, match=r"d\.jsonl:2: context: empty"):
+        load_records(tmp_path / "d.jsonl")
+
+
+def test_a_latin1_file_is_one_line_saying_it_is_not_utf8(tmp_path):
+    (tmp_path / "d.jsonl").write_bytes(json.dumps(record(0, context="caf\u00e9"), ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(LongctxError, match=r"d\.jsonl: not UTF-8 text \(byte 0xe9 at offset \d+\)"):
+        load_records(tmp_path / "d.jsonl")
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_records_wrapped_in_an_object_are_named_as_such_not_as_a_missing_field(tmp_path, indent):
+    (tmp_path / "d.json").write_text(json.dumps({"data": [record(0), record(1)]}, indent=indent))
+    with pytest.raises(LongctxError, match=r"d\.json: a JSON object with key 'data' \(a list of 2\); expected a "
+                                           r"JSON list of records or JSON lines"):
+        load_records(tmp_path / "d.json")
+
+
+def test_a_single_record_as_one_json_line_is_still_read(tmp_path):
+    (tmp_path / "d.jsonl").write_text(json.dumps(record(0)) + "\n")
+    assert [r["_id"] for r in load_records(tmp_path / "d.jsonl")] == ["q0"]
+
+
+def test_a_server_failing_every_request_exits_2_like_needle(tmp_path, capsys):
+    """HTTP 500 on every try: the answers are saved and reported, then the run is the one-line error
+    needle gives (exit status 2), not accuracy null with status 0."""
+    from _chat_server import FakeJudgeServer
+    from longctx.cli import main
+
+    (tmp_path / "d.json").write_text(json.dumps([record(0), record(1)]))
+    with FakeJudgeServer(default=("status", 500)) as srv:
+        rc = main(["longbench-v2", "--endpoint", srv.url, "--served-model", "m", "--data", str(tmp_path / "d.json"),
+                   "--out", str(tmp_path / "o"), "--max-new-tokens", "4", "--endpoint-tries", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("longctx longbench-v2: error: 2 of 2 requests got no reply (_id q0: ")
+    assert "HTTP 500" in err[-1]
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["answered"] == 0

@@ -157,3 +157,23 @@ def test_builtin_noise_placement_is_unchanged_by_the_fallback():
             m = NEEDLE_RE.search(prompt)
             before = prompt[:m.start()].rstrip()
             assert before.endswith(".") or before.endswith(PASSKEY_INTRO)
+
+
+@pytest.mark.parametrize("data", [b"\x00" * 4000, "The grass is green. The sky is blue. ".encode("utf-16-le") * 40,
+                                  b"Plain text. With a NUL\x00 inside it."])
+def test_a_haystack_file_with_nul_bytes_is_refused_naming_the_file_and_offset(tmp_path, capsys, data):
+    """NULs are not text (a UTF-16 or binary file): tokenizers drop them, and a needle asked at 50 %
+    would land elsewhere without a word; the needle command says so in one line instead."""
+    from pathlib import Path
+
+    from longctx.cli import main
+
+    organism = Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism"
+    path = tmp_path / "hay.txt"
+    path.write_bytes(data)
+    assert main(["needle", "--endpoint", "http://127.0.0.1:9/v1", "--served-model", "m", "--tokenizer", str(organism),
+                 "--haystack", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"longctx needle: error: {path}: holds NUL characters (the first at offset {data.index(0)}): "
+                   "not plain text (a UTF-16 or binary file?); save it as UTF-8 text")
+    assert not (tmp_path / "o").exists()

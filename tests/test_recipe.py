@@ -68,6 +68,8 @@ def write(tmp_path: Path, raw: dict, name: str = "r.yaml") -> Path:
     ({"stages/1/train/eval": [1, 2]}, r"stage 's2': train\.eval: expected a mapping"),
     ({"stages/1/train/sp_degree": 3}, r"stage 's2': train: parallel\.layout: pack length 1024 is not divisible by 3"),
     ({"stages/1/eval": {"samples": 0}}, r"stage 's2': eval\.samples: expected an integer >= 1"),
+    ({"stages/1/data/pack_length": 8192},
+     r"stage 's2': data\.pack_length: 8192 is longer than the stage's extended context 2048 \(extend: max_position_embeddings\)"),
     ({"stages/1/colour": "red"}, r"stage 'stages\[1\]': stage\.colour: unknown key"),
     ({"stages/1/name": "s1"}, r"stage 'stages\[1\]': name: 's1' is used by an earlier stage"),
 ])
@@ -186,6 +188,17 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert "edge share" not in text
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
+
+@pytest.mark.parametrize("change, where", [({"eval/passkey_lengths": [20, 512]}, "eval"),
+                                           ({"stages/1/eval": {"passkey_lengths": [20]}}, "stage 's2': eval")])
+def test_an_eval_length_too_short_for_the_chat_template_is_refused_leaving_no_output(tmp_path, change, where):
+    """Checked before --out is made: the error leaves no recipe.json (nor anything else) behind."""
+    out = tmp_path / "out"
+    with pytest.raises(LongctxError, match=rf"{where}\.passkey_lengths: 20 leaves no room for a prompt after the "
+                                           r"\d+-token chat template"):
+        RecipeRun(parse_recipe(tiny(**change), "r.yaml"), out).run()
+    assert not out.exists()
 
 
 def test_out_inside_the_base_model_is_refused(tmp_path):

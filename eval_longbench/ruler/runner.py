@@ -140,14 +140,41 @@ def effective_length(averages: dict[int, float | None], threshold: float) -> int
     return best
 
 
-def base_threshold(averages: dict[int, float | None], window: int) -> float:
-    """``--threshold base``: the model's own average at its trained window (which must be a measured length)."""
+MAX_LENGTH = 2**24
+"""The longest length ruler builds (16M tokens): past it, building the prompts alone exhausts memory."""
+WINDOW_FACTOR = 32
+"""Lengths up to this many times the model's trained window are measured (an extension's factor);
+beyond, the model cannot have been extended that far and the prompts only cost memory."""
+
+
+def check_lengths(lengths: Sequence[int], window: int | None, threshold: float | None, name: str) -> None:
+    """Before anything is generated: every length can be built and run by ``name`` (whose trained
+    window is ``window``), and ``--threshold base`` finds that window among the lengths."""
+    for length in lengths:
+        if length > MAX_LENGTH:
+            raise LongctxError(f"--lengths: {length} is above the {MAX_LENGTH} tokens ruler builds")
+        if window is not None and length > WINDOW_FACTOR * window:
+            raise LongctxError(f"--lengths: {length} is over {WINDOW_FACTOR} x the trained window of {name} "
+                               f"({window}, max_position_embeddings): at most {WINDOW_FACTOR * window}")
+    if threshold is None:
+        check_base_window(window, lengths)
+
+
+def check_base_window(window: int | None, lengths) -> None:
+    """``--threshold base`` needs the model's trained window, measured: one of ``lengths``."""
     if window is None:
         raise LongctxError("--threshold base: this model's trained window is unknown (no max_position_embeddings in "
                            "its config.json); give a number instead")
-    if averages.get(window) is None:
-        have = ", ".join(str(L) for L in sorted(averages))
+    if window not in lengths:
+        have = ", ".join(str(L) for L in sorted(lengths))
         raise LongctxError(f"--threshold base: the model's window {window} must be one of --lengths (have {have})")
+
+
+def base_threshold(averages: dict[int, float | None], window: int) -> float:
+    """``--threshold base``: the model's own average at its trained window (which must be a measured length)."""
+    check_base_window(window, averages)
+    if averages[window] is None:
+        raise LongctxError(f"--threshold base: no task fits the model's window {window}; give a number instead")
     return averages[window]
 
 

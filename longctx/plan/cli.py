@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from longctx.distributed.layouts import LAYOUTS, layouts_help
+from longctx.distributed.layouts import LAYOUTS, get_layout, layouts_help
 from longctx.plan.planner import plan_run
 from longctx.plan.report import render_json, render_table
 from longctx.plan.search import max_seq_len, recommend_sp
@@ -126,6 +126,9 @@ def main(argv: list[str]) -> int:
     run_from_args(a)  # validates every other numeric flag before any file is read
     shape = load_model_shape(a.model)
     run = run_from_args(a, shape)
+    refused = get_layout(run.layout).check_heads(run.sp, shape.num_heads, shape.num_kv_heads)
+    if refused:  # longctx train refuses this run, so it fits nothing, whatever its memory
+        raise LongctxError(f"--layout: {refused} (--sp {run.sp}, {shape.name})")
     result = plan_run(shape, run)
     longest = max_seq_len(shape, run)
     sp = recommend_sp(shape, run)

@@ -290,24 +290,47 @@ PRESETS: dict[str, ModelShape] = {
 }
 
 
-def shape_from_config(config: Any, name: str = "custom") -> ModelShape:
-    """A :class:`ModelShape` from a ``transformers`` config object or a ``config.json`` dict."""
-    get = (lambda k, d=None: config.get(k, d)) if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
-    missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
-               if get(k) is None]
+def _sizes(get, source: str) -> dict[str, int]:
+    """The model's sizes from its config, each an integer >= 1 and the heads consistent, or ONE error naming
+    the config key (a 0 there would divide by zero deep in the planner)."""
+    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+    missing = [k for k in keys if get(k) is None]
     if missing:
-        raise LongctxError(f"{name}: config lacks {', '.join(missing)} (not a Llama-style decoder config?)")
-    heads = int(get("num_attention_heads"))
-    hidden = int(get("hidden_size"))
+        raise LongctxError(f"{source}: config lacks {', '.join(missing)} (not a Llama-style decoder config?)")
+    sizes = {k: get(k) for k in keys}
+    sizes["num_key_value_heads"] = get("num_key_value_heads") or sizes["num_attention_heads"]
+    if get("head_dim") is not None:
+        sizes["head_dim"] = get("head_dim")
+    for key, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise LongctxError(f"{source}: {key}: must be an integer >= 1, got {value!r}")
+    heads, kv = sizes["num_attention_heads"], sizes["num_key_value_heads"]
+    if heads % kv:
+        raise LongctxError(f"{source}: num_key_value_heads: {kv} does not divide num_attention_heads {heads}")
+    if "head_dim" not in sizes:
+        if sizes["hidden_size"] % heads:
+            raise LongctxError(f"{source}: num_attention_heads: {heads} does not divide hidden_size "
+                               f"{sizes['hidden_size']} (and no head_dim is given)")
+        sizes["head_dim"] = sizes["hidden_size"] // heads
+    return {k: int(v) for k, v in sizes.items()}
+
+
+def shape_from_config(config: Any, name: str = "custom", *, source: str | None = None) -> ModelShape:
+    """A :class:`ModelShape` from a ``transformers`` config object or a ``config.json`` dict.
+
+    ``source`` (default ``name``) is what errors name: the config file a bad size came from.
+    """
+    get = (lambda k, d=None: config.get(k, d)) if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    sizes = _sizes(get, source or name)
     model_type = get("model_type", "") or ""
     return ModelShape(
-        hidden_size=hidden,
-        num_layers=int(get("num_hidden_layers")),
-        num_heads=heads,
-        num_kv_heads=int(get("num_key_value_heads") or heads),
-        head_dim=int(get("head_dim") or hidden // heads),
-        intermediate_size=int(get("intermediate_size")),
-        vocab_size=int(get("vocab_size")),
+        hidden_size=sizes["hidden_size"],
+        num_layers=sizes["num_hidden_layers"],
+        num_heads=sizes["num_attention_heads"],
+        num_kv_heads=sizes["num_key_value_heads"],
+        head_dim=sizes["head_dim"],
+        intermediate_size=sizes["intermediate_size"],
+        vocab_size=sizes["vocab_size"],
         tie_embeddings=bool(get("tie_word_embeddings", False)),
         attention_bias=bool(get("attention_bias", False)) or model_type == "qwen2",
         name=name,
@@ -326,4 +349,4 @@ def load_model_shape(spec: str) -> ModelShape:
     config = read_json(path)
     if "text_config" in config and "hidden_size" not in config:
         config = config["text_config"]
-    return shape_from_config(config, name=str(spec))
+    return shape_from_config(config, name=str(spec), source=str(path))

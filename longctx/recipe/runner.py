@@ -174,15 +174,27 @@ class RecipeRun:
     def stage_dir(self, s: StageSpec) -> Path:
         return stage_dir(self.out, s)
 
+    def prompt_lengths(self, ev, where: str = "eval") -> list[int]:
+        """The passkey prompt of each window of ``ev`` (the window less the chat template), or one error."""
+        prompts = [w - self.overhead for w in ev.passkey_lengths]
+        if min(prompts) < 16:
+            raise LongctxError(f"{self.recipe.path}: {where}.passkey_lengths: {min(ev.passkey_lengths)} leaves no room for "
+                               f"a prompt after the {self.overhead}-token chat template")
+        return prompts
+
+    def check_evals(self) -> None:
+        """Every evaluation's windows hold a prompt: checked before ``--out`` is written, so that an error leaves
+        nothing behind."""
+        self.prompt_lengths(self.recipe.eval)
+        for s in self.recipe.stages:
+            self.prompt_lengths(s.eval, f"stage {s.name!r}: eval")
+
     def evaluate(self, name: str, model: Path, ev, out: Path) -> dict:
         """Passkey + perplexity of one model; returns the per-window summary and records the commands."""
         from longctx.organism.check import per_length
         from longctx.recipe.steps import evaluate_models
 
-        prompts = [w - self.overhead for w in ev.passkey_lengths]
-        if min(prompts) < 16:
-            raise LongctxError(f"{self.recipe.path}: eval.passkey_lengths: {min(ev.passkey_lengths)} leaves no room for "
-                               f"a prompt after the {self.overhead}-token chat template")
+        prompts = self.prompt_lengths(ev)
         cells, rows, command = evaluate_models({name: model}, windows=ev.passkey_lengths, prompt_lengths=prompts,
                                                samples=ev.samples, depths=ev.depths, seed=self.recipe.seed,
                                                ppl_stride=ev.ppl_stride, out=out, progress=self.progress,
@@ -297,6 +309,7 @@ class RecipeRun:
 
         t0 = time.perf_counter()
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        self.check_evals()
         self.prepare(overwrite)
         _say(f"== base {self.base}: evaluate at {self.recipe.eval.passkey_lengths}")
         self.base_eval = self.evaluate("base", self.base, self.recipe.eval, self.out / "base" / "eval")

@@ -256,6 +256,10 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
     if pack is None:
         raise bad("data.pack_length", "required when the stage's context is not known (base not on disk)")
     spec = DataSpec(pack_length=_int(pack, "data.pack_length", bad))
+    if context is not None and spec.pack_length > context:
+        raise bad("data.pack_length", f"{spec.pack_length} is longer than the stage's extended context {context} "
+                  "(extend: max_position_embeddings): training would run past the model's window; extend further "
+                  "or pack shorter")
     sources = d.get("sources", [{"passkey": {}}])
     if not isinstance(sources, list) or not sources:
         raise bad("data.sources", f"expected a non-empty list of {{passkey: ...}} / {{jsonl: path}}, got {sources!r}")

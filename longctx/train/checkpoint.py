@@ -179,6 +179,19 @@ def _gather_rng() -> list[dict]:
     return out
 
 
+def _write(save, obj: Any, path: Path) -> None:
+    """``save(obj, path)``, its writer's failure made an OSError for :func:`longctx.io.atomic_dir` (one line).
+
+    torch's zip writer reports a disk that fills mid-file as ``RuntimeError: ... unexpected pos``,
+    safetensors as a SafetensorError: neither is an OSError, so atomic_dir would not name the output.
+    """
+    try:
+        save(obj, path)
+    except (RuntimeError, SafetensorError) as err:
+        cause = (str(err).strip().splitlines() or [type(err).__name__])[-1].strip()
+        raise OSError(f"{path.name}: write failed, is the disk full? ({cause})") from None
+
+
 def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, trainer_state: dict, keep_last: int = 2, sharded: bool = False) -> Path | None:
     """Write checkpoint ``step`` atomically on rank 0 (collective: every rank must call it).
@@ -196,10 +209,10 @@ def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimiz
     final = Path(root) / f"step-{step:08d}"
     if rank == 0:
         with atomic_dir(final, overwrite=True, command="train checkpoint", legacy=("trainer.json",)) as tmp:
-            save_file(_unshared(msd), tmp / "model.safetensors")
-            torch.save(osd, tmp / "optimizer.pt")
-            torch.save(scheduler.state_dict() if scheduler is not None else {}, tmp / "scheduler.pt")
-            torch.save(rngs, tmp / "rng.pt")  # tensors + plain numbers only (see rng_state)
+            _write(save_file, _unshared(msd), tmp / "model.safetensors")
+            _write(torch.save, osd, tmp / "optimizer.pt")
+            _write(torch.save, scheduler.state_dict() if scheduler is not None else {}, tmp / "scheduler.pt")
+            _write(torch.save, rngs, tmp / "rng.pt")  # tensors + plain numbers only (see rng_state)
             (tmp / "trainer.json").write_text(json.dumps({"step": step, **trainer_state}, indent=2) + "\n")
             write_manifest(tmp)  # last: a checkpoint with a valid manifest was saved completely
         # (a full disk or read-only location: atomic_dir removed the temporary and raised one line)

@@ -27,7 +27,7 @@ from longctx.distributed.layouts.choose import AUTO, resolve_layout
 from longctx.distributed.mesh import Groups, Mesh, build_groups, build_usp_groups, env_world
 from longctx.errors import LongctxError
 from longctx.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights, require_safetensors
-from longctx.io import atomic_write_text, check_out_vs_inputs
+from longctx.io import atomic_write_text, check_can_create, check_out_vs_inputs, read_json
 from longctx.train import checkpoint as ckpt
 from longctx.train.config import RunConfig, config_changes, describe_changes, dump_yaml, validate
 from longctx.train.data import StepData, open_packs
@@ -144,16 +144,26 @@ class Trainer:
                                "(parallel.sp_degree > 1); use longctx_ring or auto")
         return impl
 
+    def check_model_path(self) -> None:
+        """A local model.path is a checkpoint folder: config.json naming a model_type, safetensors weights
+        (one line each, before the data and the process group are set up)."""
+        path = self.cfg.model.path
+        if not path:
+            raise LongctxError("config: model.path: required (a Hugging Face checkpoint directory)")
+        if not Path(path).is_dir():
+            return  # a hub name or a missing directory: transformers' message when the model loads
+        conf = read_json(Path(path) / "config.json", missing="missing (model.path is not a Hugging Face checkpoint folder)")
+        if "model_type" not in conf:
+            raise LongctxError(f"{Path(path) / 'config.json'}: model_type: missing (model.path: transformers cannot "
+                               "tell which architecture this is)")
+        require_safetensors(path)
+        check_model_weights(path)
+
     def build_model(self) -> None:
         from transformers import AutoModelForCausalLM
 
         c = self.cfg
-        if not c.model.path:
-            raise LongctxError("config: model.path: required (a Hugging Face checkpoint directory)")
         dtype = torch.bfloat16 if c.model.dtype == "bfloat16" else torch.float32
-        if Path(c.model.path).is_dir():  # a missing directory gets transformers' message below
-            require_safetensors(c.model.path)
-            check_model_weights(c.model.path)
         try:
             self.model = AutoModelForCausalLM.from_pretrained(c.model.path, dtype=dtype, **SAFE_LOAD_KWARGS,
                                                               attn_implementation=self.attn_implementation())
@@ -292,6 +302,8 @@ class Trainer:
         if not self.cfg.checkpoint.out:
             raise LongctxError("config: checkpoint.out: required (the run directory)")
         check_out_vs_inputs(self.out, [self.cfg.model.path, self.cfg.data.path], flag="config: checkpoint.out:")
+        check_can_create(self.out, flag="config: checkpoint.out:")
+        self.check_model_path()
         self.setup_distributed()
         self.build_data()
         self.check_plan()
