@@ -16,8 +16,8 @@ matches a README command fails the fast test too, so neither list can go stale.
 ``longctx ...`` runs in this process (``longctx.cli.main``, what the console script calls; imports
 paid once, not per command), ``python ...`` in a subprocess; both in a temporary directory where the
 repository's top-level folders (configs/, examples/, benchmarks/, ...) are linked, so ``runs/`` is
-written there. Measured: 147 s for the slow test (20 commands, two of them 2-rank trainings, the quick
-start and a 2-stage recipe) on the shared 2-core machine at load ~5; the other two tests take well under a second.
+written there. Measured: 147 s and 163 s for the slow test (20 commands, two of them 2-rank trainings, the quick
+start and a 2-stage recipe) on the shared 2-core machine at load 5-6; the other two tests take well under a second.
 """
 
 from __future__ import annotations
