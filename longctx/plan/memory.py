@@ -227,6 +227,8 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
              "4·P/S (foreach) or 8·max numel"),
         Term("activations (kept)", saved_activation_bytes(t, shape, run), ("forward", "backward"),
              "L·T·a·H (checkpoints)" if run.checkpointing == "full" else "(L−1)·T·act_layer"),
+        Term("checkpoint in recompute", t * run.residual_bytes * shape.hidden_size if run.checkpointing == "full" else 0.0,
+             ("backward_end",), "T·r·H (the first layer's checkpointed input, back on the device to recompute it)"),
         Term("layer activations", layer_activation_bytes(t, shape, run),
              ("backward", "backward_end") + (("forward",) if run.checkpointing == "none" else ()),
              "T·act_layer (one layer" + (", recomputed)" if run.checkpointing == "full" else ")")),
