@@ -35,7 +35,17 @@ def _save(fig, path: str | Path) -> Path:
     return Path(path)
 
 
-def plot_heatmaps(models: dict[str, Sequence[dict]], path: str | Path, title: str = "") -> Path:
+def prompt_heatmap_title(what: str, overhead: int) -> str:
+    """Title of a passkey heatmap whose x axis is the prompt length: the window minus ``overhead`` tokens
+    (chat template + reply). Every such heatmap says so the same way, so before/after read alike."""
+    return f"passkey retrieval {what} (x axis: prompt tokens; +{overhead} = window)"
+
+
+PROMPT_XLABEL = "passkey prompt (tokens)"
+
+
+def plot_heatmaps(models: dict[str, Sequence[dict]], path: str | Path, title: str = "",
+                  xlabel: str = "context length (tokens)") -> Path:
     """One heatmap per model, side by side (x: context length, y: needle depth, colour: score 0-1)."""
     grids = {}
     for name, cells in models.items():
@@ -43,11 +53,12 @@ def plot_heatmaps(models: dict[str, Sequence[dict]], path: str | Path, title: st
         mean = [v for row in m for v in row if v is not None]
         grids[f"{name}\nmean {sum(mean) / len(mean):.2f}" if mean else name] = (
             [_fmt_len(L) for L in lengths], [f"{100 * d:.0f}%" for d in depths], m)
-    return plot_grids(grids, path, ylabel="needle depth", vmax=1, title=title, height=4.6)
+    return plot_grids(grids, path, ylabel="needle depth", vmax=1, title=title, height=4.6, xlabel=xlabel)
 
 
 def plot_grids(grids: dict[str, tuple[list[str], list[str], list[list[float | None]]]], path: str | Path, *,
-               ylabel: str, vmax: float, title: str = "", height: float = 4.6, fmt=None, missing: str = "") -> Path:
+               ylabel: str, vmax: float, title: str = "", height: float = 4.6, fmt=None, missing: str = "",
+               xlabel: str = "context length (tokens)") -> Path:
     """Score grids side by side, one per title: ``(x labels, y labels, rows of values or None)``; red
     (0) to green (``vmax``), each cell annotated, missing cells blank (labelled ``missing``)."""
     fmt = fmt or (lambda v: f"{v:.2f}".rstrip("0").rstrip(".") if v not in (0, 1) else f"{v:.0f}")
@@ -59,7 +70,7 @@ def plot_grids(grids: dict[str, tuple[list[str], list[str], list[list[float | No
         im = ax.imshow(data, cmap=NIAH_CMAP, vmin=0, vmax=vmax, aspect="auto", origin="upper")
         ax.set_xticks(range(len(xs)), xs, rotation=45)
         ax.set_yticks(range(len(ys)), ys)
-        ax.set_xlabel("context length (tokens)")
+        ax.set_xlabel(xlabel)
         if col == 0:
             ax.set_ylabel(ylabel)
         ax.set_title(name, fontsize=10)

@@ -235,3 +235,16 @@ def test_builtin_ppl_text_is_seed_zero_noise_covering_the_tokens():
     stream = noise_stream(0)
     assert builtin_text(2048) == " ".join(next(stream) for _ in range(2048 // 2 + 64))
     assert len(byte_tokenizer()(builtin_text(2048), add_special_tokens=False)["input_ids"]) >= 2048
+
+
+def test_before_and_after_heatmap_titles_name_the_same_x_unit():
+    """heatmap_after.png says what its x axis counts exactly as heatmap_before.png does (prompt tokens,
+    and how many tokens the window adds)."""
+    from types import SimpleNamespace
+
+    from longctx.quickstart.report import heatmap_titles
+
+    titles = heatmap_titles(SimpleNamespace(overhead=17, cfg=SimpleNamespace(steps=100)))
+    unit = "(x axis: prompt tokens; +17 = window)"
+    assert titles["before"].endswith(unit) and titles["after"].endswith(unit)
+    assert "before training" in titles["before"] and "after 100 training steps" in titles["after"]
