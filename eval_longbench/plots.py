@@ -111,7 +111,7 @@ def ppl_figure(rows: Sequence[dict], title: str = "Perplexity vs context length"
     The y axis is logarithmic: past its trained window a model's perplexity reaches hundreds or
     thousands while an extended one stays near its short-context value, and on a linear axis the
     good curves would collapse into one flat line at the bottom. A log axis still squeezes curves
-    that differ by a few percent, so when two or more curves sit within 2x of the lowest one and the
+    that differ by a few percent, so when two or more curves sit within 25 % of the lowest one and the
     whole plot spans over 10x, a zoom panel beside it redraws just those curves on a linear axis (a
     panel, not an inset: an inset would cover the steep curve of the failing model; see
     :func:`_close_curves`). Ticks are the measured lengths in tokens ("512", "1K", ...), not 2^9.
@@ -174,14 +174,15 @@ def _length_ticks(ax, lengths: Sequence[int]) -> None:
 
 
 def _close_curves(curves: dict[str, tuple[list, list]]) -> list[str]:
-    """Curves worth a linear-axis zoom panel: those whose every point is within 2x of the lowest curve's
-    maximum, when there are at least two of them and the whole plot spans more than 10x (else the
-    main axis already separates them as well as a zoom would)."""
+    """Curves worth a linear-axis zoom panel: those whose every point is within 25 % of the lowest
+    curve's maximum (closer than a marker's height on a log axis spanning a few decades), when there
+    are at least two of them and the whole plot spans more than 10x (else the main axis already
+    separates them as well as a zoom would)."""
     finite = {n: ys for n, (_, ys) in curves.items() if ys}
     if len(finite) < 2:
         return []
     floor = min(max(ys) for ys in finite.values())
-    close = [n for n, ys in finite.items() if max(ys) <= 2 * floor]
+    close = [n for n, ys in finite.items() if max(ys) <= 1.25 * floor]
     top = max(max(ys) for ys in finite.values())
     lowest = min(min(ys) for ys in finite.values())
     return close if len(close) >= 2 and top > 10 * lowest else []
