@@ -8,7 +8,9 @@ new checkpoint (``longctx extend``) or handed to a loader whose error is a deep 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 import os
 import struct
 from collections.abc import Iterable
@@ -28,6 +30,34 @@ Hub kernels. transformers >= 5.2x turns ``use_kernels`` on whenever the ``kernel
 (5.17: off), and on CUDA ``model.train()`` then fetches remote kernel code (``kernels-community/rotary``):
 code we did not ask to run, and an error on a machine without network. Found by the CUDA simulator
 (tests/test_gpu_sim.py, the trainer step); both versions accept the keyword."""
+
+
+# transformers' RoPE validation accepts `original_max_position_embeddings` inside `rope_parameters` only for
+# yarn, llama3 and longrope; for default (ntk, abf), linear and dynamic it logs "Unrecognized keys in
+# `rope_parameters` ... {'original_max_position_embeddings'}" at every config build, i.e. several times per
+# load, all through the quick start. We write the key for every method on purpose (README, `longctx
+# extend`: config.json carries v5 rope_parameters WITH original_max_position_embeddings): for linear it is
+# the only record of the trained length (max_position_embeddings is the new one), which the trainer's
+# short-context guard reads (longctx.train.evaluate.original_window); for default (abf, ntk) and dynamic it
+# tells a reader of config.json what the weights were trained at. transformers ignores it for these types.
+# So we drop exactly that warning, and only when that key is the only one it names: any other unknown key
+# still warns. Installed once, when this module (imported by every loader of ours) loads.
+_OURS_ONLY = re.compile(r"Unrecognized keys in `rope_parameters` for 'rope_type'='[^']*': "
+                        r"\{'original_max_position_embeddings'\}")
+
+
+def _not_our_rope_key(record: logging.LogRecord) -> bool:
+    return not _OURS_ONLY.fullmatch(record.getMessage())
+
+
+def quiet_original_length_warning() -> None:
+    """Silence transformers' warning about the ``original_max_position_embeddings`` we write (idempotent)."""
+    log = logging.getLogger("transformers.modeling_rope_utils")
+    if _not_our_rope_key not in log.filters:
+        log.addFilter(_not_our_rope_key)
+
+
+quiet_original_length_warning()
 
 
 def check_safetensors(path: str | os.PathLike) -> dict:

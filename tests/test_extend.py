@@ -194,3 +194,32 @@ def test_cli_non_finite_per_pair_factor_is_refused(tiny_llama, tmp_path, capsys)
                          "--short-factor", "1,1,1,nan,1,1,1,1", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--short-factor" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("method", ["linear", "ntk", "dynamic", "yarn", "llama3", "longrope", "abf"])
+def test_extend_and_load_never_warn_about_the_original_length_key(tiny_llama, tmp_path, method):
+    """config.json keeps original_max_position_embeddings in rope_parameters for every method (README),
+    and extending then loading it logs no "Unrecognized keys ... original_max_position_embeddings"
+    (transformers accepts the key only for yarn/llama3/longrope); another unknown key still warns."""
+    import logging
+
+    from eval_longbench.models import load_model
+
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    log = logging.getLogger("transformers")
+    level = log.level
+    log.setLevel(logging.WARNING)  # conftest sets TRANSFORMERS_VERBOSITY=error
+    log.addHandler(handler)
+    try:
+        rope = extend_checkpoint(tiny_llama, tmp_path / "x", method=method, factor=4)
+        assert "original_max_position_embeddings" in rope
+        load_model(tmp_path / "x", dtype="float32")
+        assert [m for m in lines if "original_max_position_embeddings" in m] == []
+        logging.getLogger("transformers.modeling_rope_utils").warning(
+            "Unrecognized keys in `rope_parameters` for 'rope_type'='linear': {'original_max_position_embeddings', 'x'}")
+        assert lines[-1].endswith("'x'}")
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)

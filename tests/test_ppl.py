@@ -120,3 +120,50 @@ def test_ppl_cli_writes_csv_and_plot(tiny_llama, tmp_path):
     assert [(r["model"], int(r["length"])) for r in rows] == [(tiny_llama.name, 64), (tiny_llama.name, 128)]
     assert all(1.0 < float(r["ppl"]) < 1e4 for r in rows)
     assert (out / "ppl.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _ppl_rows(curves: dict[str, list[float]], lengths=(512, 1024, 2048, 4096)) -> list[dict]:
+    return [{"model": m, "length": L, "ppl": p} for m, ys in curves.items() for L, p in zip(lengths, ys)]
+
+
+def test_ppl_plot_identical_curves_get_different_markers_and_token_count_ticks():
+    """Two identical curves stay distinguishable (marker and line style differ), and the x ticks read
+    as token counts ("512", "1K", ...), not powers of two."""
+    import matplotlib.pyplot as plt
+
+    from eval_longbench.plots import ppl_figure
+
+    fig = ppl_figure(_ppl_rows({"a": [3.0, 3.1, 3.2, 3.3], "b": [3.0, 3.1, 3.2, 3.3]}))
+    try:
+        fig.canvas.draw()
+        (ax,) = fig.axes
+        a, b = ax.get_lines()
+        assert a.get_marker() != b.get_marker() and a.get_linestyle() != b.get_linestyle()
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["512", "1K", "2K", "4K"]
+        ys = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        assert ys and all(float(y) > 0 for y in ys)  # plain numbers ("3.1"), no mathtext 10^x
+    finally:
+        plt.close(fig)
+
+
+def test_ppl_plot_zooms_on_close_curves_when_one_curve_explodes():
+    """A failing model (ppl in the thousands) next to near-identical good ones: a second, linear panel
+    shows only the close curves, in the same colours and markers as the main panel."""
+    import matplotlib.pyplot as plt
+
+    from eval_longbench.plots import ppl_figure
+
+    fig = ppl_figure(_ppl_rows({"base": [3, 40, 600, 2500], "pi": [3.0, 3.0, 3.1, 3.1], "yarn": [3.0, 3.0, 3.1, 3.2]}))
+    try:
+        main, zoom = fig.axes[:2]
+        assert main.get_yscale() == "log" and zoom.get_yscale() == "linear"
+        style = {ln.get_label(): (ln.get_color(), ln.get_marker()) for ln in main.get_lines()}
+        assert {ln.get_label(): (ln.get_color(), ln.get_marker()) for ln in zoom.get_lines()} == {
+            k: style[k] for k in ("pi", "yarn")}
+    finally:
+        plt.close(fig)
+    fig = ppl_figure(_ppl_rows({"pi": [3.0, 3.0, 3.1, 3.1], "abf": [3.0, 9.0, 30, 90]}))
+    try:
+        assert len(fig.axes) == 1  # one close curve alone needs no zoom
+    finally:
+        plt.close(fig)

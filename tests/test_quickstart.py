@@ -235,3 +235,34 @@ def test_builtin_ppl_text_is_seed_zero_noise_covering_the_tokens():
     stream = noise_stream(0)
     assert builtin_text(2048) == " ".join(next(stream) for _ in range(2048 // 2 + 64))
     assert len(byte_tokenizer()(builtin_text(2048), add_special_tokens=False)["input_ids"]) >= 2048
+
+
+def test_before_and_after_heatmap_titles_name_the_same_x_unit():
+    """heatmap_after.png says what its x axis counts exactly as heatmap_before.png does (prompt tokens,
+    and how many tokens the window adds)."""
+    from types import SimpleNamespace
+
+    from longctx.quickstart.report import heatmap_titles
+
+    titles = heatmap_titles(SimpleNamespace(overhead=17, cfg=SimpleNamespace(steps=100)))
+    unit = "(x axis: prompt tokens; +17 = window)"
+    assert titles["before"].endswith(unit) and titles["after"].endswith(unit)
+    assert "before training" in titles["before"] and "after 100 training steps" in titles["after"]
+
+
+def test_eta_scales_with_the_config_and_corrects_itself_after_each_stage():
+    """The forecast before each stage: more steps or methods mean more time; once a stage has run twice as
+    long as estimated, the stages left are forecast twice as long too; the header reads "about N min left"."""
+    from longctx.quickstart.eta import STAGES, eta_note, seconds_left, stage_estimates
+
+    est = stage_estimates(QuickstartConfig())
+    assert tuple(est) == STAGES and all(v > 0 for v in est.values())
+    bigger = stage_estimates(QuickstartConfig(steps=400, methods=["yarn", "linear", "abf", "dynamic"]))
+    assert bigger["train"] == pytest.approx(est["train"] * 4 * 4 / 3)
+    assert seconds_left(est, {}) == pytest.approx(sum(est.values()))
+    slow = {"evaluate": 2 * est["evaluate"]}
+    assert seconds_left(est, slow) == pytest.approx(2 * (sum(est.values()) - est["evaluate"]))
+    assert eta_note(est, {}).startswith("about ") and "reference" in eta_note(est, {})
+    minutes = round(seconds_left(est, slow) / 60)
+    assert eta_note(est, slow) == f"about {minutes} min left"
+    assert eta_note(est, {k: v for k, v in est.items()}) == "under a minute left"

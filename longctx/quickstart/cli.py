@@ -22,8 +22,8 @@ See a context extension work end to end, on a laptop CPU, without downloading a 
 
 EPILOG = """\
 examples:
-  longctx quickstart                          # a few minutes on 2 cores, writes runs/quickstart
-  longctx quickstart --full                   # 400 steps per method, n = 50 per length (~10 min)
+  longctx quickstart                          # ~10 min on 2 free cores (more if shared), writes runs/quickstart
+  longctx quickstart --full                   # 400 steps per method, n = 50 per length (~2.9x as long)
   longctx quickstart --steps 10 --eval-samples 1 --out /tmp/qs   # a smoke run
 """
 

@@ -89,5 +89,5 @@ def short(**overrides) -> QuickstartConfig:
 
 
 def full(**overrides) -> QuickstartConfig:
-    """``--full``: 4x the training and n = 50 prompts per length (8.4 minutes measured on 2 CPU cores)."""
+    """``--full``: 4x the training and n = 50 prompts per length (about 2.9x the default run's time)."""
     return QuickstartConfig(**{**FULL, **overrides})

@@ -20,6 +20,7 @@ from pathlib import Path
 from longctx.errors import LongctxError
 from longctx.io import atomic_write_text, check_out_vs_inputs
 from longctx.quickstart.config import QuickstartConfig
+from longctx.quickstart.eta import eta_note, stage_estimates
 
 MARKER = "quickstart.json"
 
@@ -29,8 +30,8 @@ def _say(msg: str) -> None:
 
 
 @contextlib.contextmanager
-def _timed(key: str, title: str, timings: dict) -> Iterator[None]:
-    _say(f"\n== {title}")
+def _timed(key: str, title: str, timings: dict, estimates: dict[str, float]) -> Iterator[None]:
+    _say(f"\n== {title}; {eta_note(estimates, timings)}")
     t0 = time.perf_counter()
     yield
     timings[key] = round(time.perf_counter() - t0, 1)
@@ -188,18 +189,19 @@ def run_quickstart(cfg: QuickstartConfig, overwrite: bool = False) -> dict:
     atomic_write_text(out / MARKER, json.dumps(cfg.to_dict(), indent=2) + "\n")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     n = cfg.eval_depths * cfg.eval_samples
+    eta = stage_estimates(cfg)
     base_name = "base"
     r.models[base_name] = {"path": str(r.base), "method": "none", "stage": "shipped"}
-    with _timed("evaluate", f"[1/5] evaluate the shipped model at {r.windows} tokens (n={n} per length)", r.timings):
+    with _timed("evaluate", f"[1/5] evaluate the shipped model at {r.windows} tokens (n={n} per length)", r.timings, eta):
         r.evaluate([base_name])
-    with _timed("extend", f"[2/5] extend RoPE x{cfg.factor} ({', '.join(cfg.methods)}) and evaluate training-free", r.timings):
+    with _timed("extend", f"[2/5] extend RoPE x{cfg.factor} ({', '.join(cfg.methods)}) and evaluate training-free", r.timings, eta):
         r.step_extend()
         r.evaluate([k for k, v in r.models.items() if v["stage"] == "training-free"])
-    with _timed("pack", f"[3/5] pack {cfg.sft_records} synthetic passkey conversations into {r.target}-token packs", r.timings):
+    with _timed("pack", f"[3/5] pack {cfg.sft_records} synthetic passkey conversations into {r.target}-token packs", r.timings, eta):
         packs = r.step_pack()
-    with _timed("train", f"[4/5] continue training ({cfg.steps} steps per method, ring attention on {cfg.sp_degree} ranks)", r.timings):
+    with _timed("train", f"[4/5] continue training ({cfg.steps} steps per method, ring attention on {cfg.sp_degree} ranks)", r.timings, eta):
         r.step_train(packs)
-    with _timed("re-evaluate", "[5/5] evaluate the trained models", r.timings):
+    with _timed("re-evaluate", "[5/5] evaluate the trained models", r.timings, eta):
         r.evaluate([k for k, v in r.models.items() if v["stage"] == "fine-tuned"])
     total = time.perf_counter() - t0
     summary = write_report(r, total)

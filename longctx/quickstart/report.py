@@ -37,15 +37,24 @@ def markdown_table(rows: list[dict], windows: list[int], context: int) -> str:
     return "\n".join(lines)
 
 
+def heatmap_titles(runner) -> dict[str, str]:
+    """Titles of heatmap_before.png and heatmap_after.png: both name the x axis' unit (prompt tokens)."""
+    from eval_longbench.plots import prompt_heatmap_title
+
+    return {"before": prompt_heatmap_title("before training", runner.overhead),
+            "after": prompt_heatmap_title(f"after {runner.cfg.steps} training steps", runner.overhead)}
+
+
 def write_report(runner, total_seconds: float) -> dict:
-    from eval_longbench.plots import plot_heatmaps, plot_ppl
+    from eval_longbench.plots import PROMPT_XLABEL, plot_heatmaps, plot_ppl
 
     out = runner.out / "report"
     out.mkdir(parents=True, exist_ok=True)
     before = {n: runner.needle_cells[n] for n, v in runner.models.items() if v["stage"] != "fine-tuned"}
     after = {n: runner.needle_cells[n] for n, v in runner.models.items() if v["stage"] in ("shipped", "fine-tuned")}
-    plot_heatmaps(before, out / "heatmap_before.png", title=f"passkey retrieval before training (x axis: prompt tokens; +{runner.overhead} = window)")
-    plot_heatmaps(after, out / "heatmap_after.png", title=f"passkey retrieval after {runner.cfg.steps} training steps (x axis: prompt tokens)")
+    titles = heatmap_titles(runner)
+    plot_heatmaps(before, out / "heatmap_before.png", title=titles["before"], xlabel=PROMPT_XLABEL)
+    plot_heatmaps(after, out / "heatmap_after.png", title=titles["after"], xlabel=PROMPT_XLABEL)
     plot_ppl([r for rows in runner.ppl_rows.values() for r in rows], out / "ppl.png",
              title="perplexity vs context length (builtin noise text)")
     rows = summary_rows(runner)

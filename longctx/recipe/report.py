@@ -78,13 +78,14 @@ def loss_curve(run) -> dict[str, list[tuple[float, float]]]:
 
 
 def write_report(run, total_seconds: float) -> dict:
-    from eval_longbench.plots import plot_heatmaps, plot_ppl
+    from eval_longbench.plots import PROMPT_XLABEL, plot_heatmaps, plot_ppl, prompt_heatmap_title
     from longctx.recipe.steps import write_commands_sh
 
     out = run.out / "report"
     out.mkdir(parents=True, exist_ok=True)
     cells = {"base": run.base_eval["cells"], **{r["name"]: r["cells"] for r in run.stages}}
-    plot_heatmaps(cells, out / "heatmaps.png", title="passkey retrieval after each stage (x axis: prompt tokens)")
+    plot_heatmaps(cells, out / "heatmaps.png", title=prompt_heatmap_title("after each stage", run.overhead),
+                  xlabel=PROMPT_XLABEL)
     plot_ppl([{"model": name, "length": int(w), "ppl": p} for name, d in
               [("base", run.base_eval["ppl"]), *[(r["name"], r["ppl"]) for r in run.stages]] for w, p in d.items()],
              out / "ppl.png", title="perplexity vs context length after each stage (builtin noise text)")
