@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from longctx.distributed.layouts import LAYOUTS, get_layout
-from longctx.distributed.sharding import cu_seqlens_from_position_ids
+from longctx.distributed.sharding import flat_cu_seqlens
 
 NAMES = ("longctx_varlen", "longctx_ring")
 
@@ -134,9 +134,7 @@ def _flat_boundaries(query: torch.Tensor, kwargs: dict) -> torch.Tensor | None:
     key = (b, t, pos._version)
     if _LAST_BOUNDARIES.get("pos") is pos and _LAST_BOUNDARIES.get("key") == key:
         return _LAST_BOUNDARIES["cu"]
-    full = pos.expand(b, t) if pos.shape[0] != b else pos
-    rows = [cu_seqlens_from_position_ids(full[i]).to(torch.int64) + i * t for i in range(b)]
-    cu = torch.cat([rows[0]] + [r[1:] for r in rows[1:]]).to(torch.int32)
+    cu = flat_cu_seqlens(pos.expand(b, t) if pos.shape[0] != b else pos)
     _LAST_BOUNDARIES.update(pos=pos, key=key, cu=cu)
     return cu
 

@@ -78,6 +78,13 @@ def cu_seqlens_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.zeros(1, dtype=starts.dtype, device=pos.device), starts, n]).to(torch.int32)
 
 
+def flat_cu_seqlens(position_ids: torch.Tensor) -> torch.Tensor:
+    """int32 boundaries of a ``[B, T]`` batch flattened to one row: each row's restarts, rows end to end."""
+    b, t = position_ids.shape
+    rows = [cu_seqlens_from_position_ids(position_ids[i]).to(torch.int64) + i * t for i in range(b)]
+    return torch.cat([rows[0]] + [r[1:] for r in rows[1:]]).to(torch.int32)
+
+
 def position_ids_from_cu_seqlens(cu_seqlens: torch.Tensor) -> torch.Tensor:
     """Positions restarting at 0 at every segment start (int64, 1-D)."""
     cu = cu_seqlens.to(torch.int64)

@@ -117,10 +117,10 @@ class TiledMLPFunction(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[1] else None
         start = 0
+        device, enabled, dtype = ctx.amp
         for xt, gt in zip(x.tensor_split(ctx.tiles, dim=-2), grad_out.tensor_split(ctx.tiles, dim=-2)):
             n = xt.shape[-2]
             xt = xt.detach().requires_grad_(grad_x is not None)
-            device, enabled, dtype = ctx.amp
             with torch.enable_grad(), torch.autocast(device, dtype=dtype, enabled=enabled):
                 out = ctx.fn(xt)
             torch.autograd.backward(out, gt)

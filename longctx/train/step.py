@@ -21,6 +21,7 @@ import torch.distributed as dist
 from longctx.distributed.mesh import Groups
 from longctx.errors import LongctxError
 from longctx.labels import IGNORE_INDEX
+from longctx.distributed.sharding import flat_cu_seqlens, shard_for_layout
 from longctx.loss import chunked_lm_loss, shift_targets, target_rows
 
 
@@ -118,8 +119,7 @@ def _shards(t: dict, groups: Groups, opts: StepOptions) -> list[tuple[dict, Any]
     """Per-forward local inputs, computed on the HOST: the whole batch (no SP), or each row sharded
     over the SP group; with each, its host int32 boundaries (GLOBAL ones for SP)."""
     if groups.sp is None:
-        return [(t, _host_boundaries(t["position_ids"]))]
-    from longctx.distributed.sharding import shard_for_layout
+        return [(t, flat_cu_seqlens(t["position_ids"]))]
 
     m = groups.mesh
     out = []
@@ -130,15 +130,6 @@ def _shards(t: dict, groups: Groups, opts: StepOptions) -> list[tuple[dict, Any]
         sh.pop("indices")
         out.append((sh, cu))
     return out
-
-
-def _host_boundaries(position_ids: torch.Tensor) -> torch.Tensor:
-    """int32 boundaries of the ``[B, T]`` batch flattened to one row (each row's restarts, rows end-to-end)."""
-    from longctx.distributed.sharding import cu_seqlens_from_position_ids
-
-    b, t = position_ids.shape
-    rows = [cu_seqlens_from_position_ids(position_ids[i]).to(torch.int64) + i * t for i in range(b)]
-    return torch.cat([rows[0]] + [r[1:] for r in rows[1:]]).to(torch.int32)
 
 
 def _all_reduce(x: torch.Tensor, group: Any) -> torch.Tensor:
