@@ -63,9 +63,19 @@ def grads_bytes(n_params: int, layer_params: int, a: int, shard: int, offloaded:
     return layer_params * a if offloaded else n_params * a / shard
 
 
-def optimizer_bytes(n_params: int, master_weights: bool, shard: int, offloaded: bool) -> float:
-    """AdamW states: P · (4 + 4 [+ 4 fp32 master copy when training in bf16/fp16]) / S; 0 if offloaded."""
-    return 0.0 if offloaded else n_params * (8 + (4 if master_weights else 0)) / shard
+def optimizer_state_bytes(run: RunShape) -> int:
+    """AdamW's bytes per parameter: two moments in float32 (8), plus a float32 master copy (12) when the
+    model holds bf16/fp16 weights that the optimizer updates in float32 (``master_weights: optimizer``);
+    two moments in the weights' own dtype (2a) when no float32 copy exists (``master_weights: none``)."""
+    a = run.act_bytes
+    if a == 4 or run.master_weights == "params":
+        return 8
+    return 12 if run.master_weights == "optimizer" else 2 * a
+
+
+def optimizer_bytes(n_params: int, state_bytes: int, shard: int, offloaded: bool) -> float:
+    """AdamW states: P · state_bytes / S (:func:`optimizer_state_bytes`); 0 if offloaded."""
+    return 0.0 if offloaded else n_params * state_bytes / shard
 
 
 def optimizer_step_bytes(local_params: float, largest_tensor: int, foreach: bool, offloaded: bool) -> float:
@@ -201,7 +211,7 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
     shard = run.gpus if run.sharding != "none" else 1
     param_shard = run.gpus if run.sharding in ("zero3", "fsdp") else 1
     opt_off = run.offload in ("optimizer", "params")
-    master = run.dtype != "fp32" and not run.fp32_weights
+    opt_state = optimizer_state_bytes(run)
     pa = 4 if run.fp32_weights else a  # bytes of a stored weight and of its gradient
     p, pl, pe = shape.num_params, shape.layer_params, shape.embedding_params
     root = pe * (1 if shape.tie_embeddings else 2)  # FSDP2's root unit (step.LMLoss): embedding + untied head
@@ -219,9 +229,8 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
              "2·P_E·a: FSDP2 reduce-scatters the root unit (embedding + head) once its backward ends"),
         Term("autocast weight copies", pl * a if run.autocast else 0.0, ("forward", "backward", "backward_end"),
              "P_L·a (one layer's bf16 casts; autocast's cache is off)"),
-        Term("optimizer states", (p * 2 * a / shard if not opt_off else 0.0) if run.master_weights == "none" and a < 4
-             else optimizer_bytes(p, master, shard, opt_off), all_,
-             ("P·2a/S" if run.master_weights == "none" and a < 4 else f"P·{12 if master else 8}/S") + " (0 if offloaded)"),
+        Term("optimizer states", optimizer_bytes(p, opt_state, shard, opt_off), all_,
+             ("P·2a/S" if opt_state == 2 * a and a < 4 else f"P·{opt_state}/S") + " (0 if offloaded)"),
         Term("optimizer step", optimizer_step_bytes(p / shard, max(pe, shape.intermediate_size * shape.hidden_size),
                                                     run.foreach_optimizer, opt_off), ("step",),
              "4·P/S (foreach) or 8·max numel"),
