@@ -138,14 +138,9 @@ def _fake_model_from_shape(shape, layers: int, fake, attn: str):
                       num_hidden_layers=layers, num_attention_heads=shape.num_heads, num_key_value_heads=shape.num_kv_heads,
                       max_position_embeddings=1 << 20, tie_word_embeddings=False)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn)
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation=attn, dtype=torch.float32)
     with fake:
-        for module in model.modules():
-            for name, p in list(module.named_parameters(recurse=False)):
-                setattr(module, name, torch.nn.Parameter(torch.zeros(p.shape, dtype=torch.float32, device="cuda")))
-            for name, b in list(module.named_buffers(recurse=False)):
-                persistent = name not in module._non_persistent_buffers_set
-                module.register_buffer(name, torch.zeros(b.shape, dtype=b.dtype, device="cuda"), persistent=persistent)
+        to_fake_cuda(model, fake)
     # RoPE frequencies: recompute on the device (a meta buffer holds no values)
     rope = model.model.rotary_emb
     with fake:

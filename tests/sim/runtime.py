@@ -273,11 +273,18 @@ def simulate(fake, counters: Counters):
 
 
 def to_fake_cuda(model: torch.nn.Module, fake) -> torch.nn.Module:
-    """Replace every parameter and buffer of a (real, CPU) model by a fake ``cuda`` one of the same dtype."""
+    """Replace every parameter and buffer of a real (CPU) or ``meta`` model by a fake ``cuda`` one of the same
+    dtype (call inside ``fake``; a meta tensor, having no values, becomes zeros)."""
+
+    def moved(t: torch.Tensor) -> torch.Tensor:
+        if t.is_meta:
+            return torch.zeros(t.shape, dtype=t.dtype, device="cuda")
+        return fake.from_tensor(t.detach()).to("cuda")
+
     for module in model.modules():
         for name, p in list(module.named_parameters(recurse=False)):
-            setattr(module, name, torch.nn.Parameter(fake.from_tensor(p.detach()).to("cuda"), requires_grad=p.requires_grad))
+            setattr(module, name, torch.nn.Parameter(moved(p), requires_grad=p.requires_grad))
         for name, b in list(module.named_buffers(recurse=False)):
             persistent = name not in module._non_persistent_buffers_set
-            module.register_buffer(name, fake.from_tensor(b).to("cuda"), persistent=persistent)
+            module.register_buffer(name, moved(b), persistent=persistent)
     return model
