@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from longctx.distributed.launch import run_local  # noqa: E402
-from longctx.io import atomic_write_json  # noqa: E402
+from longctx.core.io import atomic_write_json  # noqa: E402
 
 
 def _rss_bytes() -> int:

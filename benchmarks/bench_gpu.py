@@ -144,7 +144,7 @@ def bench_varlen(device: str, sizes: list[int], h: int = 8, hk: int = 2, d: int 
 
 def bench_loss(device: str, t: int, vocab: int, hidden: int = 1024, chunk: int = 4096, reps: int = 3) -> dict:
     """Chunked loss vs full logits (bf16): fwd+bwd time and peak memory above the inputs."""
-    from longctx.loss import chunked_lm_loss, full_lm_loss
+    from longctx.core.loss import chunked_lm_loss, full_lm_loss
 
     g = torch.Generator(device=device).manual_seed(0)
     h = torch.randn(t, hidden, device=device, dtype=torch.bfloat16, generator=g).requires_grad_(True)

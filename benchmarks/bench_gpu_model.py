@@ -7,7 +7,7 @@ and 128K tokens, then the longest length that fits (time-boxed), the planner's p
 The model, the step and the planner column are ``longctx.doctor.probe``'s (``longctx doctor`` runs one
 such step). The model is random-initialised from its config (no weights, no download), bf16 parameters, one
 sequence (``attn_implementation="longctx_varlen"``: one document -> one SDPA call), gradient
-checkpointing (non-reentrant) and the chunked loss (``longctx.loss.chunked_lm_loss``). A "step" is
+checkpointing (non-reentrant) and the chunked loss (``longctx.core.loss.chunked_lm_loss``). A "step" is
 forward + backward (gradients in bf16 on the GPU); NO optimizer step: AdamW's fp32 states of 8B
 parameters (~90 GiB) would not leave room for long sequences on one GPU, and ALST offloads them
 to the CPU. The planner column is ``longctx.plan`` for the same shape with the optimizer

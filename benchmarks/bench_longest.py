@@ -113,7 +113,7 @@ def _step_1proc(row: dict):
     """One process: a plain HF step (full logits) or the base model plus the chunked loss."""
     import torch
 
-    from longctx.loss import chunked_lm_loss, shift_targets
+    from longctx.core.loss import chunked_lm_loss, shift_targets
 
     def step(model, opt, n: int) -> None:
         ids = torch.randint(0, model.config.vocab_size, (1, n))
@@ -158,7 +158,7 @@ def _measure(rank: int, world: int, spec: dict) -> dict:
     import torch
 
     import longctx.attention  # noqa: F401  (registers longctx_ring)
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
 
     torch.set_num_threads(1)
     shape, row, cap = spec["shape"], spec["row"], spec["cap"]
@@ -242,7 +242,7 @@ def longest(row: dict, cap: int, start: int, unit: int, log) -> int:
 def planned(row: dict, cap: int, unit: int) -> int:
     from longctx.plan import max_seq_len, shape_from_config
     from longctx.plan.options import run_from_train_config
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
     from longctx.train.config import load_config
 
     sets = [f"model.gradient_checkpointing={bool(row.get('checkpointing'))}",
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cap = a.cap_mib * 2**20
     from longctx.plan import shape_from_config
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
 
     params = shape_from_config(tiny_config("llama", **SHAPE)).num_params
     print(f"model: Llama {SHAPE}, {params / 1e6:.1f}M parameters, float32, AdamW; cap {a.cap_mib} MiB", flush=True)

@@ -4,8 +4,8 @@ Side by side in one run, each variant in a fresh subprocess (so no variant inher
 at --tokens x --vocab with hidden size --hidden (float32, CPU):
   - hf:        transformers' own causal-LM loss over full logits (``hidden @ W.T`` then
                ``transformers.loss.loss_utils.ForCausalLMLoss``), what a plain HF training step does,
-  - ours:      ``longctx.loss.chunked_lm_loss`` with its default chunk (``train.loss_chunk: auto``,
-               ``longctx.plan.rules.auto_loss_chunk``),
+  - ours:      ``longctx.core.loss.chunked_lm_loss`` with its default chunk (``train.loss_chunk: auto``,
+               ``longctx.core.sizing.auto_loss_chunk``),
   - ours-4096: the same with the former fixed default of 4096 tokens,
   - trl:       TRL's chunked log-prob function (``trl.kernels.ChunkedLogProbFunction``, what its
                SFT trainer's fused LM head runs; 4096-token x 32768-vocab tiles), when trl is importable.
@@ -44,8 +44,8 @@ if variant == "trl":
 elif variant == "hf":
     from transformers.loss.loss_utils import ForCausalLMLoss
 else:
-    from longctx.loss import chunked_lm_loss
-    from longctx.plan.rules import auto_loss_chunk
+    from longctx.core.loss import chunked_lm_loss
+    from longctx.core.sizing import auto_loss_chunk
 def run():
     if variant == "hf":  # the targets are already next-token targets: pass them as shift_labels; sum = mean x 1 item
         logits = (h @ w.T)[None]

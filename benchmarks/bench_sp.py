@@ -36,8 +36,8 @@ def _step_times(rank: int, world: int, args: dict) -> dict:
     from longctx.attention import sequence_parallel
     from longctx.distributed.mesh import usp_group_ranks
     from longctx.distributed.sharding import shard_for_layout
-    from longctx.loss import chunked_lm_loss, shift_targets
-    from longctx.tiny import tiny_config
+    from longctx.core.loss import chunked_lm_loss, shift_targets
+    from longctx.models.tiny import tiny_config
 
     sp_kwargs = {}
     if "usp" in args["layouts"]:

@@ -63,7 +63,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' pack helpers
     model, packs = ROOT / "model", ROOT / "packs"
     if not model.exists():
-        from longctx.tiny import make_tiny_checkpoint
+        from longctx.models.tiny import make_tiny_checkpoint
         import _train_ranks as tr
         make_tiny_checkpoint(model, "llama", hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=4,
                              intermediate_size=768, vocab_size=32000)

@@ -11,8 +11,8 @@
      - naive padded batching + sdpa (random batches padded to their longest row).
    The four configs' timed steps are interleaved (round robin): on a shared machine the load
    changes within a run, and timing configs one after another would compare loads, not configs.
-2. Peak memory (RSS, fresh process each) of the loss forward+backward: longctx.loss.chunked_lm_loss
-   vs full logits (longctx.loss.full_lm_loss), at --loss-tokens x --vocab.
+2. Peak memory (RSS, fresh process each) of the loss forward+backward: longctx.core.loss.chunked_lm_loss
+   vs full logits (longctx.core.loss.full_lm_loss), at --loss-tokens x --vocab.
 
     python benchmarks/bench_train.py                          # defaults (reduced for a shared 2-core CPU)
     python benchmarks/bench_train.py --threads 1              # steadier when other jobs share the cores
@@ -86,7 +86,7 @@ def throughput(model: Path, packs: Path, configs: list[tuple[str, str]], steps: 
 
 LOSS_CHILD = """
 import resource, sys, torch
-from longctx.loss import chunked_lm_loss, full_lm_loss
+from longctx.core.loss import chunked_lm_loss, full_lm_loss
 T, V, H, chunk, which = map(int, sys.argv[1:6])
 torch.manual_seed(0)
 h = (torch.randn(T, H) * 0.1).requires_grad_()
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from longctx.tiny import make_tiny_checkpoint
+    from longctx.models.tiny import make_tiny_checkpoint
 
     torch.set_num_threads(a.threads)
     if not a.skip_throughput:

@@ -23,7 +23,7 @@ def _run(variant: str, tokens: int, vocab: int, chunk: int, q) -> None:
     from transformers import AutoModelForCausalLM
 
     from eval_longbench.ppl import sliding_window_ppl
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

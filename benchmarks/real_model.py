@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 METHODS: dict[str, str | None] = {"base": None, "pi": "linear", "ntk": "ntk", "dynamic": "dynamic", "yarn": "yarn",
                                   "abf": "abf"}
@@ -153,7 +153,7 @@ class Grid:
 
 def base_checkpoint(work: Path) -> Path:
     """The imported SmolLM2 folder under ``work`` (imported from the packaged GGUF the first time)."""
-    from longctx.gguf import find_packaged_model, import_gguf
+    from longctx.models.gguf import find_packaged_model, import_gguf
 
     out = work / "smollm2"
     if not (out / "config.json").is_file():
@@ -237,7 +237,7 @@ def run_benchmark(grid: Grid, out: str | Path, *, model: str | Path | None = Non
     from eval_longbench.needle import NeedleConfig, run_needle
     from eval_longbench.ppl import run_ppl
     from eval_longbench.results import ResultStore
-    from longctx.io import atomic_write_text
+    from longctx.core.io import atomic_write_text
 
     check_device(grid.device)
     out = Path(out)

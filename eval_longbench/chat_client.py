@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 MAX_WAIT = 60.0
 """Seconds: the longest wait between two tries, whatever the back-off or ``Retry-After`` says."""

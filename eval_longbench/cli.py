@@ -14,8 +14,8 @@ from pathlib import Path
 from eval_longbench.chat_client import raise_failures
 from eval_longbench.flags import check_device, check_int, check_seconds  # noqa: F401  (cli.check_* are used by tests)
 from eval_longbench.model_source import add_local_model_args as _model_flags, model_names  # noqa: F401
-from longctx.errors import LongctxError
-from longctx.io import atomic_write_json, atomic_write_text, check_out_vs_inputs
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_write_json, atomic_write_text, check_out_vs_inputs
 
 _FMT = argparse.RawDescriptionHelpFormatter
 

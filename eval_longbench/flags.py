@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 
 def check_int(flag: str, value: int | None, minimum: int = 1) -> None:

@@ -30,8 +30,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from longctx.errors import LongctxError
-from longctx.io import read_text
+from longctx.core.errors import LongctxError
+from longctx.core.io import read_text
 
 # RULER-style noise: short, true, boring sentences; shuffled with the seed so the haystack is not
 # one period repeated (the model must find the needle, not a break in the rhythm).

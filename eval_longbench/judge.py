@@ -17,7 +17,7 @@ from eval_longbench.chat_client import (  # noqa: F401  (re-exported: the judge'
     ERROR_BODY_CHARS, MAX_WAIT, ChatClient, EndpointUnreachable, TransientError, _stderr, call_with_retries, map_concurrent,
     redact, redact_and_cut,
 )
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 JudgeUnreachable = EndpointUnreachable
 """The judge never answered (connection refused / DNS / timeouts on every try)."""

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from eval_longbench.judge import build_judge_prompt, rate_many
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError, where
-from longctx.io import read_json, read_text
+from longctx.core.errors import LongctxError, where
+from longctx.core.io import read_json, read_text
 
 CASE_FIELDS = {"idx": int, "prompt": str, "query": str, "answer": str}
 

@@ -31,7 +31,7 @@ from eval_longbench.chat_client import GenerationFailed, map_concurrent
 from eval_longbench.longbench_chat import read_records, truncate_middle
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError, where
+from longctx.core.errors import LongctxError, where
 
 QUESTION_BLOCK = """What is the correct answer to this question: $Q$
 Choices:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 if TYPE_CHECKING:
     from eval_longbench.models import GenerateFn
@@ -211,7 +211,7 @@ def _paths(a) -> list[str]:
 
 
 def input_paths(a) -> list[str | None]:
-    """Local files the model source reads (for :func:`longctx.io.check_out_vs_inputs`)."""
+    """Local files the model source reads (for :func:`longctx.core.io.check_out_vs_inputs`)."""
     return [*_paths(a), getattr(a, "tokenizer", None)]
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from longctx.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights
-from longctx.errors import LongctxError
+from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights
+from longctx.core.errors import LongctxError
 
 GenerateFn = Callable[[str, int], str]
 BatchGenerateFn = Callable[[Sequence[str], int], list[str]]

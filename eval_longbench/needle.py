@@ -19,7 +19,7 @@ from tqdm import tqdm
 from eval_longbench.haystack import Needle, check_filler, filler_stream, fit_prompt, passkey_sample
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 NEEDLE_INTRO = (
     "Some special magic numbers are hidden inside the following text. Make sure to memorize them. "

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
 
-from longctx.io import atomic_write_bytes  # noqa: E402
+from longctx.core.io import atomic_write_bytes  # noqa: E402
 
 # Red (missed) -> yellow -> green (found), the colours of gkamradt's NIAH plots.
 NIAH_CMAP = LinearSegmentedColormap.from_list("niah", ["#F0496E", "#EBB839", "#0CD79F"])

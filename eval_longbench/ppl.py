@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError
-from longctx.loss import chunked_lm_loss
+from longctx.core.errors import LongctxError
+from longctx.core.loss import chunked_lm_loss
 
 
 def chunked_nll(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, *, chunk_size: int = 1024,
@@ -29,7 +29,7 @@ def chunked_nll(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tens
     """Sum of next-token NLL, computing ``head(hidden)`` in fp32 on ``chunk_size`` rows at a time.
 
     ``hidden``: ``[N, H]`` states that predict ``targets`` ``[N]``. A plain linear head goes through
-    the trainer's :func:`longctx.loss.chunked_lm_loss` (one loss implementation for train and eval);
+    the trainer's :func:`longctx.core.loss.chunked_lm_loss` (one loss implementation for train and eval);
     other heads (soft-capped logits, custom modules) through the loop below.
     """
     if softcap is None and type(head) is torch.nn.Linear:

@@ -20,7 +20,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 WEB_MODULE = Path("/usr/share/sword/modules/texts/ztext/engWEB2015eb")
 """Where Debian's ``sword-text-web`` installs the World English Bible."""

@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from longctx.errors import LongctxError
-from longctx.io import atomic_write_json
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_write_json
 
 
 class ResultStore:

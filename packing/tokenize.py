@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from longctx.errors import LongctxError
-from longctx.labels import IGNORE_INDEX
+from longctx.core.errors import LongctxError
+from longctx.core.labels import IGNORE_INDEX
 
 TRAIN_ON = ("all", "assistant", "last")
 ROLES = ("system", "user", "assistant", "tool")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from longctx.labels import IGNORE_INDEX
+from longctx.core.labels import IGNORE_INDEX
 
 
 def target_counts(labels: np.ndarray, seq_lens: Sequence[int]) -> np.ndarray:

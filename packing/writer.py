@@ -11,7 +11,7 @@ Rows are built here and only here:
 Both are pure (numpy only, no ``datasets``): GPU checks and tests build rows with them too.
 :func:`write_packs` streams rows to an Arrow IPC file batch by batch (never the whole dataset in
 Python lists), memory-maps and ``save_to_disk``-s it and writes the manifest, all inside
-:func:`longctx.io.atomic_dir`, so a crash leaves no directory that looks complete.
+:func:`longctx.core.io.atomic_dir`, so a crash leaves no directory that looks complete.
 :func:`load_packs` reads a directory back, validated, as one :class:`Packs` object.
 """
 
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from longctx.errors import LongctxError
-from longctx.io import atomic_dir, atomic_write_json, read_json
-from longctx.labels import IGNORE_INDEX
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_dir, atomic_write_json, read_json
+from longctx.core.labels import IGNORE_INDEX
 from packing.weights import pack_loss_weights
 
 FORMAT = "longctx-packs"

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.common import check_base, default_inv_freq
 
 TWO_PI = 2 * math.pi

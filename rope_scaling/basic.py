@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.base_selection import critical_base, lower_bound_base
 from rope_scaling.common import RopeOutput, check_base, check_factor, default_inv_freq, rotary_dim
 from rope_scaling.method import Param, Prepared, Request, RopeMethod

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from longctx.errors import LongctxError, where
-from longctx.io import read_json
+from longctx.core.errors import LongctxError, where
+from longctx.core.io import read_json
 from rope_scaling.registry import METHODS
 
 # model_type -> the rope_types transformers loads for it (None: all). Phi-3 accepts only default/longrope

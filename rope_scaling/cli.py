@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.explain import format_table
 from rope_scaling.flags import add_method_flags, method_params
 from rope_scaling.registry import extending_methods, get_method

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 RopeOutput = tuple[torch.Tensor, float]  # (inv_freq float64 [rotary_dim // 2], attention_factor)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from longctx.errors import LongctxError, where
-from longctx.checkpoint_files import check_weight_files, require_safetensors
-from longctx.io import OUTPUT_MARKER, atomic_dir, atomic_write_json, check_out_vs_inputs
+from longctx.core.errors import LongctxError, where
+from longctx.core.checkpoint_files import check_weight_files, require_safetensors
+from longctx.core.io import OUTPUT_MARKER, atomic_dir, atomic_write_json, check_out_vs_inputs
 from rope_scaling.checkpoint_config import (RopeConfig, loadable_types, patch_config, read_config, read_rope_config,
                                             refuse_conflicts)
 from rope_scaling.common import check_factor, default_inv_freq

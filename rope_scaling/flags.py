@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.method import FloatList, Param
 from rope_scaling.registry import METHODS
 

@@ -7,9 +7,9 @@ import math
 import os
 from pathlib import Path
 
-from longctx.checkpoint_files import check_safetensors
+from longctx.core.checkpoint_files import check_safetensors
 from rope_scaling.checkpoint_config import read_config, read_rope_config
-from longctx.checkpoint_files import weight_files
+from longctx.core.checkpoint_files import weight_files
 
 
 def _safetensors_params(files: list[Path]) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.common import RopeOutput, check_factor, check_length, default_inv_freq, rotary_dim, wavelengths
 from rope_scaling.method import Param, RopeMethod
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.common import RopeOutput, check_factor, check_length, default_inv_freq, rotary_dim
 from rope_scaling.method import FloatList, Param, Prepared, Request, RopeMethod
 

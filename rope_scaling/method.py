@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.common import RopeOutput
 
 if TYPE_CHECKING:

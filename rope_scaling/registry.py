@@ -9,7 +9,7 @@ original_length, factor`` plus its own parameters, and returns ``(inv_freq float
 
 from __future__ import annotations
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.basic import ABF, DEFAULT, LINEAR, NTK
 from rope_scaling.common import RopeOutput
 from rope_scaling.dynamic import DYNAMIC

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.common import RopeOutput, check_factor, check_length, default_inv_freq, rotary_dim
 from rope_scaling.method import Param, RopeMethod
 

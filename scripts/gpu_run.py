@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from longctx.doctor.env import environment  # noqa: E402  (versions, the GPU, optional packages)
-from longctx.io import atomic_write_text  # noqa: E402
+from longctx.core.io import atomic_write_text  # noqa: E402
 
 GPU_TESTS = "tests/gpu"
 # CPU twins of the CUDA paths (~10 s); test_sdpa_kernels also holds CUDA-parametrized rows that run there

@@ -83,7 +83,7 @@ def ring_suite(rank: int, world: int, cases_by_size: dict, model: list) -> dict:
 def _tiny_model(family: str):
     from transformers import AutoModelForCausalLM
 
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
 
     cfg = tiny_config(family, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
     cfg._attn_implementation = "longctx_ring"
@@ -93,7 +93,7 @@ def _tiny_model(family: str):
 
 
 def _pack(seq_lens: list[int]) -> dict:
-    from longctx.loss import shift_targets
+    from longctx.core.loss import shift_targets
 
     g = torch.Generator().manual_seed(1)
     t = sum(seq_lens)
@@ -105,7 +105,7 @@ def _pack(seq_lens: list[int]) -> dict:
 
 
 def _loss(model, input_ids, position_ids, labels, weights, **kwargs) -> torch.Tensor:
-    from longctx.loss import chunked_lm_loss
+    from longctx.core.loss import chunked_lm_loss
 
     hidden = model.model(input_ids=input_ids[None], position_ids=position_ids[None], use_cache=False,
                          **kwargs).last_hidden_state

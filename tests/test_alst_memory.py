@@ -13,14 +13,14 @@ import dataclasses
 import pytest
 import torch
 
-from longctx.errors import LongctxError
-from longctx.loss import chunked_lm_loss
+from longctx.core.errors import LongctxError
+from longctx.core.loss import chunked_lm_loss
 from longctx.plan import plan_run, shape_from_config
 from longctx.plan.cli import build_parser, run_from_args
 from longctx.plan.options import MEMORY_KEYS, NOT_TRAIN_KEYS, TRAIN_KEYS, run_from_train_config
-from longctx.plan.rules import LOGITS_BLOCK_ELEMENTS, MATMUL_MIN_TOKENS, auto_loss_chunk, auto_mlp_tiles
+from longctx.core.sizing import LOGITS_BLOCK_ELEMENTS, MATMUL_MIN_TOKENS, auto_loss_chunk, auto_mlp_tiles
 from longctx.plan.shapes import RunShape
-from longctx.tiny import tiny_config
+from longctx.models.tiny import tiny_config
 from longctx.train.config import RunConfig, load_config
 from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp, enable_checkpointing
 

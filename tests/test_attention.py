@@ -160,7 +160,7 @@ def test_rows_without_keys_do_not_poison_the_merge():
 def _tiny(family="llama", impl="longctx_varlen"):
     from transformers import AutoModelForCausalLM
 
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
 
     cfg = tiny_config(family, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
     torch.manual_seed(0)

@@ -11,7 +11,7 @@ import shutil
 import pytest
 from transformers import AutoConfig
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling import extend_checkpoint
 from rope_scaling.checkpoint_config import read_config, read_rope_config
 from rope_scaling.inspect_ckpt import format_report, inspect_checkpoint

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.train import checkpoint as ck
 
 import _train_ranks as tr

@@ -56,7 +56,7 @@ def test_enable_checkpointing_uses_the_name_this_transformers_has(cls, name):
 def test_enable_checkpointing_on_the_installed_transformers():
     from transformers import AutoModelForCausalLM
 
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
 
     model = AutoModelForCausalLM.from_config(tiny_config("llama", hidden_size=32, num_layers=1, num_heads=4,
                                                          num_kv_heads=2, intermediate_size=64, vocab_size=300))

@@ -39,7 +39,7 @@ def test_cpu_single_process_passes_and_names_every_check(tmp_path, capsys):
 
 def test_a_wrong_loss_kernel_is_a_failed_row_and_exit_status_1(tmp_path, monkeypatch):
     """A chunked loss 10% too large fails its rows against the float64 oracle; the other kernels still pass."""
-    import longctx.loss as lm
+    import longctx.core.loss as lm
 
     real = lm.chunked_lm_loss
     monkeypatch.setattr(lm, "chunked_lm_loss", lambda *a, **k: real(*a, **k) * 1.1)

@@ -12,7 +12,7 @@ from _organism_server import ModelServer
 from eval_longbench import cli
 from eval_longbench.chat_client import ChatClient, EndpointUnreachable, GenerationFailed
 from eval_longbench.models import load_model
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from _chat_server import FakeJudgeServer
 from test_judge import KEY
 

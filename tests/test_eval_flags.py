@@ -6,7 +6,7 @@ import json
 import pytest
 
 from eval_longbench import cli
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from eval_longbench.fingerprint import model_fingerprint, text_fingerprint
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 
 def retrained_copy(src, dst):

@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from longctx.cli import main as longctx_main
-from longctx.errors import LongctxError
-from longctx.io import OUTPUT_MARKER
+from longctx.core.errors import LongctxError
+from longctx.core.io import OUTPUT_MARKER
 from rope_scaling.base_selection import critical_base, lower_bound_base
 from rope_scaling.checkpoint_config import read_config, read_rope_config
 from rope_scaling.extend import extend_checkpoint, plan_extension
@@ -129,7 +129,7 @@ def test_rope_theta_with_a_non_abf_method_is_refused(tiny_llama):
 
 def test_phi3_refuses_methods_transformers_cannot_load(tmp_path):
     """Phi-3 only loads default/longrope RoPE: asking for yarn is an error naming what works."""
-    from longctx.tiny import make_tiny_checkpoint
+    from longctx.models.tiny import make_tiny_checkpoint
 
     src = make_tiny_checkpoint(tmp_path / "phi3", "phi3")
     raw, path = read_config(src)

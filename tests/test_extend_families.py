@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from longctx.tiny import make_tiny_checkpoint
+from longctx.models.tiny import make_tiny_checkpoint
 from rope_scaling.checkpoint_config import read_config
 from rope_scaling.extend import extend_checkpoint, plan_extension
 

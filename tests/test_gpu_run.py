@@ -80,7 +80,7 @@ def test_block_comparison_fails_with_a_wrong_softmax_scale():
 
 def test_chunked_loss_comparison_fails_when_weights_are_dropped():
     """The loss case passes chunked_lm_loss and fails a version that ignores the LongAlign weights."""
-    from longctx.loss import chunked_lm_loss
+    from longctx.core.loss import chunked_lm_loss
 
     tol = TOL[torch.float32]
     assert _all_close(loss_case("cpu", torch.float32, t=128, vocab=64, hidden=16), tol)

@@ -59,7 +59,7 @@ def test_inspect_names_a_corrupt_safetensors_file(tiny_llama, tmp_path):
 
     import pytest
 
-    from longctx.errors import LongctxError
+    from longctx.core.errors import LongctxError
 
     bad = tmp_path / "bad"
     shutil.copytree(tiny_llama, bad)

@@ -1,11 +1,11 @@
-"""longctx.io.read_json: every way a user's JSON file can be wrong is one line naming the file."""
+"""longctx.core.io.read_json: every way a user's JSON file can be wrong is one line naming the file."""
 
 from __future__ import annotations
 
 import pytest
 
-from longctx.errors import LongctxError
-from longctx.io import read_json
+from longctx.core.errors import LongctxError
+from longctx.core.io import read_json
 
 
 def test_read_json_returns_the_parsed_object(tmp_path):

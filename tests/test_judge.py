@@ -8,7 +8,7 @@ import pytest
 
 from eval_longbench.judge import JudgeUnreachable, OpenAIJudge, build_judge_prompt, parse_rating, rate_many
 from _chat_server import FakeJudgeServer
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 KEY = "sk-test-SECRET-0123456789"
 

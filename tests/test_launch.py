@@ -3,7 +3,7 @@
 import pytest
 
 from longctx.distributed.launch import RankFailed, run_local
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 import _dist_fns
 

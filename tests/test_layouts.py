@@ -11,7 +11,7 @@ import longctx.attention.hf as hf
 from longctx.distributed.layouts import LAYOUTS, Layout, get_layout
 from longctx.distributed.layouts.varlen import varlen_spans
 from longctx.distributed.sharding import layout_unit, local_indices, padded_length, shard_for_layout, unshard
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.plan import RunShape, plan_run
 from longctx.plan.cli import build_parser
 from longctx.plan.shapes import PRESETS

@@ -10,8 +10,8 @@ from eval_longbench.longbench_chat import (
 )
 from eval_longbench.models import chat_prompt
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError
-from longctx.tokenizer import byte_tokenizer
+from longctx.core.errors import LongctxError
+from longctx.core.tokenizer import byte_tokenizer
 from _chat_server import FakeJudgeServer
 from test_judge import KEY
 

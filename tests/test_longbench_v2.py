@@ -11,8 +11,8 @@ from eval_longbench.longbench_v2 import (
     run_longbench_v2, table_line,
 )
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError
-from longctx.tokenizer import byte_tokenizer
+from longctx.core.errors import LongctxError
+from longctx.core.tokenizer import byte_tokenizer
 
 TOK = byte_tokenizer()
 

@@ -1,10 +1,10 @@
-"""longctx.loss: next-token shift within sequences, and the chunked weighted LM loss."""
+"""longctx.core.loss: next-token shift within sequences, and the chunked weighted LM loss."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from longctx.loss import chunked_lm_loss, shift_targets
+from longctx.core.loss import chunked_lm_loss, shift_targets
 
 
 def _problem(seed=0, dtype=torch.float64, B=2, T=9, H=6, V=13):

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from longctx.loss import chunked_lm_loss, shift_targets
+from longctx.core.loss import chunked_lm_loss, shift_targets
 from longctx.train.collate import collate_packs
 from packing.weights import pack_loss_weights, token_loss_weights
 
@@ -40,7 +40,7 @@ class Float64Rope(torch.nn.Module):
 def model():
     from transformers import AutoModelForCausalLM
 
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
 
     torch.manual_seed(0)
     cfg = tiny_config("llama")

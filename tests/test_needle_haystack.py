@@ -8,8 +8,8 @@ from eval_longbench.haystack import (
     NOISE_SENTENCES, PASSKEY_INTRO, PASSKEY_QUESTION, insert_at_depth, make_passkey_sample, passkey_sample,
     sentence_boundaries, split_sentences,
 )
-from longctx.errors import LongctxError
-from longctx.tokenizer import byte_tokenizer
+from longctx.core.errors import LongctxError
+from longctx.core.tokenizer import byte_tokenizer
 
 TOK = byte_tokenizer()
 NEEDLE_RE = re.compile(r"The pass key is (\d{5})\. Remember it\. \1 is the pass key\.")

@@ -8,8 +8,8 @@ import pytest
 from eval_longbench.needle import NeedleConfig, build_sample, depth_grid, run_needle, score_contains, score_exact
 from eval_longbench.plots import heatmap_matrix
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError
-from longctx.tokenizer import byte_tokenizer
+from longctx.core.errors import LongctxError
+from longctx.core.tokenizer import byte_tokenizer
 
 TOK = byte_tokenizer()
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.organism.check import CHECK_SEED, passkey_accuracy, shipped_model_dir
 from longctx.organism.data import pretrain_sequence, write_pretrain_packs
-from longctx.tokenizer import byte_tokenizer
+from longctx.core.tokenizer import byte_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_check_cli_writes_per_length_accuracy(tiny_llama, tmp_path, capsys):
 
 def test_check_cli_rejects_samples_not_multiple_of_depths():
     """--samples must spread evenly over the 5 depths; otherwise a LongctxError names the flag."""
-    from longctx.errors import LongctxError
+    from longctx.core.errors import LongctxError
     from longctx.organism.cli import main
 
     with pytest.raises(LongctxError, match="--samples"):

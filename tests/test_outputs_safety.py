@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-import longctx.io as lio
-from longctx.checkpoint_files import check_model_weights, check_safetensors
+import longctx.core.io as lio
+from longctx.core.checkpoint_files import check_model_weights, check_safetensors
 from longctx.cli import main as longctx_main
-from longctx.errors import LongctxError
-from longctx.io import OUTPUT_MARKER, atomic_dir, atomic_write_json, check_out_vs_inputs, is_our_output
+from longctx.core.errors import LongctxError
+from longctx.core.io import OUTPUT_MARKER, atomic_dir, atomic_write_json, check_out_vs_inputs, is_our_output
 
 
 def _tree(root: Path) -> dict[str, bytes]:

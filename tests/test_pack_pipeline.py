@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from longctx.errors import LongctxError
-from longctx.tokenizer import byte_tokenizer
+from longctx.core.errors import LongctxError
+from longctx.core.tokenizer import byte_tokenizer
 from packing.pipeline import PackConfig, pack_files
 from packing.tokenize import tokenize_record
 from packing.writer import load_packs

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from longctx.errors import LongctxError
-from longctx.labels import IGNORE_INDEX
+from longctx.core.errors import LongctxError
+from longctx.core.labels import IGNORE_INDEX
 from packing.pipeline import OUTCOMES, Ledger, PackConfig, assemble, record_sequences
 from packing.tokenize import ROLES, RecordError, normalize_record, to_sequence
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from packing.readers import BadRecord, Record, read_records
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from longctx.errors import LongctxError
-from longctx.tokenizer import byte_tokenizer
+from longctx.core.errors import LongctxError
+from longctx.core.tokenizer import byte_tokenizer
 from packing.tokenize import RecordError, tokenize_record
 
 CONV = [

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from packing.writer import (PACK_COLUMNS, load_packs, make_manifest, pack_row, rows_from_groups, sorted_row,
                             write_packs)
 

@@ -1,7 +1,7 @@
 """The planner's peak-memory prediction vs the measured peak of a real training step on CPU.
 
 A small Llama (float32, SDPA, AdamW) runs forward + backward + optimizer step the way the longctx
-trainer does (full-logit HF loss, or longctx.loss.chunked_lm_loss on the hidden states; with and
+trainer does (full-logit HF loss, or longctx.core.loss.chunked_lm_loss on the hidden states; with and
 without activation checkpointing). The measured peak is the exact live-tensor peak
 (longctx.plan.measure.LiveTensorBytes, the CPU analogue of torch.cuda.max_memory_allocated), so the
 planner runs in its CPU mode: fp32, sdpa kernel, per-tensor AdamW, no margin, no CUDA overhead.
@@ -12,7 +12,7 @@ import torch
 
 from longctx.plan import RunShape, plan_run, shape_from_config
 from longctx.plan.measure import LiveTensorBytes, measure_train_step
-from longctx.tiny import tiny_config
+from longctx.models.tiny import tiny_config
 
 TOLERANCE = 0.15  # the issue's bound; observed agreement is within ~3% (see docs/plan.md)
 

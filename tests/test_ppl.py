@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from eval_longbench.ppl import run_ppl, sliding_window_ppl, window_nll, window_plan
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_sliding_ppl_equals_per_window_reference(model):
 
 
 def test_linear_head_goes_through_the_chunked_trainer_loss(model, monkeypatch):
-    """Streaming: a linear head is applied only inside longctx.loss.chunked_lm_loss with our chunk size,
+    """Streaming: a linear head is applied only inside longctx.core.loss.chunked_lm_loss with our chunk size,
     on exactly the scored positions (never as full-window logits)."""
     import eval_longbench.ppl as ppl
 

@@ -12,7 +12,7 @@ from eval_longbench.public_text import (
     read_sword_ztext,
     world_english_bible,
 )
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 OT = [('<chapter osisID="Gen.1" sID="Gen.1"/><div type="x-p" sID="p1"/>In the <w lemma="x">beginning</w>, God '
        'created the heavens and the earth.<div eID="p1"/>'),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.quickstart.cli import build_parser, config_from_args
 from longctx.quickstart.config import QuickstartConfig
 from longctx.quickstart.pipeline import run_quickstart
@@ -97,7 +97,7 @@ def test_cli_rejects_lengths_beyond_the_extension():
 def test_sft_records_have_the_requested_lengths():
     """Each synthetic conversation renders to the token count it records, within [min, max]."""
     from longctx.quickstart.data import sft_records
-    from longctx.tokenizer import byte_tokenizer
+    from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
     recs = sft_records(tok, 5, min_tokens=300, max_tokens=900, seed=1)
@@ -116,7 +116,7 @@ def _needle_position(record: dict) -> float:
 def test_edge_share_puts_that_share_of_needles_at_the_haystack_edges():
     """edge_share=1: every needle sits at the start or the end of the haystack, both edges used; 0: spread inside."""
     from longctx.quickstart.data import sft_records
-    from longctx.tokenizer import byte_tokenizer
+    from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
     edge = [_needle_position(r) for r in sft_records(tok, 20, min_tokens=1500, max_tokens=2000, seed=3, edge_share=1.0)]
@@ -132,7 +132,7 @@ FILLER = [f"Sentence number {i} of the book says little." for i in range(400)]
 def test_a_filler_text_replaces_the_noise_haystack():
     """With filler sentences the haystack is made of them (the key still hidden in it, the length still exact)."""
     from longctx.quickstart.data import sft_records
-    from longctx.tokenizer import byte_tokenizer
+    from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
     for r in sft_records(tok, 4, min_tokens=600, max_tokens=900, seed=2, filler=FILLER):
@@ -148,7 +148,7 @@ def test_qa_share_asks_for_a_key_value_needle_among_distractors():
     import re
 
     from longctx.quickstart.data import QA_NEEDLES, sft_records
-    from longctx.tokenizer import byte_tokenizer
+    from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
     recs = sft_records(tok, 6, min_tokens=700, max_tokens=1000, seed=4, filler=FILLER, qa_share=1.0)
@@ -168,7 +168,7 @@ def test_qa_share_asks_for_a_key_value_needle_among_distractors():
 def test_edge_share_zero_keeps_the_quick_start_records():
     """The default draws exactly the records it drew before the option existed (same stream, same depths)."""
     from longctx.quickstart.data import sft_records
-    from longctx.tokenizer import byte_tokenizer
+    from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
     a = sft_records(tok, 6, min_tokens=300, max_tokens=900, seed=1)
@@ -230,7 +230,7 @@ def test_builtin_ppl_text_is_seed_zero_noise_covering_the_tokens():
     """The one builtin perplexity text (quick start and `longctx ppl --text builtin`): seed-0 noise sentences,
     need // 2 + 64 of them, at least as many tokens as asked for."""
     from eval_longbench.haystack import builtin_text, noise_stream
-    from longctx.tokenizer import byte_tokenizer
+    from longctx.core.tokenizer import byte_tokenizer
 
     stream = noise_stream(0)
     assert builtin_text(2048) == " ".join(next(stream) for _ in range(2048 // 2 + 64))

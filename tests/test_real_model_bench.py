@@ -6,7 +6,7 @@ import pytest
 
 from _scripts import load_script
 from eval_longbench.results import ResultStore
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.recipe.runner import RecipeRun, dry_run, resolved_stage, stage_hash
 from longctx.recipe.spec import load_recipe, parse_recipe
 

@@ -16,7 +16,7 @@ import math
 
 import pytest
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.base_selection import critical_base, critical_dimension, decay_curve, decays_safely, lower_bound_base
 
 

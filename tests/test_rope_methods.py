@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.registry import METHODS, compute, get_method, validate_params
 
 

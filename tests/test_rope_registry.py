@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from longctx.cli import main as longctx_main
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from rope_scaling.basic import linear_rope
 from rope_scaling.checkpoint_config import read_config
 from rope_scaling.cli import _extend_parser

@@ -13,8 +13,8 @@ from eval_longbench.ruler.registry import TASKS, register, select_tasks, unregis
 from eval_longbench.ruler.runner import (
     RulerConfig, base_threshold, comparison_table, effective_length, length_averages, run_ruler, score_table, summarize,
 )
-from longctx.errors import LongctxError
-from longctx.tokenizer import byte_tokenizer
+from longctx.core.errors import LongctxError
+from longctx.core.tokenizer import byte_tokenizer
 
 TOK = byte_tokenizer()
 ORGANISM = "longctx/assets/organism"

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from longctx.attention import sdpa_kernels as sk
 from longctx.attention.blocks import block_attention_backward, block_attention_forward, pick_kernel
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 CPU_FLASH = sk.OPS[("cpu", "flash")]
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from longctx.errors import LongctxError
-from longctx.tiny import main as tiny_main
-from longctx.tiny import tiny_config
+from longctx.core.errors import LongctxError
+from longctx.models.tiny import main as tiny_main
+from longctx.models.tiny import tiny_config
 
 
 @pytest.mark.parametrize("flags, flag", [

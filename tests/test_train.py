@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.train.config import RunConfig, load_config, validate
 from longctx.distributed.mesh import Mesh
 from longctx.train.parallelize import checkpointing_enabled

@@ -67,7 +67,7 @@ def test_end_to_end_extend_pack_train_sp2_loss_falls_and_export_loads(tmp_path):
 
     from longctx.cli import main as longctx
 
-    from longctx.tiny import make_tiny_checkpoint
+    from longctx.models.tiny import make_tiny_checkpoint
 
     make_tiny_checkpoint(tmp_path / "tiny", "llama", max_position_embeddings=64)
     assert longctx(["extend", str(tmp_path / "tiny"), "--out", str(tmp_path / "x2"), "--method", "yarn",
@@ -113,7 +113,7 @@ def test_fsdp_on_2_ranks_equals_one_rank_with_double_accumulation(tiny_llama, pa
 
 def test_a_user_error_on_a_spawned_rank_is_one_line_not_a_traceback(tiny_llama, tmp_path):
     """A rank's LongctxError (here: a missing pack directory) reaches the caller as the same LongctxError."""
-    from longctx.errors import LongctxError
+    from longctx.core.errors import LongctxError
     from longctx.train.run import launch_local
 
     cfg = tr.base_config(tiny_llama, tmp_path / "no-such-packs", tmp_path / "run", **{"parallel.sp_degree": 2})

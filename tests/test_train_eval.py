@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.train.config import load_config
 from longctx.train.trainer import Trainer
 

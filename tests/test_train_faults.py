@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.train.config import RunConfig, config_changes, load_config
 
 import _train_ranks as tr

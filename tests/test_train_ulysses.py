@@ -11,8 +11,8 @@ import pytest
 
 from longctx.distributed.launch import run_local
 from longctx.distributed.mesh import Groups, Mesh
-from longctx.errors import LongctxError
-from longctx.tiny import make_tiny_checkpoint
+from longctx.core.errors import LongctxError
+from longctx.models.tiny import make_tiny_checkpoint
 from longctx.train.data import open_packs
 from longctx.train.trainer import Trainer
 

@@ -13,7 +13,7 @@ from longctx.distributed.layouts import get_layout
 from longctx.distributed.layouts.choose import choose_layout, resolve_layout
 from longctx.distributed.launch import run_local
 from longctx.distributed.mesh import usp_group_ranks
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.train.config import load_config, validate
 
 TOL = {"float64": 1e-10, "float32": 1e-5}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval_longbench.haystack import Needle, fit_prompt
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 DEPTHS = tuple(round(i / 39, 4) for i in range(40))
 """RULER's needle depths: 40 evenly spaced fractions from 0 to 1 (each needle takes a seeded one)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval_longbench.ruler.base import GenContext, RulerTask, Sample, fit_count, task_rng
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 TEMPLATE = ("Answer the question based on the given documents. Only give me the answer and do not output any other "
             "words.\n\nThe following are given documents.\n\n{context}\n\nAnswer the question based on the given "

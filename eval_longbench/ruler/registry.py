@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 from eval_longbench.ruler.base import RulerTask
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 FAMILIES = (
     "eval_longbench.ruler.niah",

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from eval_longbench.results import ResultStore
 from eval_longbench.ruler.runner import RulerConfig, comparison_table, markdown_table, record_key, run_ruler, summarize
-from longctx.errors import LongctxError
-from longctx.io import atomic_write_json, atomic_write_text
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from eval_longbench.model_source import ModelUnderTest

@@ -19,7 +19,7 @@ from eval_longbench.haystack import check_filler
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from eval_longbench.ruler.base import DoesNotFit, GenContext, RulerTask
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 RULER_THRESHOLD = 85.6
 """RULER's threshold: Llama-2-7B's average at 4K, the score a model must keep to call a length effective."""

@@ -18,7 +18,7 @@ import warnings
 
 import torch
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 
 def document_ids(cu_seqlens: torch.Tensor, device: torch.device) -> torch.Tensor:

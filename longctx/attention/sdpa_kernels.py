@@ -45,7 +45,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 A = torch.ops.aten
 SDPA_KERNELS = ("flash", "efficient", "cudnn")  # CUDA preference order (torch's own SDPA order)

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 
 @dataclass(frozen=True)

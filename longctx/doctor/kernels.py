@@ -82,7 +82,7 @@ def sdpa_kernel_pairs(device: str, dtype: torch.dtype, name: str, causal: bool, 
 def loss_pairs(device: str, dtype: torch.dtype, t: int = 512, vocab: int = 300, hidden: int = 64,
                loss_fn: Callable | None = None) -> Pairs:
     """chunked_lm_loss (value, d hidden, d head) vs full_lm_loss in float64 on the CPU, LongAlign weights."""
-    import longctx.loss as lm
+    import longctx.core.loss as lm
 
     loss_fn = loss_fn or (lambda h, w, y, wt: lm.chunked_lm_loss(h, w, y, wt, chunk_size=max(1, t // 5)))
     g = torch.Generator().manual_seed(4)

@@ -84,7 +84,7 @@ def write_inputs(work: Path, pack_length: int, seed: int = 0) -> tuple[Path, Pat
     copy and gets the same bytes, so no shared filesystem is needed."""
     import numpy as np
 
-    from longctx.tiny import make_tiny_checkpoint
+    from longctx.models.tiny import make_tiny_checkpoint
     from packing.binpack import first_fit
     from packing.writer import make_manifest, rows_from_groups, write_packs
 

@@ -60,7 +60,7 @@ def build_model(shape: ModelShape, device: str, max_len: int, attn: str = "longc
 
 def make_step(model, t: int, device: str, chunk: int) -> Callable[[], float]:
     """One forward + backward on ``t`` random tokens (one sequence); returns the loss."""
-    from longctx.loss import chunked_lm_loss
+    from longctx.core.loss import chunked_lm_loss
 
     vocab = model.config.vocab_size
     g = torch.Generator(device=device).manual_seed(t)

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from longctx.io import atomic_write_text
+from longctx.core.io import atomic_write_text
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 

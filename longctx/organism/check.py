@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 CHECK_SEED = 20261126
 MAX_NEW_TOKENS = 24  # "The pass key is 12345." is 22 tokens

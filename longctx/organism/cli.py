@@ -7,7 +7,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 DESCRIPTION = """\
 The tiny pretrained model shipped in longctx/assets/organism: a 0.46M-parameter Llama with a byte
@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
     model = Path(a.model) if a.model else shipped_model_dir()
     out = Path(a.out) if a.out else None
     if out:
-        from longctx.io import check_out_vs_inputs
+        from longctx.core.io import check_out_vs_inputs
 
         check_out_vs_inputs(out, [model])
     cells = passkey_cells(model, _lengths(a.lengths), samples_per_cell=a.samples // 5,
@@ -115,7 +115,7 @@ def main(argv: list[str]) -> int:
     print(f"{model}: passkey accuracy (greedy, exact match, chat prompt)")
     print(format_accuracy(acc, context))
     if out:
-        from longctx.io import atomic_write_json
+        from longctx.core.io import atomic_write_json
 
         atomic_write_json(out / "accuracy.json", {"model": str(model), "per_length": {str(k): v for k, v in acc.items()}})
     return 0

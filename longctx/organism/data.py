@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from eval_longbench.haystack import passkey_sample
-from longctx.errors import LongctxError
-from longctx.labels import IGNORE_INDEX
+from longctx.core.errors import LongctxError
+from longctx.core.labels import IGNORE_INDEX
 
 FORMAT_NOTE = ("organism pretraining: one passkey sequence per row, labels = input_ids (whole-sequence LM), "
                "loss_weights = 1 per target token and answer_weight on the answer digits, normalised to sum 1 per row")
@@ -109,7 +109,7 @@ def _write(out: str | Path, rows: Iterator[dict], n: int, pack_length: int, toke
     """Write ``n`` rows with packing's writer; ``config`` names this module as the source, ``extra`` adds manifest keys."""
     from packing.writer import make_manifest, tokenizer_info, write_packs
 
-    manifest = make_manifest("pack", pack_length, n, tokenizer_info(tokenizer, "longctx.tokenizer.byte_tokenizer"),
+    manifest = make_manifest("pack", pack_length, n, tokenizer_info(tokenizer, "longctx.core.tokenizer.byte_tokenizer"),
                              config=config, **extra, conventions={"loss_weights": conventions})
     return write_packs(out, rows, manifest, overwrite=overwrite, progress=progress, desc=desc, unit=unit)
 
@@ -117,7 +117,7 @@ def _write(out: str | Path, rows: Iterator[dict], n: int, pack_length: int, toke
 def write_pretrain_packs(out: str | Path, n: int, *, seq_len: int = 512, seed: int = 0, answer_weight: float = 5.0,
                          tokenizer=None, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``n`` pretraining rows (one sequence of ``seq_len`` tokens each) as a pack directory at ``out``."""
-    from longctx.tokenizer import byte_tokenizer
+    from longctx.core.tokenizer import byte_tokenizer
     from packing.writer import pack_row
 
     if n < 1:
@@ -155,7 +155,7 @@ def mixed_pack(tokenizer, pack_len: int, min_len: int, seed: int, pack_index: in
 def write_mixed_packs(out: str | Path, n: int, *, pack_len: int = 512, min_len: int = 224, seed: int = 0,
                       answer_weight: float = 5.0, tokenizer=None, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``n`` :func:`mixed_pack` rows as a pack directory (packing's format + manifest)."""
-    from longctx.tokenizer import byte_tokenizer
+    from longctx.core.tokenizer import byte_tokenizer
 
     if n < 1 or not 0 < min_len <= pack_len:
         raise LongctxError(f"organism data: need n >= 1 and 0 < min_len <= pack_len, got {n}, {min_len}, {pack_len}")

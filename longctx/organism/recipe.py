@@ -1,6 +1,6 @@
 """The exact pretraining recipe of the shipped tiny model, as one dataclass.
 
-``longctx organism train --out DIR`` runs it: a random Llama (``longctx.tiny``), passkey data
+``longctx organism train --out DIR`` runs it: a random Llama (``longctx.models.tiny``), passkey data
 (:mod:`longctx.organism.data`) written as packs, and the project's own trainer
 (:mod:`longctx.train`) driven through its ``RunConfig``. Nothing here trains by itself.
 """
@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.train.config import RunConfig, validate
 
 
@@ -27,7 +27,7 @@ class OrganismRecipe:
     """The original context window: max_position_embeddings and the length of every training sequence."""
     rope_theta: float = 10000.0
     init_seed: int = 0
-    """Seed of the random initialisation (longctx.tiny.make_tiny_checkpoint)."""
+    """Seed of the random initialisation (longctx.models.tiny.make_tiny_checkpoint)."""
     # data
     data_seed: int = 0
     """Base seed of the passkey sequences (see longctx.organism.data.sample_seed)."""

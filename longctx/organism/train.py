@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from longctx.io import atomic_dir, atomic_write_json
+from longctx.core.io import atomic_dir, atomic_write_json
 from longctx.organism.recipe import OrganismRecipe, mixed_run_config, run_config
 
 MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -23,7 +23,7 @@ MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "to
 
 def make_init(recipe: OrganismRecipe, out: str | Path) -> Path:
     """The random starting checkpoint (skipped when it already exists, so reruns resume)."""
-    from longctx.tiny import make_tiny_checkpoint
+    from longctx.models.tiny import make_tiny_checkpoint
 
     out = Path(out)
     if (out / "config.json").exists():

@@ -14,8 +14,8 @@ from longctx.distributed.layouts import LAYOUTS, get_layout, layouts_help
 from longctx.plan.planner import plan_run
 from longctx.plan.report import render_json, render_table
 from longctx.plan.search import max_seq_len, recommend_sp
-from longctx.errors import LongctxError
-from longctx.plan.rules import auto_loss_chunk
+from longctx.core.errors import LongctxError
+from longctx.core.sizing import auto_loss_chunk
 from longctx.plan.shapes import (ATTN_KERNELS, CHECKPOINTINGS, PRESETS, ModelShape, RunShape, check_number,
                                  load_model_shape)
 
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--checkpointing full")
     p.add_argument("--loss-chunk", type=_loss_chunk, default=0,
                    help="tokens per loss chunk (train.loss_chunk); auto or 0 = min(H, 2^23/V) rounded to 64 "
-                   "(longctx.plan.rules.auto_loss_chunk); full logits are never built")
+                   "(longctx.core.sizing.auto_loss_chunk); full logits are never built")
     p.add_argument("--tiled-mlp", action="store_true",
                    help="run each MLP over sequence tiles, recomputed in backward (train.tiled_mlp, ALST TiledMLP)")
     p.add_argument("--mlp-tiles", type=int, default=0,

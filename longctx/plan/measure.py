@@ -70,7 +70,7 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
     (float32, CPU, SDPA attention, one sequence of ``seq_len`` tokens).
 
     ``loss_chunk == 0``: the model's own loss over full logits (``model(input_ids, labels=...)``);
-    otherwise the final hidden states go through ``longctx.loss.chunked_lm_loss`` with that chunk
+    otherwise the final hidden states go through ``longctx.core.loss.chunked_lm_loss`` with that chunk
     size, as the longctx trainer does. ``mlp_tiles`` != 1 and ``checkpoint_offload`` apply the trainer's
     ``train.tiled_mlp`` (0 = automatic tiles) and ``model.checkpoint_offload`` (``longctx.train.parallelize``). The first step runs untracked so that the optimizer states
     exist; the second is measured, from the forward pass to ``zero_grad``.
@@ -94,7 +94,7 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
 
     def step() -> None:
         if loss_chunk:
-            from longctx.loss import chunked_lm_loss, shift_targets
+            from longctx.core.loss import chunked_lm_loss, shift_targets
 
             hidden = model.model(input_ids=ids, position_ids=position_ids).last_hidden_state
             targets, _ = shift_targets(ids, None, position_ids)

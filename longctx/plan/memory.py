@@ -183,7 +183,7 @@ def loss_bytes(tokens: int, shape: ModelShape, a: int, chunk: int, impl: str, no
                                                a caller that keeps ``outputs.logits`` adds T · V · a)
       full logits, "fused": T · V · a          one logits buffer, gradient written in place
                                                (flash-attn's fused cross-entropy)
-      chunked, c tokens at a time, "hf" (``longctx.loss.chunked_lm_loss``):
+      chunked, c tokens at a time, "hf" (``longctx.core.loss.chunked_lm_loss``):
                             2 · T · a · H      the selected hidden rows and their grad
                           + c · V · (2a + 8 if a < 4 else 8)   chunk logits, fp32 copy, softmax, grad
                           + 2 · 4 · V · H      fp32 head-grad accumulator and the matmul temporary

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from longctx.plan.rules import auto_loss_chunk
+from longctx.core.sizing import auto_loss_chunk
 from longctx.plan.shapes import ModelShape, RunShape
 
 TRAIN_KEYS: dict[str, str] = {

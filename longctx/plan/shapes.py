@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from longctx.distributed.layouts import LAYOUTS, get_layout
-from longctx.errors import LongctxError
-from longctx.io import read_json
+from longctx.core.errors import LongctxError
+from longctx.core.io import read_json
 
 DTYPE_BYTES: dict[str, int] = {"bf16": 2, "fp16": 2, "fp32": 4}
 SHARDINGS = ("none", "zero2", "zero3", "fsdp")
@@ -122,7 +122,7 @@ class RunShape:
     loss_chunk: int = 0
     """Tokens per loss chunk (logits never exist for more than this many tokens); 0 = full logits."""
     loss_impl: str = "hf"
-    """"hf": unfused PyTorch cross-entropy (fp32 log-softmax and grads; chunked: ``longctx.loss``) or
+    """"hf": unfused PyTorch cross-entropy (fp32 log-softmax and grads; chunked: ``longctx.core.loss``) or
     "fused": one compute-dtype logits buffer whose gradient is written in place (flash-attn's fused
     CE for full logits; Liger's fused linear cross-entropy when chunked)."""
     keep_logits: bool = False
@@ -193,7 +193,7 @@ class RunShape:
 
     def mlp_tiles(self, hidden_size: int) -> int:
         """The MLP tiles actually used: ``tiled_mlp``, or ALST's ceil(T / H) when it is 0 (at most T)."""
-        from longctx.plan.rules import auto_mlp_tiles
+        from longctx.core.sizing import auto_mlp_tiles
 
         tiles = self.tiled_mlp or auto_mlp_tiles(self.tokens_per_rank, hidden_size)
         return max(1, min(tiles, self.tokens_per_rank))

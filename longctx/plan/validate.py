@@ -39,7 +39,7 @@ SWEEP = [
 
 _CHILD = r"""
 import json, resource, sys, torch
-from longctx.tiny import tiny_config
+from longctx.models.tiny import tiny_config
 from longctx.plan.measure import measure_train_step
 h, layers, inter, vocab, seq, chunk, ckpt, tiles, off = json.loads(sys.argv[1])
 cfg = tiny_config("llama", hidden_size=h, num_layers=layers, num_heads=4, num_kv_heads=4, intermediate_size=inter,
@@ -65,7 +65,7 @@ def cpu_run(seq: int, chunk: int, ckpt: bool, tiles: int = 1, offload: bool = Fa
 
 
 def validate(sweep=SWEEP) -> list[dict]:
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
 
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_ARENA_MAX="1", OMP_NUM_THREADS="1")
     rows = []

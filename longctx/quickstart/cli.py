@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 DESCRIPTION = """\
 See a context extension work end to end, on a laptop CPU, without downloading a model:

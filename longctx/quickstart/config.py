@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 POSITIVE = ("steps", "sft_records", "eval_samples", "eval_depths", "factor")
 """Fields that must be >= 1."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eval_longbench.haystack import passkey_sample
-from longctx.io import atomic_write_text
+from longctx.core.io import atomic_write_text
 from longctx.organism.data import chat_ids, chat_overhead, passkey_messages
 
 QA_NEEDLES = 4

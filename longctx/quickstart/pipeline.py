@@ -17,8 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from longctx.errors import LongctxError
-from longctx.io import atomic_write_text, check_out_vs_inputs
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_write_text, check_out_vs_inputs
 from longctx.quickstart.config import QuickstartConfig
 from longctx.quickstart.eta import eta_note, stage_estimates
 

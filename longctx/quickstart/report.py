@@ -6,7 +6,7 @@ import os
 import platform
 import time
 
-from longctx.io import atomic_write_json, atomic_write_text
+from longctx.core.io import atomic_write_json, atomic_write_text
 
 
 def summary_rows(runner) -> list[dict]:

@@ -8,7 +8,7 @@ import platform
 import time
 from pathlib import Path
 
-from longctx.io import atomic_write_json, atomic_write_text
+from longctx.core.io import atomic_write_json, atomic_write_text
 
 
 def summary_rows(run) -> list[dict]:

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from longctx.errors import LongctxError
-from longctx.io import atomic_write_json, check_out_vs_inputs, is_our_output
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_write_json, check_out_vs_inputs, is_our_output
 from longctx.recipe.spec import HAYSTACKS, OWNED_TRAIN_KEYS, Recipe, StageSpec, trainer_settings
 
 MARKER = "recipe.json"
@@ -104,7 +104,7 @@ def changed_keys(old: dict, new: dict) -> list[str]:
 def _read(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    from longctx.io import read_json
+    from longctx.core.io import read_json
 
     return read_json(path)
 

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 TOP_KEYS = ("base", "seed", "eval", "plan", "stages", "description")
 STAGE_KEYS = ("name", "extend", "data", "train", "eval")
@@ -326,7 +326,7 @@ def parse_train(raw: Any, bad: _Where, pack_length: int) -> tuple[dict, int]:
 
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the recipe at ``path`` (every stage, before anything runs)."""
-    from longctx.io import read_yaml
+    from longctx.core.io import read_yaml
 
     return parse_recipe(read_yaml(path, missing="recipe file not found"), str(path))
 

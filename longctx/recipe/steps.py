@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from longctx.errors import LongctxError
-from longctx.io import atomic_write_text
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_write_text
 
 
 def q(p: Path | str) -> str:

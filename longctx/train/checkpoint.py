@@ -5,7 +5,7 @@ optimizer and scheduler states and every rank's RNG states (tensors and plain nu
 with ``torch.load(weights_only=True)``: nothing in a checkpoint can run code when loaded), and
 ``trainer.json`` (step, data position, config), and last ``manifest.json``: the size and sha256
 of every other file.
-It is written through :func:`longctx.io.atomic_dir`, so a crash (even SIGKILL) mid-write leaves
+It is written through :func:`longctx.core.io.atomic_dir`, so a crash (even SIGKILL) mid-write leaves
 only a hidden temporary directory, never a directory that looks complete. A checkpoint damaged
 after it was written (truncated, overwritten, a hand-edited ``trainer.json``) fails
 :func:`verify_checkpoint`; resume takes the newest checkpoint that passes
@@ -31,8 +31,8 @@ import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from longctx.errors import LongctxError
-from longctx.io import atomic_dir, atomic_write_json
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_dir, atomic_write_json
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 MANIFEST = "manifest.json"
@@ -180,7 +180,7 @@ def _gather_rng() -> list[dict]:
 
 
 def _write(save, obj: Any, path: Path) -> None:
-    """``save(obj, path)``, its writer's failure made an OSError for :func:`longctx.io.atomic_dir` (one line).
+    """``save(obj, path)``, its writer's failure made an OSError for :func:`longctx.core.io.atomic_dir` (one line).
 
     torch's zip writer reports a disk that fills mid-file as ``RuntimeError: ... unexpected pos``,
     safetensors as a SafetensorError: neither is an OSError, so atomic_dir would not name the output.

@@ -19,7 +19,7 @@ import os
 import sys
 import textwrap
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.train.config import SECTIONS, RunConfig, dump_yaml, field_docs, load_config
 from longctx.train.run import launch_local, run_training
 

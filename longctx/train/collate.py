@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from longctx.labels import IGNORE_INDEX
+from longctx.core.labels import IGNORE_INDEX
 
 
 def segment_lengths(seq_lens: Sequence[int], row_length: int) -> list[int]:

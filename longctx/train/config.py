@@ -22,7 +22,7 @@ import yaml
 
 from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.distributed.layouts.choose import AUTO
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 
 
 @dataclass
@@ -117,7 +117,7 @@ class TrainConfig:
     target tokens of the optimizer step."""
     loss_chunk: int = 0
     """Tokens per chunk of the output-head + cross-entropy computation (full logits are never built);
-    0 or "auto" = min(hidden, 2^23 / vocab) rounded down to a multiple of 64 (``longctx.loss.auto_loss_chunk``:
+    0 or "auto" = min(hidden, 2^23 / vocab) rounded down to a multiple of 64 (``longctx.core.loss.auto_loss_chunk``:
     one chunk's fp32 logits never exceed the head's size nor 32 MiB)."""
     tiled_mlp: bool = False
     """Run each decoder layer's MLP over sequence tiles, recomputing each tile in backward (ALST TiledMLP):
@@ -336,7 +336,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
     """Read ``path`` (YAML), apply ``--set`` overrides, and validate (static checks only)."""
     raw: dict[str, Any] = {}
     if path is not None:
-        from longctx.io import read_yaml
+        from longctx.core.io import read_yaml
 
         raw = read_yaml(path) or {}
     cfg = from_dict(raw, str(path or "<config>"))

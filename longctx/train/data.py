@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from packing.binpack import batches_in_order, sorted_batches
 from packing.writer import Packs, load_packs
 

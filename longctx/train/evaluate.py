@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from longctx.errors import LongctxError
-from longctx.io import atomic_write_text
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_write_text
 from longctx.train.config import EvalConfig
 
 EVAL_PROMPT_ATTN = "sdpa"  # supports the KV cache of generation; the longctx kernels do not
@@ -224,7 +224,7 @@ class TrainEval:
         """A resumed run without saved base values: measure the base checkpoint itself (loaded apart)."""
         from transformers import AutoModelForCausalLM
 
-        from longctx.checkpoint_files import SAFE_LOAD_KWARGS
+        from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS
 
         base = AutoModelForCausalLM.from_pretrained(self.model_dir, **SAFE_LOAD_KWARGS,
                                                     attn_implementation=EVAL_PROMPT_ATTN).to(device)

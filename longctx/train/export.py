@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from longctx.io import atomic_dir
+from longctx.core.io import atomic_dir
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from longctx.io import atomic_write_text
+from longctx.core.io import atomic_write_text
 
 
 def truncate_metrics(path: Path, step: int) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from longctx.plan.rules import auto_mlp_tiles
+from longctx.core.sizing import auto_mlp_tiles
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:

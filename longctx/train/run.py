@@ -7,7 +7,7 @@ launch`` every process simply calls :func:`run_training`.
 
 from __future__ import annotations
 
-from longctx.errors import LongctxError
+from longctx.core.errors import LongctxError
 from longctx.train.config import RunConfig
 
 

@@ -19,16 +19,16 @@ import torch
 import torch.distributed as dist
 
 from longctx.distributed.mesh import Groups
-from longctx.errors import LongctxError
-from longctx.labels import IGNORE_INDEX
+from longctx.core.errors import LongctxError
+from longctx.core.labels import IGNORE_INDEX
 from longctx.distributed.sharding import flat_cu_seqlens, shard_for_layout
-from longctx.loss import chunked_lm_loss, shift_targets, target_rows
+from longctx.core.loss import chunked_lm_loss, shift_targets, target_rows
 
 
 @dataclass
 class StepOptions:
     loss_mode: str = "weighted"  # "weighted" | "token"
-    loss_chunk: int = 0  # 0 = longctx.plan.rules.auto_loss_chunk
+    loss_chunk: int = 0  # 0 = longctx.core.sizing.auto_loss_chunk
     layout: str = "zigzag"
     grad_clip: float = 0.0
     autocast_dtype: torch.dtype | None = None  # bf16 on CUDA, None (float32) on CPU

@@ -25,9 +25,9 @@ import torch.distributed as dist
 from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.distributed.layouts.choose import AUTO, resolve_layout
 from longctx.distributed.mesh import Groups, Mesh, build_groups, build_usp_groups, env_world
-from longctx.errors import LongctxError
-from longctx.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights, require_safetensors
-from longctx.io import atomic_write_text, check_can_create, check_out_vs_inputs, read_json
+from longctx.core.errors import LongctxError
+from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights, require_safetensors
+from longctx.core.io import atomic_write_text, check_can_create, check_out_vs_inputs, read_json
 from longctx.train import checkpoint as ckpt
 from longctx.train.config import RunConfig, config_changes, describe_changes, dump_yaml, validate
 from longctx.train.data import StepData, open_packs

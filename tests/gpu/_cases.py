@@ -227,7 +227,7 @@ class TrainRun:
 @functools.cache
 def train_case(steps: int = 12, pack_length: int = 256, hidden: int = 64) -> TrainRun:
     """A short single-process `longctx train` run (the Trainer library path, which picks CUDA when present)."""
-    from longctx.tiny import make_tiny_checkpoint
+    from longctx.models.tiny import make_tiny_checkpoint
     from longctx.train.config import load_config
     from longctx.train.trainer import Trainer
 

@@ -32,11 +32,11 @@ def packed_batch(t: int, vocab: int = 256, seed: int = 5) -> dict:
 
 
 def tiny_model(attn: str, seed: int = 0, **kw):
-    """A seeded random tiny Llama (``longctx.tiny.tiny_config``) with attention ``attn``."""
+    """A seeded random tiny Llama (``longctx.models.tiny.tiny_config``) with attention ``attn``."""
     from transformers import AutoModelForCausalLM
 
     import longctx.attention  # noqa: F401  (registers longctx_varlen)
-    from longctx.tiny import tiny_config
+    from longctx.models.tiny import tiny_config
 
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(tiny_config("llama", **kw), attn_implementation=attn)

@@ -115,7 +115,7 @@ def sp_step(layout: str = "varlen", sp: int = 2, layers: int = 2, checkpointing:
 
 def loss_head_dtypes(vocab: int = 512, hidden: int = 64, tokens: int = 256) -> dict:
     """The chunked loss on fake CUDA under bf16 autocast with float32 weights: matmul dtypes, fwd + bwd."""
-    from longctx.loss import chunked_lm_loss
+    from longctx.core.loss import chunked_lm_loss
 
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     counters = Counters()
@@ -223,7 +223,7 @@ def trainer_step(sp: int = 2, layout: str = "varlen", fsdp: bool = False, offloa
     import transformers
 
     import _train_ranks as tr
-    from longctx.tiny import make_tiny_checkpoint
+    from longctx.models.tiny import make_tiny_checkpoint
     from longctx.train.trainer import Trainer
 
     tmp = Path(tempfile.mkdtemp())

@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from longctx.errors import LongctxError
-from longctx.io import atomic_dir, check_can_write, check_out_vs_inputs
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_dir, check_can_write, check_out_vs_inputs
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from longctx.labels import IGNORE_INDEX
-from longctx.plan.rules import auto_loss_chunk
+from longctx.core.labels import IGNORE_INDEX
+from longctx.core.sizing import auto_loss_chunk
 
 
 def shift_targets(

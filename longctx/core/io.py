@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from longctx.errors import LongctxError, where
+from longctx.core.errors import LongctxError, where
 
 
 def _umask() -> int:

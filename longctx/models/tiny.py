@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, CONFIG_MAPPING, PretrainedConfig
 
-from longctx.errors import LongctxError
-from longctx.io import atomic_dir
-from longctx.tokenizer import byte_tokenizer
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_dir
+from longctx.core.tokenizer import byte_tokenizer
 
 # model_type -> extra config fields that make the family what it is (e.g. GLM's half rotary dim).
 FAMILIES: dict[str, dict] = {

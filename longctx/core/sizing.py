@@ -1,7 +1,7 @@
 """The automatic sizes of the ALST memory set, as pure integer rules shared by the trainer and the planner.
 
 ``train.loss_chunk: auto`` and ``train.mlp_tiles: 0`` resolve through these functions in the trainer
-(``longctx.loss``, ``longctx.train.parallelize``) and in ``longctx plan``, so both use the same numbers.
+(``longctx.core.loss``, ``longctx.train.parallelize``) and in ``longctx plan``, so both use the same numbers.
 """
 
 from __future__ import annotations
