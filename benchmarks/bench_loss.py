@@ -9,7 +9,7 @@ at --tokens x --vocab with hidden size --hidden (float32, CPU):
   - ours-4096: the same with the former fixed default of 4096 tokens,
   - trl:       TRL's chunked log-prob function (``trl.kernels.ChunkedLogProbFunction``, what its
                SFT trainer's fused LM head runs; 4096-token x 32768-vocab tiles), when trl is importable.
-Two meters: the exact peak of live tensor bytes (``longctx.plan.measure.LiveTensorBytes``, the CPU
+Two meters: the exact peak of live tensor bytes (``longctx.train.measure.LiveTensorBytes``, the CPU
 analogue of ``torch.cuda.max_memory_allocated``) above the inputs (hidden states, head weight), and
 as a cross-check the growth of the process's peak RSS (glibc told to mmap large blocks so freed
 tensors leave the resident set). Gradients of the hidden states and the head are produced by every
@@ -30,7 +30,7 @@ import sys
 CHILD = r"""
 import json, resource, sys, torch
 torch.set_num_threads(1)
-from longctx.plan.measure import LiveTensorBytes
+from longctx.train.measure import LiveTensorBytes
 variant, T, V, H = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 g = torch.Generator().manual_seed(0)
 h = (torch.randn(T, H, generator=g) * 0.5).requires_grad_()

@@ -16,7 +16,7 @@ import torch
 from longctx.core.errors import LongctxError
 from longctx.core.loss import chunked_lm_loss
 from longctx.plan import plan_run, shape_from_config
-from longctx.plan.cli import build_parser, run_from_args
+from longctx.cli.plan import build_parser, run_from_args
 from longctx.plan.options import MEMORY_KEYS, NOT_TRAIN_KEYS, TRAIN_KEYS, run_from_train_config
 from longctx.core.sizing import LOGITS_BLOCK_ELEMENTS, MATMUL_MIN_TOKENS, auto_loss_chunk, auto_mlp_tiles
 from longctx.plan.shapes import RunShape

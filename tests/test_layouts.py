@@ -13,7 +13,7 @@ from longctx.distributed.layouts.varlen import varlen_spans
 from longctx.distributed.sharding import layout_unit, local_indices, padded_length, shard_for_layout, unshard
 from longctx.core.errors import LongctxError
 from longctx.plan import RunShape, plan_run
-from longctx.plan.cli import build_parser
+from longctx.cli.plan import build_parser
 from longctx.plan.shapes import PRESETS
 from longctx.train.config import load_config, validate
 

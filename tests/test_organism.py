@@ -99,7 +99,7 @@ def test_shipped_model_fails_at_4x_its_context():
 
 def test_check_cli_writes_per_length_accuracy(tiny_llama, tmp_path, capsys):
     """`longctx organism check --model M --out D` prints a table and writes n per length = --samples."""
-    from longctx.organism.cli import main
+    from longctx.cli.organism import main
 
     assert main(["check", "--model", str(tiny_llama), "--lengths", "200,300", "--samples", "5", "--out", str(tmp_path),
                  "--no-progress"]) == 0
@@ -112,7 +112,7 @@ def test_check_cli_writes_per_length_accuracy(tiny_llama, tmp_path, capsys):
 def test_check_cli_rejects_samples_not_multiple_of_depths():
     """--samples must spread evenly over the 5 depths; otherwise a LongctxError names the flag."""
     from longctx.core.errors import LongctxError
-    from longctx.organism.cli import main
+    from longctx.cli.organism import main
 
     with pytest.raises(LongctxError, match="--samples"):
         main(["check", "--samples", "7"])

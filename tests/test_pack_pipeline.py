@@ -191,7 +191,7 @@ def test_load_packs_rejects_a_manifest_that_disagrees_with_the_data(tok, tmp_pat
 
 def test_cli_writes_packs_manifest_report_and_histogram(tmp_path, capsys):
     """`longctx pack` end to end from a saved tokenizer: exit 0, report printed, PNG written."""
-    from packing.cli import main
+    from longctx.cli.pack import main
 
     byte_tokenizer().save_pretrained(tmp_path / "tok")
     src = _jsonl(tmp_path / "d.jsonl", _records())

@@ -7,7 +7,7 @@ import pytest
 from longctx.core.errors import LongctxError
 from longctx.plan import PRESETS, GiB, RunShape, load_model_shape, max_seq_len, plan_run, recommend_sp, shape_from_config
 from longctx.plan import step_time
-from longctx.plan.cli import main as plan_main
+from longctx.cli.plan import main as plan_main
 from longctx.plan.memory import saved_activation_bytes
 from longctx.models.tiny import tiny_config
 

@@ -8,7 +8,7 @@ import pytest
 from safetensors import safe_open
 
 from longctx.core.errors import LongctxError
-from longctx.quickstart.cli import build_parser, config_from_args
+from longctx.cli.quickstart import build_parser, config_from_args
 from longctx.quickstart.config import QuickstartConfig
 from longctx.quickstart.pipeline import run_quickstart
 

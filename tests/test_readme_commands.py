@@ -52,7 +52,7 @@ SKIPPED: dict[str, str] = {
     "python -m pytest -q tests/test_gpu_sim.py": "already part of the test suite this test runs in",
     ".ci/run": "creates a fresh venv and pip-installs into it (network)",
     # --- measurements with no size flag, minutes each; their machinery has its own tests
-    "python -m longctx.plan.validate": "11 measured training steps, each in a fresh process (minutes); "
+    "python -m longctx.train.validate_plan": "11 measured training steps, each in a fresh process (minutes); "
                                        "tests/test_plan_cpu.py runs its cases' code",
     "python scripts/gpu_run.py --device cpu --no-bench": "the doctor plus the GPU tests' CPU path, up to 5 minutes; "
                                                          "tests/test_gpu_run.py tests the harness",

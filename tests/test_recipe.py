@@ -177,7 +177,7 @@ def test_qa_records_too_short_for_their_needles_are_one_error_naming_the_stage(t
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     """--dry-run lists every stage with its extension, data, training and evaluation; no output folder appears."""
-    from longctx.recipe.cli import main
+    from longctx.cli.recipe import main
 
     path = write(tmp_path, tiny())
     out = tmp_path / "out"

@@ -18,7 +18,7 @@ from longctx.cli import main as longctx_main
 from longctx.core.errors import LongctxError
 from rope_scaling.basic import linear_rope
 from rope_scaling.checkpoint_config import read_config
-from rope_scaling.cli import _extend_parser
+from longctx.cli.extend import _extend_parser
 from rope_scaling.common import default_inv_freq
 from rope_scaling.extend import extend_checkpoint, plan_extension
 from rope_scaling.flags import method_flags

@@ -3,7 +3,7 @@
 import pytest
 
 from longctx.core.errors import LongctxError
-from longctx.models.tiny import main as tiny_main
+from longctx.cli.make_tiny import main as tiny_main
 from longctx.models.tiny import tiny_config
 
 

@@ -80,7 +80,7 @@ def test_every_config_file_parses_against_the_dataclasses():
 
 def test_train_help_shows_every_config_key_description_whole():
     """`longctx train --help` wraps long key descriptions instead of cutting them with "..."."""
-    from longctx.train.cli import build_parser
+    from longctx.cli.train import build_parser
     from longctx.train.config import field_docs
 
     flat = " ".join(build_parser().format_help().split())

@@ -238,7 +238,7 @@ def test_partial_checkpoint_directories_are_removed_on_start(tiny_llama, packs, 
 
 
 def test_export_false_does_not_print_model_exported(tiny_llama, packs, tmp_path, capsys):
-    from longctx.train.cli import main
+    from longctx.cli.train import main
 
     sets = [f"model.path={tiny_llama}", f"data.path={packs}", f"checkpoint.out={tmp_path / 'run'}", "log.progress=false",
             "log.tensorboard=false", "train.steps=1", "checkpoint.export=false"]

@@ -85,7 +85,7 @@ def _sync(device: str) -> None:
 
 def measure(step: Callable[[], float], device: str) -> dict[str, float]:
     """Seconds and peak memory (GiB; CUDA: max allocated incl. parameters; CPU: tensors the step made)."""
-    from longctx.plan.measure import LiveTensorBytes
+    from longctx.train.measure import LiveTensorBytes
 
     gc.collect()
     if device.startswith("cuda"):

@@ -1,7 +1,7 @@
-"""Check the planner against measured CPU training steps: ``python -m longctx.plan.validate``.
+"""Check the planner against measured CPU training steps: ``python -m longctx.train.validate_plan``.
 
 For each small Llama configuration it prints the planner's prediction, the exact live-tensor peak
-(:class:`longctx.plan.measure.LiveTensorBytes`) and, as an independent cross-check, the growth of the
+(:class:`longctx.train.measure.LiveTensorBytes`) and, as an independent cross-check, the growth of the
 process's peak RSS in a fresh subprocess (glibc told to serve every large block with mmap, so that
 freed tensors leave the resident set at once: ``MALLOC_MMAP_THRESHOLD_=65536``, ``MALLOC_ARENA_MAX=1``).
 The RSS growth is measured from after a 16-token warm-up step (libraries and thread pools loaded) to
@@ -40,7 +40,7 @@ SWEEP = [
 _CHILD = r"""
 import json, resource, sys, torch
 from longctx.models.tiny import tiny_config
-from longctx.plan.measure import measure_train_step
+from longctx.train.measure import measure_train_step
 h, layers, inter, vocab, seq, chunk, ckpt, tiles, off = json.loads(sys.argv[1])
 cfg = tiny_config("llama", hidden_size=h, num_layers=layers, num_heads=4, num_kv_heads=4, intermediate_size=inter,
                   vocab_size=vocab, tie_word_embeddings=False)
@@ -82,7 +82,7 @@ def validate(sweep=SWEEP) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m longctx.plan.validate", description=__doc__).parse_args(argv)
+    argparse.ArgumentParser(prog="python -m longctx.train.validate_plan", description=__doc__).parse_args(argv)
     mib = 2.0**20
     print(f"{'H':>4} {'L':>2} {'I':>4} {'V':>5} {'T':>5} {'chunk':>5} {'ckpt':>4} {'tile':>4} {'off':>3} | "
           f"{'pred MiB':>8} {'live MiB':>8} "

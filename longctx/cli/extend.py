@@ -1,5 +1,4 @@
-"""``longctx extend`` and ``longctx inspect``: parse, validate, report; the work is in
-:mod:`rope_scaling.extend` and :mod:`rope_scaling.inspect_ckpt`."""
+"""``longctx extend``: parse, validate, report; the work is in :mod:`rope_scaling.extend`."""
 
 from __future__ import annotations
 
@@ -8,7 +7,9 @@ import json
 import sys
 
 from longctx.core.errors import LongctxError
+from rope_scaling.checkpoint_config import read_config
 from rope_scaling.explain import format_table
+from rope_scaling.extend import plan_extension, write_extension
 from rope_scaling.flags import add_method_flags, method_params
 from rope_scaling.registry import extending_methods, get_method
 
@@ -53,10 +54,7 @@ def _extend_parser() -> argparse.ArgumentParser:
     return p
 
 
-def extend_main(argv: list[str]) -> int:
-    from rope_scaling.checkpoint_config import read_config
-    from rope_scaling.extend import plan_extension, write_extension
-
+def main(argv: list[str]) -> int:
     a = _extend_parser().parse_args(argv)
     if not a.dry_run and not a.out:
         raise LongctxError("--out is required (or pass --dry-run to only print the plan)")
@@ -83,25 +81,4 @@ def extend_main(argv: list[str]) -> int:
         return 0
     write_extension(a.model_dir, a.out, raw, path, plan, overwrite=a.overwrite)
     print(f"wrote {a.out}")
-    return 0
-
-
-def inspect_main(argv: list[str]) -> int:
-    from rope_scaling.inspect_ckpt import format_report, inspect_checkpoint
-
-    p = argparse.ArgumentParser(
-        prog="longctx inspect",
-        description="Show a checkpoint's architecture, its RoPE parameters (whatever config.json form it uses), "
-                    "the context it was trained at and the context its config now claims.",
-        epilog="example:\n  longctx inspect runs/tiny-yarn\n  longctx inspect runs/tiny-yarn --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("model_dir", metavar="MODEL_DIR", help="Hugging Face checkpoint folder")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
-    a = p.parse_args(argv)
-    info = inspect_checkpoint(a.model_dir)
-    if a.json:  # the table carries WARNING rows; JSON readers get the warnings on stderr too
-        for conflict in info["config_conflicts"]:
-            print(f"longctx inspect: warning: {conflict}", file=sys.stderr)
-    print(json.dumps(info, indent=2) if a.json else format_report(info))
     return 0
