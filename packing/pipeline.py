@@ -14,14 +14,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
 
 from longctx.core.errors import LongctxError
 from longctx.core.io import check_can_write, check_out_vs_inputs
+from longctx.core.labels import IGNORE_INDEX
 from packing import binpack
 from packing.readers import BadRecord, Record, fingerprint, read_records, source_kind
-from longctx.core.labels import IGNORE_INDEX
+from packing.report import format_report, write_histogram
 from packing.tokenize import TRAIN_ON, RecordError, Tokenized, tokenize_record
-from packing.writer import CONVENTIONS, MANIFEST, MODES, make_manifest, rows_from_groups, tokenizer_info, write_packs
+from packing.writer import (
+    CONVENTIONS,
+    MANIFEST,
+    MODES,
+    make_manifest,
+    rows_from_groups,
+    tokenizer_info,
+    write_packs,
+)
 
 OVERLONG = ("error", "drop", "truncate", "split")
 
@@ -68,8 +79,6 @@ class PackResult:
 
 
 def load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except Exception as e:  # noqa: BLE001
@@ -191,8 +200,6 @@ def _tokenizer_of(rec: Record | BadRecord, tokenizer, cfg: PackConfig, tokenizer
 
 def tokenize_sources(sources: list[Path], tokenizer, cfg: PackConfig, tokenizer_name: str):
     """All sequences to pack, the source fingerprints, the ledger and bad-record reasons."""
-    from tqdm.auto import tqdm
-
     seqs: list[Tokenized] = []
     ledger = Ledger()
     bad: Counter = Counter()
@@ -264,8 +271,6 @@ def assemble(seqs: list[Tokenized], ledger: Ledger, bad: Counter, records: int, 
 def pack_files(sources: list[str | Path], tokenizer_path: str | Path, out: str | Path, cfg: PackConfig,
                overwrite: bool = False, tokenizer=None) -> PackResult:
     """Tokenize ``sources``, pack them per ``cfg`` and write ``out`` (datasets dir + manifest + report + PNG)."""
-    from packing.report import format_report, write_histogram
-
     sources = [Path(s) for s in sources]
     if not sources:
         raise LongctxError("DATA: give at least one input file or directory")

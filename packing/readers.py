@@ -13,6 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
+import pyarrow.parquet as pq  # direct, batch by batch: no copy into the datasets cache
+
 from longctx.core.errors import LongctxError
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -151,8 +154,6 @@ def _read_json(path: Path) -> Iterator[Record | BadRecord]:
 
 
 def _read_parquet(path: Path) -> Iterator[Record | BadRecord]:
-    import pyarrow.parquet as pq  # direct, batch by batch: no copy into the datasets cache
-
     try:
         pf = pq.ParquetFile(str(path))
     except Exception as e:  # noqa: BLE001 - any reader failure is the user's file
@@ -165,8 +166,6 @@ def _read_parquet(path: Path) -> Iterator[Record | BadRecord]:
 
 
 def _read_datasets_dir(path: Path) -> Iterator[Record | BadRecord]:
-    import datasets
-
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as e:  # noqa: BLE001 - any reader failure is the user's file

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 
@@ -35,11 +37,7 @@ def format_report(manifest: dict) -> str:
 
 def write_histogram(path: Path, lengths: np.ndarray, fill: np.ndarray, cfg) -> None:
     """Two panels: sequence-length histogram, and real tokens per pack (how full the packs are)."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     bins = np.linspace(0, max(int(lengths.max()), 1), 41)
     a.hist(lengths, bins=bins, color="#4878a8")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_dir, atomic_write_json, read_json
@@ -152,8 +153,6 @@ def write_packs(out: str | os.PathLike, rows: Iterable[Mapping], manifest: dict,
     ``manifest["num_rows"]`` rows. ``extra_files(tmp_dir)`` may add files (report, plots) before
     the directory appears at ``out``.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     n = manifest["num_rows"]
     with atomic_dir(out, overwrite=overwrite, command="pack", legacy=(MANIFEST,)) as tmp:  # pre-marker pack dirs
@@ -169,7 +168,7 @@ def write_packs(out: str | os.PathLike, rows: Iterable[Mapping], manifest: dict,
 
 def _features(mode: str):
     """The datasets Features of a pack file (``mode`` 'pack' or 'sorted')."""
-    from datasets import Features, List, Value
+    from datasets import Features, List, Value  # noqa: PLC0415  (datasets: not on GPU images; pack_row must import without it)
 
     cols = {
         "input_ids": List(Value("int32")),
@@ -197,8 +196,8 @@ def _save_rows(rows: Iterable[Mapping], out_dir: Path, mode: str, batch_rows: in
 
 
 def _stream(rows, staging: Path, out_dir: Path, feats, batch_rows: int) -> int:
-    import pyarrow as pa
-    from datasets import Dataset
+    import pyarrow as pa  # noqa: PLC0415  (datasets: not on GPU images; pack_row must import without it)
+    from datasets import Dataset  # noqa: PLC0415  (datasets: not on GPU images; pack_row must import without it)
 
     schema = feats.arrow_schema
     names = list(feats)
@@ -220,7 +219,7 @@ def _stream(rows, staging: Path, out_dir: Path, feats, batch_rows: int) -> int:
             if n % batch_rows == 0:
                 flush()
         flush()
-    import datasets
+    import datasets  # noqa: PLC0415  (datasets: not on GPU images; pack_row must import without it)
 
     was_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # our own "write" bar already covers this step
@@ -280,7 +279,7 @@ def load_packs(path: str | os.PathLike) -> Packs:
     Raises :class:`LongctxError` naming the file and the field when the manifest is missing or
     garbled, from another format/version, or disagrees with the data (columns, row count, pack length).
     """
-    from datasets import load_from_disk
+    from datasets import load_from_disk  # noqa: PLC0415  (datasets: not on GPU images; pack_row must import without it)
 
     path = Path(path)
     mpath = path / MANIFEST

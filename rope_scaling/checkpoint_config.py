@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from transformers import CONFIG_MAPPING
+
 from longctx.core.errors import LongctxError, where
 from longctx.core.io import read_json
 from rope_scaling.registry import METHODS
@@ -92,8 +94,6 @@ def _number(raw: dict, key: str, path: object, kind=float, required: bool = True
 
 def _transformers_config(raw: dict, path: object):
     """The config object transformers builds from ``raw`` (its own family defaults and RoPE resolution)."""
-    from transformers import CONFIG_MAPPING
-
     try:
         return CONFIG_MAPPING[raw["model_type"]].from_dict(copy.deepcopy(raw))
     except Exception as err:  # noqa: BLE001 - any failure here is a config the user must fix

@@ -19,8 +19,15 @@ from collections.abc import Sequence
 import torch
 
 from longctx.core.errors import LongctxError
-from rope_scaling.common import RopeOutput, check_factor, check_length, default_inv_freq, rotary_dim
+from rope_scaling.common import (
+    RopeOutput,
+    check_factor,
+    check_length,
+    default_inv_freq,
+    rotary_dim,
+)
 from rope_scaling.method import FloatList, Param, Prepared, Request, RopeMethod
+from rope_scaling.yarn import yarn_rope
 
 
 def longrope_attention_factor(factor: float, original_length: int) -> float:
@@ -57,8 +64,6 @@ def longrope_rope(
 
 def yarn_long_factor(*, base: float, head_dim: int, factor: float, original_length: int, partial_rotary_factor: float = 1.0) -> list[float]:
     """YaRN's per-pair rescale ``theta_i / theta_i'`` (1 for kept pairs, s for interpolated ones)."""
-    from rope_scaling.yarn import yarn_rope
-
     dim = rotary_dim(head_dim, partial_rotary_factor)
     yarn, _ = yarn_rope(base=base, head_dim=head_dim, partial_rotary_factor=partial_rotary_factor, factor=factor,
                         original_length=original_length)

@@ -4,11 +4,13 @@ the exit status follows. The CUDA path is the same code with CUDA sizes (not run
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
+from longctx.cli import doctor as cli
 from longctx.distributed.launch import run_local
-from longctx.doctor import cli
 from longctx.doctor.kernels import kernel_cases
 from longctx.doctor.report import FAIL, PASS, SKIP, Check
 
@@ -51,12 +53,12 @@ def test_a_wrong_loss_kernel_is_a_failed_row_and_exit_status_1(tmp_path, monkeyp
 
 
 def test_a_kernel_that_raises_is_a_failed_row(tmp_path, monkeypatch):
-    import longctx.attention as attention
+    import longctx.doctor.kernels as kernels
 
     def broken(*a, **k):
         raise RuntimeError("no kernel image is available for execution on the device")
 
-    monkeypatch.setattr(attention, "varlen_attention", broken)
+    monkeypatch.setattr(kernels, "varlen_attention", broken)
     out = tmp_path / "doctor.json"
     assert cli.main(["--device", "cpu", "--skip", "parity,probe,env", "--json", str(out)]) == 1
     row = {c["name"]: c for c in _report(out)["checks"]}["kernel varlen/default-fp32"]
@@ -110,3 +112,12 @@ def test_help_reads_like_documentation(capsys):
     for needle in ("torchrun --nproc-per-node", "--device cpu", "float64", "sp-train", "usp", "probe", "Exit status 1",
                    "--json", "--seq-len", "--layers", "--skip"):
         assert needle in text, needle
+
+
+def test_doctor_imports_without_datasets():
+    """The GPU image has no `datasets`: every module `longctx doctor` runs must import without it."""
+    code = ("import sys; sys.modules['datasets'] = None; sys.modules['pyarrow'] = None\n"
+            "import longctx.cli.doctor, longctx.doctor.parity, longctx.doctor.probe, longctx.doctor.kernels\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -7,13 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
+import _train_ranks as tr
 import pytest
 import torch
 
 from longctx.core.errors import LongctxError
 from longctx.train.config import RunConfig, config_changes, load_config
-
-import _train_ranks as tr
 
 NO_EXPORT = {"checkpoint.export": False}
 
@@ -250,7 +249,7 @@ def test_export_false_does_not_print_model_exported(tiny_llama, packs, tmp_path,
 def test_a_collective_that_fails_under_torchrun_ends_the_rank_with_one_line_naming_it(monkeypatch, capsys):
     """A lost peer (gloo's timeout here) prints `rank N: lost contact ...` once, not a traceback per rank."""
     from longctx.cli import main
-    from longctx.train import cli as train_cli
+    from longctx.cli import train as train_cli
 
     def lost_peer(cfg):
         raise RuntimeError("[/x/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting "
@@ -266,7 +265,7 @@ def test_a_collective_that_fails_under_torchrun_ends_the_rank_with_one_line_nami
 
 def test_a_runtime_error_that_is_not_a_failed_collective_keeps_its_traceback(monkeypatch):
     from longctx.cli import main
-    from longctx.train import cli as train_cli
+    from longctx.cli import train as train_cli
 
     def bug(cfg):
         raise RuntimeError("shape mismatch")

@@ -30,7 +30,23 @@ import sys
 import time
 from typing import Any
 
-from longctx.doctor.report import FAIL, PASS, Check, exit_status, render_table, skipped, write_json
+import torch
+import torch.distributed as dist
+
+from longctx.distributed.mesh import env_world
+from longctx.doctor.env import environment, summary
+from longctx.doctor.kernels import run_kernel_checks
+from longctx.doctor.parity import run_parity_checks
+from longctx.doctor.probe import parse_tokens, run_probe
+from longctx.doctor.report import (
+    FAIL,
+    PASS,
+    Check,
+    exit_status,
+    render_table,
+    skipped,
+    write_json,
+)
 
 GROUPS = ("env", "kernels", "parity", "probe")
 
@@ -40,8 +56,6 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from longctx.doctor.probe import parse_tokens
-
     p = argparse.ArgumentParser(prog="longctx doctor", description=__doc__, formatter_class=_Formatter)
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="where the kernels run: auto = cuda when available, else cpu (small sizes)")
@@ -57,8 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _device(choice: str, local_rank: int):
-    import torch
-
     if choice == "cpu" or not torch.cuda.is_available():  # --device cuda without CUDA: the env row says so
         return torch.device("cpu")
     torch.cuda.set_device(local_rank)
@@ -67,10 +79,6 @@ def _device(choice: str, local_rank: int):
 
 def _join_group(device) -> tuple[int, int, bool]:
     """(rank, world, whether we created the group): an existing group (``run_local``) or torchrun's env."""
-    import torch.distributed as dist
-
-    from longctx.distributed.mesh import env_world
-
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), False
     rank, world, _ = env_world()
@@ -96,8 +104,6 @@ def merge_ranks(per_rank: list[list[Check]]) -> list[Check]:
 
 def run_checks(args: argparse.Namespace, device, rank: int, world: int, env: dict[str, Any]) -> list[Check]:
     """This rank's rows (collective: the parity rows need every rank)."""
-    from longctx.doctor.env import summary
-
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     rows: list[Check] = []
     no_cuda = args.device == "cuda" and device.type != "cuda"
@@ -109,16 +115,10 @@ def run_checks(args: argparse.Namespace, device, rank: int, world: int, env: dic
         return rows + [skipped(g, "no CUDA device") for g in GROUPS[1:] if g not in skip]
     small = device.type == "cpu"
     if "kernels" not in skip:
-        from longctx.doctor.kernels import run_kernel_checks
-
         rows += run_kernel_checks(device.type, small)
     if "parity" not in skip:
-        from longctx.doctor.parity import run_parity_checks
-
         rows += run_parity_checks(rank, world, device, small)
     if "probe" not in skip:
-        from longctx.doctor.probe import run_probe
-
         rows.append(run_probe(str(device), args.model, args.seq_len, args.layers or None) if rank == 0
                     else skipped("probe", "rank 0 probes"))
     return rows
@@ -129,11 +129,6 @@ def main(argv: list[str]) -> int:
     unknown = {s.strip() for s in args.skip.split(",") if s.strip()} - set(GROUPS)
     if unknown:
         build_parser().error(f"--skip: unknown {', '.join(sorted(unknown))}; choose from {', '.join(GROUPS)}")
-    import torch.distributed as dist
-
-    from longctx.distributed.mesh import env_world
-    from longctx.doctor.env import environment
-
     t0 = time.perf_counter()
     device = _device(args.device, env_world()[2])
     rank, world, created = _join_group(device)

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from longctx.core.errors import LongctxError, where
 
 
@@ -230,8 +232,6 @@ def read_json(path: str | os.PathLike, *, kind: type | None = dict, missing: str
 def read_yaml(path: str | os.PathLike, *, missing: str = "config file not found") -> Any:
     """The parsed YAML file at ``path`` (``None`` for an empty file); a missing file or bad YAML is ONE
     :class:`LongctxError` naming the file and line (trainer configs, recipes)."""
-    import yaml
-
     text = read_text(path, missing=missing, what="a YAML file")
     try:
         return yaml.safe_load(text)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import platform
 from typing import Any
 
+import torch
+
 OPTIONAL = ("flash_attn", "ring_flash_attn", "datasets")
 
 
@@ -26,8 +28,6 @@ def import_status(name: str) -> str:
 def environment() -> dict[str, Any]:
     """Versions (python, torch, transformers, CUDA runtime, cuDNN, NCCL), the GPU (name, capability,
     memory, SMs) and the import status of the optional packages."""
-    import torch
-
     env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                            "cuda_runtime": torch.version.cuda, "cuda_available": torch.cuda.is_available(),
                            "transformers": import_status("transformers"),

@@ -20,7 +20,28 @@ from typing import Callable
 
 import torch
 
-from longctx.doctor.oracle import DTYPE_NAMES, TOL, compare, cu_from_lengths, doc_lengths, qkv, worst
+import longctx.core.loss as lm
+from longctx.attention import cuda, full_attention_reference, varlen_attention
+from longctx.attention import sdpa_kernels as sk
+from longctx.attention.blocks import (
+    block_attention_forward,
+    torch_block_backward,
+    torch_block_forward,
+)
+from longctx.attention.sdpa_kernels import (
+    get_op,
+    sdpa_block_backward,
+    sdpa_block_forward,
+)
+from longctx.doctor.oracle import (
+    DTYPE_NAMES,
+    TOL,
+    compare,
+    cu_from_lengths,
+    doc_lengths,
+    qkv,
+    worst,
+)
 from longctx.doctor.report import FAIL, PASS, Check, failed_with, skipped
 
 Pairs = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -30,8 +51,6 @@ BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 def varlen_pairs(device: str, dtype: torch.dtype, t: int = 320, kernel: str | None = None,
                  attn_fn: Callable | None = None) -> Pairs:
     """varlen_attention fwd + dq/dk/dv (GQA 4/2, several documents) vs the dense float64 oracle."""
-    from longctx.attention import full_attention_reference, varlen_attention
-
     attn_fn = attn_fn or (lambda q, k, v, cu: varlen_attention(q, k, v, cu, kernel=kernel))
     q, k, v, dout = qkv(t, 4, 2, 32, dtype, seed=1)
     cu = cu_from_lengths(doc_lengths(t, max(8, t // 4)))
@@ -48,8 +67,6 @@ def varlen_pairs(device: str, dtype: torch.dtype, t: int = 320, kernel: str | No
 def block_pairs(device: str, dtype: torch.dtype, causal: bool, tq: int, tk: int,
                 block_fn: Callable | None = None) -> Pairs:
     """block_attention_forward (out, lse; the kernel the ring layouts pick) vs the exact float64 block kernel."""
-    from longctx.attention.blocks import block_attention_forward, torch_block_forward
-
     block_fn = block_fn or block_attention_forward
     g = torch.Generator().manual_seed(2 + tq)
     q = torch.randn(1, 4, tq, 32, generator=g).to(dtype).double()
@@ -62,9 +79,6 @@ def block_pairs(device: str, dtype: torch.dtype, causal: bool, tq: int, tk: int,
 def sdpa_kernel_pairs(device: str, dtype: torch.dtype, name: str, causal: bool, tq: int, tk: int) -> Pairs:
     """One SDPA-op block kernel (``sdpa_kernels``: flash / efficient / cudnn, GQA 4/2, head 64) through
     the wrapper: out, lse and the backward's dq/dk/dv vs the exact float64 block kernel on the CPU."""
-    from longctx.attention.blocks import torch_block_backward, torch_block_forward
-    from longctx.attention.sdpa_kernels import get_op, sdpa_block_backward, sdpa_block_forward
-
     g = torch.Generator().manual_seed(7 + tq + tk)
     q, dout = (torch.randn(1, 4, tq, 64, generator=g).to(dtype).double() for _ in range(2))
     k, v = (torch.randn(1, 2, tk, 64, generator=g).to(dtype).double() for _ in range(2))
@@ -82,8 +96,6 @@ def sdpa_kernel_pairs(device: str, dtype: torch.dtype, name: str, causal: bool, 
 def loss_pairs(device: str, dtype: torch.dtype, t: int = 512, vocab: int = 300, hidden: int = 64,
                loss_fn: Callable | None = None) -> Pairs:
     """chunked_lm_loss (value, d hidden, d head) vs full_lm_loss in float64 on the CPU, LongAlign weights."""
-    import longctx.core.loss as lm
-
     loss_fn = loss_fn or (lambda h, w, y, wt: lm.chunked_lm_loss(h, w, y, wt, chunk_size=max(1, t // 5)))
     g = torch.Generator().manual_seed(4)
     h = torch.randn(t, hidden, generator=g).to(dtype).double()
@@ -101,8 +113,6 @@ def loss_pairs(device: str, dtype: torch.dtype, t: int = 512, vocab: int = 300, 
 
 
 def _flash_attn_varlen(q, k, v, cu):
-    from longctx.attention import cuda
-
     return cuda.flash_varlen(q, k, v, cu, q.shape[-1] ** -0.5)
 
 
@@ -122,8 +132,6 @@ def _cuda_only(device: str) -> Callable[[], str | None]:
 
 def _sdpa_op_usable(device: str, name: str, dtype: torch.dtype, head_dim: int) -> Callable[[], str | None]:
     def needs() -> str | None:
-        from longctx.attention import sdpa_kernels as sk
-
         if device != "cuda":
             return None if name == "flash" else f"{name}: a CUDA-only op (this run is on the CPU)"
         return sk.refusal(name, sk.device_info(torch.device("cuda")), dtype, head_dim)
@@ -133,8 +141,6 @@ def _sdpa_op_usable(device: str, name: str, dtype: torch.dtype, head_dim: int) -
 
 def _flash_attn_present(device: str) -> Callable[[], str | None]:
     def needs() -> str | None:
-        from longctx.attention import cuda
-
         if device != "cuda":
             return "flash-attn runs on CUDA only"
         return None if cuda.has_flash_attn() else "flash-attn does not import (see the environment row)"

@@ -26,10 +26,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
 
+from longctx.attention import full_attention_reference
+from longctx.distributed.layouts import LAYOUTS, get_layout
+from longctx.distributed.mesh import Groups, Mesh
+from longctx.distributed.sharding import local_indices
 from longctx.doctor.oracle import TOL, compare, cu_from_lengths, doc_lengths, qkv, worst
 from longctx.doctor.report import FAIL, PASS, Check, failed_with, skipped
+from longctx.models.tiny import make_tiny_checkpoint
+from longctx.train.config import load_config
+from longctx.train.step import train_step
+from longctx.train.trainer import Trainer
+from packing.binpack import first_fit
+from packing.writer import make_manifest, rows_from_groups, write_packs
 
 # Relative error of SP vs 1 rank: float32 differs only by summation order (measured ~3e-7), bf16 autocast by bf16 rounding.
 PARITY_TOL = {torch.float32: 1e-5, torch.bfloat16: TOL[torch.bfloat16]}
@@ -41,9 +53,6 @@ def sp_attention_local(rank: int, world: int, layout: str, device: torch.device,
                        t: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """This rank's outputs (out, dq, dk, dv of its shard) of ``layout``'s attention on the seeded
     inputs ``qkv(t, 4, 2, 32, dtype, seed=3)``, and the global token indices of the shard."""
-    from longctx.distributed.layouts import get_layout
-    from longctx.distributed.sharding import local_indices
-
     q, k, v, dout = qkv(t, 4, 2, 32, dtype, seed=3)
     idx = local_indices(t, layout, rank, world)
     loc = [x[:, :, idx].to(device, dtype).requires_grad_(True) for x in (q, k, v)]
@@ -61,9 +70,6 @@ def sp_attention_cu(t: int) -> torch.Tensor:
 
 def sp_attention_check(layout: str, rank: int, world: int, device: torch.device, dtype: torch.dtype, t: int) -> Check:
     """One ``sp-attention`` row: this rank's slices of the outputs and gradients vs the float64 oracle's."""
-    from longctx.attention import full_attention_reference
-    from longctx.distributed.layouts import get_layout
-
     name = f"sp-attention {layout}"
     got, idx = sp_attention_local(rank, world, layout, device, dtype, t)
     q, k, v, dout = qkv(t, 4, 2, 32, dtype, seed=3)
@@ -82,12 +88,6 @@ def write_inputs(work: Path, pack_length: int, seed: int = 0) -> tuple[Path, Pat
     """A tiny random Llama checkpoint, packs of several documents, and packs of one document each
     (the zigzag layout treats a pack as one causal sequence). Deterministic: every rank writes its own
     copy and gets the same bytes, so no shared filesystem is needed."""
-    import numpy as np
-
-    from longctx.models.tiny import make_tiny_checkpoint
-    from packing.binpack import first_fit
-    from packing.writer import make_manifest, rows_from_groups, write_packs
-
     ckpt = make_tiny_checkpoint(work / "model", "llama", seed=seed, overwrite=True,
                                 max_position_embeddings=pack_length, **TINY_MODEL)
     rng = np.random.default_rng(seed)
@@ -105,8 +105,6 @@ def write_inputs(work: Path, pack_length: int, seed: int = 0) -> tuple[Path, Pat
 
 def _step(trainer: Any, batches: list[dict], groups: Any) -> tuple[float, dict[str, torch.Tensor]]:
     """``train_step`` of the trainer's loss module with ``groups``: (loss, gradients before the optimizer)."""
-    from longctx.train.step import train_step
-
     named = [(n, p) for n, p in trainer.loss_module.named_parameters() if p.requires_grad]
     grads: dict[str, torch.Tensor] = {}
     optimizer = torch.optim.SGD([p for _, p in named], lr=0.0)  # lr 0: the step leaves the weights as they were
@@ -118,10 +116,6 @@ def _step(trainer: Any, batches: list[dict], groups: Any) -> tuple[float, dict[s
 
 def sp_train_check(layout: str, work: Path, inputs: tuple[Path, Path, Path], world: int) -> Check:
     """One ``sp-train`` row: a step on ``world`` SP ranks through the trainer vs the same step without SP."""
-    from longctx.distributed.mesh import Groups, Mesh
-    from longctx.train.config import load_config
-    from longctx.train.trainer import Trainer
-
     ckpt, many, one_doc = inputs
     sets = {"model.path": ckpt, "data.path": one_doc if layout == "zigzag" else many, "checkpoint.out": work / layout,
             "log.progress": "false", "log.tensorboard": "false", "train.steps": 1, "checkpoint.export": "false",
@@ -154,8 +148,6 @@ def sp_train_check(layout: str, work: Path, inputs: tuple[Path, Path, Path], wor
 
 def run_parity_checks(rank: int, world: int, device: torch.device, small: bool) -> list[Check]:
     """Every parity row on this rank (collective: every rank calls it in the same order)."""
-    from longctx.distributed.layouts import LAYOUTS, get_layout
-
     if world < 2:
         why = "one rank: run under torchrun --nproc-per-node N (N >= 2) to check sequence parallelism"
         return [skipped(f"sp-attention {lay}", why) for lay in ATTENTION_LAYOUTS] + \
@@ -194,8 +186,6 @@ def shared_workdir(rank: int) -> Iterator[Path]:
     Rank 0 writes the tiny model and packs once: transformers' ``save_pretrained`` writes on rank 0
     only when a process group is up, so each rank cannot write its own copy.
     """
-    import torch.distributed as dist
-
     tmp = tempfile.mkdtemp(prefix="longctx-doctor-") if rank == 0 else None
     path = Path(_broadcast(tmp))
     try:
@@ -208,8 +198,6 @@ def shared_workdir(rank: int) -> Iterator[Path]:
 
 def _broadcast(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (gloo and NCCL: ``broadcast_object_list`` picks the device)."""
-    import torch.distributed as dist
-
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
@@ -217,8 +205,6 @@ def _broadcast(obj: Any) -> Any:
 
 def _everywhere(flag: bool) -> bool:
     """True when ``flag`` holds on every rank."""
-    import torch.distributed as dist
-
     box: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(box, bool(flag))
     return all(box)

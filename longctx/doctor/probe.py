@@ -23,9 +23,18 @@ import time
 from typing import Any, Callable
 
 import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
 
+import longctx.attention  # noqa: F401  (registers longctx_varlen)
+from longctx.core.loss import chunked_lm_loss
 from longctx.doctor.report import PASS, Check, failed_with, skipped
-from longctx.plan.shapes import ModelShape
+from longctx.plan.memory import PHASES
+from longctx.plan.planner import plan_run
+from longctx.plan.search import max_seq_len
+from longctx.plan.shapes import ModelShape, RunShape, load_model_shape
+from longctx.plan.throughput import PEAK_FLOPS, sequence_flops
+from longctx.train.measure import LiveTensorBytes
+from longctx.train.parallelize import enable_checkpointing
 
 GiB = 2**30
 TINY_SHAPE = ModelShape(64, 2, 4, 2, 16, 128, 512, False, False, "tiny-llama")
@@ -33,8 +42,6 @@ TINY_SHAPE = ModelShape(64, 2, 4, 2, 16, 128, 512, False, False, "tiny-llama")
 
 def llama_config(shape: ModelShape, max_len: int):
     """A transformers LlamaConfig of ``shape`` (the planner's shapes are Llama-like)."""
-    from transformers import LlamaConfig
-
     return LlamaConfig(hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
                        num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
                        num_key_value_heads=shape.num_kv_heads, head_dim=shape.head_dim, vocab_size=shape.vocab_size,
@@ -44,11 +51,6 @@ def llama_config(shape: ModelShape, max_len: int):
 
 def build_model(shape: ModelShape, device: str, max_len: int, attn: str = "longctx_varlen"):
     """Random-initialised, bf16 on CUDA (fp32 on the CPU), gradient checkpointing on, train mode."""
-    from transformers import AutoModelForCausalLM
-
-    import longctx.attention  # noqa: F401  (registers longctx_varlen)
-    from longctx.train.parallelize import enable_checkpointing
-
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     torch.manual_seed(0)
     with torch.device(device):
@@ -60,8 +62,6 @@ def build_model(shape: ModelShape, device: str, max_len: int, attn: str = "longc
 
 def make_step(model, t: int, device: str, chunk: int) -> Callable[[], float]:
     """One forward + backward on ``t`` random tokens (one sequence); returns the loss."""
-    from longctx.core.loss import chunked_lm_loss
-
     vocab = model.config.vocab_size
     g = torch.Generator(device=device).manual_seed(t)
     ids = torch.randint(0, vocab, (1, t), device=device, generator=g)
@@ -85,8 +85,6 @@ def _sync(device: str) -> None:
 
 def measure(step: Callable[[], float], device: str) -> dict[str, float]:
     """Seconds and peak memory (GiB; CUDA: max allocated incl. parameters; CPU: tensors the step made)."""
-    from longctx.train.measure import LiveTensorBytes
-
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -111,11 +109,6 @@ def is_oom(err: BaseException) -> bool:
 def planner(shape: ModelShape, t: int, capacity_gib: float, chunk: int, cpu: bool = False) -> dict[str, float]:
     """The planner for this run: fwd+bwd peak (optimizer terms left out), full step, predicted max length.
     ``cpu``: the planner's CPU mode (fp32, no allocator margin or CUDA overhead), as the CPU probe runs."""
-    from longctx.plan.memory import PHASES
-    from longctx.plan.planner import plan_run
-    from longctx.plan.search import max_seq_len
-    from longctx.plan.shapes import RunShape
-
     mode = dict(dtype="fp32", frag_margin=0.0, overhead_gib=0.0, foreach_optimizer=False) if cpu else dict(dtype="bf16")
     run = RunShape(seq_len=t, gpus=1, gpu_mem_gib=capacity_gib, checkpointing="full", loss_chunk=chunk,
                    attn_kernel="sdpa", offload="optimizer", **mode)
@@ -129,8 +122,6 @@ def planner(shape: ModelShape, t: int, capacity_gib: float, chunk: int, cpu: boo
 
 def flops_row(shape: ModelShape, t: int, seconds: float, peak_flops: float | None) -> dict[str, float | None]:
     """tokens/s, model TFLOPs of the step, MFU and hardware MFU (None without a known peak)."""
-    from longctx.plan.throughput import sequence_flops
-
     dense, attn = sequence_flops(shape, t)
     model_flops = dense + attn
     mfu = model_flops / (seconds * peak_flops) if peak_flops else None
@@ -139,8 +130,6 @@ def flops_row(shape: ModelShape, t: int, seconds: float, peak_flops: float | Non
 
 def peak_flops_of(device: str) -> tuple[float | None, str]:
     """The dense bf16 peak of this GPU from the planner's table (by name), and the table key used."""
-    from longctx.plan.throughput import PEAK_FLOPS
-
     if not device.startswith("cuda"):
         return None, "cpu"
     name = torch.cuda.get_device_name(torch.device(device)).lower()
@@ -165,8 +154,6 @@ def parse_tokens(text: str) -> int:
 
 def probe_shape(model: str, layers: int | None, device: str) -> ModelShape:
     """The probed shape: the planner preset (or config.json) ``model`` cut to ``layers``; the tiny shape on CPU."""
-    from longctx.plan.shapes import load_model_shape
-
     shape = TINY_SHAPE if device == "cpu" else load_model_shape(model)
     return dataclasses.replace(shape, num_layers=layers) if layers and device != "cpu" else shape
 

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_dir, atomic_write_json
+from longctx.train.parallelize import full_state, load_full_state
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 MANIFEST = "manifest.json"
@@ -200,8 +201,6 @@ def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimiz
     """
     rngs = _gather_rng()
     if sharded:
-        from longctx.train.parallelize import full_state
-
         msd, osd = full_state(model, optimizer)
     else:
         msd, osd = model.state_dict(), optimizer.state_dict()
@@ -251,8 +250,6 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         msd = load_file(path / "model.safetensors", device="cpu")
         osd = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
         if sharded:
-            from longctx.train.parallelize import load_full_state
-
             load_full_state(model, optimizer, msd, osd)
         else:
             model.load_state_dict(msd)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from longctx.core.errors import LongctxError
+from longctx.train.collate import collate_packs, collate_padded
 from packing.binpack import batches_in_order, sorted_batches
 from packing.writer import Packs, load_packs
 
@@ -101,8 +102,6 @@ class StepData:
 
     def micro_batches(self, position: int) -> list[dict]:
         """Collated tensors of each micro-batch of this step (see :mod:`longctx.train.collate`)."""
-        from longctx.train.collate import collate_packs, collate_padded
-
         batches = []
         for units in self.step_units(position):
             if self.mode == "pack":

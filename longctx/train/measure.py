@@ -17,6 +17,14 @@ from dataclasses import dataclass
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+from transformers import AutoModelForCausalLM
+
+from longctx.core.loss import chunked_lm_loss, shift_targets
+from longctx.train.parallelize import (
+    apply_checkpoint_offload,
+    apply_tiled_mlp,
+    enable_checkpointing,
+)
 
 
 class LiveTensorBytes(TorchDispatchMode):
@@ -75,10 +83,6 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
     ``train.tiled_mlp`` (0 = automatic tiles) and ``model.checkpoint_offload`` (``longctx.train.parallelize``). The first step runs untracked so that the optimizer states
     exist; the second is measured, from the forward pass to ``zero_grad``.
     """
-    from transformers import AutoModelForCausalLM
-
-    from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp, enable_checkpointing
-
     torch.manual_seed(seed)
     config._attn_implementation = "sdpa"
     model = AutoModelForCausalLM.from_config(config).float().train()
@@ -94,8 +98,6 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
 
     def step() -> None:
         if loss_chunk:
-            from longctx.core.loss import chunked_lm_loss, shift_targets
-
             hidden = model.model(input_ids=ids, position_ids=position_ids).last_hidden_state
             targets, _ = shift_targets(ids, None, position_ids)
             loss = chunked_lm_loss(hidden, model.lm_head.weight, targets, chunk_size=loss_chunk) / seq_len

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from longctx.core.io import atomic_write_text
 
 
@@ -52,12 +54,10 @@ class Metrics:
         truncate_metrics(out / "metrics.jsonl", start_step)
         self.file = open(out / "metrics.jsonl", "a", encoding="utf-8")
         if progress:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415  (optional: tensorboard may be absent)
 
                 self.tb = SummaryWriter(str(out / "tb"))
             except ImportError:  # tensorboard is optional

@@ -8,20 +8,18 @@ launch`` every process simply calls :func:`run_training`.
 from __future__ import annotations
 
 from longctx.core.errors import LongctxError
-from longctx.train.config import RunConfig
+from longctx.distributed.launch import RankFailed, run_local
+from longctx.train.config import RunConfig, from_dict
+from longctx.train.trainer import Trainer
 
 
 def run_training(cfg: RunConfig) -> dict:
     """Train this rank (or the single process) with ``cfg``; returns the trainer's summary dict."""
-    from longctx.train.trainer import Trainer
-
     return Trainer(cfg).run()
 
 
 def _rank_main(rank: int, world_size: int, cfg_dict: dict) -> dict:
     """One spawned local rank (module-level so ``spawn`` can import it)."""
-    from longctx.train.config import from_dict
-
     out = run_training(from_dict(cfg_dict))
     out.pop("history", None)
     return out
@@ -34,8 +32,6 @@ def launch_local(cfg: RunConfig, nproc: int, timeout: float = 7 * 24 * 3600.0) -
     that same one-line ``LongctxError``, recognised by its type; anything else stays a
     :class:`~longctx.distributed.launch.RankFailed` (a ``RuntimeError``) with the rank's traceback.
     """
-    from longctx.distributed.launch import RankFailed, run_local
-
     try:
         return run_local(_rank_main, nproc, cfg.to_dict(), timeout=timeout)
     except RankFailed as err:

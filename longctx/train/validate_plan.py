@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 
+from longctx.models.tiny import tiny_config
 from longctx.plan.planner import plan_run
 from longctx.plan.shapes import RunShape, shape_from_config
 
@@ -65,8 +66,6 @@ def cpu_run(seq: int, chunk: int, ckpt: bool, tiles: int = 1, offload: bool = Fa
 
 
 def validate(sweep=SWEEP) -> list[dict]:
-    from longctx.models.tiny import tiny_config
-
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_ARENA_MAX="1", OMP_NUM_THREADS="1")
     rows = []
     for case in sweep:
