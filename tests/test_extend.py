@@ -167,7 +167,7 @@ def test_cli_bad_input_is_one_line_error(tiny_llama, tmp_path, capsys):
 
 
 def test_cli_writes_a_loadable_checkpoint(tiny_llama, tmp_path, capsys):
-    """The README command: extend with --overwrite twice in a row succeeds."""
+    """The README and docs/models.md command: extend with --overwrite twice in a row succeeds."""
     args = ["extend", str(tiny_llama), "--method", "yarn", "--target-length", "1024", "--out", str(tmp_path / "y"), "--overwrite"]
     assert longctx_main(args) == 0 and longctx_main(args) == 0
     cfg = json.loads((tmp_path / "y" / "config.json").read_text())
@@ -198,7 +198,7 @@ def test_cli_non_finite_per_pair_factor_is_refused(tiny_llama, tmp_path, capsys)
 
 @pytest.mark.parametrize("method", ["linear", "ntk", "dynamic", "yarn", "llama3", "longrope", "abf"])
 def test_extend_and_load_never_warn_about_the_original_length_key(tiny_llama, tmp_path, method):
-    """config.json keeps original_max_position_embeddings in rope_parameters for every method (README),
+    """config.json keeps original_max_position_embeddings in rope_parameters for every method (docs/models.md),
     and extending then loading it logs no "Unrecognized keys ... original_max_position_embeddings"
     (transformers accepts the key only for yarn/llama3/longrope); another unknown key still warns."""
     import logging
