@@ -230,7 +230,7 @@ def run_benchmark(grid: Grid, out: str | Path, *, model: str | Path | None = Non
     """
     import torch
 
-    from eval_longbench.cli import check_device
+    from eval_longbench.flags import check_device
     from eval_longbench.fingerprint import model_fingerprint, text_fingerprint
     from eval_longbench.haystack import split_sentences
     from eval_longbench.models import hf_generate_fn, load_model
@@ -384,7 +384,7 @@ def _trained(items: list[str]) -> dict[str, str]:
 
 def _length(text: str) -> int:
     """One length for argparse: ``2048`` or ``2k``."""
-    from eval_longbench.cli import parse_lengths
+    from eval_longbench.flags import parse_lengths
 
     try:
         (n,) = parse_lengths(text)
@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eval_longbench.cli import parse_lengths
+    from eval_longbench.flags import parse_lengths
 
     a = build_parser().parse_args(argv)
     try:

@@ -1,7 +1,7 @@
-"""Checks of evaluation flags: one-line errors naming the flag, before any model loads.
+"""Checks and parsers of evaluation flags: one-line errors naming the flag, before any model loads.
 
-Shared by the subcommands of :mod:`eval_longbench.cli` and by :mod:`eval_longbench.model_source`
-(library modules never import a ``cli`` module).
+Shared by the evaluation subcommands (``longctx.cli.<name>``), :mod:`eval_longbench.model_source` and
+the benchmarks; here, below the commands, because library modules never import a ``cli`` module.
 """
 
 from __future__ import annotations
@@ -9,6 +9,22 @@ from __future__ import annotations
 import math
 
 from longctx.core.errors import LongctxError
+
+
+def parse_lengths(text: str) -> list[int]:
+    """``"256,512,1k,32K"`` -> ``[256, 512, 1024, 32768]``."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        mult = 1024 if part[-1] in "kK" else 1
+        try:
+            out.append(int(part[:-1] if mult > 1 else part) * mult)
+        except ValueError:
+            raise LongctxError(f"--lengths: {part!r} is not a length (e.g. 512 or 4k)") from None
+        if out[-1] < 1:
+            raise LongctxError(f"--lengths: {part!r} must be a positive length")
+    if not out:
+        raise LongctxError("--lengths: empty")
+    return out
 
 
 def check_int(flag: str, value: int | None, minimum: int = 1) -> None:

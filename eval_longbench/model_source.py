@@ -1,10 +1,10 @@
 """The model under test, from CLI flags: a local checkpoint directory, or a model behind an
 OpenAI-compatible ``/chat/completions`` endpoint (vLLM, SGLang, llama.cpp's server, a hosted API).
 
-Every evaluation calls :func:`add_model_source_args` on its parser and :func:`open_model` (one
-model) or :func:`each_model` (several, side by side, one loaded at a time) to get :class:`ModelUnderTest` objects: a
-name, a greedy ``generate(prompt, max_new_tokens)``, the tokenizer that lengths are counted in, and
-the content key that results are stored under.
+Every evaluation calls :func:`add_model_source_args` on its parser, :func:`model_sources` for the
+models named there, and :func:`open_source` (inside :func:`eval_longbench.sweep.run_sweep`, one model at
+a time) to get :class:`ModelUnderTest` objects: a name, a greedy ``generate(prompt, max_new_tokens)``,
+the tokenizer that lengths are counted in, and the content key that results are stored under.
 
 Lengths with an endpoint: with ``--tokenizer DIR`` (the served model's tokenizer) prompts are
 measured and cut in the served model's own tokens, as for a local checkpoint. Without it nothing
@@ -21,21 +21,17 @@ one display name are therefore never mixed in one results file.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from longctx.core.errors import LongctxError
 
 if TYPE_CHECKING:
     from eval_longbench.models import GenerateFn
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -247,26 +243,6 @@ def open_source(a, src: ModelSource, *, chat: bool = True) -> ModelUnderTest:
                         max_tries=a.endpoint_tries)
     return ModelUnderTest(src.name, client.generate_fn(), src.load_tokenizer(a.trust_remote_code), src.fingerprint_key(),
                           src, window=src.window(), max_concurrency=a.endpoint_concurrency)
-
-
-def each_model(a, work: Callable[[ModelUnderTest], T], *, chat: bool = True) -> dict[str, T]:
-    """``{name: work(model)}`` for each model of the command line, one at a time: a checkpoint is
-    freed before the next one loads."""
-    out = {}
-    for src in model_sources(a):
-        m = open_source(a, src, chat=chat)
-        out[src.name] = work(m)
-        del m
-        gc.collect()
-    return out
-
-
-def open_model(a, *, chat: bool = True) -> ModelUnderTest:
-    """The one model under test of a single-model evaluation (``longbench-chat``, ``longbench-v2``, ...)."""
-    sources = model_sources(a)
-    if len(sources) != 1:
-        raise LongctxError(f"MODEL: this evaluation takes one model, got {len(sources)}")
-    return open_source(a, sources[0], chat=chat)
 
 
 def prompt_overhead(tokenizer) -> int:

@@ -1,5 +1,6 @@
 """The `longctx` command: one table of subcommands, each resolvable, each with --help."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,93 @@ def test_every_subcommand_resolves_and_has_help(name, capsys):
     assert f"longctx {name}" in capsys.readouterr().out
 
 
+def unpaired(folders, table) -> tuple[set[str], set[str]]:
+    """``(modules without a row, rows without a module)``: the public modules in ``folders`` (the
+    ``longctx.cli`` package's) against the subcommands of ``table``."""
+    modules = {p.stem for folder in folders for p in Path(folder).glob("*.py") if not p.stem.startswith("_")}
+    rows = {module_name(name).rsplit(".", 1)[1] for name in table}
+    return modules - rows, rows - modules
+
+
 def test_every_cli_module_is_a_subcommand_and_every_subcommand_a_module():
     """The dispatcher imports ``longctx.cli.<name>`` by name (start-up cost, see its docstring): a module
     renamed or added without its table row would be unreachable or dangling."""
     folder = Path(__file__).resolve().parents[1] / "longctx" / "cli"
-    modules = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
-    assert modules == {module_name(name).rsplit(".", 1)[1] for name in SUBCOMMANDS}
+    assert unpaired([folder], SUBCOMMANDS) == (set(), set())
+
+
+TOY_EVAL = '''"""``longctx toy-eval``: does each model's reply name the number it was asked to say?"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from eval_longbench.flags import check_int
+from eval_longbench.model_source import add_model_source_args, check_model_source, input_paths, model_sources, open_source
+from eval_longbench.sweep import run_sweep
+from longctx.core.io import atomic_write_json, check_out_vs_inputs
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="longctx toy-eval")
+    add_model_source_args(p, multiple=True)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--prompts", type=int, default=2)
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming OUT/results.json")
+    a = p.parse_args(argv)
+    check_int("--prompts", a.prompts)
+    check_model_source(a)
+    check_out_vs_inputs(a.out, input_paths(a))
+    prompts = [f"Say {i}." for i in range(a.prompts)]
+
+    def evaluate(store, src):
+        m = None
+        for i, prompt in enumerate(prompts):
+            if f"{src.name}|{i}" not in store:
+                m = m or open_source(a, src, chat=False)
+                reply = m.generate(prompt, 2)
+                store.put(f"{src.name}|{i}", {"reply": reply, "score": float(str(i) in reply)})
+        return sum(store.get(f"{src.name}|{i}")["score"] for i in range(len(prompts))) / len(prompts)
+
+    def report(store, scores):
+        atomic_write_json(Path(a.out) / "report.json", scores)
+        print(f"wrote {Path(a.out) / 'report.json'}")
+
+    run_sweep(a.out, {"prompts": prompts}, model_sources(a), evaluate, report, overwrite=a.overwrite)
+    return 0
+'''
+
+
+def test_a_toy_eval_command_registers_with_two_files(tiny_llama, tmp_path, monkeypatch, capsys):
+    """A new evaluation is TWO files: its module in longctx/cli/ (here a toy, dropped into the package) and
+    one row in ``SUBCOMMANDS``. Results store, resume, content keys and the model loop come from
+    ``eval_longbench.sweep.run_sweep``; nothing else is edited."""
+    import eval_longbench.models as models
+    import longctx.cli as package
+    from _toy_module import module_in_package
+
+    with module_in_package(package, "toy_eval", TOY_EVAL, tmp_path / "cli"):  # file 1: the module
+        assert unpaired(package.__path__, SUBCOMMANDS) == ({"toy_eval"}, set())  # no row: caught, unreachable
+        assert main(["toy-eval"]) == 2 and "unknown subcommand 'toy-eval'" in capsys.readouterr().err
+        monkeypatch.setitem(SUBCOMMANDS, "toy-eval", "toy: does each reply name the asked number")  # file 2: the row
+        assert unpaired(package.__path__, SUBCOMMANDS) == (set(), set())
+        assert main(["--help"]) == 0 and "toy-eval" in capsys.readouterr().out
+
+        out = tmp_path / "toy"
+        argv = ["toy-eval", str(tiny_llama), str(tiny_llama), "--names", "a,b", "--out", str(out)]
+        assert main(argv) == 0
+        data = json.loads((out / "results.json").read_text())
+        assert sorted(data["records"]) == ["a|0", "a|1", "b|0", "b|1"] and set(data["models"]) == {"a", "b"}
+        assert set(json.loads((out / "report.json").read_text())) == {"a", "b"}
+
+        monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
+        assert main(argv) == 0  # resumed: every record is there, nothing loads
+        organism = Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism"
+        capsys.readouterr()
+        assert main(["toy-eval", str(organism), "--names", "a", "--out", str(out)]) == 2  # another model as "a"
+        assert "meta.models.a: this file was written with" in capsys.readouterr().err
+        assert json.loads((out / "results.json").read_text())["records"] == data["records"]
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,13 @@ from pathlib import Path
 import pytest
 
 from _organism_server import ModelServer
-from eval_longbench import cli
 from eval_longbench.chat_client import ChatClient, EndpointUnreachable, GenerationFailed
 from eval_longbench.models import load_model
+from longctx.cli.longbench_chat import main as longbench_chat_main
+from longctx.cli.longbench_v2 import main as longbench_v2_main
+from longctx.cli.needle import main as needle_main
+from longctx.cli.ppl import main as ppl_main
+from longctx.cli.ruler import main as ruler_main
 from longctx.core.errors import LongctxError
 from _chat_server import FakeJudgeServer
 from test_judge import KEY
@@ -104,17 +108,17 @@ def files(tmp_path):
 
 
 FLAG_ERRORS = [
-    (cli.needle_main, ["--endpoint", "http://127.0.0.1:9/v1"], "--served-model: needed with --endpoint"),
-    (cli.needle_main, ["{m}", "--endpoint", "http://127.0.0.1:9/v1", "--served-model", "x"], "--endpoint: give either"),
-    (cli.needle_main, [], "MODEL: give a checkpoint directory, or --endpoint"),
-    (cli.needle_main, ["--endpoint", "http://127.0.0.1:9/v1", "--served-model", "x"], "--tokenizer: needle builds prompts to exact lengths"),
-    (cli.needle_main, ["{m}", "--tokenizer", "{m}"], "--tokenizer: only with --endpoint"),
-    (cli.needle_main, ["--endpoint", "ftp://h/v1", "--served-model", "x", "--tokenizer", "{m}"], "--endpoint: 'ftp://h/v1' is not an http(s) URL"),
-    (cli.needle_main, ["--endpoint", "http://h/v1", "--served-model", "x", "--api-key-env", "LONGCTX_TEST_UNSET_VAR"],
+    (needle_main, ["--endpoint", "http://127.0.0.1:9/v1"], "--served-model: needed with --endpoint"),
+    (needle_main, ["{m}", "--endpoint", "http://127.0.0.1:9/v1", "--served-model", "x"], "--endpoint: give either"),
+    (needle_main, [], "MODEL: give a checkpoint directory, or --endpoint"),
+    (needle_main, ["--endpoint", "http://127.0.0.1:9/v1", "--served-model", "x"], "--tokenizer: needle builds prompts to exact lengths"),
+    (needle_main, ["{m}", "--tokenizer", "{m}"], "--tokenizer: only with --endpoint"),
+    (needle_main, ["--endpoint", "ftp://h/v1", "--served-model", "x", "--tokenizer", "{m}"], "--endpoint: 'ftp://h/v1' is not an http(s) URL"),
+    (needle_main, ["--endpoint", "http://h/v1", "--served-model", "x", "--api-key-env", "LONGCTX_TEST_UNSET_VAR"],
      "--api-key-env: $LONGCTX_TEST_UNSET_VAR is not set"),
-    (cli.needle_main, ["--endpoint", "http://h/v1", "--served-model", "x", "--endpoint-timeout", "nan"], "--endpoint-timeout: must be a finite"),
-    (cli.ppl_main, ["--endpoint", "http://h/v1", "--served-model", "x"], "--endpoint: ppl needs the model's logits"),
-    (cli.longbench_v2_main, ["--endpoint", "http://h/v1", "--served-model", "x", "--data", "{m}/d.json", "--max-length", "9"],
+    (needle_main, ["--endpoint", "http://h/v1", "--served-model", "x", "--endpoint-timeout", "nan"], "--endpoint-timeout: must be a finite"),
+    (ppl_main, ["--endpoint", "http://h/v1", "--served-model", "x"], "--endpoint: ppl needs the model's logits"),
+    (longbench_v2_main, ["--endpoint", "http://h/v1", "--served-model", "x", "--data", "{m}/d.json", "--max-length", "9"],
      "--max-length: counted in the served model's tokens; pass --tokenizer"),
 ]
 
@@ -149,10 +153,10 @@ def test_needle_over_the_endpoint_scores_like_the_local_run(organism, tmp_path, 
     predictions and scores cell for cell; the key goes in the Authorization header and nowhere else."""
     model, tok = organism
     monkeypatch.setenv("LONGCTX_TEST_KEY", KEY)
-    assert cli.needle_main([str(ORGANISM), "--chat", "--out", str(tmp_path / "local"), *NEEDLE]) == 0
+    assert needle_main([str(ORGANISM), "--chat", "--out", str(tmp_path / "local"), *NEEDLE]) == 0
     with ModelServer(model, tok) as srv:
-        assert cli.needle_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
-                                "--api-key-env", "LONGCTX_TEST_KEY", "--out", str(tmp_path / "served"), *NEEDLE]) == 0
+        assert needle_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
+                            "--api-key-env", "LONGCTX_TEST_KEY", "--out", str(tmp_path / "served"), *NEEDLE]) == 0
     local, served = cells(tmp_path / "local"), cells(tmp_path / "served")
     assert served == local and len(local) == 4
     assert any(score > 0 for score, _ in local.values())  # the organism finds passkeys inside its window
@@ -172,9 +176,9 @@ def test_another_served_model_under_the_same_name_is_not_given_old_results(organ
     with ModelServer(model, tok, served_name="a") as srv:
         base = ["--endpoint", srv.url, "--tokenizer", str(ORGANISM), "--names", "m", "--out", str(out),
                 "--lengths", "200", "--depths", "1", "--max-new-tokens", "2"]
-        assert cli.needle_main([*base, "--served-model", "a"]) == 0
+        assert needle_main([*base, "--served-model", "a"]) == 0
         with pytest.raises(LongctxError, match="meta.models.m: .*model a .*model b"):
-            cli.needle_main([*base, "--served-model", "b"])
+            needle_main([*base, "--served-model", "b"])
     assert len(srv.requests) == 1
 
 
@@ -191,10 +195,10 @@ def test_longbench_v2_over_the_endpoint_answers_like_the_local_run(organism, tmp
     data = tmp_path / "d.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in v2_records()))
     common = ["--data", str(data), "--max-new-tokens", "8"]
-    assert cli.longbench_v2_main([str(ORGANISM), "--out", str(tmp_path / "local"), *common]) == 0
+    assert longbench_v2_main([str(ORGANISM), "--out", str(tmp_path / "local"), *common]) == 0
     with ModelServer(model, tok) as srv:
-        assert cli.longbench_v2_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
-                                      "--out", str(tmp_path / "served"), *common]) == 0
+        assert longbench_v2_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
+                                  "--out", str(tmp_path / "served"), *common]) == 0
 
     def answers(d):
         recs = json.loads((d / "results.json").read_text())["records"]
@@ -218,10 +222,10 @@ def test_longbench_chat_over_an_endpoint_without_tokenizer_sends_prompts_whole(o
     (tmp_path / "s.json").write_text(json.dumps([[{"answer": "x", "score": 5}]] * 2))
     common = ["--cases", str(tmp_path / "c.json"), "--few-shots", str(tmp_path / "s.json"), "--generate-only",
               "--max-new-tokens", "12"]
-    assert cli.longbench_chat_main([str(ORGANISM), "--out", str(tmp_path / "local"), *common]) == 0
+    assert longbench_chat_main([str(ORGANISM), "--out", str(tmp_path / "local"), *common]) == 0
     with ModelServer(model, tok) as srv:
-        assert cli.longbench_chat_main(["--endpoint", srv.url, "--served-model", "organism",
-                                        "--out", str(tmp_path / "served"), *common]) == 0
+        assert longbench_chat_main(["--endpoint", srv.url, "--served-model", "organism",
+                                    "--out", str(tmp_path / "served"), *common]) == 0
     assert "prompts are sent whole" in capsys.readouterr().out
     assert [r["body"]["messages"][-1]["content"] for r in srv.requests] == [c["prompt"] for c in cases]
     local = json.loads((tmp_path / "local" / "results.json").read_text())
@@ -250,10 +254,10 @@ def test_ruler_over_the_endpoint_scores_like_the_local_run(organism, tmp_path):
     counted) and gets the local run's predictions and scores, sample for sample."""
     model, tok = organism
     args = ["--lengths", "512", "--tasks", "niah_single_1,vt", "--samples", "2", "--names", "organism"]
-    assert cli.ruler_main([str(ORGANISM), "--out", str(tmp_path / "local"), *args]) == 0
+    assert ruler_main([str(ORGANISM), "--out", str(tmp_path / "local"), *args]) == 0
     with ModelServer(model, tok) as srv:
-        assert cli.ruler_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
-                               "--out", str(tmp_path / "served"), *args]) == 0
+        assert ruler_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
+                           "--out", str(tmp_path / "served"), *args]) == 0
     local, served = ruler_predictions(tmp_path / "local"), ruler_predictions(tmp_path / "served")
     assert served == local and len(local) == 4
     assert len(srv.requests) == 4
@@ -262,4 +266,4 @@ def test_ruler_over_the_endpoint_scores_like_the_local_run(organism, tmp_path):
 def test_ruler_over_an_endpoint_needs_its_tokenizer(tmp_path):
     """RULER builds prompts to exact token lengths: an endpoint without --tokenizer is refused up front."""
     with pytest.raises(LongctxError, match="--tokenizer: ruler builds prompts to exact lengths"):
-        cli.ruler_main(["--endpoint", "http://127.0.0.1:9/v1", "--served-model", "m", "--out", str(tmp_path / "o")])
+        ruler_main(["--endpoint", "http://127.0.0.1:9/v1", "--served-model", "m", "--out", str(tmp_path / "o")])

@@ -5,7 +5,10 @@ import json
 
 import pytest
 
-from eval_longbench import cli
+from eval_longbench.flags import check_device
+from longctx.cli.longbench_chat import main as longbench_chat_main
+from longctx.cli.needle import main as needle_main
+from longctx.cli.ppl import main as ppl_main
 from longctx.core.errors import LongctxError
 
 
@@ -18,16 +21,16 @@ def files(tmp_path):
 
 
 def needle(t, *extra):
-    return cli.needle_main, [str(t / "m"), "--out", str(t / "o"), *extra]
+    return needle_main, [str(t / "m"), "--out", str(t / "o"), *extra]
 
 
 def ppl(t, *extra):
-    return cli.ppl_main, [str(t / "m"), "--out", str(t / "o"), *extra]
+    return ppl_main, [str(t / "m"), "--out", str(t / "o"), *extra]
 
 
 def lbc(t, *extra):
-    return cli.longbench_chat_main, [str(t / "m"), "--cases", str(t / "cases.json"), "--few-shots", str(t / "shots.json"),
-                                     "--out", str(t / "o"), "--judge-url", "http://127.0.0.1:9/v1", *extra]
+    return longbench_chat_main, [str(t / "m"), "--cases", str(t / "cases.json"), "--few-shots", str(t / "shots.json"),
+                                 "--out", str(t / "o"), "--judge-url", "http://127.0.0.1:9/v1", *extra]
 
 
 BAD = [
@@ -86,8 +89,8 @@ def test_ppl_library_names_lengths_when_no_max_tokens_is_given(tmp_path):
 
 
 def test_check_device_accepts_cpu():
-    cli.check_device("cpu")
-    cli.check_device("cpu:0")
+    check_device("cpu")
+    check_device("cpu:0")
 
 
 def test_judge_object_refuses_a_nonsense_timeout_or_try_count():

@@ -68,7 +68,7 @@ def test_store_refuses_another_fingerprint_under_the_same_name(tmp_path):
 def test_ppl_resume_refuses_another_model_with_the_same_directory_name(tiny_llama, tmp_path):
     """`longctx ppl runs/a/tiny-llama` then `longctx ppl runs/b/tiny-llama` (other weights) into the
     same --out: refused (it used to print the first model's perplexities as the second's)."""
-    from eval_longbench.cli import ppl_main
+    from longctx.cli.ppl import main as ppl_main
 
     out = tmp_path / "out"
     args = ["--lengths", "32", "--stride", "16", "--out", str(out)]
@@ -81,7 +81,7 @@ def test_ppl_resume_refuses_another_model_with_the_same_directory_name(tiny_llam
 
 def test_ppl_resume_refuses_a_changed_text_file(tmp_path):
     """Same --text path, new content: refused by meta.text_sha256 (before any model loads)."""
-    from eval_longbench.cli import ppl_main
+    from longctx.cli.ppl import main as ppl_main
 
     (tmp_path / "m").mkdir()
     text = tmp_path / "book.txt"
@@ -97,7 +97,7 @@ def test_ppl_resume_refuses_a_changed_text_file(tmp_path):
 def test_needle_resume_refuses_a_changed_haystack_file(tmp_path, monkeypatch):
     """Same --haystack path, new content: refused by meta.haystack_sha256 (before any model loads)."""
     import eval_longbench.models as models
-    from eval_longbench.cli import needle_main
+    from longctx.cli.needle import main as needle_main
 
     (tmp_path / "m").mkdir()
     hay = tmp_path / "hay.txt"
@@ -118,7 +118,7 @@ def test_needle_resume_refuses_a_changed_haystack_file(tmp_path, monkeypatch):
 
 def test_needle_resume_refuses_another_model_with_the_same_directory_name(tiny_llama, tmp_path):
     """The needle grid of one checkpoint is not reused for another one saved under the same name."""
-    from eval_longbench.cli import needle_main
+    from longctx.cli.needle import main as needle_main
 
     out = tmp_path / "out"
     args = ["--lengths", "200", "--depths", "1", "--max-new-tokens", "1", "--out", str(out)]

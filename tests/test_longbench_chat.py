@@ -133,7 +133,7 @@ def test_unreachable_judge_keeps_predictions(tmp_path):
 def test_cli_end_to_end_never_writes_the_key(tiny_llama, tmp_path, monkeypatch, capsys):
     """`longctx longbench-chat` with a tiny model and a loopback judge writes report.json; the key,
     set in the environment and echoed by the server, appears in no output file and no log."""
-    from eval_longbench.cli import longbench_chat_main
+    from longctx.cli.longbench_chat import main as longbench_chat_main
 
     monkeypatch.setenv("LBC_TEST_KEY", KEY)
     write_cases(tmp_path / "cases.jsonl", 2, jsonl=True)
@@ -156,7 +156,7 @@ def test_no_key_prefix_reaches_results_report_or_logs(tiny_llama, tmp_path, monk
     """A judge whose 500 bodies echo 'Authorization: Bearer KEY' with the key straddling the
     300-character cut at every offset: no 4+-character prefix of the key is in results.json,
     report.json, stdout or stderr (the old code cut first, then redacted the whole key only)."""
-    from eval_longbench.cli import longbench_chat_main
+    from longctx.cli.longbench_chat import main as longbench_chat_main
     from eval_longbench.judge import ERROR_BODY_CHARS
 
     monkeypatch.setenv("LBC_TEST_KEY", KEY)

@@ -162,12 +162,12 @@ def test_empty_or_non_object_files_are_refused(tmp_path):
 
 def test_cli_refuses_to_reuse_results_of_another_data_file(tmp_path, monkeypatch):
     """Same --out, another --data content: the meta error, before any model loads."""
-    from eval_longbench import cli
+    from longctx.cli.longbench_v2 import main as longbench_v2_main
 
     org = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism")
     (tmp_path / "a.json").write_text(json.dumps([record(0, context="x " * 10)]))
-    assert cli.longbench_v2_main([org, "--data", str(tmp_path / "a.json"), "--out", str(tmp_path / "o"),
-                                  "--max-new-tokens", "4"]) == 0
+    assert longbench_v2_main([org, "--data", str(tmp_path / "a.json"), "--out", str(tmp_path / "o"),
+                              "--max-new-tokens", "4"]) == 0
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     assert rep["records"] == 1 and rep["model"] == "organism"
     meta = json.loads((tmp_path / "o" / "results.json").read_text())["meta"]
@@ -178,7 +178,7 @@ def test_cli_refuses_to_reuse_results_of_another_data_file(tmp_path, monkeypatch
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("loaded a model for a refused run"))
     with pytest.raises(LongctxError, match="meta.data_sha256"):
-        cli.longbench_v2_main([org, "--data", str(tmp_path / "b.json"), "--out", str(tmp_path / "o"), "--max-new-tokens", "4"])
+        longbench_v2_main([org, "--data", str(tmp_path / "b.json"), "--out", str(tmp_path / "o"), "--max-new-tokens", "4"])
 
 
 def test_cot_asks_twice_with_the_official_budgets_and_keeps_the_reasoning(tmp_path):

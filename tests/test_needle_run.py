@@ -129,7 +129,7 @@ def test_tiny_model_runs_through_the_grid(tiny_llama, tmp_path):
 
 def test_needle_cli_compares_two_models_and_resumes(tiny_llama, tmp_path, capsys):
     """`longctx needle A B` writes every cell of both models and one side-by-side PNG; a rerun loads them."""
-    from eval_longbench.cli import needle_main
+    from longctx.cli.needle import main as needle_main
 
     out = tmp_path / "niah"
     args = [str(tiny_llama), str(tiny_llama), "--names", "base,ext", "--lengths", "200,300", "--depths", "2",
@@ -146,7 +146,7 @@ def test_needle_cli_compares_two_models_and_resumes(tiny_llama, tmp_path, capsys
 
 def test_judge_scoring_maps_ratings_to_unit_scores(tiny_llama, tmp_path):
     """--scoring judge: a rating of 10 is score 1.0 and a rating of 1 is 0.0 in every cell."""
-    from eval_longbench.cli import needle_main
+    from longctx.cli.needle import main as needle_main
     from _chat_server import FakeJudgeServer
 
     for rating, score in ((10, 1.0), (1, 0.0)):
@@ -161,7 +161,7 @@ def test_judge_scoring_maps_ratings_to_unit_scores(tiny_llama, tmp_path):
 
 def test_empty_depth_list_is_a_one_line_error():
     """--depths with separators but no numbers is a LongctxError naming the flag, not a ValueError traceback."""
-    from eval_longbench.cli import parse_depths
+    from longctx.cli.needle import parse_depths
 
     with pytest.raises(LongctxError, match="--depths"):
         parse_depths(",", "linear")

@@ -112,7 +112,7 @@ def test_run_ppl_resumes_and_rejects_short_text(model, tmp_path):
 
 def test_ppl_cli_writes_csv_and_plot(tiny_llama, tmp_path):
     """`longctx ppl` on built-in text writes one CSV row per (model, length) and a PNG."""
-    from eval_longbench.cli import ppl_main
+    from longctx.cli.ppl import main as ppl_main
 
     out = tmp_path / "ppl"
     assert ppl_main([str(tiny_llama), "--lengths", "64,128", "--stride", "32", "--out", str(out)]) == 0

@@ -147,6 +147,58 @@ def test_a_task_registered_at_run_time_runs_like_a_built_in():
     assert "count_sevens" not in TASKS
 
 
+TOY_TASK = '''"""A toy aggregation task: how many 7s are in a seeded digit string (an exact count)."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+from eval_longbench.ruler.base import GenContext, RulerTask, Sample, fit_count
+
+
+def make_count(digit: str, ctx: GenContext, length: int, budget: int, seed: int) -> Sample:
+    def build(n):
+        digits = "".join(random.Random(f"{seed}:{i}").choice("0123456789") for i in range(n))
+        return f"Digits: {digits}\\nHow many {digit}s? Answer:", str(digits.count(digit))
+
+    prompt, answer, _, n = fit_count(ctx, budget, build, low=1, guess=budget)
+    return Sample(prompt, [answer], n)
+
+
+TASKS = [RulerTask("count_sevens", "count", functools.partial(make_count, "7"), max_new_tokens=4, params={"digit": "7"})]
+'''
+
+
+def test_a_toy_ruler_task_registers_with_two_files(tmp_path, monkeypatch):
+    """A new RULER task is TWO files: its module in eval_longbench/ruler/ (generator + ``TASKS``, here a toy
+    dropped into the package) and one row of ``registry.FAMILIES``. Selection (by name and ``all``), the
+    runner, scoring, the tables and ``longctx ruler`` take it from there."""
+    import eval_longbench.ruler as package
+    from _toy_module import module_in_package
+    from eval_longbench.ruler import registry
+    from longctx.cli import main
+
+    with module_in_package(package, "count", TOY_TASK, tmp_path / "ruler") as toy:  # file 1: the module
+        monkeypatch.setattr(registry, "FAMILIES", (*registry.FAMILIES, toy.TASKS))  # file 2: its row
+        monkeypatch.setattr(registry, "TASKS", registry.tasks_of(registry.FAMILIES))  # as the registry builds TASKS
+        (task,) = toy.TASKS
+        assert select_tasks("count_sevens") == [task] and select_tasks("all")[-1] == task
+
+        counter = lambda p, n: str(p.split("\n")[0].count("7"))  # noqa: E731  (the oracle: counts the 7s)
+        recs = run_ruler(counter, TOK, RulerConfig([task], [300], samples=2), _mem_store(), model_name="m",
+                         chat=False, progress=False)
+        assert [r["score"] for r in recs] == [1.0, 1.0] and all(r["n_tokens"] <= 296 for r in recs)
+
+        out = tmp_path / "out"
+        assert main(["ruler", ORGANISM, "--lengths", "512", "--tasks", "count_sevens,vt", "--samples", "1",
+                     "--max-new-tokens", "8", "--out", str(out)]) == 0
+        recs = json.loads((out / "results.json").read_text())["records"].values()
+        assert sorted((r["task"], r["n_tokens"]) for r in recs) == [("count_sevens", 504), ("vt", 504)]
+        assert "count_sevens" in json.loads((out / "summary.json").read_text())["models"]["organism"]["table"]
+        assert "| count_sevens |" in (out / "table.md").read_text()
+
+
 def _mem_store():
     class Mem(ResultStore):
         def save(self):
@@ -214,12 +266,13 @@ def test_bad_qa_file_names_the_record(tmp_path):
 
 def test_cli_end_to_end_on_the_organism_then_resumes_without_generating(tmp_path, monkeypatch, capsys):
     """Two tiny lengths, one sample: results, tables, summary and heatmap; the rerun loads no model."""
-    from eval_longbench import cli
+    from longctx.cli import ruler as ruler_cli
+    from longctx.cli.ruler import main as ruler_main
 
     out = tmp_path / "ruler"
     argv = [ORGANISM, "--lengths", "512,600", "--tasks", "niah_single_1,vt", "--samples", "1", "--max-new-tokens", "8",
             "--threshold", "base", "--out", str(out)]
-    assert cli.ruler_main(argv) == 0
+    assert ruler_main(argv) == 0
     data = json.loads((out / "results.json").read_text())
     recs = list(data["records"].values())
     assert len(recs) == 4 and data["models"]["organism"]
@@ -228,7 +281,7 @@ def test_cli_end_to_end_on_the_organism_then_resumes_without_generating(tmp_path
     assert summary["window"] == 512 and summary["threshold"] == summary["average"]["512"]
     assert (out / "heatmap.png").stat().st_size > 1000 and "| niah_single_1 |" in (out / "table.md").read_text()
 
-    monkeypatch.setattr(cli, "_open_ruler_model", lambda *a, **k: pytest.fail("the rerun loaded the model"))
-    assert cli.ruler_main(argv) == 0
+    monkeypatch.setattr(ruler_cli, "_open_ruler_model", lambda *a, **k: pytest.fail("the rerun loaded the model"))
+    assert ruler_main(argv) == 0
     assert "nothing to generate" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["records"] == data["records"]

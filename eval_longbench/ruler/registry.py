@@ -1,43 +1,54 @@
 """The task registry: name -> :class:`~eval_longbench.ruler.base.RulerTask`, RULER's names.
 
-Each family module (one file: generator, scorer choice, ``TASKS`` list) is listed once in
-:data:`FAMILIES`; a new task is a new file plus one line there (or :func:`register` at run time,
-as the tests do).
+Each family module (one file: generator, scorer choice, ``TASKS`` list) is one row of
+:data:`FAMILIES`; a new task is a new file plus one row there (or :func:`register` at run time).
+``tests/test_ruler_run.py`` adds a toy family that way and runs it through ``longctx ruler``.
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Sequence
 
+from eval_longbench.ruler import cwe, fwe, niah, qa, vt
 from eval_longbench.ruler.base import RulerTask
 from longctx.core.errors import LongctxError
 
-FAMILIES = (
-    "eval_longbench.ruler.niah",
-    "eval_longbench.ruler.vt",
-    "eval_longbench.ruler.cwe",
-    "eval_longbench.ruler.fwe",
-    "eval_longbench.ruler.qa",
+FAMILIES: tuple[Sequence[RulerTask], ...] = (
+    niah.TASKS,
+    vt.TASKS,
+    cwe.TASKS,
+    fwe.TASKS,
+    qa.TASKS,
 )
+"""One row per family: its module's ``TASKS``, in the order ``--tasks all`` runs them."""
 
-TASKS: dict[str, RulerTask] = {}
+
+def _add(table: dict[str, RulerTask], task: RulerTask, replace: bool = False) -> RulerTask:
+    if task.name in table and not replace:
+        raise LongctxError(f"ruler task {task.name!r} is already registered")
+    table[task.name] = task
+    return task
+
+
+def tasks_of(families: Sequence[Sequence[RulerTask]]) -> dict[str, RulerTask]:
+    """``{name: task}`` over the rows; a name given twice is an error (it would hide a task)."""
+    out: dict[str, RulerTask] = {}
+    for family in families:
+        for task in family:
+            _add(out, task)
+    return out
+
+
+TASKS: dict[str, RulerTask] = tasks_of(FAMILIES)
 
 
 def register(task: RulerTask, *, replace: bool = False) -> RulerTask:
-    """Add ``task``; a second task under a taken name is an error unless ``replace``."""
-    if task.name in TASKS and not replace:
-        raise LongctxError(f"ruler task {task.name!r} is already registered")
-    TASKS[task.name] = task
-    return task
+    """Add ``task`` at run time; a second task under a taken name is an error unless ``replace``."""
+    return _add(TASKS, task, replace)
 
 
 def unregister(name: str) -> None:
     TASKS.pop(name, None)
-
-
-for _mod in FAMILIES:
-    for _task in importlib.import_module(_mod).TASKS:
-        register(_task)
 
 
 def select_tasks(spec: str, *, available: set[str] = frozenset()) -> list[RulerTask]:

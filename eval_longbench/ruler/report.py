@@ -1,6 +1,6 @@
 """One model's RULER evaluation from start to summary, and the report files of a run.
 
-The command (``longctx ruler``, in :mod:`eval_longbench.cli`) only parses flags; this module does the
+The command (``longctx ruler``, in :mod:`longctx.cli.ruler`) only parses flags; this module does the
 rest, so any model that yields a ``generate(prompt, max_new_tokens) -> str`` callable and its tokenizer
 (a local checkpoint, a server) is evaluated the same way: see :func:`evaluate_model`.
 """
