@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from longctx.core.errors import LongctxError
 
 
@@ -41,8 +43,6 @@ def check_seconds(flag: str, value: float) -> None:
 
 def check_device(text: str) -> None:
     """One-line error unless ``text`` names a torch device that this machine has (cpu, cuda[:i], mps, ...)."""
-    import torch
-
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError, TypeError):

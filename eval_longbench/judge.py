@@ -14,9 +14,18 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from eval_longbench.chat_client import (  # noqa: F401  (re-exported: the judge's public names)
-    ERROR_BODY_CHARS, MAX_WAIT, ChatClient, EndpointUnreachable, TransientError, _stderr, call_with_retries, map_concurrent,
-    redact, redact_and_cut,
+    ERROR_BODY_CHARS,
+    MAX_WAIT,
+    ChatClient,
+    EndpointUnreachable,
+    TransientError,
+    _stderr,
+    call_with_retries,
+    map_concurrent,
+    redact,
+    redact_and_cut,
 )
+from eval_longbench.models import hf_generate_fn
 from longctx.core.errors import LongctxError
 
 JudgeUnreachable = EndpointUnreachable
@@ -126,8 +135,6 @@ class LocalJudge:
     max_concurrency: ClassVar[int] = 1
 
     def rate(self, prompt: str, system: str = JUDGE_SYSTEM) -> Rating:
-        from eval_longbench.models import hf_generate_fn
-
         gen = hf_generate_fn(self.model, self.tokenizer, chat=True, system=system)
         return rate_with_retries(lambda: gen(prompt, self.max_new_tokens), self.max_tries, 0.0, lambda s: None)
 

@@ -28,6 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from transformers import AutoTokenizer
+
+from eval_longbench import models
+from eval_longbench.chat_client import ChatClient, origin_str
+from eval_longbench.fingerprint import model_fingerprint
+from eval_longbench.flags import check_device, check_int, check_seconds
+from eval_longbench.models import chat_prompt
 from longctx.core.errors import LongctxError
 
 if TYPE_CHECKING:
@@ -69,14 +76,10 @@ class ModelSource:
         """The tokenizer lengths are counted in (``None`` for an endpoint without ``--tokenizer``); cheap."""
         if self.config_dir is None:
             return None
-        from transformers import AutoTokenizer
-
         return AutoTokenizer.from_pretrained(self.config_dir, trust_remote_code=trust_remote_code)
 
     def fingerprint_key(self) -> str:
         """What results are keyed by: the checkpoint's content, or endpoint + served name + tokenizer content."""
-        from eval_longbench.fingerprint import model_fingerprint
-
         if not self.is_endpoint:
             return model_fingerprint(self.path)
         tok = model_fingerprint(self.tokenizer_dir) if self.tokenizer_dir else "none"
@@ -104,8 +107,6 @@ class ModelUnderTest:
 
 def endpoint_id(url: str) -> str:
     """The endpoint as results are keyed and logged: scheme, host, port and path; no user, password or query."""
-    from eval_longbench.chat_client import origin_str
-
     return origin_str(url) + urllib.parse.urlsplit(url).path.rstrip("/")
 
 
@@ -161,8 +162,6 @@ def model_names(paths: list[str], names: str | None) -> list[str]:
 
 def check_model_source(a) -> None:
     """One-line errors for a wrong MODEL / endpoint combination, before anything loads or connects."""
-    from eval_longbench.flags import check_device, check_int, check_seconds
-
     paths = _paths(a)
     if a.endpoint and paths:
         raise LongctxError(f"--endpoint: give either checkpoint directories ({', '.join(paths)}) or --endpoint, not both")
@@ -178,8 +177,6 @@ def check_model_source(a) -> None:
         check_seconds("--endpoint-timeout", a.endpoint_timeout)
         check_int("--endpoint-tries", a.endpoint_tries)
         check_int("--endpoint-concurrency", a.endpoint_concurrency)
-        from eval_longbench.chat_client import ChatClient
-
         ChatClient(a.endpoint, a.served_model, timeout=a.endpoint_timeout, max_tries=a.endpoint_tries)  # checks the URL
     else:
         for flag in ("served_model", "tokenizer", "api_key_env"):
@@ -230,14 +227,10 @@ def bind_sources(store, sources: list[ModelSource]) -> None:
 
 def open_source(a, src: ModelSource, *, chat: bool = True) -> ModelUnderTest:
     """Load ``src`` (a checkpoint) or connect it (an endpoint: nothing is sent until the first prompt)."""
-    from eval_longbench import models
-
     if not src.is_endpoint:
         model, tok = models.load_model(src.path, trust_remote_code=a.trust_remote_code, dtype=a.dtype, device=a.device)
         return ModelUnderTest(src.name, models.hf_generate_fn(model, tok, chat=chat), tok, src.fingerprint_key(), src,
                               window=src.window(), model=model)
-    from eval_longbench.chat_client import ChatClient
-
     key = os.environ.get(a.api_key_env) if a.api_key_env else None
     client = ChatClient(a.endpoint, a.served_model, api_key=key or None, timeout=a.endpoint_timeout,
                         max_tries=a.endpoint_tries)
@@ -247,8 +240,6 @@ def open_source(a, src: ModelSource, *, chat: bool = True) -> ModelUnderTest:
 
 def prompt_overhead(tokenizer) -> int:
     """Tokens the chat template adds around a user message (0 without a template)."""
-    from eval_longbench.models import chat_prompt
-
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         return 0
     return len(tokenizer(chat_prompt(tokenizer, ""), add_special_tokens=False)["input_ids"])

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights
 from longctx.core.errors import LongctxError
@@ -20,8 +21,6 @@ BatchGenerateFn = Callable[[Sequence[str], int], list[str]]
 
 def load_model(path: str | Path, *, trust_remote_code: bool = False, dtype: str = "auto", device: str = "cpu"):
     """Load ``(model, tokenizer)`` from a local directory (safetensors weights only), in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     path = Path(path)
     if not (path / "config.json").is_file():
         raise LongctxError(f"{path}: not a model directory (no config.json)")

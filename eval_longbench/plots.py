@@ -8,8 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import io
+
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import LinearSegmentedColormap  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator, ScalarFormatter
 
 from longctx.core.io import atomic_write_bytes  # noqa: E402
 
@@ -26,8 +29,6 @@ def heatmap_matrix(cells: Sequence[dict]) -> tuple[list[int], list[float], list[
 
 
 def _save(fig, path: str | Path) -> Path:
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -116,8 +117,6 @@ def ppl_figure(rows: Sequence[dict], title: str = "Perplexity vs context length"
     panel, not an inset: an inset would cover the steep curve of the failing model; see
     :func:`_close_curves`). Ticks are the measured lengths in tokens ("512", "1K", ...), not 2^9.
     """
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
     curves = {}
     for name in dict.fromkeys(r["model"] for r in rows):
         pts = sorted((r["length"], r["ppl"]) for r in rows if r["model"] == name)
@@ -165,8 +164,6 @@ def ppl_figure(rows: Sequence[dict], title: str = "Perplexity vs context length"
 
 def _length_ticks(ax, lengths: Sequence[int]) -> None:
     """x ticks at exactly the measured lengths, labelled in tokens ("512", "1K"), no minor labels."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
-
     ax.xaxis.set_major_locator(FixedLocator(lengths))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_len(int(round(v)))))
     ax.xaxis.set_minor_locator(NullLocator())
@@ -204,8 +201,6 @@ def plot_training_curves(records: Sequence[dict], path: str | Path, title: str =
     value dotted. Right: perplexity (log scale), one line per length, the guard likewise.
     """
     recs = sorted(records, key=lambda r: r["step"])
-    from matplotlib.ticker import MaxNLocator, ScalarFormatter
-
     fig, (acc, ppl) = plt.subplots(1, 2, figsize=(11.0, 4.2), gridspec_kw={"wspace": 0.28})
     steps = [r["step"] for r in recs]
     for ax, kind in ((acc, "passkey"), (ppl, "ppl")):

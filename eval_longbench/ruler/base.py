@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eval_longbench.haystack import Needle, fit_prompt
+from eval_longbench.models import chat_prompt
 from longctx.core.errors import LongctxError
 
 DEPTHS = tuple(round(i / 39, 4) for i in range(40))
@@ -52,8 +53,6 @@ class GenContext:
         """Tokens the model reads for ``prompt`` (as :func:`eval_longbench.models.hf_generate_fn` builds them)."""
         tok = self.tokenizer
         if self.chat:
-            from eval_longbench.models import chat_prompt
-
             return len(tok(chat_prompt(tok, prompt), add_special_tokens=False)["input_ids"])
         return len(tok(prompt, add_special_tokens=True)["input_ids"])
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eval_longbench.plots import plot_task_heatmaps
 from eval_longbench.results import ResultStore
 from eval_longbench.ruler.runner import RulerConfig, comparison_table, markdown_table, record_key, run_ruler, summarize
 from longctx.core.errors import LongctxError
@@ -65,8 +66,6 @@ def evaluate_model(store: ResultStore, cfg: RulerConfig, name: str, model_id: st
 
 def write_reports(summaries: dict[str, dict], out: str | Path, threshold_text: str) -> list[Path]:
     """``table.md`` (per-model tables, then the comparison when several), ``summary.json``, ``heatmap.png``."""
-    from eval_longbench.plots import plot_task_heatmaps
-
     out = Path(out)
     text = "\n".join(markdown_table(n, s) for n, s in summaries.items())
     if len(summaries) > 1:

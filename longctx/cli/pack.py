@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from packing.pipeline import OVERLONG, PackConfig, pack_files
+from packing.report import format_report
 from packing.tokenize import TRAIN_ON
 from packing.writer import MODES
 
@@ -56,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from packing.report import format_report
-
     a = build_parser().parse_args(argv)
     cfg = PackConfig(
         pack_length=a.pack_length, train_on=a.train_on, skip_bad=a.skip_bad, overlong=a.overlong,

@@ -19,6 +19,8 @@ import os
 import sys
 import textwrap
 
+import torch.distributed as dist
+
 from longctx.core.errors import LongctxError
 from longctx.train.config import SECTIONS, RunConfig, dump_yaml, field_docs, load_config
 from longctx.train.run import launch_local, run_training
@@ -61,8 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_this_rank(cfg: RunConfig) -> dict:
     """Train this process's rank; a collective that fails (another rank or node died, or
     ``parallel.timeout_s`` passed) ends it with one line instead of a traceback per rank."""
-    import torch.distributed as dist
-
     try:
         return run_training(cfg)
     except RuntimeError as err:  # NCCL raises DistError; gloo a plain RuntimeError naming its source file
