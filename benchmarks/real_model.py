@@ -153,7 +153,7 @@ class Grid:
 
 def base_checkpoint(work: Path) -> Path:
     """The imported SmolLM2 folder under ``work`` (imported from the packaged GGUF the first time)."""
-    from longctx.models.gguf import find_packaged_model, import_gguf
+    from longctx.gguf import find_packaged_model, import_gguf
 
     out = work / "smollm2"
     if not (out / "config.json").is_file():

@@ -18,22 +18,8 @@ from transformers import CONFIG_MAPPING
 
 from longctx.core.errors import LongctxError, where
 from longctx.core.io import read_json
+from longctx.models.registry import FAMILIES, NO_ROPE, supported
 from rope_scaling.registry import METHODS
-
-# model_type -> the rope_types transformers loads for it (None: all). Phi-3 accepts only default/longrope
-# (so also the methods written as a plain "default" rope: ntk, abf).
-SUPPORTED: dict[str, frozenset[str] | None] = {
-    "llama": None, "mistral": None, "qwen2": None, "qwen3": None, "glm": None, "glm4": None,
-    "phi3": frozenset({"default", "longrope"}),
-}
-# Architectures we know have no rotary embedding, with what they use instead.
-NO_ROPE: dict[str, str] = {
-    "gpt2": "learned absolute position embeddings", "gpt_bigcode": "learned absolute position embeddings",
-    "opt": "learned absolute position embeddings", "bloom": "ALiBi", "mpt": "ALiBi",
-    "bert": "learned absolute position embeddings", "roberta": "learned absolute position embeddings",
-    "t5": "relative position buckets", "xglm": "sinusoidal absolute position embeddings",
-}
-
 
 @dataclass(frozen=True)
 class RopeConfig:
@@ -70,8 +56,8 @@ def _keeps_trained_length(rope_type: str) -> bool:
 
 
 def loadable_types(model_type: str) -> frozenset[str] | None:
-    """The rope_types transformers loads for ``model_type`` (None: every type)."""
-    return SUPPORTED[model_type]
+    """The rope_types transformers loads for ``model_type`` (None: every type), as its family declares."""
+    return FAMILIES[model_type].rope_types
 
 
 def read_config(model_dir: str | Path) -> tuple[dict, Path]:
@@ -98,13 +84,6 @@ def _transformers_config(raw: dict, path: object):
         return CONFIG_MAPPING[raw["model_type"]].from_dict(copy.deepcopy(raw))
     except Exception as err:  # noqa: BLE001 - any failure here is a config the user must fix
         raise LongctxError(f"{path}: transformers cannot build a {raw['model_type']} config from it ({err})") from None
-
-
-def _resolve_head(cfg) -> tuple[int, float]:
-    """head_dim and partial_rotary_factor as transformers' own config class resolves them (family defaults)."""
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    rp = cfg.rope_parameters or {}
-    return int(head_dim), float(rp.get("partial_rotary_factor", getattr(cfg, "partial_rotary_factor", None) or 1.0))
 
 
 def _short(d: dict) -> str:
@@ -159,9 +138,10 @@ def read_rope_config(raw: dict, path: object = "config.json") -> RopeConfig:
     if model_type in NO_ROPE:
         raise LongctxError(f"{where(path, field='model_type')} = {model_type!r} has no rotary position "
                            f"embedding ({NO_ROPE[model_type]}); RoPE extension does not apply")
-    if model_type not in SUPPORTED:
+    if model_type not in FAMILIES:
         raise LongctxError(f"{where(path, field='model_type')} = {model_type!r} is not supported "
-                           f"(supported: {', '.join(SUPPORTED)}); refusing to guess its RoPE layout")
+                           f"(supported: {supported()}); refusing to guess its RoPE layout")
+    family = FAMILIES[model_type]
     max_pos = _number(raw, "max_position_embeddings", path, int)
     params, scaling = raw.get("rope_parameters"), raw.get("rope_scaling")
     if params is not None and not isinstance(params, dict):
@@ -176,14 +156,13 @@ def read_rope_config(raw: dict, path: object = "config.json") -> RopeConfig:
     rope = copy.deepcopy(resolved)
     rope_type = rope.pop("rope_type", None) or rope.pop("type", None) or "default"
     rope.pop("type", None)
-    if model_type == "phi3" and rope_type in ("su", "yarn"):
-        rope_type = "longrope"  # what Phi3Config does with these old names
+    rope_type = family.canonical_rope_type(rope_type)  # what e.g. Phi3Config does with old names (su, yarn)
     theta = _number({"rope_theta": rope.pop("rope_theta", 10000.0)}, "rope_theta", path)
     rope.pop("partial_rotary_factor", None)
-    head_dim, partial = _resolve_head(cfg)
+    head_dim, partial = family.head_and_partial(cfg)
 
     original = rope.pop("original_max_position_embeddings", None)
-    if model_type == "phi3" and rope_type == "longrope":
+    if family.top_level_original_length and rope_type == "longrope":
         original = raw.get("original_max_position_embeddings", original)  # Phi-3 gives it priority
     if rope_type == "default" or _keeps_trained_length(rope_type) or original is None:
         original = max_pos  # dynamic: transformers measures the trained length by max_position_embeddings
@@ -203,6 +182,7 @@ def patch_config(raw: dict, rope_parameters: dict, max_position_embeddings: int)
     out.pop("rope_theta", None)
     out["rope_parameters"] = copy.deepcopy(rope_parameters)
     out["max_position_embeddings"] = int(max_position_embeddings)
-    if out.get("model_type") == "phi3" and "original_max_position_embeddings" in rope_parameters:
+    family = FAMILIES.get(out.get("model_type"))
+    if family is not None and family.top_level_original_length and "original_max_position_embeddings" in rope_parameters:
         out["original_max_position_embeddings"] = int(rope_parameters["original_max_position_embeddings"])
     return out

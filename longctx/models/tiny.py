@@ -15,17 +15,7 @@ from transformers import AutoModelForCausalLM, CONFIG_MAPPING, PretrainedConfig
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_dir
 from longctx.core.tokenizer import byte_tokenizer
-
-# model_type -> extra config fields that make the family what it is (e.g. GLM's half rotary dim).
-FAMILIES: dict[str, dict] = {
-    "llama": {},
-    "mistral": {"sliding_window": None},
-    "qwen2": {},
-    "qwen3": {},
-    "glm": {"partial_rotary_factor": 0.5},
-    "glm4": {"partial_rotary_factor": 0.5},
-    "phi3": {},
-}
+from longctx.models.registry import FAMILIES, supported
 
 
 # keyword -> the make-tiny flag that sets it (errors name the flag the user typed).
@@ -55,7 +45,7 @@ def check_sizes(family: str, **sizes: float) -> None:
         raise LongctxError(f"--heads: {heads} does not divide --hidden-size {hidden}")
     if heads % kv:
         raise LongctxError(f"--kv-heads: {kv} does not divide --heads {heads} (grouped-query attention)")
-    rotary = hidden // heads * FAMILIES[family].get("partial_rotary_factor", 1.0)
+    rotary = hidden // heads * FAMILIES[family].partial_rotary_factor
     if rotary % 2:
         raise LongctxError(f"--heads: head dimension {hidden // heads} (--hidden-size / --heads) gives an odd rotary "
                            f"dimension {rotary:g} for {family}; RoPE rotates pairs")
@@ -74,9 +64,10 @@ def tiny_config(
     vocab_size: int = 258,
     tie_word_embeddings: bool = True,
 ) -> PretrainedConfig:
-    """A small config of ``family`` with a plain (default) RoPE."""
+    """A small config of ``family`` (a declared model_type) with a plain (default) RoPE, plus the fields the
+    family's declaration sets for a tiny model (``Family.tiny_config``, its ``partial_rotary_factor``)."""
     if family not in FAMILIES:
-        raise LongctxError(f"--family: unknown {family!r}; choose one of {', '.join(FAMILIES)}")
+        raise LongctxError(f"--family: unknown {family!r}; choose one of {supported()}")
     check_sizes(family, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads, num_kv_heads=num_kv_heads,
                 intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
                 rope_theta=rope_theta, vocab_size=vocab_size)
@@ -95,10 +86,10 @@ def tiny_config(
         eos_token_id=257,
         pad_token_id=257,
     )
-    extra = dict(FAMILIES[family])
-    if "partial_rotary_factor" in extra:
-        kwargs["rope_parameters"]["partial_rotary_factor"] = extra.pop("partial_rotary_factor")
-    kwargs.update(extra)
+    fam = FAMILIES[family]
+    if fam.partial_rotary_factor != 1.0:
+        kwargs["rope_parameters"]["partial_rotary_factor"] = fam.partial_rotary_factor
+    kwargs.update(fam.tiny_config)
     return CONFIG_MAPPING[family](**kwargs)
 
 

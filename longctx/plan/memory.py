@@ -105,7 +105,7 @@ def layer_activation_bytes_per_token(shape: ModelShape, a: int, attn_kernel: str
                                      tiled_mlp: int = 1, swiglu: str = "hf", r: int | None = None) -> float:
     """Everything one decoder layer keeps for backward, per token (no checkpointing):
 
-        2 · rmsnorm                                   (input_layernorm, post_attention_layernorm)
+        n · rmsnorm                                   (n = norms_per_layer: input_layernorm, post_attention_layernorm, GLM-4 two more)
       + a · (q + kv + kv) + a · q + 4 · heads         (rotated q, k, v; attention output; fp32 log-sum-exp)
       + a · q   if attn_kernel == "sdpa"              (o_proj input: contiguous copy of the transposed output)
       + 4 · a · I / tiled_mlp                         (gate, up, silu(gate), silu·up)
@@ -116,7 +116,7 @@ def layer_activation_bytes_per_token(shape: ModelShape, a: int, attn_kernel: str
     q, kv = shape.q_dim, shape.kv_dim
     attn = a * (q + 2 * kv) + a * q + 4 * shape.num_heads + (a * q if attn_kernel == "sdpa" else 0)
     mlp = (4 if swiglu == "hf" else 3) * a * shape.intermediate_size / tiled_mlp
-    return 2 * rmsnorm_bytes_per_token(shape.hidden_size, a, norm, r) + attn + mlp
+    return shape.norms_per_layer * rmsnorm_bytes_per_token(shape.hidden_size, a, norm, r) + attn + mlp
 
 
 def backward_transient_bytes_per_token(shape: ModelShape, a: int, tiled_mlp: int = 1, r: int | None = None) -> float:

@@ -20,6 +20,9 @@ from typing import Any
 from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.core.errors import LongctxError
 from longctx.core.io import read_json
+from longctx.models.family import config_getter
+from longctx.models.moe import refuse_moe
+from longctx.models.registry import find_family
 
 DTYPE_BYTES: dict[str, int] = {"bf16": 2, "fp16": 2, "fp32": 4}
 SHARDINGS = ("none", "zero2", "zero3", "fsdp")
@@ -56,6 +59,10 @@ class ModelShape:
     """q/k/v projections carry biases (Qwen2)."""
     name: str = "custom"
     """Label shown in reports."""
+    norms_per_layer: int = 2
+    """RMSNorms of width H per decoder layer (``Family.norms_per_layer``: 2, GLM-4 4)."""
+    qk_norm: bool = False
+    """An RMSNorm of width d over the queries and the keys in each layer (Qwen3); parameters only."""
 
     @property
     def q_dim(self) -> int:
@@ -67,12 +74,14 @@ class ModelShape:
 
     @property
     def layer_params(self) -> int:
-        """Parameters of one decoder layer: attention (q,k,v,o), gated MLP (3·H·I), two RMSNorm gains."""
+        """Parameters of one decoder layer: attention (q,k,v,o), gated MLP (3·H·I), the RMSNorm gains."""
         h = self.hidden_size
         attn = h * self.q_dim + 2 * h * self.kv_dim + self.q_dim * h
         if self.attention_bias:
             attn += self.q_dim + 2 * self.kv_dim
-        return attn + 3 * h * self.intermediate_size + 2 * h
+        if self.qk_norm:
+            attn += 2 * self.head_dim
+        return attn + 3 * h * self.intermediate_size + self.norms_per_layer * h
 
     @property
     def embedding_params(self) -> int:
@@ -318,11 +327,15 @@ def _sizes(get, source: str) -> dict[str, int]:
 def shape_from_config(config: Any, name: str = "custom", *, source: str | None = None) -> ModelShape:
     """A :class:`ModelShape` from a ``transformers`` config object or a ``config.json`` dict.
 
-    ``source`` (default ``name``) is what errors name: the config file a bad size came from.
+    ``source`` (default ``name``) is what errors name: the config file a bad size came from. A mixture of
+    experts is refused (:func:`longctx.models.refuse_moe`); what differs between dense families (q/k/v
+    biases, norms per layer) comes from the family's declaration, or, for an undeclared model type, from
+    the config as a Llama-style decoder.
     """
-    get = (lambda k, d=None: config.get(k, d)) if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    refuse_moe(config, source or name)
+    get = config_getter(config)
     sizes = _sizes(get, source or name)
-    model_type = get("model_type", "") or ""
+    family = find_family(get("model_type"))
     return ModelShape(
         hidden_size=sizes["hidden_size"],
         num_layers=sizes["num_hidden_layers"],
@@ -332,8 +345,10 @@ def shape_from_config(config: Any, name: str = "custom", *, source: str | None =
         intermediate_size=sizes["intermediate_size"],
         vocab_size=sizes["vocab_size"],
         tie_embeddings=bool(get("tie_word_embeddings", False)),
-        attention_bias=bool(get("attention_bias", False)) or model_type == "qwen2",
+        attention_bias=family.qkv_bias(config) if family is not None else bool(get("attention_bias", False)),
         name=name,
+        norms_per_layer=family.norms_per_layer if family is not None else 2,
+        qk_norm=family.qk_norm if family is not None else False,
     )
 
 

@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import torch
 
+from longctx.core.errors import LongctxError
 from longctx.core.sizing import auto_mlp_tiles
+from longctx.models.family import Family
+from longctx.models.registry import family_of
+
+
+def model_family(model: torch.nn.Module) -> Family:
+    """The declared family of a loaded Hugging Face model (one error line if it has none)."""
+    return family_of(model.config, f"{type(model).__name__}: config")
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The repeated transformer blocks (``model.model.layers`` in Llama/Qwen/Mistral/GLM/Phi3)."""
-    layers = getattr(model.base_model, "layers", None)
-    if layers is None:
-        raise ValueError(f"{type(model).__name__}: no base_model.layers to shard")
-    return list(layers)
+    """The repeated transformer blocks, where the model's family declares them (``Family.layers``)."""
+    return model_family(model).decoder_layers(model)
 
 
 def enable_checkpointing(model: torch.nn.Module, checkpointing_kwargs: dict | None = None) -> None:
@@ -149,14 +154,18 @@ def tiled_mlp_forward(mlp: torch.nn.Module, tiles: int = 0):
 
 
 def apply_tiled_mlp(model: torch.nn.Module, tiles: int = 0) -> int:
-    """Make every decoder layer's ``mlp`` (Llama/Qwen2/Mistral-style, per-token) run over sequence tiles
-    with recomputation (``train.tiled_mlp``). Patches the instance's ``forward`` only: parameter names,
-    state dicts and checkpoints are unchanged. Returns the number of MLPs patched."""
+    """Make every decoder layer's MLP (the module its family names, ``Family.mlp``; it must be per token)
+    run over sequence tiles with recomputation (``train.tiled_mlp``). Patches the instance's ``forward``
+    only: parameter names, state dicts and checkpoints are unchanged. Returns the number of MLPs patched."""
+    family = model_family(model)
+    if not family.mlp_per_token:
+        raise LongctxError(f"config: train.tiled_mlp: the {family.description} MLP ({family.mlp}) is not per token, "
+                           "so tiling the sequence would change it; set train.tiled_mlp: false")
     n = 0
-    for layer in decoder_layers(model):
-        mlp = getattr(layer, "mlp", None)
+    for layer in family.decoder_layers(model):
+        mlp = family.mlp_of(layer)
         if mlp is None or not any(True for _ in mlp.parameters()):
-            raise ValueError(f"{type(layer).__name__}: no per-token .mlp module to tile")
+            raise ValueError(f"{type(layer).__name__}: no per-token .{family.mlp} module to tile")
         mlp.forward = tiled_mlp_forward(mlp, tiles)
         n += 1
     return n

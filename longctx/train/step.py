@@ -19,10 +19,10 @@ import torch
 import torch.distributed as dist
 
 from longctx.distributed.mesh import Groups
-from longctx.core.errors import LongctxError
 from longctx.core.labels import IGNORE_INDEX
 from longctx.distributed.sharding import flat_cu_seqlens, shard_for_layout
 from longctx.core.loss import chunked_lm_loss, shift_targets, target_rows
+from longctx.models.registry import refuse_logit_transforms
 
 
 @dataclass
@@ -58,18 +58,11 @@ def prepare(batch: dict, opts: StepOptions) -> tuple[dict, int]:
     return t, share
 
 
-# Config fields that change logits after the output head; the chunked loss computes hidden @ W^T (+ b)
-# only, so training such a model with it would silently optimise a different objective.
-_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
-
-
 def check_plain_output_head(config: Any) -> None:
-    """Refuse models whose logits are transformed after the head (Gemma-2 soft-capping, Cohere scale...)."""
-    for name in _LOGIT_TRANSFORMS:
-        value = getattr(config, name, None)
-        if value not in (None, 1, 1.0):
-            raise LongctxError(f"model.path: config.json sets {name}={value!r}; the chunked loss computes plain "
-                               "hidden @ W^T logits, so this model cannot be trained correctly with it yet")
+    """Refuse models whose logits are transformed after the head (Gemma-2 soft-capping, Cohere scale...: the
+    fields every family is checked for and those the model's family declares, ``longctx.models``); the
+    chunked loss computes hidden @ W^T (+ b) only, so training them would optimise another objective."""
+    refuse_logit_transforms(config, "model.path: config.json")
 
 
 class LMLoss(torch.nn.Module):

@@ -28,6 +28,8 @@ from longctx.distributed.mesh import Groups, Mesh, build_groups, build_usp_group
 from longctx.core.errors import LongctxError
 from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights, require_safetensors
 from longctx.core.io import atomic_write_text, check_can_create, check_out_vs_inputs, read_json
+from longctx.models.moe import refuse_moe
+from longctx.models.registry import family_of, trainable_family
 from longctx.train import checkpoint as ckpt
 from longctx.train.config import RunConfig, config_changes, describe_changes, dump_yaml, validate
 from longctx.train.data import StepData, open_packs
@@ -145,17 +147,25 @@ class Trainer:
         return impl
 
     def check_model_path(self) -> None:
-        """A local model.path is a checkpoint folder: config.json naming a model_type, safetensors weights
-        (one line each, before the data and the process group are set up)."""
+        """A local model.path is a checkpoint folder: config.json naming a model_type of a family longctx trains
+        exactly (:func:`longctx.models.trainable_family`: no mixture of experts, no sliding window, no logit
+        transform), safetensors weights (one line each, before the data and the process group are set up)."""
         path = self.cfg.model.path
         if not path:
             raise LongctxError("config: model.path: required (a Hugging Face checkpoint directory)")
         if not Path(path).is_dir():
             return  # a hub name or a missing directory: transformers' message when the model loads
-        conf = read_json(Path(path) / "config.json", missing="missing (model.path is not a Hugging Face checkpoint folder)")
+        conf_path = Path(path) / "config.json"
+        conf = read_json(conf_path, missing="missing (model.path is not a Hugging Face checkpoint folder)")
         if "model_type" not in conf:
-            raise LongctxError(f"{Path(path) / 'config.json'}: model_type: missing (model.path: transformers cannot "
+            raise LongctxError(f"{conf_path}: model_type: missing (model.path: transformers cannot "
                                "tell which architecture this is)")
+        source = f"{conf_path} (model.path)"
+        refuse_moe(conf, source)  # on the file itself: before transformers parses a config of an undeclared family
+        family_of(conf, source)
+        from transformers import AutoConfig
+
+        trainable_family(AutoConfig.from_pretrained(path), source)  # sliding windows as transformers resolves them
         require_safetensors(path)
         check_model_weights(path)
 
@@ -169,6 +179,7 @@ class Trainer:
                                                               attn_implementation=self.attn_implementation())
         except OSError as err:
             raise LongctxError(f"{c.model.path}: model.path: cannot load ({str(err).splitlines()[0]})") from None
+        trainable_family(self.model.config, f"{c.model.path} (model.path)")  # a hub name: first read here
         self.model.to(self.device).train()
         self.model.config.use_cache = False
         heads = getattr(self.model.config, "num_attention_heads", None)

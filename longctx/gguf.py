@@ -20,6 +20,7 @@ from pathlib import Path
 
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_dir, check_can_write, check_out_vs_inputs
+from rope_scaling.checkpoint_config import read_rope_config
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,6 @@ def import_gguf(gguf_file: str | os.PathLike, out: str | os.PathLike, *, overwri
     if importlib.util.find_spec("gguf") is None:
         raise LongctxError("reading GGUF needs the gguf package: pip install 'longctx-align[gguf]' (or pip install gguf)")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from rope_scaling.checkpoint_config import read_rope_config
 
     folder, name = str(src.parent), src.name
     with _stage_bar(src) as bar:  # each GGUF read parses the whole file (~10 s for SmolLM2): say which one runs
