@@ -46,8 +46,10 @@ def build_model(shape: ModelShape, device: str, max_len: int, attn: str = "longc
     """Random-initialised, bf16 on CUDA (fp32 on the CPU), gradient checkpointing on, train mode."""
     from transformers import AutoModelForCausalLM
 
-    import longctx.attention  # noqa: F401  (registers longctx_varlen)
+    from longctx.distributed.hf_attention import register
     from longctx.train.parallelize import enable_checkpointing
+
+    register()  # longctx_varlen, with transformers
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     torch.manual_seed(0)
