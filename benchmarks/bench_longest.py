@@ -157,9 +157,10 @@ def _measure(rank: int, world: int, spec: dict) -> dict:
     """Peak RSS growth of this process over a warmed-up baseline for one steady-state step at spec["seq"]."""
     import torch
 
-    import longctx.attention  # noqa: F401  (registers longctx_ring)
+    from longctx.distributed.hf_attention import register
     from longctx.models.tiny import tiny_config
 
+    register()  # longctx_ring, with transformers
     torch.set_num_threads(1)
     shape, row, cap = spec["shape"], spec["row"], spec["cap"]
     step, attn = _step_sp(row, rank, world) if world > 1 else _step_1proc(row)

@@ -32,13 +32,13 @@ def _step_times(rank: int, world: int, args: dict) -> dict:
     import torch.distributed as dist
     from transformers import AutoModelForCausalLM
 
-    import longctx.attention  # noqa: F401  (registers longctx_ring)
-    from longctx.attention import sequence_parallel
-    from longctx.distributed.mesh import usp_group_ranks
+    from longctx.distributed.hf_attention import register, sequence_parallel
+    from longctx.distributed.layouts.usp import usp_group_ranks
     from longctx.distributed.sharding import shard_for_layout
     from longctx.core.loss import chunked_lm_loss, shift_targets
     from longctx.models.tiny import tiny_config
 
+    register()  # longctx_ring, with transformers
     sp_kwargs = {}
     if "usp" in args["layouts"]:
         ulysses, ring = usp_group_ranks(list(range(world)), args["ulysses_degree"])

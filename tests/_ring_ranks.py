@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from longctx.attention import full_attention_reference, sequence_parallel, varlen_ring_attention, zigzag_ring_attention
+from longctx.attention import full_attention_reference, varlen_ring_attention, zigzag_ring_attention
+from longctx.distributed.hf_attention import register, sequence_parallel
 from longctx.distributed.sharding import shard_for_layout
 
 
@@ -118,8 +119,7 @@ def model_parity(
 ) -> dict:
     """Loss and parameter gradients: degree ``world`` sequence parallelism vs degree 1, same packed batch
     (``sp_kwargs``: more arguments of ``sequence_parallel``, e.g. the usp sub-groups)."""
-    import longctx.attention  # noqa: F401  (registers the attention functions in this process)
-
+    register()  # the attention functions, with transformers in this process
     pack = _pack(seq_lens)
     single = _tiny_model(family)
     loss1 = _loss(single, pack["input_ids"], pack["position_ids"], pack["labels"], pack["loss_weights"])
@@ -151,3 +151,21 @@ def model_parity(
 
 def model_cases(rank: int, world: int, cases: list[tuple]) -> list[dict]:
     return [model_parity(rank, world, *c) for c in cases]
+
+
+def toy_layout_suite(rank: int, world: int, cases: list[dict], models: list[tuple]) -> dict:
+    """The toy layout (``_toy_layout``) through the generic machinery on this gloo group: its row
+    registered, each attention case sharded by ``shard_for_layout`` and run by ``longctx_ring`` inside
+    ``sequence_parallel`` vs the float64 oracle, and each model case vs degree 1 (``model_parity``)."""
+    import _toy_layout
+    from longctx.distributed.hf_attention import longctx_ring_attention
+
+    _toy_layout.register_row()
+
+    def through_glue(q, k, v, cu):  # longctx_ring takes/returns the HF layout: [B, H, T, D] in, [B, T, H, D] out
+        with sequence_parallel(None, layout=_toy_layout.LAYOUT.name, cu_seqlens=cu):
+            out, _ = longctx_ring_attention(None, q, k, v, None)
+        return out.transpose(1, 2)
+
+    return {"attention": [_attention_case(rank, world, c, attend=through_glue) for c in cases],
+            "model": [model_parity(rank, world, *m) for m in models]}

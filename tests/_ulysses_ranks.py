@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from _ring_ranks import _attention_case, model_parity
 from longctx.attention.ulysses import ulysses_attention, usp_attention
-from longctx.distributed.mesh import usp_group_ranks
+from longctx.distributed.layouts.usp import usp_group_ranks
 
 PAIR = [1, 3]
 USP_U = 2
@@ -68,4 +68,4 @@ def train_layout(rank: int, world: int, cfg_dict: dict) -> dict | None:
     from longctx.train.config import from_dict
 
     t, out = tr.run_capturing(from_dict(cfg_dict))
-    return {**out, "layout": t.layout, "ulysses_degree": t.ulysses_degree} if rank == 0 else None
+    return {**out, "layout": t.layout, "degree": t.layout_degree} if rank == 0 else None

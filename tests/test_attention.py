@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import longctx.attention as la
+import longctx.distributed.hf_attention as hf
 from longctx.attention import blocks as bk
 from longctx.attention import full_attention_reference, varlen_attention
 from longctx.attention.ring.merge import merge_block
@@ -162,14 +162,17 @@ def _tiny(family="llama", impl="longctx_varlen"):
 
     from longctx.models.tiny import tiny_config
 
+    hf.register()  # the longctx_* names, with transformers
     cfg = tiny_config(family, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64)
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(cfg, attn_implementation=impl).double().eval()
 
 
 def test_registered_names_are_selectable():
-    """Importing longctx.attention registers both names with transformers' AttentionInterface."""
+    """``register()`` registers both names with transformers' AttentionInterface."""
     from transformers import AttentionInterface
+
+    hf.register()
 
     for name in ("longctx_varlen", "longctx_ring"):
         assert name in AttentionInterface._global_mapping
@@ -228,12 +231,12 @@ def test_padded_attention_mask_is_refused():
 
 def test_sequence_parallel_context_restores_previous():
     """The context is scoped: inside it is visible, after it the previous (none) is back."""
-    assert la.current_sequence_parallel() is None
-    with la.sequence_parallel(group=object(), layout="varlen") as sp:
-        assert la.current_sequence_parallel() is sp and sp.layout == "varlen"
-    assert la.current_sequence_parallel() is None
+    assert hf.current_sequence_parallel() is None
+    with hf.sequence_parallel(group=object(), layout="varlen") as sp:
+        assert hf.current_sequence_parallel() is sp and sp.layout == "varlen"
+    assert hf.current_sequence_parallel() is None
     with pytest.raises(ValueError, match="layout"):
-        with la.sequence_parallel(group=object(), layout="stripes"):
+        with hf.sequence_parallel(group=object(), layout="stripes"):
             pass
 
 
@@ -249,9 +252,9 @@ def test_boundaries_follow_in_place_changes_of_position_ids():
     """The per-forward boundary cache never serves stale boundaries: editing position_ids in place is seen."""
     q, k, v = [x.detach() for x in _qkv(t=12)]
     pos = torch.arange(12)[None].clone()
-    first, _ = la.longctx_varlen_attention(None, q, k, v, None, position_ids=pos)
+    first, _ = hf.longctx_varlen_attention(None, q, k, v, None, position_ids=pos)
     pos[0, 5:] = torch.arange(7)  # now two documents: [0, 5) and [5, 12)
-    second, _ = la.longctx_varlen_attention(None, q, k, v, None, position_ids=pos)
+    second, _ = hf.longctx_varlen_attention(None, q, k, v, None, position_ids=pos)
     ref = full_attention_reference(q, k, v, cu_seqlens=torch.tensor([0, 5, 12])).transpose(1, 2)
     assert (second - ref).abs().max() < 1e-12
     assert (first - second)[:, 5:].abs().max() > 1e-3
@@ -260,9 +263,8 @@ def test_boundaries_follow_in_place_changes_of_position_ids():
 def test_varlen_attention_gets_one_dtype_under_autocast(monkeypatch):
     """Under bf16 autocast RoPE hands q/k in float32 and v in bf16; the kernel (flash-attn on CUDA needs
     it) must receive all three in the autocast dtype, and the result must still be right."""
-    import longctx.attention  # noqa: F401  (registers the functions)
     import longctx.attention.varlen as lv
-    from longctx.attention.hf import longctx_varlen_attention
+    from longctx.distributed.hf_attention import longctx_varlen_attention
 
     seen = []
     real = lv.varlen_attention

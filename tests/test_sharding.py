@@ -5,8 +5,8 @@ import torch
 
 from longctx.distributed.layouts import LAYOUTS
 from longctx.distributed.layouts.zigzag import zigzag_chunks
+from longctx.attention.boundaries import cu_seqlens_from_position_ids
 from longctx.distributed.sharding import (
-    cu_seqlens_from_position_ids,
     layout_unit,
     local_indices,
     padded_length,

@@ -45,7 +45,7 @@ def test_qwen2_with_usp_2x2_equals_sp_1(tiny_qwen2, packs, tmp_path):
     cfg = tr.base_config(tiny_qwen2, packs, tmp_path / "sp4", **SETS,
                          **{"parallel.sp_degree": 4, "parallel.layout": "usp", "parallel.ulysses_degree": 2})
     out = run_local(train_layout, 4, cfg.to_dict(), timeout=400, threads_per_rank=1)[0]
-    assert (out["layout"], out["ulysses_degree"]) == ("usp", 2)
+    assert (out["layout"], out["degree"]) == ("usp", 2)
     _assert_same_step(out, ref)
 
 
@@ -58,7 +58,7 @@ def test_trainer_resolves_auto_from_the_models_kv_heads_and_says_so(tiny_llama, 
     t.mesh = Mesh.from_world(sp, sp)
     t.groups = Groups(t.mesh)  # no process group: resolve_layout builds usp sub-groups only when one exists
     t.resolve_layout()
-    assert (t.layout, t.ulysses_degree) == expected
+    assert (t.layout, t.layout_degree) == expected
     assert f"longctx train: parallel.layout auto: {expected[0]}" in capsys.readouterr().out
 
 

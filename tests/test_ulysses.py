@@ -11,8 +11,8 @@ from _ulysses_ranks import ulysses_suite
 from longctx.attention.ulysses import kv_replication
 from longctx.distributed.layouts import get_layout
 from longctx.distributed.layouts.choose import choose_layout, resolve_layout
+from longctx.distributed.layouts.usp import usp_group_ranks
 from longctx.distributed.launch import run_local
-from longctx.distributed.mesh import usp_group_ranks
 from longctx.core.errors import LongctxError
 from longctx.train.config import load_config, validate
 
@@ -129,14 +129,14 @@ def test_ulysses_row_states_the_head_rule():
 def test_auto_picks_ulysses_as_far_as_kv_heads_allow_then_ring(sp, heads, kv, multi, length, expected):
     """``parallel.layout: auto``: Ulysses degree gcd(sp, KV heads), ring for the rest (varlen for packs)."""
     choice = choose_layout(sp, heads, kv, multi, length)
-    assert (choice.layout, choice.ulysses_degree) == expected
+    assert (choice.layout, choice.degree) == expected
     assert choice.layout in choice.reason
 
 
 def test_usp_without_a_degree_takes_it_from_the_kv_heads():
     """layout usp with ulysses_degree 0 uses gcd(sp, KV heads); a given degree is kept."""
-    assert resolve_layout("usp", 0, 8, 32, 4, True, 96).ulysses_degree == 4
-    assert resolve_layout("usp", 2, 8, 32, 4, True, 96).ulysses_degree == 2
+    assert resolve_layout("usp", 0, 8, 32, 4, True, 96).degree == 4
+    assert resolve_layout("usp", 2, 8, 32, 4, True, 96).degree == 2
     assert resolve_layout("varlen", 0, 8, 32, 4, True, 96).layout == "varlen"
 
 

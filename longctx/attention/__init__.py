@@ -1,8 +1,13 @@
-"""Attention for long sequences: packed (varlen) attention and exact ring attention across ranks.
+"""Attention kernels for long sequences: packed (varlen) attention and exact sequence-parallel kernels.
 
-Importing this package registers ``attn_implementation="longctx_varlen"`` and ``"longctx_ring"``
-with transformers. Tensors are ``[B, H, T, D]`` (the SDPA / HF layout); K/V may have fewer heads
-(GQA), they are never expanded in memory.
+The bottom of the machinery: kernels and their shared primitives (per-block attention with the
+log-sum-exp, ``blocks.py``; the one merge helper, ``ring/merge.py``; ring communication,
+``ring/comm.py``; all-to-all, ``ulysses.py``; packed boundaries, ``boundaries.py``). Nothing here
+imports the layouts or transformers: a layout (``longctx.distributed.layouts.<name>``) names its
+kernel by object, and the transformers glue (``attn_implementation="longctx_varlen"`` /
+``"longctx_ring"``, the ``sequence_parallel`` context, ``register()``) is
+:mod:`longctx.distributed.hf_attention`, above both. Tensors are ``[B, H, T, D]`` (the SDPA / HF
+layout); K/V may have fewer heads (GQA), they are never expanded in memory.
 
 Public API::
 
@@ -12,8 +17,6 @@ Public API::
     ulysses_attention(q, k, v, cu_seqlens, group=None, scale=None) -> out  # contiguous shard, all-to-all to heads
     usp_attention(q, k, v, cu_seqlens, ulysses_group, ring_group, group=None) -> out  # Ulysses x varlen ring
     full_attention_reference(q, k, v, cu_seqlens=None, scale=None) -> out # dense float64-capable oracle
-    with sequence_parallel(group, layout="zigzag" | "varlen" | "ulysses" | "usp", cu_seqlens=None,
-                           ulysses_group=None, ring_group=None) as sp: model(..., longctx_sp=sp)
 
 Single-process ``varlen_attention`` runs SDPA per group of documents and lets autograd do the
 backward (``varlen_plan``: equal lengths batched, many short documents bucketed), or
@@ -30,30 +33,14 @@ runs on the SDPA-op block kernels.
 """
 
 from longctx.attention.blocks import block_attention_forward, full_attention_reference
-from longctx.attention.hf import (
-    SequenceParallel,
-    current_sequence_parallel,
-    longctx_ring_attention,
-    longctx_varlen_attention,
-    register,
-    sequence_parallel,
-)
 from longctx.attention.ring.varlen import varlen_ring_attention
 from longctx.attention.ring.zigzag import zigzag_ring_attention
 from longctx.attention.ulysses import ulysses_attention, usp_attention
 from longctx.attention.varlen import varlen_attention
 
-register()
-
 __all__ = [
-    "SequenceParallel",
     "block_attention_forward",
-    "current_sequence_parallel",
     "full_attention_reference",
-    "longctx_ring_attention",
-    "longctx_varlen_attention",
-    "register",
-    "sequence_parallel",
     "ulysses_attention",
     "usp_attention",
     "varlen_attention",

@@ -143,7 +143,7 @@ def usp_attention(
     """Causal per-document attention of this rank's contiguous shard ``[1, H, n, D]`` (USP).
 
     ``group``: the whole SP group (``U * R`` ranks, checked against the two sub-groups: SP rank
-    ``= ring_rank * U + ulysses_rank``, :func:`longctx.distributed.mesh.usp_group_ranks`);
+    ``= ring_rank * U + ulysses_rank``, :func:`longctx.distributed.layouts.usp.usp_group_ranks`);
     ``cu_seqlens``: GLOBAL boundaries of the whole padded pack. Ulysses all-to-all inside
     ``ulysses_group``, varlen ring attention across ``ring_group``, all-to-all back.
     """
@@ -155,7 +155,7 @@ def usp_attention(
     if u * r != dist.get_world_size(group) or dist.get_rank(group) != expected:
         raise ValueError(f"usp_attention: SP rank {dist.get_rank(group)} of {dist.get_world_size(group)} is not "
                          f"ring rank x {u} + Ulysses rank ({expected} of {u}x{r}); build the groups with "
-                         "longctx.distributed.mesh.usp_group_ranks")
+                         "longctx.distributed.layouts.usp.usp_group_ranks")
     if u == 1:
         return varlen_ring_attention(q, k, v, cu_seqlens, group=ring_group, scale=scale, kernel=kernel)
     if r == 1:

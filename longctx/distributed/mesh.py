@@ -1,18 +1,22 @@
-"""Data-parallel x sequence-parallel process groups, from the world size.
+"""Every process group of a run: data-parallel x sequence-parallel, and the sub-groups a layout declares.
 
 The mesh math is pure (``Mesh.from_world``): tests check it without a process group. Ranks of one
 sequence-parallel group are contiguous (``rank = dp_rank * sp + sp_rank``) so that, on a node, the
 ring traffic stays on the fastest links. ``build_groups`` then creates the ``torch.distributed``
-groups; every rank must call it (``new_group`` is collective).
+groups, and ``build_layout_groups`` the sub-groups of each SP group that the layout's row declares
+(usp: Ulysses x ring); every rank must call them (``new_group`` is collective).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from longctx.core.errors import LongctxError
+
+if TYPE_CHECKING:  # the type only: the mesh math stays importable without torch (the registry's rows import kernels)
+    from longctx.distributed.layouts.base import Layout
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,13 @@ class Mesh:
 @dataclass
 class Groups:
     """The process groups of one rank (``None`` entries mean 'single rank, no communication');
-    ``ulysses`` / ``ring``: the sub-groups of ``sp`` for the usp layout (:func:`build_usp_groups`)."""
+    ``sub``: the sub-groups of ``sp`` that the layout's kernel needs, by keyword (:func:`build_layout_groups`)."""
 
     mesh: Mesh
     sp: Any = None
     dp: Any = None
     world: Any = None
-    ulysses: Any = None
-    ring: Any = None
+    sub: dict[str, Any] = field(default_factory=dict)
 
 
 def env_world() -> tuple[int, int, int]:
@@ -100,32 +103,20 @@ def build_groups(mesh: Mesh) -> Groups:
                   world=dist.group.WORLD)
 
 
-def usp_group_ranks(sp_ranks: list[int], ulysses_degree: int) -> tuple[list[list[int]], list[list[int]]]:
-    """The USP sub-groups of one SP group: (Ulysses groups, ring groups), as global ranks.
-
-    SP rank ``p = ring_rank * U + ulysses_rank``: each Ulysses group is ``U`` consecutive SP ranks
-    (their contiguous slices form one contiguous ``1/R`` of the pack; the all-to-all stays on the
-    fastest links), each ring group takes every ``U``-th SP rank.
-    """
-    sp = len(sp_ranks)
-    if ulysses_degree < 1 or sp % ulysses_degree:
-        raise LongctxError(f"parallel.ulysses_degree: {ulysses_degree} does not divide parallel.sp_degree {sp}")
-    u = ulysses_degree
-    ulysses = [sp_ranks[j * u:(j + 1) * u] for j in range(sp // u)]
-    ring = [sp_ranks[i::u] for i in range(u)]
-    return ulysses, ring
-
-
-def build_usp_groups(mesh: Mesh, ulysses_degree: int) -> tuple[Any, Any]:
-    """Create every SP group's Ulysses and ring sub-groups (collective: every rank calls it);
-    returns this rank's (ulysses, ring) groups."""
+def build_layout_groups(groups: Groups, layout: Layout, degree: int) -> dict[str, Any]:
+    """Create the sub-groups ``layout`` declares (``Layout.split``) inside every SP group (collective:
+    every rank calls it with the same row and degree); returns this rank's, by the kernel's keyword
+    (usp: ``ulysses_group``, ``ring_group``). Empty when the row declares none or there is no SP group."""
     import torch.distributed as dist
 
-    mine: list[Any] = [None, None]
-    for sp_ranks in mesh.all_sp_groups():
-        for i, groups in enumerate(usp_group_ranks(sp_ranks, ulysses_degree)):
-            for ranks in groups:
+    split = layout.split
+    if split is None or groups.sp is None:
+        return {}
+    mine: dict[str, Any] = {}
+    for sp_ranks in groups.mesh.all_sp_groups():
+        for name, partition in zip(split.names, split.ranks(sp_ranks, degree), strict=True):
+            for ranks in partition:
                 g = dist.new_group(ranks)
-                if mesh.rank in ranks:
-                    mine[i] = g
-    return mine[0], mine[1]
+                if groups.mesh.rank in ranks:
+                    mine[name] = g
+    return mine

@@ -21,6 +21,11 @@ from collections.abc import Sequence
 
 import torch
 
+from longctx.attention.boundaries import (
+    cu_seqlens_from_lengths,
+    cu_seqlens_from_position_ids,
+    position_ids_from_cu_seqlens,
+)
 from longctx.distributed.layouts import Layout, get_layout
 
 # value used to pad each known column; other columns pad with 0
@@ -54,44 +59,6 @@ def local_indices(total_len: int, layout: str, rank: int, world_size: int) -> to
     if total_len % unit:
         raise ValueError(f"length {total_len} is not a multiple of the {layout} unit {unit}; pad it first")
     return torch.cat([torch.arange(a, b) for a, b in row.local_spans(total_len, rank, world_size)])
-
-
-def cu_seqlens_from_lengths(seq_lens: Sequence[int], total_len: int | None = None) -> torch.Tensor:
-    """Cumulative lengths ``[0, l0, l0+l1, ...]`` (int32); a tail up to ``total_len`` becomes one more segment."""
-    lens = [int(x) for x in seq_lens]
-    if any(x <= 0 for x in lens):
-        raise ValueError(f"seq_lens must be positive, got {lens}")
-    s = sum(lens)
-    if total_len is not None:
-        if total_len < s:
-            raise ValueError(f"seq_lens sum to {s} > pack length {total_len}")
-        if total_len > s:
-            lens.append(total_len - s)
-    return torch.tensor([0] + lens, dtype=torch.int64).cumsum(0).to(torch.int32)
-
-
-def cu_seqlens_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
-    """Boundaries where a 1-D position sequence does not continue by +1 (a restart), as int32 cu_seqlens."""
-    pos = position_ids.reshape(-1)
-    starts = torch.nonzero(pos[1:] != pos[:-1] + 1).flatten() + 1
-    n = torch.tensor([pos.numel()], device=pos.device)
-    return torch.cat([torch.zeros(1, dtype=starts.dtype, device=pos.device), starts, n]).to(torch.int32)
-
-
-def flat_cu_seqlens(position_ids: torch.Tensor) -> torch.Tensor:
-    """int32 boundaries of a ``[B, T]`` batch flattened to one row: each row's restarts, rows end to end."""
-    b, t = position_ids.shape
-    rows = [cu_seqlens_from_position_ids(position_ids[i]).to(torch.int64) + i * t for i in range(b)]
-    return torch.cat([rows[0]] + [r[1:] for r in rows[1:]]).to(torch.int32)
-
-
-def position_ids_from_cu_seqlens(cu_seqlens: torch.Tensor) -> torch.Tensor:
-    """Positions restarting at 0 at every segment start (int64, 1-D)."""
-    cu = cu_seqlens.to(torch.int64)
-    lens = cu[1:] - cu[:-1]
-    total = int(cu[-1])
-    starts = torch.repeat_interleave(cu[:-1], lens)
-    return torch.arange(total) - starts
 
 
 def pad_to_unit(tensors: dict[str, torch.Tensor], unit: int, pad_token_id: int = 0) -> tuple[dict[str, torch.Tensor], int]:

@@ -58,7 +58,7 @@ def sp_attention_local(rank: int, world: int, layout: str, device: torch.device,
     loc = [x[:, :, idx].to(device, dtype).requires_grad_(True) for x in (q, k, v)]
     spec = get_layout(layout)  # the registry names the attention function and whether it takes documents
     kw = {"cu_seqlens": sp_attention_cu(t).to(device)} if spec.multi_document else {}
-    out = spec.attention_fn()(*loc, **kw)
+    out = spec.attention(*loc, **kw)
     out.backward(dout[:, :, idx].to(device, dtype))
     return {"out": out.detach(), **{f"d{n}": x.grad for n, x in zip("qkv", loc)}}, idx
 

@@ -25,8 +25,8 @@ from typing import Any, Callable
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-import longctx.attention  # noqa: F401  (registers longctx_varlen)
 from longctx.core.loss import chunked_lm_loss
+from longctx.distributed.hf_attention import register
 from longctx.doctor.report import PASS, Check, failed_with, skipped
 from longctx.plan.memory import PHASES
 from longctx.plan.planner import plan_run
@@ -51,6 +51,8 @@ def llama_config(shape: ModelShape, max_len: int):
 
 def build_model(shape: ModelShape, device: str, max_len: int, attn: str = "longctx_varlen"):
     """Random-initialised, bf16 on CUDA (fp32 on the CPU), gradient checkpointing on, train mode."""
+    register()  # longctx_varlen, with transformers
+
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     torch.manual_seed(0)
     with torch.device(device):

@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from longctx.distributed.layouts import LAYOUTS, get_layout
-from longctx.distributed.layouts.choose import AUTO
+from longctx.distributed.layouts import DEFAULT_LAYOUT, LAYOUTS, degree_keys, get_layout, layouts_help
+from longctx.distributed.layouts.choose import AUTO, fallback_layout
 from longctx.core.errors import LongctxError
 
 
@@ -63,18 +63,14 @@ class ParallelConfig:
     sp_degree: int = 1
     """Sequence-parallel degree: ranks that share one pack (ring attention). Must divide the world size;
     the data-parallel degree is world_size / sp_degree."""
-    layout: str = "zigzag"
-    """How a pack is split over the sequence-parallel ranks, a name of ``longctx.distributed.layouts``:
-    "zigzag" (2*sp chunks, balanced causal work, one document per pack; the pack length must be
-    divisible by 2*sp_degree), "varlen" (contiguous chunks, packs of several documents; pack
-    length divisible by sp_degree), "ulysses" (contiguous chunks exchanged by all-to-all for head
-    shards; sp_degree must divide the attention heads), "usp" (Ulysses inside groups of
-    parallel.ulysses_degree ranks x varlen ring across them), or "auto": chosen from the model's KV
-    heads (Ulysses degree gcd(sp_degree, KV heads), ring for the rest; varlen ring for packs of
-    several documents) and logged."""
+    layout: str = DEFAULT_LAYOUT
+    """How a pack is split over the sequence-parallel ranks: a row of the layout registry
+    (``longctx.distributed.layouts``; the pack length must be a multiple of its unit), or "auto":
+    chosen from what the rows declare (documents per pack, unit, head constraint, preference) and
+    the model's heads, and logged. The layouts:"""
     ulysses_degree: int = 0
-    """layout usp only: ranks per Ulysses (all-to-all) group, dividing sp_degree and the attention heads;
-    the ring degree is sp_degree / ulysses_degree. 0 = gcd(sp_degree, KV heads)."""
+    """layout usp only (its row declares this key): ranks per Ulysses (all-to-all) group, dividing
+    sp_degree and the attention heads; the ring degree is sp_degree / ulysses_degree. 0 = gcd(sp_degree, KV heads)."""
     timeout_s: int = 0
     """Seconds a collective waits for the other ranks before failing (the process group's timeout): a lost
     node then ends the run with an error instead of a hang. 0 = PyTorch's default (10 min NCCL, 30 min gloo)."""
@@ -358,9 +354,11 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
         raise bad("data.mode", f"{c.data.mode!r} is not one of {', '.join(DATA_MODES)}")
     if c.parallel.layout not in LAYOUTS and c.parallel.layout != AUTO:
         raise bad("parallel.layout", f"{c.parallel.layout!r} is not one of {', '.join(LAYOUTS)}, {AUTO}")
-    if c.parallel.ulysses_degree and c.parallel.layout != "usp":
-        raise bad("parallel.ulysses_degree", f"{c.parallel.ulysses_degree} is for parallel.layout: usp only "
-                  f"(layout is {c.parallel.layout})")
+    degrees = {key: getattr(c.parallel, key) for key in degree_keys()}  # each row's own degree key
+    for key, row in degree_keys().items():
+        if degrees[key] and c.parallel.layout != row.name:
+            raise bad(f"parallel.{key}", f"{degrees[key]} is for parallel.layout: {row.name} only "
+                      f"(layout is {c.parallel.layout})")
     if c.train.loss not in LOSSES:
         raise bad("train.loss", f"{c.train.loss!r} is not one of {', '.join(LOSSES)}")
     if c.model.dtype not in DTYPES:
@@ -371,7 +369,7 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
                             ("train.mlp_tiles", c.train.mlp_tiles, 0), ("checkpoint.keep_last", c.checkpoint.keep_last, 1),
                             ("checkpoint.every", c.checkpoint.every, 0), ("optim.warmup_steps", c.optim.warmup_steps, 0),
                             ("data.batch_tokens", c.data.batch_tokens, 0), ("log.every", c.log.every, 1),
-                            ("parallel.ulysses_degree", c.parallel.ulysses_degree, 0),
+                            *((f"parallel.{key}", value, 0) for key, value in degrees.items()),
                             ("parallel.timeout_s", c.parallel.timeout_s, 0)]:
         if value < lo:
             raise bad(name, f"must be >= {lo}, got {value}")
@@ -408,10 +406,13 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
                   f"(parallel.sp_degree={sp}) cannot shard; use data.mode: pack")
     if world_size is not None and world_size % sp:
         raise bad("parallel.sp_degree", f"{sp} does not divide the world size {world_size}")
-    if c.parallel.ulysses_degree and sp % c.parallel.ulysses_degree:
-        raise bad("parallel.ulysses_degree", f"{c.parallel.ulysses_degree} does not divide parallel.sp_degree {sp}")
+    for key, row in degree_keys().items():
+        why = row.split.check(degrees[key], sp, None) if degrees[key] else None
+        if why:
+            raise bad(f"parallel.{key}", why)
     if pack_length is not None and sp > 1:
-        layout = get_layout("varlen" if c.parallel.layout == AUTO else c.parallel.layout)  # auto: unit sp at least
+        # auto may always fall back to its last resort: the pack length must suit that row at least
+        layout = fallback_layout() if c.parallel.layout == AUTO else get_layout(c.parallel.layout)
         unit = layout.unit(sp)
         if pack_length % unit:
             raise bad("parallel.layout", f"pack length {pack_length} is not divisible by {unit} "
@@ -508,6 +509,10 @@ def dump_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(json.loads(json.dumps(cfg.to_dict())), sort_keys=False)
 
 
+# Docs whose list lives in a registry, not in this file: a new layout shows up without editing it.
+_REGISTRY_DOCS: dict[str, Callable[[], str]] = {"ParallelConfig.layout": layouts_help}
+
+
 def field_docs() -> dict[str, str]:
     """``section.field`` -> docstring, read from this module's source (for --help and docs)."""
     import ast
@@ -521,4 +526,7 @@ def field_docs() -> dict[str, str]:
             for a, b in zip(body, body[1:]):
                 if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
                     out[f"{node.name}.{a.target.id}"] = " ".join(str(b.value.value).split())  # type: ignore[attr-defined]
+    for key, more in _REGISTRY_DOCS.items():
+        out[key] = f"{out[key]} {more()}"
     return out
+

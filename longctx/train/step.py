@@ -18,10 +18,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from longctx.distributed.mesh import Groups
+from longctx.attention.boundaries import flat_cu_seqlens
+from longctx.core.errors import LongctxError
 from longctx.core.labels import IGNORE_INDEX
-from longctx.distributed.sharding import flat_cu_seqlens, shard_for_layout
 from longctx.core.loss import chunked_lm_loss, shift_targets, target_rows
+from longctx.distributed.hf_attention import SP_KWARG, SequenceParallel
+from longctx.distributed.layouts import DEFAULT_LAYOUT
+from longctx.distributed.mesh import Groups
+from longctx.distributed.sharding import shard_for_layout
 from longctx.models.registry import refuse_logit_transforms
 
 
@@ -29,7 +33,7 @@ from longctx.models.registry import refuse_logit_transforms
 class StepOptions:
     loss_mode: str = "weighted"  # "weighted" | "token"
     loss_chunk: int = 0  # 0 = longctx.core.sizing.auto_loss_chunk
-    layout: str = "zigzag"
+    layout: str = DEFAULT_LAYOUT
     grad_clip: float = 0.0
     autocast_dtype: torch.dtype | None = None  # bf16 on CUDA, None (float32) on CPU
     pad_token_id: int = 0
@@ -69,7 +73,7 @@ class LMLoss(torch.nn.Module):
     """The model plus the chunked loss as one module: hidden states from the base model (no logits), then
     ``chunked_lm_loss``. Being one module lets FSDP's root hooks cover the output head as well.
 
-    ``forward(t, sp=None, cu_seqlens=None)``: ``sp`` (a ``longctx.attention.SequenceParallel``) goes to
+    ``forward(t, sp=None, cu_seqlens=None)``: ``sp`` (a ``SequenceParallel`` of ``hf_attention``) goes to
     every attention layer as the ``longctx_sp`` keyword of the model call, so gradient checkpointing
     keeps it with each layer's inputs and every recompute sees it, on any thread; ``cu_seqlens`` (host
     int32 boundaries of the flattened batch, single-process ``longctx_*`` attention only) spares the
@@ -87,8 +91,6 @@ class LMLoss(torch.nn.Module):
         head = self.model.get_output_embeddings()
         extra: dict = {}
         if sp is not None:
-            from longctx.attention.hf import SP_KWARG
-
             extra[SP_KWARG] = sp
         elif cu_seqlens is not None:
             n = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
@@ -173,10 +175,7 @@ def train_step(loss_module: LMLoss, optimizer: torch.optim.Optimizer, scheduler:
             local = {k: v.to(device, non_blocking=True) for k, v in local.items()}
             sp = None
             if groups.sp is not None:
-                from longctx.attention.hf import SequenceParallel
-
-                sp = SequenceParallel(groups.sp, layout=opts.layout, cu_seqlens=cu, ulysses_group=groups.ulysses,
-                                      ring_group=groups.ring)
+                sp = SequenceParallel(groups.sp, layout=opts.layout, cu_seqlens=cu, sub_groups=groups.sub)
             s = loss_module(local, sp=sp, cu_seqlens=cu if longctx_attention and sp is None else None)
             if norm > 0:
                 (s / norm).backward()  # the recomputes find sp in the checkpoint's saved kwargs, any thread

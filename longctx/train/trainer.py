@@ -22,9 +22,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from longctx.distributed.hf_attention import register
 from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.distributed.layouts.choose import AUTO, resolve_layout
-from longctx.distributed.mesh import Groups, Mesh, build_groups, build_usp_groups, env_world
+from longctx.distributed.mesh import Groups, Mesh, build_groups, build_layout_groups, env_world
 from longctx.core.errors import LongctxError
 from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights, require_safetensors
 from longctx.core.io import atomic_write_text, check_can_create, check_out_vs_inputs, read_json
@@ -106,41 +107,44 @@ class Trainer:
                              self.mesh.dp_rank, seed=c.train.seed, shuffle=c.data.shuffle, batch_tokens=c.data.batch_tokens)
 
     def resolve_layout(self) -> None:
-        """``self.layout`` / ``self.ulysses_degree``: ``parallel.layout`` made concrete (``auto`` chosen
-        from the model's heads and the packs, ``usp``'s Ulysses degree), then the usp sub-groups built
+        """``self.layout`` / ``self.layout_degree``: ``parallel.layout`` made concrete (``auto`` chosen from
+        the rows' declarations, the model's heads and the packs; the degree of the sub-groups a row
+        declares, from its own config key or its default), then those sub-groups built by the mesh
         (collective: every rank resolves the same way)."""
         c = self.cfg
-        self.layout, self.ulysses_degree = c.parallel.layout, 0
-        sp = c.parallel.sp_degree
-        if sp == 1 or c.parallel.layout not in (AUTO, "usp"):
-            self.layout = "varlen" if c.parallel.layout == AUTO else c.parallel.layout  # sp 1: nothing to split
-            return
-        from transformers import AutoConfig
+        sp, name = c.parallel.sp_degree, c.parallel.layout
+        split = None if name == AUTO else get_layout(name).split
+        degree = getattr(c.parallel, split.key) if split is not None else 0
+        heads = kv_heads = 0
+        choosing = sp > 1 and (name == AUTO or split is not None)  # else nothing to choose: as configured
+        if choosing:
+            heads, kv_heads = self.model_heads()
+        choice = resolve_layout(name, degree, sp, heads, kv_heads, any(len(s) > 1 for s in self.src.seq_lens),
+                                self.src.pack_length)
+        self.layout, self.layout_degree = choice.layout, choice.degree
+        if choosing and self.is_main:
+            print(f"longctx train: parallel.layout {name}: {choice.reason}", flush=True)
+        self.groups.sub = build_layout_groups(self.groups, get_layout(self.layout), self.layout_degree)
 
+    def model_heads(self) -> tuple[int, int]:
+        """(attention heads, KV heads) from ``model.path``'s config.json, before the model is loaded."""
+        from transformers import AutoConfig  # ~3 s to import: only runs that choose a layout pay it
+
+        path = self.cfg.model.path
         try:
-            mc = AutoConfig.from_pretrained(c.model.path)
+            mc = AutoConfig.from_pretrained(path)
         except (OSError, ValueError) as err:
-            raise LongctxError(f"{c.model.path}: model.path: cannot read config.json to choose parallel.layout "
+            raise LongctxError(f"{path}: model.path: cannot read config.json to choose parallel.layout "
                                f"({str(err).splitlines()[0]})") from None
         heads = mc.num_attention_heads
-        kv_heads = getattr(mc, "num_key_value_heads", None) or heads
-        choice = resolve_layout(c.parallel.layout, c.parallel.ulysses_degree, sp, heads, kv_heads,
-                                any(len(s) > 1 for s in self.src.seq_lens), self.src.pack_length)
-        if choice.ulysses_degree and heads % choice.ulysses_degree:
-            raise LongctxError(f"config: parallel.ulysses_degree: {choice.ulysses_degree} must divide the "
-                               f"{heads} attention heads")
-        self.layout, self.ulysses_degree = choice.layout, choice.ulysses_degree
-        if self.is_main:
-            print(f"longctx train: parallel.layout {c.parallel.layout}: {choice.reason}", flush=True)
-        if self.layout == "usp" and self.groups.sp is not None:
-            self.groups.ulysses, self.groups.ring = build_usp_groups(self.mesh, self.ulysses_degree)
+        return heads, getattr(mc, "num_key_value_heads", None) or heads
 
     def attn_implementation(self) -> str:
         impl = self.cfg.model.attn_implementation
         if impl == "auto":
             impl = "longctx_ring" if self.cfg.parallel.sp_degree > 1 else "longctx_varlen"
         if impl.startswith("longctx"):
-            import longctx.attention  # noqa: F401  (registers the longctx_* names)
+            register()  # the longctx_* names, with transformers
         elif self.cfg.parallel.sp_degree > 1:
             raise LongctxError(f"config: model.attn_implementation: {impl!r} cannot run sequence parallel "
                                "(parallel.sp_degree > 1); use longctx_ring or auto")

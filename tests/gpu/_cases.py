@@ -71,7 +71,7 @@ def ring_rank(rank: int, world: int, layout: str, device: str, dtype_name: str, 
     loc = [x[:, :, idx].to(dev, dtype).requires_grad_(True) for x in (q, k, v)]
     spec = get_layout(layout)  # the layout registry names the attention function and whether it takes documents
     kw = {"cu_seqlens": cu_from_lengths(doc_lengths(t, t // 3)).to(dev)} if spec.multi_document else {}
-    out = spec.attention_fn()(*loc, **kw)
+    out = spec.attention(*loc, **kw)
     out.backward(dout[:, :, idx].to(dev, dtype))
     return {"out": out.detach().cpu().double().numpy(), **{f"d{n}": x.grad.cpu().double().numpy() for n, x in zip("qkv", loc)}}
 

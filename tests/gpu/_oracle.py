@@ -35,8 +35,9 @@ def tiny_model(attn: str, seed: int = 0, **kw):
     """A seeded random tiny Llama (``longctx.models.tiny.tiny_config``) with attention ``attn``."""
     from transformers import AutoModelForCausalLM
 
-    import longctx.attention  # noqa: F401  (registers longctx_varlen)
+    from longctx.distributed.hf_attention import register
     from longctx.models.tiny import tiny_config
 
+    register()  # longctx_varlen, with transformers
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(tiny_config("llama", **kw), attn_implementation=attn)

@@ -50,20 +50,25 @@ def packed_batch(total: int, seq_lens: list[int], vocab: int = 256, seed: int = 
     return {"input_ids": ids, "labels": labels, "position_ids": pos, "loss_weights": weights, "seq_lens": [list(seq_lens)]}
 
 
+KERNEL_LABELS = {"varlen": "varlen ring", "zigzag": "zigzag ring", "ulysses": "ulysses", "usp": "usp"}
+
+
 def _attention_log() -> CallLog:
-    """Record each attention kernel call: the single-process fallback, or a layout's SP kernel."""
-    import longctx.attention.hf as hf
-    import longctx.attention.ring.varlen as ring_varlen
-    import longctx.attention.ring.zigzag as ring_zigzag
-    import longctx.attention.ulysses as ulysses
+    """Record each attention kernel call: the single-process fallback, or a layout's SP kernel (the one its
+    registry row holds: ``longctx_ring`` calls the row's function object, so the row gets the wrapper)."""
+    import dataclasses
+    import types
+
+    import longctx.distributed.hf_attention as hf
+    from longctx.distributed.layouts import LAYOUTS
 
     log = CallLog()
     grad = lambda *a, **k: torch.is_grad_enabled()  # noqa: E731
     log.wrap(hf, "longctx_varlen_attention", "single-process varlen", grad)
-    log.wrap(ring_varlen, "varlen_ring_attention", "varlen ring", grad)
-    log.wrap(ring_zigzag, "zigzag_ring_attention", "zigzag ring", grad)
-    log.wrap(ulysses, "ulysses_attention", "ulysses", grad)
-    log.wrap(ulysses, "usp_attention", "usp", grad)
+    for name, label in KERNEL_LABELS.items():
+        row = types.SimpleNamespace(attention=LAYOUTS[name].attention)
+        log.wrap(row, "attention", label, grad)
+        LAYOUTS[name] = dataclasses.replace(LAYOUTS[name], attention=row.attention)
     return log
 
 
@@ -74,15 +79,16 @@ def sp_step(layout: str = "varlen", sp: int = 2, layers: int = 2, checkpointing:
     Returns which attention each forward and each recompute ran, and on which thread."""
     from transformers import AutoModelForCausalLM
 
-    import longctx.attention  # noqa: F401  (registers longctx_ring)
-    from longctx.distributed.mesh import Mesh, build_groups, build_usp_groups
+    from longctx.distributed.hf_attention import register
+    from longctx.distributed.layouts import get_layout
+    from longctx.distributed.mesh import Mesh, build_groups, build_layout_groups
     from longctx.train.step import LMLoss, StepOptions, train_step
 
+    register()  # longctx_ring, with transformers
     fake_world(sp)
     mesh = Mesh.from_world(sp, sp, 0)
     groups = build_groups(mesh)
-    if layout == "usp":
-        groups.ulysses, groups.ring = build_usp_groups(mesh, 2)
+    groups.sub = build_layout_groups(groups, get_layout(layout), 2)  # usp: Ulysses 2 x ring sp/2; others: none
     log = _attention_log()
     counters = Counters()
     seq_lens = [total] if layout == "zigzag" else [total // 2, total // 4, total // 8]
@@ -157,7 +163,7 @@ def traced_peak(preset: str = "llama-3-8b", layers: int = 2, seq_len: int = 4096
 
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    import longctx.attention  # noqa: F401
+    from longctx.distributed.hf_attention import register
     from longctx.distributed.mesh import Mesh, build_groups
     from longctx.plan import plan_run
     from longctx.plan.options import run_from_train_config
@@ -166,6 +172,7 @@ def traced_peak(preset: str = "llama-3-8b", layers: int = 2, seq_len: int = 4096
     from longctx.train.parallelize import apply_checkpoint_offload, apply_fsdp, apply_tiled_mlp, enable_checkpointing
     from longctx.train.step import LMLoss, StepOptions, train_step
 
+    register()  # longctx_ring / longctx_varlen, with transformers
     world = sp
     tiled_mlp = tiled_mlp and not fsdp  # the trainer refuses train.tiled_mlp with parallel.fsdp
     fake_world(world)

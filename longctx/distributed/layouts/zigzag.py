@@ -3,11 +3,14 @@
 The sequence is cut into ``2W`` equal chunks; rank ``r`` holds chunks ``r`` and ``2W-1-r`` (in that
 order), so causal work is the same on every rank. The whole row is ONE causal sequence (plus
 trailing padding): use it for long single documents; packs of several documents need ``varlen``.
+Its kernel is the zigzag ring (:func:`longctx.attention.ring.zigzag.zigzag_ring_attention`: K/V
+travel the ring, each hop computing only the causally visible blocks of these two chunks).
 """
 
 from __future__ import annotations
 
-from longctx.distributed.layouts.base import Layout, Spans
+from longctx.attention.ring.zigzag import zigzag_ring_attention
+from longctx.distributed.layouts.base import Auto, Layout, Spans
 
 
 def zigzag_chunks(rank: int, world_size: int) -> tuple[int, int]:
@@ -30,6 +33,7 @@ LAYOUT = Layout(
     description="2·sp chunks, rank r holds chunks r and 2·sp-1-r (balanced causal work), one document per pack",
     chunks_per_rank=2,
     local_spans=zigzag_spans,
-    attention="longctx.attention.ring.zigzag:zigzag_ring_attention",
+    attention=zigzag_ring_attention,
     multi_document=False,
+    auto=Auto(rank=2),  # after the all-to-all layouts; before varlen: the same ring with balanced causal work
 )

@@ -3,8 +3,12 @@
 Both functions follow transformers' attention-interface signature
 ``fn(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs)`` with
 ``query`` ``[B, H, T, D]``, ``key``/``value`` ``[B, Hkv, T, D]``, and return ``([B, T, H, D], None)``,
-so unmodified Llama / Qwen2 / Glm modeling code calls them (registered on ``import
-longctx.attention``).
+so unmodified Llama / Qwen2 / Glm modeling code calls them once :func:`register` has run (the
+trainer calls it before loading the model).
+
+It sits above both the kernels (:mod:`longctx.attention`) and the layout registry: ``longctx_ring``
+is generic, it dispatches to the kernel the context's layout row names, with that row's extra
+arguments and the sub-groups the row declares.
 
 Document boundaries for ``longctx_varlen`` (and ``longctx_ring`` without a context):
 1. ``cu_seq_lens_q`` / ``cu_seq_lens_k`` kwargs (``model(..., cu_seq_lens_q=..., cu_seq_lens_k=...,
@@ -12,9 +16,9 @@ Document boundaries for ``longctx_varlen`` (and ``longctx_ring`` without a conte
 2. restarts of ``position_ids`` (pos[i] != pos[i-1] + 1). Transformers only passes packed
    ``position_ids`` through when no cache is built: train with ``use_cache=False``.
 Under ``sequence_parallel``, ``longctx_ring`` runs the attention of the context's layout (its row in
-:mod:`longctx.distributed.layouts`), which also says what boundaries it needs: the varlen layout
-uses GLOBAL ones (the context's ``cu_seqlens``, else the ranks' ``position_ids`` all-gathered once
-per forward); a single-document layout (zigzag) is one causal sequence per row (plus padding).
+:mod:`longctx.distributed.layouts`), which also says what boundaries it needs: the contiguous
+layouts use GLOBAL ones (the context's ``cu_seqlens``, else the ranks' ``position_ids`` all-gathered
+once per forward); a single-document layout is one causal sequence per row (plus padding).
 
 A padded 2-D ``attention_mask`` is refused (express padding as its own segment instead).
 """
@@ -28,8 +32,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from longctx.distributed.layouts import LAYOUTS, get_layout
-from longctx.distributed.sharding import flat_cu_seqlens
+from longctx.attention import varlen  # the module: varlen.varlen_attention is looked up per call (tests spy on it)
+from longctx.attention.boundaries import flat_cu_seqlens
+from longctx.distributed.layouts import DEFAULT_LAYOUT, LAYOUTS, Layout, get_layout
 
 NAMES = ("longctx_varlen", "longctx_ring")
 
@@ -39,25 +44,25 @@ class SequenceParallel:
     """What ``longctx_ring`` needs to know about the sequence-parallel group.
 
     group: the process group whose ranks hold the shards (ranks in group order = shard order).
-    layout: a name of :data:`longctx.distributed.layouts.LAYOUTS`: ``"zigzag"`` (one causal sequence
-        per row), ``"varlen"`` (packed, contiguous shards, ring), ``"ulysses"`` (contiguous shards,
-        all-to-all to head shards) or ``"usp"`` (Ulysses x ring; needs the two sub-groups below).
+    layout: a name of :data:`longctx.distributed.layouts.LAYOUTS` (``layouts_help()`` says what each is).
     cu_seqlens: GLOBAL int32 boundaries of the padded pack (``shard_for_layout(...)["cu_seqlens"]``);
         for the contiguous layouts it is gathered from the local ``position_ids`` once when omitted.
     cache: per-context scratch of the layout (e.g. those gathered boundaries, reused by every layer).
-    ulysses_group, ring_group: the two sub-groups of ``group`` for the ``usp`` layout
-        (:func:`longctx.distributed.mesh.build_usp_groups`); unused by the other layouts.
+    sub_groups: the sub-groups of ``group`` that the layout's row declares (``Layout.split``, e.g. usp's
+        ``ulysses_group`` and ``ring_group``), by keyword (:func:`longctx.distributed.mesh.build_layout_groups`).
     """
 
     group: dist.ProcessGroup | None
-    layout: str = "zigzag"
+    layout: str = DEFAULT_LAYOUT
     cu_seqlens: torch.Tensor | None = None
     cache: dict = field(default_factory=dict, repr=False)
-    ulysses_group: dist.ProcessGroup | None = None
-    ring_group: dist.ProcessGroup | None = None
+    sub_groups: dict[str, dist.ProcessGroup] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        get_layout(self.layout)  # ValueError naming the choices
+        row = get_layout(self.layout)  # ValueError naming the choices
+        unknown = sorted(set(self.sub_groups) - set(row.split.names if row.split is not None else ()))
+        if unknown:
+            raise ValueError(f"sequence_parallel: the {row.name} layout declares no sub-group {', '.join(unknown)}")
 
     @property
     def world_size(self) -> int:
@@ -79,10 +84,11 @@ SP_KWARG = "longctx_sp"
 
 @contextlib.contextmanager
 def sequence_parallel(
-    group: dist.ProcessGroup | None = None, layout: str = "zigzag", cu_seqlens: torch.Tensor | None = None,
-    ulysses_group: dist.ProcessGroup | None = None, ring_group: dist.ProcessGroup | None = None,
+    group: dist.ProcessGroup | None = None, layout: str = DEFAULT_LAYOUT, cu_seqlens: torch.Tensor | None = None,
+    **sub_groups: dist.ProcessGroup,
 ) -> Iterator[SequenceParallel]:
-    """Within this block, ``longctx_ring`` attention is ``layout``'s sequence-parallel attention over ``group``.
+    """Within this block, ``longctx_ring`` attention is ``layout``'s sequence-parallel attention over ``group``
+    (and the sub-groups its row declares, given by keyword: ``ulysses_group=..., ring_group=...`` for usp).
 
     The model then sees the LOCAL shard (``shard_for_layout``) with the GLOBAL ``position_ids`` of
     its tokens. Nesting replaces the outer context; leaving restores it. Plain backward needs no
@@ -102,7 +108,7 @@ def sequence_parallel(
             loss.backward()   # then all-reduce gradients over the data x sequence-parallel ranks
     """
     sp = SequenceParallel(group=group if group is not None else dist.group.WORLD, layout=layout, cu_seqlens=cu_seqlens,
-                          ulysses_group=ulysses_group, ring_group=ring_group)
+                          sub_groups=sub_groups)
     _ACTIVE.append(sp)
     try:
         yield sp
@@ -179,8 +185,6 @@ def longctx_varlen_attention(
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """Causal attention inside each packed sequence (no cross-document attention); single process."""
-    from longctx.attention.varlen import varlen_attention
-
     _check_common(query, key, attention_mask, dropout, kwargs)
     query, key, value = _same_dtype(query, key, value)
     b, h, t, d = query.shape
@@ -188,7 +192,7 @@ def longctx_varlen_attention(
     if cu is None:
         cu = torch.arange(0, b * t + 1, t, dtype=torch.int32)  # on the host: the kernels plan from it
     flat = [x.transpose(0, 1).reshape(x.shape[1], 1, b * t, x.shape[-1]).transpose(0, 1) for x in (query, key, value)]
-    out = varlen_attention(*flat, cu_seqlens=cu, scale=scaling)  # [1, H, B*T, D]
+    out = varlen.varlen_attention(*flat, cu_seqlens=cu, scale=scaling)  # [1, H, B*T, D]
     out = out.reshape(h, b, t, d).permute(1, 2, 0, 3).contiguous()
     return out, None
 
@@ -205,8 +209,8 @@ def longctx_ring_attention(
 ) -> tuple[torch.Tensor, None]:
     """The context layout's attention over the active ``sequence_parallel`` group, on the LOCAL shard.
 
-    The layout row gives the function, checks the inputs (varlen: batch 1) and supplies its extra
-    arguments (varlen: the GLOBAL cu_seqlens). Without an active context (or with a 1-rank group)
+    The layout row gives the kernel, checks the inputs (varlen: batch 1), supplies its extra arguments
+    (varlen: the GLOBAL cu_seqlens) and names the sub-groups it takes from the context. Without an active context (or with a 1-rank group)
     this is ``longctx_varlen`` attention, so one model config serves both degrees.
     """
     sp = current_sequence_parallel(kwargs)
@@ -220,8 +224,17 @@ def longctx_ring_attention(
         raise ValueError(f"longctx_ring {layout.name} layout holds ONE causal sequence per row (plus padding); "
                          f"got {len(sp.cu_seqlens) - 1} segments: use layout={' or '.join(map(repr, packed))} for packs")
     extra = layout.attention_kwargs(sp, query, kwargs)
-    out = layout.attention_fn()(query, key, value, group=sp.group, scale=scaling, **extra)
+    out = layout.attention(query, key, value, group=sp.group, scale=scaling, **extra, **_sub_groups(layout, sp))
     return out.transpose(1, 2).contiguous(), None
+
+
+def _sub_groups(layout: Layout, sp: SequenceParallel) -> dict:
+    """The context's sub-groups that ``layout``'s kernel takes (its row's ``split.names``), all present."""
+    names = layout.split.names if layout.split is not None else ()
+    if any(sp.sub_groups.get(name) is None for name in names):
+        raise ValueError(f"longctx_ring {layout.name} layout needs sequence_parallel(..., "
+                         f"{', '.join(name + '=' for name in names)}) (longctx.distributed.mesh.build_layout_groups)")
+    return {name: sp.sub_groups[name] for name in names}
 
 
 def _refuse_padding_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs) -> None:
@@ -233,6 +246,7 @@ def _refuse_padding_mask(*args, attention_mask: torch.Tensor | None = None, **kw
 
 def register() -> None:
     """Register ``longctx_varlen`` and ``longctx_ring`` with transformers (idempotent)."""
+    # transformers inside: importing it costs ~3 s, which the trainer's import (and --help) does not pay
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
