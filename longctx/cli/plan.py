@@ -10,14 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from longctx.distributed.layouts import LAYOUTS, get_layout, layouts_help
+from longctx.core.errors import LongctxError
+from longctx.core.sizing import auto_loss_chunk
+from longctx.distributed.layouts import DEFAULT_LAYOUT, LAYOUTS, get_layout, layouts_help
 from longctx.plan.planner import plan_run
 from longctx.plan.report import render_json, render_table
 from longctx.plan.search import max_seq_len, recommend_sp
-from longctx.core.errors import LongctxError
-from longctx.core.sizing import auto_loss_chunk
-from longctx.plan.shapes import (ATTN_KERNELS, CHECKPOINTINGS, PRESETS, ModelShape, RunShape, check_number,
-                                 load_model_shape)
+from longctx.plan.shapes import (
+    ATTN_KERNELS,
+    CHECKPOINTINGS,
+    PRESETS,
+    ModelShape,
+    RunShape,
+    check_number,
+    load_model_shape,
+)
 
 SHARDINGS_RUN = ("none", "fsdp")
 """The sharding modes ``longctx train`` runs (parallel.fsdp); the memory model also knows zero2/zero3."""
@@ -66,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's dense peak TFLOP/s")
     p.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed for the step time")
     p.add_argument("--sp", type=int, default=1, help="sequence-parallel degree, ranks sharing one sequence (parallel.sp_degree)")
-    p.add_argument("--layout", default="zigzag", choices=list(LAYOUTS),
+    p.add_argument("--layout", default=DEFAULT_LAYOUT, choices=list(LAYOUTS),
                    help=f"sequence-parallel layout (parallel.layout): {layouts_help()}")
     p.add_argument("--micro-batch", type=int, default=1, help="sequences per SP group per forward/backward (train.micro_batch)")
     p.add_argument("--sharding", default="none", choices=SHARDINGS_RUN,

@@ -46,7 +46,10 @@ from packing.writer import make_manifest, rows_from_groups, write_packs
 # Relative error of SP vs 1 rank: float32 differs only by summation order (measured ~3e-7), bf16 autocast by bf16 rounding.
 PARITY_TOL = {torch.float32: 1e-5, torch.bfloat16: TOL[torch.bfloat16]}
 TINY_MODEL = dict(hidden_size=64, num_layers=2, num_heads=8, num_kv_heads=4, intermediate_size=128)
-ATTENTION_LAYOUTS = ("zigzag", "varlen", "ulysses")  # usp's attention needs its sub-groups: covered by sp-train usp
+ATTENTION_LAYOUTS = tuple(name for name, row in LAYOUTS.items() if row.split is None)
+"""Layouts whose kernel runs on the SP group alone; one that declares sub-groups (usp) is covered by its sp-train row."""
+SPLIT_DEGREE = 2
+"""The sub-group degree a split layout's sp-train row uses (usp: 2 Ulysses x world/2 ring)."""
 
 
 def sp_attention_local(rank: int, world: int, layout: str, device: torch.device, dtype: torch.dtype,
@@ -117,12 +120,13 @@ def _step(trainer: Any, batches: list[dict], groups: Any) -> tuple[float, dict[s
 def sp_train_check(layout: str, work: Path, inputs: tuple[Path, Path, Path], world: int) -> Check:
     """One ``sp-train`` row: a step on ``world`` SP ranks through the trainer vs the same step without SP."""
     ckpt, many, one_doc = inputs
-    sets = {"model.path": ckpt, "data.path": one_doc if layout == "zigzag" else many, "checkpoint.out": work / layout,
+    row = get_layout(layout)
+    sets = {"model.path": ckpt, "data.path": many if row.multi_document else one_doc, "checkpoint.out": work / layout,
             "log.progress": "false", "log.tensorboard": "false", "train.steps": 1, "checkpoint.export": "false",
             "checkpoint.resume": "false", "data.shuffle": "false", "model.gradient_checkpointing": "true",
             "optim.grad_clip": 0, "optim.warmup_steps": 0, "parallel.sp_degree": world, "parallel.layout": layout}
-    if layout == "usp":
-        sets["parallel.ulysses_degree"] = 2
+    if row.split is not None:
+        sets[f"parallel.{row.split.key}"] = SPLIT_DEGREE
     trainer = Trainer(load_config(None, [f"{k}={v}" for k, v in sets.items()]))
     trainer.setup()
     batches = trainer.data.micro_batches(0)
@@ -171,9 +175,11 @@ def run_parity_checks(rank: int, world: int, device: torch.device, small: bool) 
         if why:
             return rows + [Check(f"sp-train {lay}", FAIL, detail=why) for lay in LAYOUTS]
         for layout in LAYOUTS:
-            why = get_layout(layout).check_heads(world, TINY_MODEL["num_heads"], TINY_MODEL["num_kv_heads"])
-            if layout == "usp" and (world < 4 or world % 2):
-                why = f"usp needs an even number of ranks >= 4 (2 Ulysses x ring), this run has {world}"
+            row = get_layout(layout)
+            why = row.check_heads(world, TINY_MODEL["num_heads"], TINY_MODEL["num_kv_heads"])
+            if row.split is not None and (world <= SPLIT_DEGREE or row.split.check(SPLIT_DEGREE, world, TINY_MODEL["num_heads"])):
+                why = (f"{layout} is checked with parallel.{row.split.key} {SPLIT_DEGREE}: it needs a multiple of "
+                       f"{SPLIT_DEGREE} ranks, at least {2 * SPLIT_DEGREE} (a real split), this run has {world}")
             rows.append(skipped(f"sp-train {layout}", why) if why else _timed(
                 f"sp-train {layout}", lambda lay=layout: sp_train_check(lay, work, inputs, world)))
     return rows

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.core.errors import LongctxError
 from longctx.core.io import read_json
+from longctx.distributed.layouts import DEFAULT_LAYOUT, LAYOUTS, get_layout
 from longctx.models.family import config_getter
 from longctx.models.moe import refuse_moe
 from longctx.models.registry import find_family
@@ -111,7 +111,7 @@ class RunShape:
     """Usable memory of one GPU in GiB (2^30 bytes), as torch reports it."""
     sp: int = 1
     """Sequence-parallel degree: ranks that share one sequence. Must divide ``gpus``."""
-    layout: str = "zigzag"
+    layout: str = DEFAULT_LAYOUT
     """How a sequence is split over the SP ranks: a layout the trainer runs (``longctx.distributed.layouts``),
     "zigzag" (2·sp chunks) or "varlen" (sp contiguous chunks), both ring attention where K/V blocks
     circulate. The row gives the length granularity, the head constraint and the communication buffers."""
