@@ -18,6 +18,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_dir, check_can_write, check_out_vs_inputs
 from rope_scaling.checkpoint_config import read_rope_config
@@ -63,8 +67,6 @@ def import_gguf(gguf_file: str | os.PathLike, out: str | os.PathLike, *, overwri
     architecture without RoPE or one longctx does not support (checked from the config, before the
     weights are dequantized), an ``out`` that holds the input.
     """
-    import torch
-
     src = Path(gguf_file)
     if not src.is_file():
         raise LongctxError(f"{src}: no such GGUF file")
@@ -72,8 +74,6 @@ def import_gguf(gguf_file: str | os.PathLike, out: str | os.PathLike, *, overwri
     check_can_write(out, overwrite)  # up front: before minutes of dequantizing
     if importlib.util.find_spec("gguf") is None:
         raise LongctxError("reading GGUF needs the gguf package: pip install 'longctx-align[gguf]' (or pip install gguf)")
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     folder, name = str(src.parent), src.name
     with _stage_bar(src) as bar:  # each GGUF read parses the whole file (~10 s for SmolLM2): say which one runs
         _stage(bar, "reading the config")
@@ -104,8 +104,6 @@ IMPORT_STAGES = 4
 
 
 def _stage_bar(src: Path):
-    from tqdm.auto import tqdm
-
     return tqdm(total=IMPORT_STAGES, desc=f"import {src.name}", bar_format="{desc}: {n}/{total} stages{postfix} [{elapsed}]")
 
 
@@ -122,7 +120,7 @@ SPECIAL_TOKEN_KEYS = {"bos": "tokenizer.ggml.bos_token_id", "eos": "tokenizer.gg
 
 def gguf_special_token_ids(path: str | os.PathLike) -> dict[str, int]:
     """The special-token ids a GGUF file's metadata names (``bos``/``eos``/``pad``/``unk``, those present)."""
-    from gguf import GGUFReader
+    from gguf import GGUFReader  # noqa: PLC0415  (optional: the [gguf] extra)
 
     fields = GGUFReader(str(path)).fields
     ids = {}

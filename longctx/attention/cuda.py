@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.distributed as dist
 
 
 @functools.cache
 def has_flash_attn() -> bool:
     try:
-        import flash_attn  # noqa: F401
+        import flash_attn  # noqa: PLC0415, F401  (optional CUDA-only dependency)
     except Exception:
         return False
     return torch.cuda.is_available()
@@ -26,7 +27,7 @@ def has_flash_attn() -> bool:
 @functools.cache
 def has_ring_flash_attn() -> bool:
     try:
-        import ring_flash_attn  # noqa: F401
+        import ring_flash_attn  # noqa: PLC0415, F401  (optional CUDA-only dependency)
     except Exception:
         return False
     return has_flash_attn()
@@ -41,7 +42,7 @@ def _from_thd(x: torch.Tensor) -> torch.Tensor:  # [T, H, D] -> [1, H, T, D]
 
 
 def flash_varlen(q, k, v, cu_seqlens, scale: float) -> torch.Tensor:
-    from flash_attn import flash_attn_varlen_func
+    from flash_attn import flash_attn_varlen_func  # noqa: PLC0415  (optional CUDA-only dependency)
 
     cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
     max_len = int((cu[1:] - cu[:-1]).max())
@@ -51,7 +52,7 @@ def flash_varlen(q, k, v, cu_seqlens, scale: float) -> torch.Tensor:
 
 
 def zigzag_ring(q, k, v, scale: float, group) -> torch.Tensor:
-    from ring_flash_attn import zigzag_ring_flash_attn_func
+    from ring_flash_attn import zigzag_ring_flash_attn_func  # noqa: PLC0415  (optional CUDA-only dependency)
 
     out = zigzag_ring_flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                       softmax_scale=scale, causal=True, group=group)
@@ -59,8 +60,7 @@ def zigzag_ring(q, k, v, scale: float, group) -> torch.Tensor:
 
 
 def llama3_varlen_ring(q, k, v, cu_seqlens, scale: float, group) -> torch.Tensor:
-    import torch.distributed as dist
-    from ring_flash_attn import llama3_flash_attn_prepare_cu_seqlens, llama3_flash_attn_varlen_func
+    from ring_flash_attn import llama3_flash_attn_prepare_cu_seqlens, llama3_flash_attn_varlen_func  # noqa: PLC0415  (optional CUDA-only dependency)
 
     cu = cu_seqlens.to(device=q.device, dtype=torch.int32)
     cu_q, cu_k, max_q, max_k, local_k_slice = llama3_flash_attn_prepare_cu_seqlens(

@@ -17,6 +17,7 @@ import functools
 import warnings
 
 import torch
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 from longctx.core.errors import LongctxError
 
@@ -29,8 +30,6 @@ def document_ids(cu_seqlens: torch.Tensor, device: torch.device) -> torch.Tensor
 
 def document_block_mask(cu_seqlens: torch.Tensor, device: torch.device):
     """Causal-within-document ``BlockMask`` for a pack (compiled construction on CUDA)."""
-    from torch.nn.attention.flex_attention import create_block_mask
-
     doc = document_ids(cu_seqlens, device)
     t = int(doc.numel())
 
@@ -42,15 +41,11 @@ def document_block_mask(cu_seqlens: torch.Tensor, device: torch.device):
 
 @functools.cache
 def _compiled_flex():
-    from torch.nn.attention.flex_attention import flex_attention
-
     return torch.compile(flex_attention, dynamic=False)
 
 
 def flex_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, scale: float) -> torch.Tensor:
     """Causal attention within each ``cu_seqlens`` segment of a ``[1, H, T, D]`` pack (GQA: fewer K/V heads)."""
-    from torch.nn.attention.flex_attention import flex_attention
-
     if q.device.type == "cpu" and torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v)):
         raise LongctxError("varlen_attention kernel='flex': torch has no FlexAttention backward on CPU; "
                            "use it on CUDA, under torch.no_grad(), or pick another kernel")

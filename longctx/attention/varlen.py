@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import torch
 
+from longctx.attention import cuda
 from longctx.attention.blocks import Block, default_scale, run_blocks_backward, run_blocks_forward
+from longctx.attention.flex import flex_varlen
 from longctx.attention.varlen_plan import sdpa_varlen
 
 
@@ -70,13 +72,9 @@ def varlen_attention(
     check_cu_seqlens(cu_seqlens, q.shape[2])
     scale = default_scale(q, scale)
     if q.is_cuda and kernel is None:
-        from longctx.attention import cuda
-
         if cuda.has_flash_attn():
             return cuda.flash_varlen(q, k, v, cu_seqlens, scale)
     if kernel == "flex":
-        from longctx.attention.flex import flex_varlen
-
         return flex_varlen(q, k, v, cu_seqlens, scale)
     if kernel is None:
         return sdpa_varlen(q, k, v, cu_seqlens.cpu(), scale)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface
 
 from longctx.attention import varlen  # the module: varlen.varlen_attention is looked up per call (tests spy on it)
 from longctx.attention.boundaries import flat_cu_seqlens
@@ -247,9 +249,6 @@ def _refuse_padding_mask(*args, attention_mask: torch.Tensor | None = None, **kw
 def register() -> None:
     """Register ``longctx_varlen`` and ``longctx_ring`` with transformers (idempotent)."""
     # transformers inside: importing it costs ~3 s, which the trainer's import (and --help) does not pay
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface
-
     AttentionInterface.register("longctx_varlen", longctx_varlen_attention)
     AttentionInterface.register("longctx_ring", longctx_ring_attention)
     for name in NAMES:

@@ -96,8 +96,8 @@ def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     prctl call): a daemon thread that kills this process once ``os.getppid()`` stops being the launcher.
     """
     try:
-        import ctypes
-        import ctypes.util
+        import ctypes  # noqa: PLC0415  (Linux prctl only; kept beside its fallback)
+        import ctypes.util  # noqa: PLC0415  (Linux prctl only; kept beside its fallback)
 
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG

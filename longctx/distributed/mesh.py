@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch.distributed as dist
+
 from longctx.core.errors import LongctxError
 
 if TYPE_CHECKING:  # the type only: the mesh math stays importable without torch (the registry's rows import kernels)
@@ -86,8 +88,6 @@ def env_world() -> tuple[int, int, int]:
 
 def build_groups(mesh: Mesh) -> Groups:
     """Create the SP and DP groups (collective: every rank calls it with the same mesh shape)."""
-    import torch.distributed as dist
-
     if mesh.world_size == 1 or not dist.is_initialized():
         return Groups(mesh)
     sp = dp = None
@@ -107,8 +107,6 @@ def build_layout_groups(groups: Groups, layout: Layout, degree: int) -> dict[str
     """Create the sub-groups ``layout`` declares (``Layout.split``) inside every SP group (collective:
     every rank calls it with the same row and degree); returns this rank's, by the kernel's keyword
     (usp: ``ulysses_group``, ``ring_group``). Empty when the row declares none or there is no SP group."""
-    import torch.distributed as dist
-
     split = layout.split
     if split is None or groups.sp is None:
         return {}

@@ -6,7 +6,10 @@ every term (so a person sees what is large even when it is not live at the peak)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+import torch
 
 from longctx.distributed.layouts import get_layout
 from longctx.plan.memory import GiB, Term, memory_terms, phase_totals
@@ -94,11 +97,7 @@ def plan_run(shape: ModelShape, run: RunShape) -> PlanResult:
 def device_capacity_gib(device: str = "cuda") -> float:
     """Memory of one device in GiB: the CUDA device's total memory, or the machine's physical RAM for "cpu"."""
     if device.startswith("cuda"):
-        import torch
-
         return torch.cuda.get_device_properties(torch.device(device)).total_memory / GiB
-    import os
-
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB
 
 

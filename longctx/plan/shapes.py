@@ -19,6 +19,7 @@ from typing import Any
 
 from longctx.core.errors import LongctxError
 from longctx.core.io import read_json
+from longctx.core.sizing import auto_mlp_tiles
 from longctx.distributed.layouts import DEFAULT_LAYOUT, LAYOUTS, get_layout
 from longctx.models.family import config_getter
 from longctx.models.moe import refuse_moe
@@ -202,8 +203,6 @@ class RunShape:
 
     def mlp_tiles(self, hidden_size: int) -> int:
         """The MLP tiles actually used: ``tiled_mlp``, or ALST's ceil(T / H) when it is 0 (at most T)."""
-        from longctx.core.sizing import auto_mlp_tiles
-
         tiles = self.tiled_mlp or auto_mlp_tiles(self.tokens_per_rank, hidden_size)
         return max(1, min(tiles, self.tokens_per_rank))
 

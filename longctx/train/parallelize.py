@@ -14,6 +14,15 @@ gradient must be the SUM over ranks). Checkpoints and the export gather full sta
 from __future__ import annotations
 
 import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 
 from longctx.core.errors import LongctxError
 from longctx.core.sizing import auto_mlp_tiles
@@ -56,9 +65,6 @@ def apply_fsdp(root: torch.nn.Module, model: torch.nn.Module, device_type: str, 
     (the optimizer updates them); each unit's all-gather casts them to bf16, so the layers compute in
     bf16 without autocast (whose weight cache would hold bf16 copies of every gathered layer until the
     forward ends), and gradients are reduce-scattered in float32."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
-
     mesh = init_device_mesh(device_type, (world_size,))
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed_precision else None
     kwargs = {"mp_policy": mp} if mp is not None else {}
@@ -74,8 +80,6 @@ def apply_fsdp(root: torch.nn.Module, model: torch.nn.Module, device_type: str, 
 
 def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> tuple[dict, dict | None]:
     """Full (unsharded) model and optimizer state dicts on CPU, on rank 0 (collective)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
-
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     msd = get_model_state_dict(model, options=opts)
     osd = get_optimizer_state_dict(model, optimizer, options=opts) if optimizer is not None else None
@@ -84,8 +88,6 @@ def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None =
 
 def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, msd: dict, osd: dict) -> None:
     """Scatter full state dicts (read by every rank) back into the sharded model and optimizer."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
-
     opts = StateDictOptions(full_state_dict=True)
     set_model_state_dict(model, msd, options=opts)
     set_optimizer_state_dict(model, optimizer, osd, options=opts)

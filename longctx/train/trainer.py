@@ -21,20 +21,32 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from transformers import AutoConfig, AutoModelForCausalLM
 
+from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights, require_safetensors
+from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_write_text, check_can_create, check_out_vs_inputs, read_json
 from longctx.distributed.hf_attention import register
 from longctx.distributed.layouts import LAYOUTS, get_layout
 from longctx.distributed.layouts.choose import AUTO, resolve_layout
 from longctx.distributed.mesh import Groups, Mesh, build_groups, build_layout_groups, env_world
-from longctx.core.errors import LongctxError
-from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS, check_model_weights, require_safetensors
-from longctx.core.io import atomic_write_text, check_can_create, check_out_vs_inputs, read_json
 from longctx.models.moe import refuse_moe
 from longctx.models.registry import family_of, trainable_family
+from longctx.plan import plan_run, shape_from_config
+from longctx.plan.options import run_from_train_config
 from longctx.train import checkpoint as ckpt
 from longctx.train.config import RunConfig, config_changes, describe_changes, dump_yaml, validate
 from longctx.train.data import StepData, open_packs
+from longctx.train.evaluate import TrainEval, read_eval_records, summary_line
+from longctx.train.export import export_hf
 from longctx.train.metrics import Metrics
+from longctx.train.parallelize import (
+    apply_checkpoint_offload,
+    apply_fsdp,
+    apply_tiled_mlp,
+    enable_checkpointing,
+    full_state,
+)
 from longctx.train.step import LMLoss, StepOptions, train_step
 
 StepCallback = Callable[["Trainer", int, dict], None]
@@ -128,8 +140,6 @@ class Trainer:
 
     def model_heads(self) -> tuple[int, int]:
         """(attention heads, KV heads) from ``model.path``'s config.json, before the model is loaded."""
-        from transformers import AutoConfig  # ~3 s to import: only runs that choose a layout pay it
-
         path = self.cfg.model.path
         try:
             mc = AutoConfig.from_pretrained(path)
@@ -167,15 +177,11 @@ class Trainer:
         source = f"{conf_path} (model.path)"
         refuse_moe(conf, source)  # on the file itself: before transformers parses a config of an undeclared family
         family_of(conf, source)
-        from transformers import AutoConfig
-
         trainable_family(AutoConfig.from_pretrained(path), source)  # sliding windows as transformers resolves them
         require_safetensors(path)
         check_model_weights(path)
 
     def build_model(self) -> None:
-        from transformers import AutoModelForCausalLM
-
         c = self.cfg
         dtype = torch.bfloat16 if c.model.dtype == "bfloat16" else torch.float32
         try:
@@ -193,16 +199,10 @@ class Trainer:
             if why:
                 raise LongctxError(f"config: parallel.layout: {why}")
         if c.model.gradient_checkpointing:
-            from longctx.train.parallelize import enable_checkpointing
-
             enable_checkpointing(self.model)
         if c.train.tiled_mlp:
-            from longctx.train.parallelize import apply_tiled_mlp
-
             apply_tiled_mlp(self.model, c.train.mlp_tiles)
         if c.model.checkpoint_offload:
-            from longctx.train.parallelize import apply_checkpoint_offload
-
             apply_checkpoint_offload(self.model, pin_memory=self.device.type == "cuda")
         self.fsdp = c.parallel.fsdp and self.mesh.world_size > 1
         # The dtype policy (model.dtype: auto, on CUDA), torchtitan's: float32 weights, gradients and AdamW
@@ -215,8 +215,6 @@ class Trainer:
                                      pad_token_id=self.src.pad_token_id, reduce_grads=not self.fsdp)
         self.loss_module = LMLoss(self.model, self.step_opts)
         if self.fsdp:
-            from longctx.train.parallelize import apply_fsdp
-
             apply_fsdp(self.loss_module, self.model, self.device.type, self.mesh.world_size, mixed_precision=mixed)
 
     def build_optimizer(self) -> None:
@@ -237,11 +235,6 @@ class Trainer:
             mem = torch.cuda.get_device_properties(self.device).total_memory / 2**30
         if mem == 0:
             return  # CPU without an explicit budget: nothing to check against
-        from transformers import AutoConfig
-
-        from longctx.plan import plan_run, shape_from_config
-        from longctx.plan.options import run_from_train_config
-
         config = AutoConfig.from_pretrained(c.model.path)
         shape = shape_from_config(config, Path(c.model.path).name)
         run = run_from_train_config(c, shape, self.src.pack_length, self.mesh.world_size, self.device.type, mem,
@@ -336,8 +329,6 @@ class Trainer:
         """Prepare evaluation during training (``eval:``): prompts and text once, where evaluation runs."""
         if not self.cfg.eval.enabled:
             return
-        from longctx.train.evaluate import TrainEval
-
         # FSDP forwards are collective, so every rank evaluates; otherwise rank 0 alone (the others wait)
         self.evaluator = TrainEval(self.cfg.eval, self.cfg.model.path, self.out, is_main=self.is_main,
                                    runs_here=self.is_main or self.fsdp, autocast_dtype=self.step_opts.autocast_dtype)
@@ -427,8 +418,6 @@ class Trainer:
 
     def evaluate(self, metrics: Metrics) -> bool:
         """Evaluate now (step ``self.step``), record it on rank 0; True when ``eval.stop_at`` is reached."""
-        from longctx.train.evaluate import read_eval_records, summary_line
-
         ev, reached = self.evaluator, False
         if self.is_main and ev.base is None and self.step > 0:  # resumed: the base values of step 0
             ev.records = read_eval_records(self.out / "metrics.jsonl")
@@ -481,12 +470,8 @@ class Trainer:
         return status
 
     def export(self) -> Path | None:
-        from longctx.train.export import export_hf
-
         path, state = None, None
         if self.fsdp:
-            from longctx.train.parallelize import full_state
-
             state = full_state(self.model)[0]
         if self.is_main:
             path = export_hf(self.model, self.cfg.model.path, self.out / "final", state_dict=state)

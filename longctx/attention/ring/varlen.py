@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from longctx.attention import cuda
 from longctx.attention.blocks import Block, default_scale, run_blocks_backward, run_blocks_forward
 from longctx.attention.varlen import check_cu_seqlens
 
@@ -82,8 +83,6 @@ def varlen_ring_attention(
     check_cu_seqlens(cu_seqlens.cpu(), q.shape[2] * dist.get_world_size(group))
     scale = default_scale(q, scale)
     if q.is_cuda and kernel is None:
-        from longctx.attention import cuda
-
         if cuda.has_ring_flash_attn():
             return cuda.llama3_varlen_ring(q, k, v, cu_seqlens, scale, group)
     return _VarlenRing.apply(q, k, v, cu_seqlens.cpu(), group, scale, kernel)

@@ -17,7 +17,15 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from longctx.attention.blocks import Block, acc_dtype, default_scale, new_accumulators, run_blocks_backward, run_blocks_forward
+from longctx.attention import cuda
+from longctx.attention.blocks import (
+    Block,
+    acc_dtype,
+    default_scale,
+    new_accumulators,
+    run_blocks_backward,
+    run_blocks_forward,
+)
 from longctx.attention.ring.comm import RingComm
 
 _KV_TAG, _DKV_TAG = 0, 1
@@ -101,8 +109,6 @@ def zigzag_ring_attention(
     group = group if group is not None else dist.group.WORLD
     scale = default_scale(q, scale)
     if q.is_cuda and kernel is None:
-        from longctx.attention import cuda
-
         if cuda.has_ring_flash_attn():
             return cuda.zigzag_ring(q, k, v, scale, group)
     return _ZigzagRing.apply(q, k, v, group, scale, kernel)
