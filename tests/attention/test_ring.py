@@ -7,7 +7,7 @@ from global ranks). The run has a timeout; ranks end with barrier + destroy_proc
 
 import pytest
 
-from _ring_ranks import ring_suite
+from support.ring_ranks import ring_suite
 from longctx.distributed.launch import run_local
 
 TOL = {"float64": 1e-10, "float32": 1e-5}

@@ -1,7 +1,7 @@
 """The SDPA-op block kernels (``longctx.attention.sdpa_kernels``): the wrapper against a float64
 autograd oracle, the CUDA ops' argument/layout contract on meta tensors, the kernel selection
 (with made-up GPUs). Ring attention on the wrapper (kernel="flash", float64 and float32) is in
-tests/test_ring.py.
+tests/attention/test_ring.py.
 
 The CPU op runs through the same wrapper as the CUDA ops; fake ops built from it return the lse in
 the efficient (padded) and cudnn (``[B,H,T,1]``) layouts and take K/V repeated for GQA, so every

@@ -1,13 +1,13 @@
 """Ulysses on 2 and 4 gloo ranks and USP 2 x 2 on 4 equal single-process attention; `auto` and the USP groups.
 
-The multi-rank checks share ONE 4-rank job (spawning is the slow part; ``_ulysses_ranks``): Ulysses
+The multi-rank checks share ONE 4-rank job (spawning is the slow part; ``support.ulysses_ranks``): Ulysses
 on the sub-group [1, 3] and on all 4 ranks, USP with Ulysses groups [0, 1], [2, 3] and rings
 [0, 2], [1, 3]. Every case has documents crossing rank boundaries; most need padding.
 """
 
 import pytest
 
-from _ulysses_ranks import ulysses_suite
+from support.ulysses_ranks import ulysses_suite
 from longctx.attention.ulysses import kv_replication
 from longctx.distributed.layouts import get_layout
 from longctx.distributed.layouts.choose import choose_layout, resolve_layout

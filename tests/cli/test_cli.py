@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from longctx.cli import SUBCOMMANDS, main, module_name, resolve
+from support import ORGANISM, ROOT
 
 
 def test_help_lists_every_subcommand(capsys):
@@ -40,7 +41,7 @@ def unpaired(folders, table) -> tuple[set[str], set[str]]:
 def test_every_cli_module_is_a_subcommand_and_every_subcommand_a_module():
     """The dispatcher imports ``longctx.cli.<name>`` by name (start-up cost, see its docstring): a module
     renamed or added without its table row would be unreachable or dangling."""
-    folder = Path(__file__).resolve().parents[1] / "longctx" / "cli"
+    folder = ROOT / "longctx" / "cli"
     assert unpaired([folder], SUBCOMMANDS) == (set(), set())
 
 
@@ -93,7 +94,7 @@ def test_a_toy_eval_command_registers_with_two_files(tiny_llama, tmp_path, monke
     ``eval_longbench.sweep.run_sweep``; nothing else is edited."""
     import eval_longbench.models as models
     import longctx.cli as package
-    from _toy_module import module_in_package
+    from support.toy_module import module_in_package
 
     with module_in_package(package, "toy_eval", TOY_EVAL, tmp_path / "cli"):  # file 1: the module
         assert unpaired(package.__path__, SUBCOMMANDS) == ({"toy_eval"}, set())  # no row: caught, unreachable
@@ -111,14 +112,13 @@ def test_a_toy_eval_command_registers_with_two_files(tiny_llama, tmp_path, monke
 
         monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("loaded a model"))
         assert main(argv) == 0  # resumed: every record is there, nothing loads
-        organism = Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism"
+        organism = ORGANISM
         capsys.readouterr()
         assert main(["toy-eval", str(organism), "--names", "a", "--out", str(out)]) == 2  # another model as "a"
         assert "meta.models.a: this file was written with" in capsys.readouterr().err
         assert json.loads((out / "results.json").read_text())["records"] == data["records"]
 
 
-ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 EVAL_DOC = ROOT / "docs" / "eval.md"  # README's evaluation sections, the `--endpoint` one among them, moved here
@@ -158,7 +158,7 @@ def test_a_reader_that_closes_the_pipe_early_gets_no_traceback(argv):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.Popen([sys.executable, "-m", "longctx", *argv], cwd=root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -101,7 +101,7 @@ def test_pack_out_holding_the_input_with_overwrite_deletes_nothing(tiny_llama, t
 
 
 def test_train_refuses_a_run_directory_holding_its_model(tiny_llama, tmp_path):
-    import _train_ranks as tr
+    from support import train_ranks as tr
     from longctx.train.trainer import Trainer
 
     packs = tr.make_packs(tmp_path / "packs", tr.random_seqs(4, 12, 50, seed=1), 128)
@@ -291,7 +291,7 @@ def test_needle_and_ppl_name_a_damaged_safetensors_file(model, tmp_path, capsys,
 
 
 def test_train_names_a_damaged_safetensors_file(model, tmp_path):
-    import _train_ranks as tr
+    from support import train_ranks as tr
     from longctx.train.trainer import Trainer
 
     _truncate(model / "model.safetensors")

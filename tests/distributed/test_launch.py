@@ -5,7 +5,7 @@ import pytest
 from longctx.distributed.launch import RankFailed, run_local
 from longctx.core.errors import LongctxError
 
-import _dist_fns
+from support import TESTS, dist_fns
 
 
 class NeedsTwoArguments(Exception):
@@ -26,18 +26,18 @@ def raise_unpicklable_on_rank_one(rank: int, world_size: int) -> None:
 
 
 def test_run_local_returns_each_ranks_value_in_rank_order():
-    assert run_local(_dist_fns.allreduce_rank, 3) == [3.0, 3.0, 3.0]
+    assert run_local(dist_fns.allreduce_rank, 3) == [3.0, 3.0, 3.0]
 
 
 def test_run_local_raises_with_the_failing_ranks_traceback():
     with pytest.raises(RuntimeError, match="boom on rank 1"):
-        run_local(_dist_fns.fail_on_rank_one, 2, timeout=60)
+        run_local(dist_fns.fail_on_rank_one, 2, timeout=60)
 
 
 def test_run_local_hands_back_the_ranks_exception_object():
     """The failure carries the rank, the exception object itself (type and message) and its traceback text."""
     with pytest.raises(RankFailed) as exc:
-        run_local(_dist_fns.fail_on_rank_one, 2, timeout=60)
+        run_local(dist_fns.fail_on_rank_one, 2, timeout=60)
     err = exc.value
     assert err.rank == 1
     assert type(err.error) is ValueError and str(err.error) == "boom on rank 1"
@@ -81,12 +81,12 @@ def test_launch_local_raises_a_ranks_user_error_as_the_one_line_longctx_error(tm
 
 def test_run_local_times_out_instead_of_hanging():
     with pytest.raises(TimeoutError):
-        run_local(_dist_fns.hang, 2, timeout=8)
+        run_local(dist_fns.hang, 2, timeout=8)
 
 
 def test_run_local_returns_tensors_intact_after_ranks_exit():
     """Tensor results survive the rank process exiting (no shared-memory file descriptors)."""
-    out = run_local(_dist_fns.return_tensor, 2)
+    out = run_local(dist_fns.return_tensor, 2)
     assert [o["t"].sum().item() for o in out] == [0.0, 1000.0]
 
 
@@ -97,11 +97,10 @@ def test_sigterm_to_the_launcher_reaches_every_rank(tmp_path):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
-    code = ("import sys; sys.path.insert(0, %r); import _dist_fns; "
+    code = ("import sys; sys.path.insert(0, %r); from support import dist_fns; "
             "from longctx.distributed.launch import run_local; "
-            "print(run_local(_dist_fns.wait_for_sigterm, 2, %r, timeout=90))") % (str(Path(__file__).parent), str(tmp_path))
+            "print(run_local(dist_fns.wait_for_sigterm, 2, %r, timeout=90))") % (str(TESTS), str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("rank*"))) < 2 and time.monotonic() < deadline:
@@ -148,8 +147,9 @@ def test_ranks_die_when_their_launcher_is_sigkilled(tmp_path):
     import time
     from pathlib import Path
 
-    code = ("import sys; sys.path.insert(0, %r); import test_launch; from longctx.distributed.launch import run_local; "
-            "run_local(test_launch.sleep_after_writing_pid, 2, %r, timeout=600)") % (str(Path(__file__).parent), str(tmp_path))
+    code = ("import sys; sys.path[:0] = %r; import test_launch; from longctx.distributed.launch import run_local; "
+            "run_local(test_launch.sleep_after_writing_pid, 2, %r, timeout=600)") % ([str(Path(__file__).parent), str(TESTS)],
+                                                                                   str(tmp_path))
     launcher = subprocess.Popen([sys.executable, "-c", code])
     pids: list[int] = []
     try:

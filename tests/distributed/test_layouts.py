@@ -70,7 +70,7 @@ def test_usp_row_needs_the_sub_groups(monkeypatch):
 def test_padded_length_is_the_next_multiple_of_the_rows_unit(layout, world):
     """Sharding pads to the row's unit, and the ranks' indices (from its spans) cover the padded pack once.
 
-    (Shard/unshard round trips of every row: tests/test_sharding.py, parametrized over the registry.)"""
+    (Shard/unshard round trips of every row: tests/distributed/test_sharding.py, parametrized over the registry.)"""
     unit = get_layout(layout).unit(world)
     assert layout_unit(layout, world) == unit
     total = padded_length(23, layout, world)

@@ -24,11 +24,10 @@ from safetensors.torch import load_file
 from longctx.distributed.launch import free_port
 from longctx.train.checkpoint import verify_checkpoint
 
-import _train_ranks as tr
+from support import ROOT, TESTS, train_ranks as tr
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 RUN_S = 300  # one launch of 4 tiny ranks takes ~25 s on 2 busy cores
 COLLECTIVE_TIMEOUT_S = 30  # parallel.timeout_s: no collective waits longer for a lost node
 EXIT_AFTER_KILL_S = COLLECTIVE_TIMEOUT_S + 30  # the surviving node's launcher exits within this
@@ -43,7 +42,7 @@ def packs(tmp_path_factory) -> Path:
 
 def _env(**extra: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(TESTS), env.get("PYTHONPATH", "")])
     if "lo" in {name for _, name in socket.if_nameindex()}:
         env["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's data connections on loopback too
     return env
@@ -135,7 +134,7 @@ def killed_run(tiny_llama, packs, tmp_path_factory) -> tuple[Path, subprocess.Po
     base = tmp_path_factory.mktemp("killed")
     out, port, args = base / "run", free_port(), _train_args(tiny_llama, packs, base / "run")
     node0 = _launch(2, 0, 2, port, args, base / "node0.log")
-    node1 = _launch(2, 1, 2, port, args, base / "node1.log", module="_stalling_node", LONGCTX_TEST_STALL_AT="3")
+    node1 = _launch(2, 1, 2, port, args, base / "node1.log", module="support.stalling_node", LONGCTX_TEST_STALL_AT="3")
     try:
         deadline = time.monotonic() + RUN_S
         step2 = out / "checkpoints" / "step-00000002"

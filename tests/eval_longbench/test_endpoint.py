@@ -3,12 +3,9 @@ model source flags, and `longctx needle` / `longbench-v2` over a loopback server
 shipped organism's own replies (same scores as the local run; the key never written)."""
 
 import json
-import socket
-from pathlib import Path
 
 import pytest
 
-from _organism_server import ModelServer
 from eval_longbench.chat_client import ChatClient, EndpointUnreachable, GenerationFailed
 from eval_longbench.models import load_model
 from longctx.cli.longbench_chat import main as longbench_chat_main
@@ -17,10 +14,8 @@ from longctx.cli.needle import main as needle_main
 from longctx.cli.ppl import main as ppl_main
 from longctx.cli.ruler import main as ruler_main
 from longctx.core.errors import LongctxError
-from _chat_server import FakeJudgeServer
-from test_judge import KEY
-
-ORGANISM = Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism"
+from support import ORGANISM
+from support.chat_server import KEY, ChatServer, scripted_client, unused_port
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +23,16 @@ def organism():
     return load_model(ORGANISM)
 
 
-def client(url, **kw):
-    sleeps = []
-    c = ChatClient(url, "served", api_key=KEY, timeout=kw.pop("timeout", 5.0), max_tries=kw.pop("max_tries", 3),
-                   backoff=0.01, sleep=sleeps.append, **kw)
-    return c, sleeps
+def client(url, max_tries=3, **kw):
+    """The endpoint's chat client with small timeouts whose sleeps are recorded instead of slept."""
+    return scripted_client(ChatClient, url, "served", max_tries=max_tries, **kw)
 
 
 # --- generation through the shared client: the judge's rules ------------------------------------
 
 def test_generate_sends_a_greedy_user_message_with_the_token_budget():
     """One user message (no system), temperature 0, max_tokens = max_new_tokens, the served name, the key."""
-    with FakeJudgeServer(default=("ok", "the reply")) as srv:
+    with ChatServer(default=("ok", "the reply")) as srv:
         c, _ = client(srv.url)
         assert c.generate_fn()("the prompt", 7) == "the reply"
     body = srv.requests[0]["body"]
@@ -51,48 +44,41 @@ def test_generate_sends_a_greedy_user_message_with_the_token_budget():
 def test_generate_retries_429_5xx_timeouts_and_drops():
     """Transient failures are retried with the back-off, as for the judge; the fifth try answers."""
     script = [("status", 429), ("status", 503), ("slow", 1.5, "late"), ("drop",)]
-    with FakeJudgeServer(script, default=("ok", "finally")) as srv:
+    with ChatServer(script, default=("ok", "finally")) as srv:
         c, sleeps = client(srv.url, timeout=0.5, max_tries=5)
         assert c.generate_fn()("p", 4) == "finally"
     assert len(srv.requests) == 5 and len(sleeps) == 4
 
 
-def test_a_rejected_prompt_fails_that_prompt_without_retrying():
-    """HTTP 400 (e.g. a prompt over the server's window) is GenerationFailed after one request."""
-    with FakeJudgeServer(default=("status", 400)) as srv:
+@pytest.mark.parametrize("status, error, match", [
+    (400, GenerationFailed, "HTTP 400"),  # a rejected prompt (e.g. over the server's window): that prompt fails
+    (401, LongctxError, "HTTP 401.*--endpoint, --served-model"),  # wrong key or model: the run stops, naming the flags
+], ids=["rejected-prompt", "wrong-key-or-model"])
+def test_a_rejected_prompt_or_a_wrong_key_fails_after_one_request(status, error, match):
+    """Neither is retried: one request, then the error (GenerationFailed for the prompt, the run's error for the key)."""
+    with ChatServer(default=("status", status)) as srv:
         c, _ = client(srv.url)
-        with pytest.raises(GenerationFailed, match="HTTP 400"):
-            c.generate_fn()("p", 4)
-    assert len(srv.requests) == 1
-
-
-def test_wrong_key_or_model_stops_the_run_naming_the_endpoint_flags():
-    with FakeJudgeServer(default=("status", 401)) as srv:
-        c, _ = client(srv.url)
-        with pytest.raises(LongctxError, match="HTTP 401.*--endpoint, --served-model"):
+        with pytest.raises(error, match=match):
             c.generate_fn()("p", 4)
     assert len(srv.requests) == 1
 
 
 def test_an_unreachable_endpoint_is_a_clear_error():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = unused_port()
     c, _ = client(f"http://127.0.0.1:{port}/v1", max_tries=2)
     with pytest.raises(EndpointUnreachable, match=f"endpoint at http://127.0.0.1:{port}.*unreachable"):
         c.generate_fn()("p", 4)
 
 
 def test_a_reply_echoing_the_key_is_redacted():
-    with FakeJudgeServer(default=("ok", f"key is {KEY}")) as srv:
+    with ChatServer(default=("ok", f"key is {KEY}")) as srv:
         c, _ = client(srv.url)
         out = c.generate_fn()("p", 4)
     assert KEY not in out and "***" in out and KEY not in repr(c)
 
 
 def test_cross_origin_redirect_names_the_endpoint_flag():
-    with FakeJudgeServer() as other, FakeJudgeServer(default=("raw", 307, b"", {"Location": other.url + "/chat/completions"})) as srv:
+    with ChatServer() as other, ChatServer(default=("raw", 307, b"", {"Location": other.url + "/chat/completions"})) as srv:
         c, _ = client(srv.url)
         with pytest.raises(LongctxError, match="redirects to another origin.*--endpoint"):
             c.generate_fn()("p", 4)
@@ -154,7 +140,7 @@ def test_needle_over_the_endpoint_scores_like_the_local_run(organism, tmp_path, 
     model, tok = organism
     monkeypatch.setenv("LONGCTX_TEST_KEY", KEY)
     assert needle_main([str(ORGANISM), "--chat", "--out", str(tmp_path / "local"), *NEEDLE]) == 0
-    with ModelServer(model, tok) as srv:
+    with ChatServer(model=model, tokenizer=tok) as srv:
         assert needle_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
                             "--api-key-env", "LONGCTX_TEST_KEY", "--out", str(tmp_path / "served"), *NEEDLE]) == 0
     local, served = cells(tmp_path / "local"), cells(tmp_path / "served")
@@ -173,7 +159,7 @@ def test_another_served_model_under_the_same_name_is_not_given_old_results(organ
     model into the same --out is the meta error, not a reuse."""
     model, tok = organism
     out = tmp_path / "o"
-    with ModelServer(model, tok, served_name="a") as srv:
+    with ChatServer(model=model, tokenizer=tok, served_name="a") as srv:
         base = ["--endpoint", srv.url, "--tokenizer", str(ORGANISM), "--names", "m", "--out", str(out),
                 "--lengths", "200", "--depths", "1", "--max-new-tokens", "2"]
         assert needle_main([*base, "--served-model", "a"]) == 0
@@ -196,7 +182,7 @@ def test_longbench_v2_over_the_endpoint_answers_like_the_local_run(organism, tmp
     data.write_text("\n".join(json.dumps(r) for r in v2_records()))
     common = ["--data", str(data), "--max-new-tokens", "8"]
     assert longbench_v2_main([str(ORGANISM), "--out", str(tmp_path / "local"), *common]) == 0
-    with ModelServer(model, tok) as srv:
+    with ChatServer(model=model, tokenizer=tok) as srv:
         assert longbench_v2_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
                                   "--out", str(tmp_path / "served"), *common]) == 0
 
@@ -223,7 +209,7 @@ def test_longbench_chat_over_an_endpoint_without_tokenizer_sends_prompts_whole(o
     common = ["--cases", str(tmp_path / "c.json"), "--few-shots", str(tmp_path / "s.json"), "--generate-only",
               "--max-new-tokens", "12"]
     assert longbench_chat_main([str(ORGANISM), "--out", str(tmp_path / "local"), *common]) == 0
-    with ModelServer(model, tok) as srv:
+    with ChatServer(model=model, tokenizer=tok) as srv:
         assert longbench_chat_main(["--endpoint", srv.url, "--served-model", "organism",
                                     "--out", str(tmp_path / "served"), *common]) == 0
     assert "prompts are sent whole" in capsys.readouterr().out
@@ -255,7 +241,7 @@ def test_ruler_over_the_endpoint_scores_like_the_local_run(organism, tmp_path):
     model, tok = organism
     args = ["--lengths", "512", "--tasks", "niah_single_1,vt", "--samples", "2", "--names", "organism"]
     assert ruler_main([str(ORGANISM), "--out", str(tmp_path / "local"), *args]) == 0
-    with ModelServer(model, tok) as srv:
+    with ChatServer(model=model, tokenizer=tok) as srv:
         assert ruler_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
                            "--out", str(tmp_path / "served"), *args]) == 0
     local, served = ruler_predictions(tmp_path / "local"), ruler_predictions(tmp_path / "served")

@@ -1,24 +1,18 @@
 """The judge client against a real chat-completions HTTP server on loopback (no internet)."""
 
-import socket
 import threading
 import time
 
 import pytest
 
 from eval_longbench.judge import JudgeUnreachable, OpenAIJudge, build_judge_prompt, parse_rating, rate_many
-from _chat_server import FakeJudgeServer
 from longctx.core.errors import LongctxError
+from support.chat_server import KEY, ChatServer, scripted_client, unused_port
 
-KEY = "sk-test-SECRET-0123456789"
 
-
-def judge(url, **kw):
+def judge(url, max_tries=4, **kw):
     """A judge with small timeouts whose sleeps are recorded instead of slept."""
-    sleeps = []
-    j = OpenAIJudge(url, "judge-model", api_key=KEY, timeout=kw.pop("timeout", 5.0), max_tries=kw.pop("max_tries", 4),
-                    backoff=0.01, sleep=sleeps.append, **kw)
-    return j, sleeps
+    return scripted_client(OpenAIJudge, url, "judge-model", max_tries=max_tries, **kw)
 
 
 def test_parse_takes_the_last_bracketed_rating():
@@ -32,7 +26,7 @@ def test_parse_takes_the_last_bracketed_rating():
 
 def test_429_then_good_reply_is_retried(tmp_path):
     """A rate-limited first reply is retried after a backoff sleep; the rating comes from the second."""
-    with FakeJudgeServer([("status", 429)], default=("ok", "ok [[6]]")) as srv:
+    with ChatServer([("status", 429)], default=("ok", "ok [[6]]")) as srv:
         j, sleeps = judge(srv.url)
         r = j.rate("rate this")
     assert (r.score, r.attempts) == (6.0, 2) and len(srv.requests) == 2 and len(sleeps) == 1
@@ -43,7 +37,7 @@ def test_429_then_good_reply_is_retried(tmp_path):
 def test_server_errors_timeouts_drops_and_garbage_are_retried():
     """500, a reply slower than the timeout, a dropped connection and non-JSON are all retried."""
     script = [("status", 500), ("slow", 1.5, "[[2]]"), ("drop",), ("garbage",)]
-    with FakeJudgeServer(script, default=("ok", "[[9]]")) as srv:
+    with ChatServer(script, default=("ok", "[[9]]")) as srv:
         j, _ = judge(srv.url, timeout=0.5, max_tries=5)
         r = j.rate("x")
     assert (r.score, r.attempts) == (9.0, 5)
@@ -51,7 +45,7 @@ def test_server_errors_timeouts_drops_and_garbage_are_retried():
 
 def test_unparseable_reply_is_retried_then_reported_as_failure():
     """Replies without a valid [[n]] are retried; after max_tries the rating is None with an error."""
-    with FakeJudgeServer(default=("ok", "I would say eleven [[11]]")) as srv:
+    with ChatServer(default=("ok", "I would say eleven [[11]]")) as srv:
         j, _ = judge(srv.url, max_tries=3)
         r = j.rate("x")
     assert r.score is None and r.attempts == 3 and len(srv.requests) == 3 and "rating" in r.error
@@ -59,7 +53,7 @@ def test_unparseable_reply_is_retried_then_reported_as_failure():
 
 def test_auth_error_is_not_retried():
     """401 cannot be fixed by retrying: one request, then a user error."""
-    with FakeJudgeServer(default=("status", 401)) as srv:
+    with ChatServer(default=("status", 401)) as srv:
         j, _ = judge(srv.url)
         with pytest.raises(LongctxError, match="HTTP 401"):
             j.rate("x")
@@ -68,10 +62,7 @@ def test_auth_error_is_not_retried():
 
 def test_unreachable_judge_is_a_clear_error():
     """Nothing listening: after the tries, JudgeUnreachable names the endpoint."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = unused_port()
     j, sleeps = judge(f"http://127.0.0.1:{port}/v1", max_tries=2)
     with pytest.raises(JudgeUnreachable, match=f"127.0.0.1:{port}.*unreachable"):
         j.rate("x")
@@ -81,7 +72,7 @@ def test_unreachable_judge_is_a_clear_error():
 def test_api_key_is_sent_but_never_echoed():
     """The key goes in the Authorization header only; a server echoing it back gets it redacted,
     and the judge's repr does not show it."""
-    with FakeJudgeServer(default=("ok", f"your key {KEY} [[5]]")) as srv:
+    with ChatServer(default=("ok", f"your key {KEY} [[5]]")) as srv:
         j, _ = judge(srv.url)
         r = j.rate("x")
     assert srv.requests[0]["headers"]["Authorization"] == f"Bearer {KEY}"
@@ -92,7 +83,7 @@ def test_api_key_is_sent_but_never_echoed():
 def test_concurrency_is_bounded():
     """With 10 prompts and concurrency 3 the server never sees more than 3 requests at once (and sees 3)."""
     got = {}
-    with FakeJudgeServer(delay=0.15) as srv:
+    with ChatServer(delay=0.15) as srv:
         j, _ = judge(srv.url)
         rate_many(j, {str(i): f"p{i}" for i in range(10)}, lambda k, r: got.__setitem__(k, r.score), concurrency=3)
     assert srv.peak == 3 and len(got) == 10 and set(got.values()) == {7.0}
@@ -146,9 +137,9 @@ def test_cross_origin_redirect_is_refused_and_the_other_server_never_sees_the_ke
     """A 302/307 from --judge-url's server to a server on another port is refused with a one-line
     error naming the other origin; that server gets no request, so no Authorization header."""
     codes = (301, 302, 303, 307, 308)
-    with FakeJudgeServer() as other:
+    with ChatServer() as other:
         loc = {"Location": other.url + "/chat/completions"}
-        with FakeJudgeServer([("raw", c, b"", loc) for c in codes]) as srv:
+        with ChatServer([("raw", c, b"", loc) for c in codes]) as srv:
             for code in codes:
                 j, _ = judge(srv.url)
                 with pytest.raises(LongctxError, match=f"HTTP {code} redirects to another origin") as err:
@@ -161,7 +152,7 @@ def test_cross_origin_redirect_is_refused_and_the_other_server_never_sees_the_ke
 
 def test_same_origin_307_is_followed_with_the_post_body():
     """A 307 to another path of the same server is followed: the POST body and key go again, to it only."""
-    with FakeJudgeServer([("raw", 307, b"", {"Location": "/v2/chat/completions"})], default=("ok", "[[8]]")) as srv:
+    with ChatServer([("raw", 307, b"", {"Location": "/v2/chat/completions"})], default=("ok", "[[8]]")) as srv:
         j, _ = judge(srv.url)
         r = j.rate("x")
     assert r.score == 8.0 and [q["path"] for q in srv.requests] == ["/v1/chat/completions", "/v2/chat/completions"]
@@ -170,7 +161,7 @@ def test_same_origin_307_is_followed_with_the_post_body():
 
 def test_same_origin_302_is_refused_rather_than_turned_into_a_get():
     """301/302/303 would make the POST a GET (which no chat endpoint answers): a one-line error."""
-    with FakeJudgeServer(default=("raw", 302, b"", {"Location": "/elsewhere"})) as srv:
+    with ChatServer(default=("raw", 302, b"", {"Location": "/elsewhere"})) as srv:
         j, _ = judge(srv.url)
         with pytest.raises(LongctxError, match="HTTP 302 redirects to .*POST into a GET"):
             j.rate("x")
@@ -183,7 +174,7 @@ def test_retry_after_of_an_hour_is_capped_and_logged(capsys):
     """Retry-After: 3600 waits MAX_WAIT (60 s), and says so on stderr."""
     from eval_longbench.judge import MAX_WAIT
 
-    with FakeJudgeServer([("raw", 429, b"{}", {"Retry-After": "3600"})], default=("ok", "[[5]]")) as srv:
+    with ChatServer([("raw", 429, b"{}", {"Retry-After": "3600"})], default=("ok", "[[5]]")) as srv:
         j, sleeps = judge(srv.url)
         r = j.rate("x")
     assert r.score == 5.0 and sleeps == [MAX_WAIT] == [60.0]
@@ -194,7 +185,7 @@ def test_retry_after_of_an_hour_is_capped_and_logged(capsys):
 def test_unusable_retry_after_falls_back_to_the_backoff(value):
     """Negative, NaN, infinite, non-numeric or date Retry-After values neither crash nor set the wait:
     the normal back-off (0.01 s here, with at most 25 % jitter) applies."""
-    with FakeJudgeServer([("raw", 503, b"{}", {"Retry-After": value})], default=("ok", "[[5]]")) as srv:
+    with ChatServer([("raw", 503, b"{}", {"Retry-After": value})], default=("ok", "[[5]]")) as srv:
         j, sleeps = judge(srv.url)
         r = j.rate("x")
     assert r.score == 5.0 and len(sleeps) == 1 and 0.01 <= sleeps[0] <= 0.0125
@@ -204,7 +195,7 @@ def test_unusable_retry_after_falls_back_to_the_backoff(value):
 def test_a_server_dripping_its_reply_is_cut_off_at_the_timeout(where):
     """A reply sent one byte every 50 ms (each byte resets a socket timeout) ends at the total
     deadline of 0.5 s as a timed-out try, not when the server is done (~10 s)."""
-    with FakeJudgeServer(default=("drip", 0.05, "x" * 200 + " [[7]]", where)) as srv:
+    with ChatServer(default=("drip", 0.05, "x" * 200 + " [[7]]", where)) as srv:
         j, _ = judge(srv.url, timeout=0.5, max_tries=1)
         t0 = time.monotonic()
         r = j.rate("x")
@@ -214,7 +205,7 @@ def test_a_server_dripping_its_reply_is_cut_off_at_the_timeout(where):
 
 def test_a_dripping_error_body_is_cut_off_too():
     """The deadline also covers reading an HTTP error's body."""
-    class Drip(FakeJudgeServer):
+    class Drip(ChatServer):
         def reply(self, h, step):
             h.send_response(500)
             h.send_header("Content-Length", "1000")
@@ -243,7 +234,7 @@ def test_an_echoed_key_is_redacted_before_the_error_body_is_cut():
 
     pads = range(ERROR_BODY_CHARS - len(KEY) - 30, ERROR_BODY_CHARS + 2)
     script = [("raw", 500, ("p" * pad + f"Authorization: Bearer {KEY} rest").encode(), {}) for pad in pads]
-    with FakeJudgeServer(script) as srv:
+    with ChatServer(script) as srv:
         for pad in pads:
             j, _ = judge(srv.url, max_tries=1)
             r = j.rate("x")

@@ -12,8 +12,7 @@ from eval_longbench.models import chat_prompt
 from eval_longbench.results import ResultStore
 from longctx.core.errors import LongctxError
 from longctx.core.tokenizer import byte_tokenizer
-from _chat_server import FakeJudgeServer
-from test_judge import KEY
+from support.chat_server import KEY, ChatServer
 
 TOK = byte_tokenizer()
 
@@ -103,12 +102,12 @@ def test_pipeline_scores_resumes_and_retries_failures(tmp_path):
     prompts = []
     gen = lambda p, n: prompts.append(p) or f"answer to {p[-12:]}"  # noqa: E731
     script = [("ok", "[[8]]"), ("ok", "[[4]]"), ("ok", "no rating"), ("ok", "still none")]
-    with FakeJudgeServer(script, default=("ok", "nope")) as srv:
+    with ChatServer(script, default=("ok", "nope")) as srv:
         cases, store = run_pipeline(tmp_path, srv.url, gen)
         rep = report(cases, store)
     assert len(prompts) == 3 and all(len(TOK(p, add_special_tokens=False)["input_ids"]) <= 64 for p in prompts)
     assert rep["rated"] == 2 and rep["mean_score"] == 6.0 and len(rep["failures"]) == 1
-    with FakeJudgeServer(default=("ok", "now fine [[10]]")) as srv:
+    with ChatServer(default=("ok", "now fine [[10]]")) as srv:
         cases, store = run_pipeline(tmp_path, srv.url, gen)
         rep = report(cases, store)
         assert len(srv.requests) == 1
@@ -139,7 +138,7 @@ def test_cli_end_to_end_never_writes_the_key(tiny_llama, tmp_path, monkeypatch, 
     write_cases(tmp_path / "cases.jsonl", 2, jsonl=True)
     write_shots(tmp_path / "shots.json", 2)
     out = tmp_path / "out"
-    with FakeJudgeServer(default=("ok", f"echo {KEY}. Rating: [[3]]")) as srv:
+    with ChatServer(default=("ok", f"echo {KEY}. Rating: [[3]]")) as srv:
         rc = longbench_chat_main([str(tiny_llama), "--cases", str(tmp_path / "cases.jsonl"), "--few-shots",
                                   str(tmp_path / "shots.json"), "--out", str(out), "--max-length", "48",
                                   "--max-new-tokens", "4", "--judge-url", srv.url, "--judge-key-env", "LBC_TEST_KEY"])
@@ -165,7 +164,7 @@ def test_no_key_prefix_reaches_results_report_or_logs(tiny_llama, tmp_path, monk
     write_shots(tmp_path / "shots.json", len(pads))
     script = [("raw", 500, ("p" * pad + f"Authorization: Bearer {KEY} rest").encode(), {}) for pad in pads]
     out = tmp_path / "out"
-    with FakeJudgeServer(script) as srv, pytest.raises(LongctxError) as failed:  # no rating: exit 2, as needle
+    with ChatServer(script) as srv, pytest.raises(LongctxError) as failed:  # no rating: exit 2, as needle
         longbench_chat_main([str(tiny_llama), "--cases", str(tmp_path / "cases.jsonl"), "--few-shots",
                              str(tmp_path / "shots.json"), "--out", str(out), "--max-length", "16",
                              "--max-new-tokens", "1", "--judge-url", srv.url, "--judge-key-env", "LBC_TEST_KEY",
@@ -187,7 +186,7 @@ def test_scores_of_another_judge_are_rated_again_not_reused(tmp_path):
     store = ResultStore(tmp_path / "r.json", {"model": "m"})
     preds = generate_predictions(cases, lambda p, n: "pred", TOK, store, max_length=64, progress=False)
     for judge_id, reply, asked in [("judge A", "[[8]]", 2), ("judge A", "[[1]]", 0), ("judge B", "[[3]]", 2)]:
-        with FakeJudgeServer(default=("ok", reply)) as srv:
+        with ChatServer(default=("ok", reply)) as srv:
             judge = OpenAIJudge(srv.url, "j", timeout=5, max_tries=1, sleep=lambda s: None)
             judge_predictions(cases, preds, shots, judge, store, progress=False, judge_id=judge_id)
         assert len(srv.requests) == asked

@@ -13,6 +13,7 @@ from eval_longbench.longbench_v2 import (
 from eval_longbench.results import ResultStore
 from longctx.core.errors import LongctxError
 from longctx.core.tokenizer import byte_tokenizer
+from support import ORGANISM
 
 TOK = byte_tokenizer()
 
@@ -164,7 +165,7 @@ def test_cli_refuses_to_reuse_results_of_another_data_file(tmp_path, monkeypatch
     """Same --out, another --data content: the meta error, before any model loads."""
     from longctx.cli.longbench_v2 import main as longbench_v2_main
 
-    org = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism")
+    org = str(ORGANISM)
     (tmp_path / "a.json").write_text(json.dumps([record(0, context="x " * 10)]))
     assert longbench_v2_main([org, "--data", str(tmp_path / "a.json"), "--out", str(tmp_path / "o"),
                               "--max-new-tokens", "4"]) == 0
@@ -228,11 +229,11 @@ def test_a_single_record_as_one_json_line_is_still_read(tmp_path):
 def test_a_server_failing_every_request_exits_2_like_needle(tmp_path, capsys):
     """HTTP 500 on every try: the answers are saved and reported, then the run is the one-line error
     needle gives (exit status 2), not accuracy null with status 0."""
-    from _chat_server import FakeJudgeServer
+    from support.chat_server import ChatServer
     from longctx.cli import main
 
     (tmp_path / "d.json").write_text(json.dumps([record(0), record(1)]))
-    with FakeJudgeServer(default=("status", 500)) as srv:
+    with ChatServer(default=("status", 500)) as srv:
         rc = main(["longbench-v2", "--endpoint", srv.url, "--served-model", "m", "--data", str(tmp_path / "d.json"),
                    "--out", str(tmp_path / "o"), "--max-new-tokens", "4", "--endpoint-tries", "1"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -10,6 +10,8 @@ from eval_longbench.haystack import (
 )
 from longctx.core.errors import LongctxError
 from longctx.core.tokenizer import byte_tokenizer
+from support import ORGANISM
+from support.bpe import bpe_tokenizer
 
 TOK = byte_tokenizer()
 NEEDLE_RE = re.compile(r"The pass key is (\d{5})\. Remember it\. \1 is the pass key\.")
@@ -17,22 +19,6 @@ NEEDLE_RE = re.compile(r"The pass key is (\d{5})\. Remember it\. \1 is the pass 
 
 def ntok(tok, text):
     return len(tok(text, add_special_tokens=False)["input_ids"])
-
-
-def bpe_tokenizer():
-    """A real merging BPE tokenizer (trained offline on noise), so token counts are not char counts."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from tokenizers import decoders
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = list(NOISE_SENTENCES) * 5 + [PASSKEY_INTRO, PASSKEY_QUESTION, "0123456789 Remember it."]
-    trainer = trainers.BpeTrainer(vocab_size=500, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok)
 
 
 @pytest.mark.parametrize("length", [200, 257, 1000, 3001])
@@ -164,11 +150,9 @@ def test_builtin_noise_placement_is_unchanged_by_the_fallback():
 def test_a_haystack_file_with_nul_bytes_is_refused_naming_the_file_and_offset(tmp_path, capsys, data):
     """NULs are not text (a UTF-16 or binary file): tokenizers drop them, and a needle asked at 50 %
     would land elsewhere without a word; the needle command says so in one line instead."""
-    from pathlib import Path
-
     from longctx.cli import main
 
-    organism = Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism"
+    organism = ORGANISM
     path = tmp_path / "hay.txt"
     path.write_bytes(data)
     assert main(["needle", "--endpoint", "http://127.0.0.1:9/v1", "--served-model", "m", "--tokenizer", str(organism),

@@ -147,11 +147,11 @@ def test_needle_cli_compares_two_models_and_resumes(tiny_llama, tmp_path, capsys
 def test_judge_scoring_maps_ratings_to_unit_scores(tiny_llama, tmp_path):
     """--scoring judge: a rating of 10 is score 1.0 and a rating of 1 is 0.0 in every cell."""
     from longctx.cli.needle import main as needle_main
-    from _chat_server import FakeJudgeServer
+    from support.chat_server import ChatServer
 
     for rating, score in ((10, 1.0), (1, 0.0)):
         out = tmp_path / f"j{rating}"
-        with FakeJudgeServer(default=("ok", f"[[{rating}]]")) as srv:
+        with ChatServer(default=("ok", f"[[{rating}]]")) as srv:
             assert needle_main([str(tiny_llama), "--lengths", "200", "--depths", "2", "--max-new-tokens", "2",
                                 "--scoring", "judge", "--judge-url", srv.url, "--out", str(out)]) == 0
             assert "pass key" in srv.requests[0]["body"]["messages"][1]["content"]

@@ -175,7 +175,7 @@ def test_a_toy_ruler_task_registers_with_two_files(tmp_path, monkeypatch):
     dropped into the package) and one row of ``registry.FAMILIES``. Selection (by name and ``all``), the
     runner, scoring, the tables and ``longctx ruler`` take it from there."""
     import eval_longbench.ruler as package
-    from _toy_module import module_in_package
+    from support.toy_module import module_in_package
     from eval_longbench.ruler import registry
     from longctx.cli import main
 

@@ -15,7 +15,7 @@ from eval_longbench.haystack import Needle, fit_prompt, split_sentences
 from eval_longbench.ruler.base import DoesNotFit, GenContext, string_match_all, string_match_part
 from eval_longbench.ruler.registry import TASKS, select_tasks
 from longctx.core.tokenizer import byte_tokenizer
-from test_needle_haystack import bpe_tokenizer
+from support.bpe import bpe_tokenizer
 
 BYTE = byte_tokenizer()
 BPE = bpe_tokenizer()

@@ -11,17 +11,17 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "gpu"))
+from support import TESTS
+from support.scripts import load_script
+
+sys.path.insert(0, str(TESTS / "gpu"))  # tests/gpu's own helpers, imported there as top-level modules
 
 from _cases import block_case, loss_case, tiny_llama_case, varlen_case  # noqa: E402
 from _oracle import GRAD_NORM_TOL, TOL, compare  # noqa: E402
-from _scripts import load_script  # noqa: E402
 
 
 @pytest.fixture(scope="module")

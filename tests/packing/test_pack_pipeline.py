@@ -34,11 +34,6 @@ def _jsonl(path, records, extra_lines=()):
     return path
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return byte_tokenizer()
-
-
 def _pack(tok, sources, out, **kw):
     kw.setdefault("pack_length", P)
     return pack_files(sources, "byte-tokenizer", out, PackConfig(progress=False, **kw), tokenizer=tok)

@@ -16,11 +16,6 @@ CONV = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return byte_tokenizer()
-
-
 def _labelled_text(tok, t):
     return tok.decode(t.labels[t.labels != -100].tolist())
 

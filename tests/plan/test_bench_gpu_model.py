@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from _scripts import load_script
+from support.scripts import load_script
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,6 @@ from safetensors import safe_open
 from longctx.core.errors import LongctxError
 from longctx.organism.check import CHECK_SEED, passkey_accuracy, shipped_model_dir
 from longctx.organism.data import pretrain_sequence, write_pretrain_packs
-from longctx.core.tokenizer import byte_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return byte_tokenizer()
 
 
 def test_pretrain_sequence_has_exact_length_and_boosted_answer(tok):

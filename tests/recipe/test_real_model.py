@@ -153,7 +153,7 @@ PACK = 2048
 @pytest.fixture(scope="module")
 def smol_pack(smollm2, tmp_path_factory):
     """One 2K pack of two real-text documents (SmolLM2's tokenizer; pad = its pad id), via packing's writer."""
-    import _train_ranks as tr
+    from support import train_ranks as tr
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(smollm2)
@@ -173,7 +173,7 @@ def smol_pack(smollm2, tmp_path_factory):
 def test_smollm2_sp2_training_step_on_a_2k_pack_equals_the_1_rank_step(smollm2, smol_pack, tmp_path):
     """Ring attention (varlen layout) over 2 gloo ranks on the real shapes (GQA 9/3, head dim 64, tied
     embeddings, 49K vocab): the same loss and gradients as one rank. Tolerances: SP_GRAD_TOL, SP_LOSS_TOL."""
-    import _train_ranks as tr
+    from support import train_ranks as tr
 
     from longctx.distributed.launch import run_local
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from _scripts import load_script
+from support.scripts import load_script
 from eval_longbench.results import ResultStore
 from longctx.core.errors import LongctxError
 

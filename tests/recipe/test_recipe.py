@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from longctx.core.errors import LongctxError
 from longctx.recipe.runner import RecipeRun, dry_run, resolved_stage, stage_hash
 from longctx.recipe.spec import load_recipe, parse_recipe
+from support import ROOT
 
 TINY = {
     "base": "organism", "seed": 0,
@@ -101,7 +102,7 @@ def test_the_8b_recipe_fits_its_stated_gpus_in_dry_run():
     """configs/recipes/glm4_style_llama3_8b.yaml: longctx plan says every stage fits on the GPUs it states."""
     from longctx.recipe.spec import plan_rows
 
-    r = load_recipe(Path(__file__).parent.parent / "configs" / "recipes" / "glm4_style_llama3_8b.yaml")
+    r = load_recipe(ROOT / "configs" / "recipes" / "glm4_style_llama3_8b.yaml")
     rows = plan_rows(r.plan, r.stages)
     assert [row["seq_len"] for row in rows] == [32768, 131072]
     assert all(row["fits"] for row in rows), rows
@@ -111,7 +112,7 @@ def test_the_8b_recipe_fits_its_stated_gpus_in_dry_run():
 
 def test_every_shipped_recipe_validates():
     """Each file in configs/recipes parses and validates (recipes cannot rot)."""
-    files = sorted((Path(__file__).parent.parent / "configs" / "recipes").glob("*.yaml"))
+    files = sorted((ROOT / "configs" / "recipes").glob("*.yaml"))
     assert len(files) >= 3
     for f in files:
         assert load_recipe(f).stages

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from _scripts import load_script
+from support.scripts import load_script
 from longctx.recipe.spec import parse_recipe
 
 

@@ -1,11 +1,9 @@
 """Imports point down the layers of docs/architecture.md: the contracts in pyproject.toml, checked by
 import-linter (a maintained library for exactly this), so a test fails on the first import that points up."""
 
-from pathlib import Path
-
 from importlinter.cli import EXIT_STATUS_SUCCESS, lint_imports
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
 
 
 def test_imports_follow_the_layer_contracts(monkeypatch, capsys):

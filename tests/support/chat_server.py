@@ -1,5 +1,9 @@
-"""A scripted OpenAI-compatible chat-completions server on loopback (no internet), for the judge and
-endpoint clients' tests: each request is answered by the next step of a script, then a default step."""
+"""One OpenAI-compatible chat-completions server on loopback (no internet) for every client test: the
+judge's, the endpoint model source's, and whole evaluations over an endpoint. Each request is answered
+by the next step of a script, then a default step; one step kind asks a REAL local model, so a run over
+the endpoint can be compared reply for reply with the same run on the local checkpoint."""
+
+from __future__ import annotations
 
 import json
 import socket
@@ -7,18 +11,45 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from eval_longbench.models import hf_generate_fn
 
-class FakeJudgeServer:
+KEY = "sk-test-SECRET-0123456789"  # the API key the client tests send: it must never be written or echoed
+
+
+def scripted_client(cls, url: str, model: str, *, max_tries: int, timeout: float = 5.0, **kw):
+    """``cls(url, model, ...)`` (the judge or the endpoint's chat client) with ``KEY``, a short timeout and a
+    tiny back-off whose sleeps are recorded instead of slept: (client, sleeps)."""
+    sleeps: list[float] = []
+    client = cls(url, model, api_key=KEY, timeout=timeout, max_tries=max_tries, backoff=0.01, sleep=sleeps.append, **kw)
+    return client, sleeps
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): an endpoint that never answers."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class ChatServer:
     """A chat-completions endpoint whose replies follow a script of steps, then a default step.
 
     Steps: ("ok", content) | ("status", code) | ("slow", seconds, content) | ("garbage",) | ("drop",) |
     ("raw", code, body_bytes, {header: value}) | ("drip", seconds_per_byte, content, where) where
-    ``where`` is "head" (status line and headers dripped) or "body".
+    ``where`` is "head" (status line and headers dripped) or "body" | ("model",): ``model`` answers the
+    request's messages with ``hf_generate_fn(model, tokenizer, chat=True, system=...)``, greedy, with the
+    request's ``max_tokens`` (HTTP 404 for a model name other than ``served_name``); the default step
+    when a model is given.
     It records every request (headers, JSON body) and the peak number of requests in flight.
     """
 
-    def __init__(self, script=(), default=("ok", "Fine answer. Rating: [[7]]"), delay=0.0):
+    def __init__(self, script=(), default=None, delay=0.0, model=None, tokenizer=None, served_name="organism"):
+        if default is None:
+            default = ("model",) if model is not None else ("ok", "Fine answer. Rating: [[7]]")
         self.script, self.default, self.delay = list(script), default, delay
+        self.model, self.tokenizer, self.served_name = model, tokenizer, served_name
         self.requests, self.in_flight, self.peak = [], 0, 0
         self.lock = threading.Lock()
         server = self
@@ -55,6 +86,16 @@ class FakeJudgeServer:
 
     def reply(self, h, step):
         kind = step[0]
+        if kind == "model":
+            body = h.body
+            if body.get("model") != self.served_name:
+                return self.reply(h, ("status", 404))
+            msgs = body["messages"]
+            system = next((m["content"] for m in msgs if m["role"] == "system"), None)
+            with self.lock:  # one model, one generation at a time
+                text = hf_generate_fn(self.model, self.tokenizer, chat=True, system=system)(msgs[-1]["content"],
+                                                                                           body["max_tokens"])
+            step, kind = ("ok", text), "ok"
         if kind == "raw":
             h.send_response(step[1])
             for k, v in step[3].items():

@@ -1,7 +1,7 @@
 """``longctx train`` for a node that stops answering: its ranks sleep after optimizer step
 ``$LONGCTX_TEST_STALL_AT`` (a hung or unreachable node), until the test kills its launcher.
 
-Run by tests/test_multinode.py as ``torchrun ... -m _stalling_node <longctx train arguments>``.
+Run by tests/distributed/test_multinode.py as ``torchrun ... -m support.stalling_node <longctx train arguments>``.
 """
 
 import os

@@ -2,17 +2,18 @@
 
 One 4-rank job: Ulysses on a 2-rank sub-group (global ranks [1, 3]: group ranks differ from global
 ones) and on all 4 ranks, USP 2 x 2 on all 4 (Ulysses groups [0, 1], [2, 3]; rings [0, 2], [1, 3]).
-Each comparison is ``_ring_ranks._attention_case`` (float64 dense oracle on the real tokens) or
-``_ring_ranks.model_parity`` (degree-1 model on the same pack) with the Ulysses / USP attention.
+Each comparison is ``support.ring_ranks._attention_case`` (float64 dense oracle on the real tokens) or
+``support.ring_ranks.model_parity`` (degree-1 model on the same pack) with the Ulysses / USP attention.
 """
 
 from __future__ import annotations
 
 import torch.distributed as dist
 
-from _ring_ranks import _attention_case, model_parity
 from longctx.attention.ulysses import ulysses_attention, usp_attention
 from longctx.distributed.mesh import usp_group_ranks
+from support import train_ranks as tr
+from support.ring_ranks import _attention_case, model_parity
 
 PAIR = [1, 3]
 USP_U = 2
@@ -63,8 +64,7 @@ def ulysses_suite(rank: int, world: int, cases: dict, models: dict) -> dict:
 
 
 def train_layout(rank: int, world: int, cfg_dict: dict) -> dict | None:
-    """``_train_ranks.train_params`` plus the layout the trainer ran (``parallel.layout`` resolved)."""
-    import _train_ranks as tr
+    """``support.train_ranks.train_params`` plus the layout the trainer ran (``parallel.layout`` resolved)."""
     from longctx.train.config import from_dict
 
     t, out = tr.run_capturing(from_dict(cfg_dict))

@@ -1,14 +1,12 @@
-"""The ALST memory set in the trainer (tiled MLP, checkpoint offload, the automatic loss chunk) and the
-correspondence between `longctx plan`'s options and `longctx train`'s config keys.
+"""The ALST memory set in the trainer (tiled MLP, checkpoint offload, the automatic loss chunk).
 
-Oracles: the unpatched model's own step (same weights, same batch) for the gradients; the config
-dataclasses and the planner's argparse parser themselves for the option correspondence.
+Oracle: the unpatched model's own step (same weights, same batch) for the gradients. That `longctx plan`'s
+options are `longctx train`'s config keys is tests/plan/test_plan_matches_trainer.py.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import pytest
 import torch
@@ -16,15 +14,13 @@ import torch
 from longctx.core.errors import LongctxError
 from longctx.core.loss import chunked_lm_loss
 from longctx.plan import plan_run, shape_from_config
-from longctx.cli.plan import build_parser, run_from_args
-from longctx.plan.options import MEMORY_KEYS, NOT_TRAIN_KEYS, TRAIN_KEYS, run_from_train_config
 from longctx.core.sizing import LOGITS_BLOCK_ELEMENTS, MATMUL_MIN_TOKENS, auto_loss_chunk, auto_mlp_tiles
 from longctx.plan.shapes import RunShape
 from longctx.models.tiny import tiny_config
-from longctx.train.config import RunConfig, load_config
+from longctx.train.config import load_config
 from longctx.train.parallelize import apply_checkpoint_offload, apply_tiled_mlp, enable_checkpointing
 
-import _train_ranks as tr
+from support import train_ranks as tr
 
 T = 96  # tokens of the test batch
 
@@ -213,80 +209,7 @@ def test_invalid_memory_set_configs_are_refused_naming_the_key(sets, key):
         load_config(None, sets)
 
 
-# ---------------------------------------------------------------- planner = trainer
-
-
-def _config_keys() -> set[str]:
-    out = {f.name for f in dataclasses.fields(RunConfig) if not dataclasses.is_dataclass(f.default_factory)}
-    for f in dataclasses.fields(RunConfig):
-        if dataclasses.is_dataclass(f.default_factory):
-            out |= {f"{f.name}.{g.name}" for g in dataclasses.fields(f.default_factory)}
-    return out
-
-
-def test_every_planner_option_is_a_trainer_config_key_or_says_what_sets_it():
-    dests = {a.dest for a in build_parser()._actions}
-    assert dests == set(TRAIN_KEYS) | set(NOT_TRAIN_KEYS)
-    assert not set(TRAIN_KEYS) & set(NOT_TRAIN_KEYS)
-    missing = set(TRAIN_KEYS.values()) - _config_keys()
-    assert not missing, f"planner options with no trainer key: {missing}"
-
-
-def test_the_planner_offers_no_choice_the_trainer_cannot_run():
-    choices = {a.dest: a.choices for a in build_parser()._actions if a.choices}
-    assert set(choices["sharding"]) == {"none", "fsdp"}  # parallel.fsdp: false / true
-    assert set(choices["dtype"]) == {"bf16", "fp32"}  # model.dtype
-    assert set(choices["checkpointing"]) == {"full", "none"}  # model.gradient_checkpointing
-    from longctx.distributed.layouts import LAYOUTS
-
-    assert set(choices["layout"]) == set(LAYOUTS)  # parallel.layout
-
-
-BASE = ["model.gradient_checkpointing=true", "train.tiled_mlp=true"]
-PERTURB = {  # memory-relevant trainer key -> a changed value
-    "plan_gpu_mem_gib": 40.0, "parallel.sp_degree": 2, "parallel.layout": "varlen", "train.micro_batch": 2,
-    "parallel.fsdp": False, "model.gradient_checkpointing": False, "model.checkpoint_offload": True,
-    "train.loss_chunk": 512, "train.tiled_mlp": False, "train.mlp_tiles": 3,
-    "model.attn_implementation": "flash_attention_2", "model.dtype": "float32",
-}
-
-
-def _train_run(sets: list[str]) -> RunShape:
-    cfg = load_config(None, sets, validate_now=False)
-    shape = shape_from_config(tiny_config("llama"))
-    return run_from_train_config(cfg, shape, 1024, 4, "cuda", cfg.plan_gpu_mem_gib or 80.0)
-
-
-def test_every_memory_relevant_trainer_key_changes_the_plan_the_trainer_checks():
-    assert set(PERTURB) == MEMORY_KEYS
-    base = _train_run(BASE + ["parallel.fsdp=true"])
-    for key, value in PERTURB.items():
-        sets = BASE + ["parallel.fsdp=true"] + [f"{key}={value}"]
-        if key == "train.tiled_mlp":
-            sets = [s for s in sets if not s.startswith("train.tiled_mlp")] + [f"{key}={value}"]
-        assert _train_run(sets) != base, key
-
-
-@pytest.mark.parametrize("flags, sets", [
-    ([], []),
-    (["--checkpoint-offload", "--tiled-mlp", "--mlp-tiles", "4", "--sharding", "fsdp"],
-     ["model.gradient_checkpointing=true", "model.checkpoint_offload=true", "train.tiled_mlp=true",
-      "train.mlp_tiles=4", "parallel.fsdp=true"]),
-    (["--checkpointing", "none", "--loss-chunk", "1024", "--sp", "2", "--layout", "varlen", "--dtype", "fp32"],
-     ["train.loss_chunk=1024", "parallel.sp_degree=2", "parallel.layout=varlen", "model.dtype=float32"]),
-    (["--attn-kernel", "flash", "--micro-batch", "2"], ["model.gradient_checkpointing=true",
-                                                        "model.attn_implementation=flash_attention_2",
-                                                        "train.micro_batch=2"]),
-])
-def test_plan_flags_and_the_equivalent_train_config_give_the_same_run(flags, sets):
-    """`longctx plan` and `longctx train`'s own check build the identical RunShape for the same choices
-    (the planner defaults to checkpointing, the trainer's key to false: spelled out here)."""
-    a = build_parser().parse_args(["--model", "llama-3-8b", "--seq-len", "1024", "--gpus", "4", *flags])
-    if "--checkpointing" not in flags and "model.gradient_checkpointing=true" not in sets:
-        sets = sets + ["model.gradient_checkpointing=true"]
-    shape = shape_from_config(tiny_config("llama"))
-    assert run_from_args(a, shape) == run_from_train_config(load_config(None, sets, validate_now=False), shape, 1024,
-                                                            4, "cuda", 80.0)
+# ---------------------------------------------------------------- the memory set in the plan
 
 
 def test_checkpoint_offload_saves_memory_on_a_gpu_and_nothing_on_cpu():

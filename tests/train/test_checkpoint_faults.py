@@ -23,19 +23,8 @@ import torch
 from longctx.core.errors import LongctxError
 from longctx.train import checkpoint as ck
 
-import _train_ranks as tr
-
-NO_EXPORT = {"checkpoint.export": False}
-
-
-@pytest.fixture(scope="module")
-def run_after_step_1(tiny_llama, packs, tmp_path_factory) -> Path:
-    """A run with one complete checkpoint (step 1); the saves under test write step 2."""
-    from longctx.train.trainer import Trainer
-
-    out = tmp_path_factory.mktemp("run") / "run"
-    Trainer(tr.base_config(tiny_llama, packs, out, **{"train.steps": 1, "checkpoint.every": 1}, **NO_EXPORT)).run()
-    return out
+from support import train_ranks as tr
+from support.train_faults import NO_EXPORT, copy_run
 
 
 def _trainer_at_step_2(tiny_llama, packs, run: Path):
@@ -74,8 +63,7 @@ class _Ops:
 
 
 def _count_save_ops(tiny_llama, packs, run_after_step_1, tmp_path) -> int:
-    run = tmp_path / "count"
-    shutil.copytree(run_after_step_1, run)
+    run = copy_run(run_after_step_1, tmp_path / "count")
     t = _trainer_at_step_2(tiny_llama, packs, run)
     with pytest.MonkeyPatch.context() as mp:
         ops = _Ops(mp, lambda k, name: None)
@@ -90,8 +78,7 @@ def test_a_kill_at_any_point_of_a_save_resumes_from_a_complete_checkpoint(tiny_l
 
     n_ops = _count_save_ops(tiny_llama, packs, run_after_step_1, tmp_path)
     assert n_ops >= 6  # weights, optimizer, scheduler, rng, trainer.json, manifest, renames
-    run = tmp_path / "run"
-    shutil.copytree(run_after_step_1, run)
+    run = copy_run(run_after_step_1, tmp_path / "run")
     t = _trainer_at_step_2(tiny_llama, packs, run)
     snapshots: list[Path] = []
 
@@ -122,8 +109,7 @@ def test_an_io_error_at_any_point_of_a_save_leaves_only_complete_checkpoints(tin
                                                                             tmp_path):
     n_ops = _count_save_ops(tiny_llama, packs, run_after_step_1, tmp_path)
     for k_fail in range(1, n_ops + 1):
-        run = tmp_path / f"fail-at-op-{k_fail:02d}"
-        shutil.copytree(run_after_step_1, run)
+        run = copy_run(run_after_step_1, tmp_path / f"fail-at-op-{k_fail:02d}")
         t = _trainer_at_step_2(tiny_llama, packs, run)
 
         def fail(k, name, k_fail=k_fail):
@@ -190,8 +176,7 @@ def test_a_kill_while_keep_last_deletes_an_old_checkpoint_leaves_no_half_deleted
                                    OSError(28, "No space left on device")])
 def test_a_disk_that_fills_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(
         tiny_llama, packs, run_after_step_1, tmp_path, monkeypatch, error):
-    run = tmp_path / "run"
-    shutil.copytree(run_after_step_1, run)
+    run = copy_run(run_after_step_1, tmp_path / "run")
     t = _trainer_at_step_2(tiny_llama, packs, run)
 
     def full(*args, **kwargs):

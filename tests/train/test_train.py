@@ -16,9 +16,7 @@ from longctx.train.config import RunConfig, load_config, validate
 from longctx.distributed.mesh import Mesh
 from longctx.train.parallelize import checkpointing_enabled
 
-import _train_ranks as tr
-
-ROOT = Path(__file__).resolve().parents[1]
+from support import ROOT, TESTS, train_ranks as tr
 
 
 # ---------------------------------------------------------------- config
@@ -291,9 +289,9 @@ def test_sigkill_then_resume_gives_the_weights_of_an_uninterrupted_run(tiny_llam
 
     sets = {"train.steps": 5, "checkpoint.every": 2, "optim.warmup_steps": 2, "checkpoint.export": False}
     killed = tr.base_config(tiny_llama, packs, tmp_path / "killed", **sets)
-    code = ("import sys; sys.path.insert(0, %r); import _train_ranks as tr; "
+    code = ("import sys; sys.path.insert(0, %r); from support import train_ranks as tr; "
             "from longctx.train.config import from_dict; tr.train_then_sigkill(%r, 3)") % (
-        str(Path(__file__).parent), killed.to_dict())
+        str(TESTS), killed.to_dict())
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     resumed = Trainer(killed)

@@ -9,24 +9,8 @@ import torch
 
 from longctx.distributed.launch import run_local
 
-import _train_ranks as tr
-
-
-# The step's gradients (all-reduced and clipped, what the optimizer sees) must agree to 1e-6 in float32.
-# Parameters after the AdamW step get 1e-5: Adam's first update is lr * g / (|g| + eps), which turns the
-# ~1e-7 float32 rounding of near-zero gradient elements into up to ~lr differences (measured: gradients
-# 2.5e-7, parameters 1.9e-6 for an exact SP implementation), so 1e-6 on parameters exceeds the oracle's precision.
-GRAD_TOL, PARAM_TOL = 1e-6, 1e-5
-
-
-def _assert_same_step(out: dict, ref: dict) -> None:
-    assert tr.rel_err(out["grads"], ref["grads"]) <= GRAD_TOL
-    assert tr.rel_err(out["params"], ref["params"]) <= PARAM_TOL
-    assert out["losses"][0] == pytest.approx(ref["losses"][0], rel=1e-6)
-
-
-def _one_process(cfg) -> dict:
-    return tr.run_capturing(cfg)[1]
+from support import train_ranks as tr
+from support.step_compare import PARAM_TOL, assert_same_step, one_process
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +30,19 @@ def test_one_step_with_sp_degree_2_equals_sp_degree_1(tiny_llama, packs, long_do
     """Ring attention over 2 ranks + summed gradients: the same optimizer step as one rank (packed docs: varlen)."""
     data = packs if layout == "varlen" else long_docs
     sets = {"train.micro_batch": 2, "data.shuffle": False, "checkpoint.export": False, "parallel.layout": layout}
-    ref = _one_process(tr.base_config(tiny_llama, data, tmp_path / "sp1", **sets))
+    ref = one_process(tr.base_config(tiny_llama, data, tmp_path / "sp1", **sets))
     cfg = tr.base_config(tiny_llama, data, tmp_path / "sp2", **sets, **{"parallel.sp_degree": 2})
     out = run_local(tr.train_params, 2, cfg.to_dict(), timeout=240, threads_per_rank=1)[0]
-    _assert_same_step(out, ref)
+    assert_same_step(out, ref)
 
 
 def test_one_step_on_2_dp_ranks_equals_one_rank_with_double_accumulation(tiny_llama, packs, tmp_path):
     """2 DP ranks x 1 micro-batch = 1 rank x 2 accumulated micro-batches (global-M normalisation, summed grads)."""
     sets = {"data.shuffle": False, "checkpoint.export": False}
-    ref = _one_process(tr.base_config(tiny_llama, packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
+    ref = one_process(tr.base_config(tiny_llama, packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
     cfg = tr.base_config(tiny_llama, packs, tmp_path / "dp2", **sets)
     out = run_local(tr.train_params, 2, cfg.to_dict(), timeout=240, threads_per_rank=1)[0]
-    _assert_same_step(out, ref)
+    assert_same_step(out, ref)
 
 
 def test_end_to_end_extend_pack_train_sp2_loss_falls_and_export_loads(tmp_path):
@@ -98,7 +82,7 @@ def test_end_to_end_extend_pack_train_sp2_loss_falls_and_export_loads(tmp_path):
 def test_fsdp_on_2_ranks_equals_one_rank_with_double_accumulation(tiny_llama, packs, tmp_path):
     """parallel.fsdp shards weights and AdamW states (FSDP2, gloo): gathered checkpoint and export equal the 1-rank step."""
     sets = {"data.shuffle": False, "checkpoint.export": False}
-    ref = _one_process(tr.base_config(tiny_llama, packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
+    ref = one_process(tr.base_config(tiny_llama, packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
     cfg = tr.base_config(tiny_llama, packs, tmp_path / "fsdp", **{**sets, "parallel.fsdp": True, "checkpoint.export": True})
     run_local(tr.train_params, 2, cfg.to_dict(), timeout=240, threads_per_rank=1)
     from safetensors.torch import load_file

@@ -16,9 +16,8 @@ from longctx.core.errors import LongctxError
 from longctx.train.config import load_config
 from longctx.train.trainer import Trainer
 
-import _train_ranks as tr
+from support import ORGANISM, train_ranks as tr
 
-ORGANISM = Path(__file__).resolve().parents[1] / "longctx" / "assets" / "organism"
 # small and cheap: 2 prompts at 256 tokens, ppl at 256, the guard at 256 too (one length in all)
 EVAL = {"eval.passkey_lengths": "[256]", "eval.samples": 2, "eval.depths": 2, "eval.ppl_lengths": "[256]",
         "eval.guard_length": 256}

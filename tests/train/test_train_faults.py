@@ -7,37 +7,20 @@ import json
 import shutil
 from pathlib import Path
 
-import _train_ranks as tr
 import pytest
 import torch
 
 from longctx.core.errors import LongctxError
 from longctx.train.config import RunConfig, config_changes, load_config
-
-NO_EXPORT = {"checkpoint.export": False}
-
-
-@pytest.fixture(scope="module")
-def two_step_run(tiny_llama, packs, tmp_path_factory) -> Path:
-    """A finished run with checkpoints after step 1 and step 2 (copy it before damaging it)."""
-    from longctx.train.trainer import Trainer
-
-    out = tmp_path_factory.mktemp("run") / "run"
-    Trainer(tr.base_config(tiny_llama, packs, out, **{"train.steps": 2, "checkpoint.every": 1}, **NO_EXPORT)).run()
-    return out
-
-
-def _copy(run: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "run"
-    shutil.copytree(run, dst)
-    return dst
+from support import train_ranks as tr
+from support.train_faults import NO_EXPORT, copy_run
 
 
 # ---------------------------------------------------------------- resuming with a changed config
 def test_resuming_with_a_changed_learning_rate_is_refused_naming_the_key(tiny_llama, packs, two_step_run, tmp_path):
     from longctx.train.trainer import Trainer
 
-    run = _copy(two_step_run, tmp_path)
+    run = copy_run(two_step_run, tmp_path / "run")
     cfg = tr.base_config(tiny_llama, packs, run, **{"train.steps": 2, "checkpoint.every": 1, "optim.lr": 2e-3}, **NO_EXPORT)
     with pytest.raises(LongctxError, match=r"changed config: optim.lr 0.001 -> 0.002;.*allow_config_change=true") as err:
         Trainer(cfg).run()
@@ -47,7 +30,7 @@ def test_resuming_with_a_changed_learning_rate_is_refused_naming_the_key(tiny_ll
 def test_allow_config_change_resumes_and_logs_what_changed(tiny_llama, packs, two_step_run, tmp_path, capsys):
     from longctx.train.trainer import Trainer
 
-    run = _copy(two_step_run, tmp_path)
+    run = copy_run(two_step_run, tmp_path / "run")
     cfg = tr.base_config(tiny_llama, packs, run, **{"train.steps": 3, "optim.lr": 2e-3,
                                                     "checkpoint.allow_config_change": True}, **NO_EXPORT)
     out = Trainer(cfg).run()
@@ -120,7 +103,7 @@ CORRUPTIONS = {
 def test_a_corrupt_checkpoint_fails_verification_naming_why(two_step_run, tmp_path, kind):
     from longctx.train.checkpoint import verify_checkpoint
 
-    run = _copy(two_step_run, tmp_path)
+    run = copy_run(two_step_run, tmp_path / "run")
     ck = run / "checkpoints" / "step-00000002"
     assert verify_checkpoint(ck) is None
     corrupt, why = CORRUPTIONS[kind]
@@ -133,7 +116,7 @@ def test_resume_falls_back_to_the_previous_complete_checkpoint_with_a_warning(ti
                                                                              capsys, kind):
     from longctx.train.trainer import Trainer
 
-    run = _copy(two_step_run, tmp_path)
+    run = copy_run(two_step_run, tmp_path / "run")
     CORRUPTIONS[kind][0](run / "checkpoints" / "step-00000002")
     cfg = tr.base_config(tiny_llama, packs, run, **{"train.steps": 2, "checkpoint.every": 1}, **NO_EXPORT)
     out = Trainer(cfg).run()
@@ -146,7 +129,7 @@ def test_resume_falls_back_to_the_previous_complete_checkpoint_with_a_warning(ti
 def test_no_intact_checkpoint_left_is_a_one_line_error(tiny_llama, packs, two_step_run, tmp_path):
     from longctx.train.trainer import Trainer
 
-    run = _copy(two_step_run, tmp_path)
+    run = copy_run(two_step_run, tmp_path / "run")
     _truncate_weights(run / "checkpoints" / "step-00000001")
     _garbage("scheduler.pt")(run / "checkpoints" / "step-00000002")
     cfg = tr.base_config(tiny_llama, packs, run, **{"train.steps": 2}, **NO_EXPORT)

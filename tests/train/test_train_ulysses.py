@@ -16,9 +16,9 @@ from longctx.models.tiny import make_tiny_checkpoint
 from longctx.train.data import open_packs
 from longctx.train.trainer import Trainer
 
-import _train_ranks as tr
-from _ulysses_ranks import train_layout
-from test_train_dist import _assert_same_step, _one_process
+from support import train_ranks as tr
+from support.ulysses_ranks import train_layout
+from support.step_compare import assert_same_step, one_process
 
 SETS = {"train.micro_batch": 2, "data.shuffle": False, "checkpoint.export": False}
 
@@ -31,22 +31,22 @@ def tiny_qwen2(tmp_path_factory) -> Path:
 def test_llama_with_ulysses_2_equals_sp_1(tiny_llama, packs, tmp_path):
     """Tiny Llama (4 heads, 2 KV heads), packs of several documents: Ulysses over 2 ranks gives the
     gradients, parameters and loss of one process."""
-    ref = _one_process(tr.base_config(tiny_llama, packs, tmp_path / "sp1", **SETS))
+    ref = one_process(tr.base_config(tiny_llama, packs, tmp_path / "sp1", **SETS))
     cfg = tr.base_config(tiny_llama, packs, tmp_path / "sp2", **SETS,
                          **{"parallel.sp_degree": 2, "parallel.layout": "ulysses"})
     out = run_local(train_layout, 2, cfg.to_dict(), timeout=300, threads_per_rank=1)[0]
     assert out["layout"] == "ulysses"
-    _assert_same_step(out, ref)
+    assert_same_step(out, ref)
 
 
 def test_qwen2_with_usp_2x2_equals_sp_1(tiny_qwen2, packs, tmp_path):
     """Tiny Qwen2: USP with parallel.ulysses_degree 2 on sp 4 (Ulysses 2 x ring 2) gives the step of one process."""
-    ref = _one_process(tr.base_config(tiny_qwen2, packs, tmp_path / "sp1", **SETS))
+    ref = one_process(tr.base_config(tiny_qwen2, packs, tmp_path / "sp1", **SETS))
     cfg = tr.base_config(tiny_qwen2, packs, tmp_path / "sp4", **SETS,
                          **{"parallel.sp_degree": 4, "parallel.layout": "usp", "parallel.ulysses_degree": 2})
     out = run_local(train_layout, 4, cfg.to_dict(), timeout=400, threads_per_rank=1)[0]
     assert (out["layout"], out["ulysses_degree"]) == ("usp", 2)
-    _assert_same_step(out, ref)
+    assert_same_step(out, ref)
 
 
 @pytest.mark.parametrize("sp,expected", [(2, ("ulysses", 0)), (4, ("usp", 2)), (8, ("usp", 2))])
