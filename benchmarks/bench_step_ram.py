@@ -64,7 +64,7 @@ if __name__ == "__main__":
     model, packs = ROOT / "model", ROOT / "packs"
     if not model.exists():
         from longctx.models.tiny import make_tiny_checkpoint
-        import _train_ranks as tr
+        from support import train_ranks as tr
         make_tiny_checkpoint(model, "llama", hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=4,
                              intermediate_size=768, vocab_size=32000)
         tr.make_packs(packs, tr.random_seqs(16, 500, 2000, seed=1), 4096)

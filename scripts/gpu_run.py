@@ -42,7 +42,8 @@ from longctx.core.io import atomic_write_text  # noqa: E402
 
 GPU_TESTS = "tests/gpu"
 # CPU twins of the CUDA paths (~10 s); test_sdpa_kernels also holds CUDA-parametrized rows that run there
-CPU_TESTS = ("tests/test_attention.py", "tests/test_loss_chunked.py", "tests/test_sdpa_kernels.py")
+CPU_TESTS = ("tests/attention/test_attention.py", "tests/core/test_loss_chunked.py",
+             "tests/attention/test_sdpa_kernels.py")
 DEVICE_ENV = "LONGCTX_GPU_TESTS_DEVICE"  # read by tests/gpu/conftest.py
 DRY_RUN_TESTS = ("tests/gpu/test_attention_blocks_cuda.py",)
 

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-sys.path.insert(0, str(Path(__file__).parent))  # tests/_*.py helpers importable from spawned ranks
+sys.path.insert(0, str(Path(__file__).parent))  # ``support`` and ``sim`` importable here and from spawned ranks
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from support import SHARED  # noqa: E402  (needs tests/ on sys.path, set above)
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +23,17 @@ def tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def packs(tmp_path_factory) -> Path:
     """4 packs of 128 tokens holding 2-4 sequences each (the trainer tests' data; read-only)."""
-    import _train_ranks as tr
+    from support import train_ranks as tr  # imports torch: only for the sessions that use packs
 
     return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(12, 12, 50, seed=1), 128)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    """The byte-level tokenizer with its chat template (packing's and the organism's tests)."""
+    from longctx.core.tokenizer import byte_tokenizer
+
+    return byte_tokenizer()
 
 
 @pytest.fixture(scope="session")

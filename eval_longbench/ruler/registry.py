@@ -2,7 +2,7 @@
 
 Each family module (one file: generator, scorer choice, ``TASKS`` list) is one row of
 :data:`FAMILIES`; a new task is a new file plus one row there (or :func:`register` at run time).
-``tests/test_ruler_run.py`` adds a toy family that way and runs it through ``longctx ruler``.
+``tests/eval_longbench/test_ruler_run.py`` adds a toy family that way and runs it through ``longctx ruler``.
 """
 
 from __future__ import annotations

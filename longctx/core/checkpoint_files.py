@@ -29,7 +29,7 @@ SAFE_LOAD_KWARGS = {"use_safetensors": True, "use_kernels": False}
 Hub kernels. transformers >= 5.2x turns ``use_kernels`` on whenever the ``kernels`` package is installed
 (5.17: off), and on CUDA ``model.train()`` then fetches remote kernel code (``kernels-community/rotary``):
 code we did not ask to run, and an error on a machine without network. Found by the CUDA simulator
-(tests/test_gpu_sim.py, the trainer step); both versions accept the keyword."""
+(tests/gpu_harness/test_gpu_sim.py, the trainer step); both versions accept the keyword."""
 
 
 # transformers' RoPE validation accepts `original_max_position_embeddings` inside `rope_parameters` only for

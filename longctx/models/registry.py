@@ -2,7 +2,7 @@
 
 A new family is one file (``longctx/models/<family>.py`` declaring its :class:`Family`) plus its row in
 :data:`DECLARED` below; ``extend``, ``inspect``, ``train``, ``plan`` and ``make-tiny`` then accept it
-(``tests/test_model_families.py`` registers a toy family that way).
+(``tests/models/test_model_families.py`` registers a toy family that way).
 """
 
 from __future__ import annotations

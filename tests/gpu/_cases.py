@@ -2,7 +2,7 @@
 (the kernel cases are ``longctx.doctor.kernels``, shared with ``longctx doctor``; cached here).
 
 A case returns ``{output name: (got, reference)}``; the tests compare one output each. Cases take
-the kernel as an argument (``attn_fn``, ``block_fn``, ``loss_fn``) so tests/test_gpu_run.py can
+the kernel as an argument (``attn_fn``, ``block_fn``, ``loss_fn``) so tests/gpu_harness/test_gpu_run.py can
 plant a wrong one on the CPU and see the comparison fail. Cases are cached: a test per output
 reuses one forward/backward.
 """

@@ -2,7 +2,7 @@
 reference, seeded inputs), plus the packed batch and tiny model the model tests use.
 
 Every CUDA result is compared with its float64 CPU oracle on the SAME inputs. Pure functions of
-tensors, tested on the CPU (tests/test_gpu_run.py), so a verdict means something before any
+tensors, tested on the CPU (tests/gpu_harness/test_gpu_run.py), so a verdict means something before any
 device time is spent.
 """
 

@@ -229,7 +229,7 @@ def trainer_step(sp: int = 2, layout: str = "varlen", fsdp: bool = False, offloa
 
     import transformers
 
-    import _train_ranks as tr
+    from support import train_ranks as tr
     from longctx.models.tiny import make_tiny_checkpoint
     from longctx.train.trainer import Trainer
 
