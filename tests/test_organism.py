@@ -7,8 +7,9 @@ import pytest
 from safetensors import safe_open
 
 from longctx.core.errors import LongctxError
-from longctx.organism.check import CHECK_SEED, passkey_accuracy, shipped_model_dir
-from longctx.organism.data import pretrain_sequence, write_pretrain_packs
+from eval_longbench.passkey import passkey_accuracy
+from longctx.models.organism import CHECK_SEED, shipped_model_dir
+from longctx.recipe.pretrain_data import pretrain_sequence, write_pretrain_packs
 from longctx.core.tokenizer import byte_tokenizer
 
 
@@ -121,7 +122,7 @@ def test_check_cli_rejects_samples_not_multiple_of_depths():
 def test_mixed_pack_holds_whole_sequences_of_allowed_lengths(tok):
     """Phase-2 packs are pack_len tokens; each sequence has min_len..pack_len tokens, restarts its positions and
     carries weights summing to 1; trailing padding has no label and no weight."""
-    from longctx.organism.data import mixed_pack
+    from longctx.recipe.pretrain_data import mixed_pack
 
     lens_seen = []
     for i in range(6):

@@ -96,7 +96,7 @@ def test_cli_rejects_lengths_beyond_the_extension():
 
 def test_sft_records_have_the_requested_lengths():
     """Each synthetic conversation renders to the token count it records, within [min, max]."""
-    from longctx.quickstart.data import sft_records
+    from longctx.recipe.synthetic import sft_records
     from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
@@ -115,7 +115,7 @@ def _needle_position(record: dict) -> float:
 
 def test_edge_share_puts_that_share_of_needles_at_the_haystack_edges():
     """edge_share=1: every needle sits at the start or the end of the haystack, both edges used; 0: spread inside."""
-    from longctx.quickstart.data import sft_records
+    from longctx.recipe.synthetic import sft_records
     from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
@@ -131,7 +131,7 @@ FILLER = [f"Sentence number {i} of the book says little." for i in range(400)]
 
 def test_a_filler_text_replaces_the_noise_haystack():
     """With filler sentences the haystack is made of them (the key still hidden in it, the length still exact)."""
-    from longctx.quickstart.data import sft_records
+    from longctx.recipe.synthetic import sft_records
     from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
@@ -147,7 +147,7 @@ def test_qa_share_asks_for_a_key_value_needle_among_distractors():
     rendered at exactly the drawn length."""
     import re
 
-    from longctx.quickstart.data import QA_NEEDLES, sft_records
+    from longctx.recipe.synthetic import QA_NEEDLES, sft_records
     from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
@@ -167,7 +167,7 @@ def test_qa_share_asks_for_a_key_value_needle_among_distractors():
 
 def test_edge_share_zero_keeps_the_quick_start_records():
     """The default draws exactly the records it drew before the option existed (same stream, same depths)."""
-    from longctx.quickstart.data import sft_records
+    from longctx.recipe.synthetic import sft_records
     from longctx.core.tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
@@ -208,7 +208,7 @@ def test_config_validate_catches_fields_changed_after_construction():
 
 def test_abf_theta_of_the_shipped_model_is_the_ntk_base_over_its_rotary_dim():
     """The quick start's ABF base is rope_scaling's NTK-aware base: 10000 * 8 ** (32 / 30) for the shipped model."""
-    from longctx.organism.check import shipped_model_dir
+    from longctx.models.organism import shipped_model_dir
     from longctx.quickstart.pipeline import default_abf_theta
 
     assert default_abf_theta(shipped_model_dir(), 8) == 10000.0 * 8 ** (32 / 30)
@@ -217,7 +217,7 @@ def test_abf_theta_of_the_shipped_model_is_the_ntk_base_over_its_rotary_dim():
 
 def test_abf_theta_counts_only_the_rotated_channels(tmp_path):
     """With partial_rotary_factor 0.5 the exponent uses the 16 rotated channels of a 32-wide head, not 32."""
-    from longctx.organism.check import shipped_model_dir
+    from longctx.models.organism import shipped_model_dir
     from longctx.quickstart.pipeline import default_abf_theta
 
     conf = json.loads((shipped_model_dir() / "config.json").read_text())

@@ -97,7 +97,8 @@ def main(argv: list[str]) -> int:
               f"model in {summary.get('model', a.out + '/run (resume by rerunning)')}")
         return 0
 
-    from longctx.organism.check import CHECK_SEED, format_accuracy, passkey_cells, per_length, shipped_model_dir
+    from eval_longbench.passkey import format_accuracy, passkey_cells, per_length
+    from longctx.models.organism import CHECK_SEED, shipped_model_dir
 
     if a.samples < 5 or a.samples % 5:
         raise LongctxError(f"--samples: must be a positive multiple of 5 (5 depths), got {a.samples}")

@@ -1,7 +1,7 @@
 """The exact pretraining recipe of the shipped tiny model, as one dataclass.
 
 ``longctx organism train --out DIR`` runs it: a random Llama (``longctx.models.tiny``), passkey data
-(:mod:`longctx.organism.data`) written as packs, and the project's own trainer
+(:mod:`longctx.recipe.pretrain_data`) written as packs, and the project's own trainer
 (:mod:`longctx.train`) driven through its ``RunConfig``. Nothing here trains by itself.
 """
 
@@ -30,7 +30,7 @@ class OrganismRecipe:
     """Seed of the random initialisation (longctx.models.tiny.make_tiny_checkpoint)."""
     # data
     data_seed: int = 0
-    """Base seed of the passkey sequences (see longctx.organism.data.sample_seed)."""
+    """Base seed of the passkey sequences (see longctx.recipe.pretrain_data.sample_seed)."""
     answer_weight: float = 5.0
     """Loss weight of each answer digit relative to every other token."""
     # optimisation (longctx.train)
@@ -43,7 +43,7 @@ class OrganismRecipe:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     checkpoint_every: int = 250
-    # phase 2: mixed lengths (see longctx.organism.data.mixed_pack)
+    # phase 2: mixed lengths (see longctx.recipe.pretrain_data.mixed_pack)
     mixed_steps: int = 600
     """Steps of phase 2 on packs of conversations with uniform lengths in [mixed_min_len, context]; 0 = skip."""
     mixed_min_len: int = 224

@@ -35,7 +35,7 @@ def make_init(recipe: OrganismRecipe, out: str | Path) -> Path:
 
 
 def make_packs(recipe: OrganismRecipe, out: str | Path, progress: bool = True) -> Path:
-    from longctx.organism.data import write_pretrain_packs
+    from longctx.recipe.pretrain_data import write_pretrain_packs
     from packing.writer import MANIFEST
 
     out = Path(out)
@@ -57,7 +57,7 @@ def copy_model(src: str | Path, dst: str | Path, overwrite: bool = True) -> Path
 
 
 def make_mixed_packs(recipe: OrganismRecipe, out: str | Path, progress: bool = True) -> Path:
-    from longctx.organism.data import write_mixed_packs
+    from longctx.recipe.pretrain_data import write_mixed_packs
     from packing.writer import MANIFEST
 
     out = Path(out)

@@ -17,7 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from eval_longbench.passkey import chat_overhead
 from longctx.core.errors import LongctxError
+from longctx.models.organism import shipped_model_dir
 from longctx.core.io import atomic_write_text, check_out_vs_inputs
 from longctx.quickstart.config import QuickstartConfig
 from longctx.quickstart.eta import eta_note, stage_estimates
@@ -57,8 +59,6 @@ class Runner:
     """Holds the paths and the shell equivalents while :func:`run_quickstart` walks the steps."""
 
     def __init__(self, cfg: QuickstartConfig):
-        from longctx.organism.check import shipped_model_dir
-
         cfg.validate()  # fields may have changed since the config was built
         self.cfg = cfg
         self.out = Path(cfg.out)
@@ -69,7 +69,6 @@ class Runner:
         self.context = int(conf["max_position_embeddings"])
         # Evaluated prompt lengths: the prompt plus the chat template and the reply fill exactly m x context
         # tokens, so "1x" really lies inside the window (the reply of a 512-token prompt would not).
-        from longctx.organism.data import chat_overhead
         from packing.pipeline import load_tokenizer
 
         tok = load_tokenizer(str(self.base))
@@ -123,7 +122,7 @@ class Runner:
 
     def step_pack(self) -> Path:
         from packing.pipeline import load_tokenizer
-        from longctx.quickstart.data import sft_records, write_sft_jsonl
+        from longctx.recipe.synthetic import sft_records, write_sft_jsonl
         from longctx.recipe.steps import pack_step
 
         c = self.cfg

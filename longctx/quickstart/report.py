@@ -6,6 +6,7 @@ import os
 import platform
 import time
 
+from eval_longbench.passkey import per_length
 from longctx.core.io import atomic_write_json, atomic_write_text
 
 
@@ -15,8 +16,6 @@ def summary_rows(runner) -> list[dict]:
     The passkey prompt of a window has ``window - overhead`` tokens, so prompt + chat template + reply
     fill the window exactly; perplexity is measured with windows of exactly that length.
     """
-    from longctx.organism.check import per_length
-
     rows = []
     for name, info in runner.models.items():
         acc = per_length(runner.needle_cells[name])

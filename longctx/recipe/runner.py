@@ -23,8 +23,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from eval_longbench.passkey import chat_overhead, per_length
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_write_json, check_out_vs_inputs, is_our_output
+from longctx.recipe.synthetic import sft_records, write_sft_jsonl
 from longctx.recipe.spec import HAYSTACKS, OWNED_TRAIN_KEYS, Recipe, StageSpec, trainer_settings
 
 MARKER = "recipe.json"
@@ -167,8 +169,6 @@ class RecipeRun:
 
     @property
     def overhead(self) -> int:
-        from longctx.organism.data import chat_overhead
-
         return chat_overhead(self.tokenizer)
 
     def stage_dir(self, s: StageSpec) -> Path:
@@ -191,7 +191,6 @@ class RecipeRun:
 
     def evaluate(self, name: str, model: Path, ev, out: Path) -> dict:
         """Passkey + perplexity of one model; returns the per-window summary and records the commands."""
-        from longctx.organism.check import per_length
         from longctx.recipe.steps import evaluate_models
 
         prompts = self.prompt_lengths(ev)
@@ -272,8 +271,6 @@ class RecipeRun:
     def write_synthetic(self, s: StageSpec, path: Path) -> Path:
         """The stage's synthetic passkey conversations: long ones up to the pack length, plus ``short_share``
         of them at short lengths (up to the base context)."""
-        from longctx.quickstart.data import sft_records, write_sft_jsonl
-
         d = s.data
         n_short = round(d.passkey_records * d.short_share)
         seed = self.recipe.seed

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from longctx.core.errors import LongctxError
+from longctx.models.organism import shipped_model_dir
 
 TOP_KEYS = ("base", "seed", "eval", "plan", "stages", "description")
 STAGE_KEYS = ("name", "extend", "data", "train", "eval")
@@ -181,8 +182,6 @@ def _int_list(value: Any, key: str, bad: _Where) -> list[int]:
 def resolve_base(base: str) -> str:
     """``organism`` (the shipped tiny model) or a path, as given."""
     if base == "organism":
-        from longctx.organism.check import shipped_model_dir
-
         return str(shipped_model_dir())
     return base
 

@@ -2,9 +2,8 @@
 
 Each function calls the library function behind one ``longctx`` subcommand and returns, with its
 result, the shell line that repeats it (for ``commands.sh``), so every number in a report comes
-from a run the user can repeat on their own checkpoint. One home for these steps: the quick start
-(:mod:`longctx.quickstart.pipeline`) and the recipe runner (:mod:`longctx.recipe.runner`) only
-decide *which* steps run with *which* values.
+from a run the user can repeat on their own checkpoint. One home for these steps: the recipe runner
+(:mod:`longctx.recipe.runner`) only decides *which* steps run with *which* values.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from eval_longbench.passkey import MAX_NEW_TOKENS, passkey_cells
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_write_text
 
@@ -131,7 +131,6 @@ def evaluate_models(models: Mapping[str, Path | str], *, windows: Sequence[int],
     from eval_longbench.models import load_model
     from eval_longbench.ppl import run_ppl
     from eval_longbench.results import ResultStore
-    from longctx.organism.check import MAX_NEW_TOKENS, passkey_cells
 
     ppl_windows = list(ppl_windows or windows)
     need = max(ppl_windows)
