@@ -20,6 +20,7 @@ from pathlib import Path
 from eval_longbench.passkey import chat_overhead
 from longctx.core.errors import LongctxError
 from longctx.models.organism import shipped_model_dir
+from longctx.train.config import EvalConfig
 from longctx.core.io import atomic_write_text, check_out_vs_inputs
 from longctx.quickstart.config import QuickstartConfig
 from longctx.quickstart.eta import eta_note, stage_estimates
@@ -97,10 +98,10 @@ class Runner:
         from longctx.recipe.steps import evaluate_models
 
         c = self.cfg
-        cells, rows, command = evaluate_models(
-            {n: self.models[n]["path"] for n in names}, windows=self.windows, prompt_lengths=self.lengths,
-            samples=c.eval_samples, depths=c.eval_depths, seed=c.seed, ppl_stride=c.ppl_stride, out=self.out / "eval",
-            progress=c.progress)
+        ev = EvalConfig(passkey_lengths=self.windows, samples=c.eval_samples * c.eval_depths, depths=c.eval_depths,
+                        ppl_stride=c.ppl_stride, seed=c.seed)
+        cells, rows, command = evaluate_models({n: self.models[n]["path"] for n in names}, ev,
+                                               prompt_lengths=self.lengths, out=self.out / "eval", progress=c.progress)
         self.needle_cells.update(cells)
         self.ppl_rows.update(rows)
         self.cmd(f"evaluate {', '.join(names)}: passkey heatmap and perplexity vs length", command)

@@ -112,7 +112,7 @@ def write_report(run, total_seconds: float) -> dict:
           "noise text). Stage rows are the trained model of that stage.", "",
           markdown_table(rows), "",
           f"Wall time: {total_seconds / 60:.1f} min on {os.cpu_count()} CPU core(s); base evaluated with "
-          f"{ev.depths} depths x {ev.samples} samples.", "",
+          f"n = {ev.samples} prompts per length over {ev.depths} depths.", "",
           "Files: `heatmaps.png`, `accuracy_by_stage.png`, `ppl.png`, `loss.png`, `summary.json`, `commands.sh`.", ""]
     atomic_write_text(out / "summary.md", "\n".join(md))
     write_commands_sh(out / "commands.sh", [f"The longctx commands of each stage of {run.recipe.path}.",

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from eval_longbench.passkey import chat_overhead, per_length
+from eval_longbench.passkey import MAX_NEW_TOKENS, chat_overhead, per_length
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_write_json, check_out_vs_inputs, is_our_output
 from longctx.recipe.synthetic import sft_records, write_sft_jsonl
@@ -75,7 +75,21 @@ def resolved_stage(stage: StageSpec, input_fingerprint: str, seed: int) -> dict:
     return {"version": HASH_VERSION, "input": input_fingerprint, "seed": seed,
             "extend": {"method": stage.method, "factor": stage.factor, "target_length": stage.target_length,
                        "params": stage.params},
-            "data": data, "train": train, "eval": asdict(stage.eval)}
+            "data": data, "train": train, "eval": _eval_hashed(stage.eval, seed)}
+
+
+def _eval_hashed(ev, seed: int) -> dict:
+    """The stage's evaluation as hashed: the after-stage keys, ``samples`` per (length, depth) cell as the
+    recipe's eval section counted them before it became the trainer's eval spec (prompts per length), and
+    ``seed``/``max_new_tokens`` only when they are not the recipe seed and 24, so stages finished before
+    keep their hash."""
+    out = {"passkey_lengths": ev.passkey_lengths, "samples": ev.samples // ev.depths, "depths": ev.depths,
+           "ppl_lengths": ev.ppl_lengths, "ppl_stride": ev.ppl_stride}
+    if ev.seed != seed:
+        out["seed"] = ev.seed
+    if ev.max_new_tokens != MAX_NEW_TOKENS:
+        out["max_new_tokens"] = ev.max_new_tokens
+    return out
 
 
 def haystack_sentences(haystack: str) -> list[str] | None:
@@ -194,10 +208,8 @@ class RecipeRun:
         from longctx.recipe.steps import evaluate_models
 
         prompts = self.prompt_lengths(ev)
-        cells, rows, command = evaluate_models({name: model}, windows=ev.passkey_lengths, prompt_lengths=prompts,
-                                               samples=ev.samples, depths=ev.depths, seed=self.recipe.seed,
-                                               ppl_stride=ev.ppl_stride, out=out, progress=self.progress,
-                                               ppl_windows=ev.ppl_lengths)
+        cells, rows, command = evaluate_models({name: model}, ev, prompt_lengths=prompts, out=out,
+                                               progress=self.progress)
         acc = per_length(cells[name])
         return {"model": name, "path": str(model), "cells": cells[name], "command": command,
                 "passkey": {str(w): {"prompt_tokens": p, **acc[p]} for w, p in zip(ev.passkey_lengths, prompts)},
@@ -378,7 +390,7 @@ def dry_run(recipe: Recipe, out: str | Path, from_stage: str | None = None) -> s
                   f"  train: {cfg.train.steps} steps, lr {cfg.optim.lr:g}, sp_degree {cfg.parallel.sp_degree} "
                   f"({cfg.parallel.layout}), {s.nproc} rank(s)" + (", with evaluation during training"
                                                                     if "eval" in s.train else ""),
-                  f"  eval: passkey at {s.eval.passkey_lengths} (n = {s.eval.samples * s.eval.depths} per length), "
+                  f"  eval: passkey at {s.eval.passkey_lengths} (n = {s.eval.samples} per length), "
                   f"ppl at {s.eval.ppl_lengths}"]
     if recipe.plan:
         lines.append(f"memory (longctx plan, {recipe.plan.get('model')}):")

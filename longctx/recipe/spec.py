@@ -10,7 +10,7 @@ The format (``configs/recipes/*.yaml`` are worked examples)::
 
     base: organism              # a checkpoint directory; "organism" = the shipped tiny model
     seed: 0
-    eval: {passkey_lengths: [512, 2048], samples: 4, depths: 5, ppl_lengths: [512, 2048]}  # defaults
+    eval: {passkey_lengths: [512, 2048], samples: 20, depths: 5, ppl_lengths: [512, 2048]}  # defaults
     plan: {gpus: 8, gpu_mem_gib: 80, model: llama-3-8b}   # optional memory check (longctx plan)
     stages:
       - name: 2k
@@ -21,6 +21,10 @@ The format (``configs/recipes/*.yaml`` are worked examples)::
           short_share: 0.2                  # of the synthetic records, drawn at <= the base context
         train: {steps: 60, lr: 1e-3, sp_degree: 2, eval: {...}}   # longctx train keys
         eval: {passkey_lengths: [512, 2048]}                        # after-stage evaluation
+
+Both ``eval`` sections are the trainer's eval spec (:class:`longctx.train.config.EvalConfig`: the same
+keys, meanings and checks as a stage's ``train.eval``), limited to the keys an after-stage evaluation
+uses (:data:`EVAL_KEYS`): ``samples`` is prompts per length, spread evenly over ``depths``.
 """
 
 from __future__ import annotations
@@ -35,13 +39,16 @@ from typing import Any
 
 from longctx.core.errors import LongctxError
 from longctx.models.organism import shipped_model_dir
+from longctx.train.config import EvalConfig, from_dict, validate
 
 TOP_KEYS = ("base", "seed", "eval", "plan", "stages", "description")
 STAGE_KEYS = ("name", "extend", "data", "train", "eval")
 HAYSTACKS = ("noise", "bible")
 """Named haystacks of the synthetic records (else a text file's path)."""
 DATA_KEYS = ("sources", "pack_length", "short_share", "short_min_tokens", "train_on")
-EVAL_KEYS = ("passkey_lengths", "samples", "depths", "ppl_lengths", "ppl_stride")
+EVAL_KEYS = ("passkey_lengths", "samples", "depths", "ppl_lengths", "ppl_stride", "seed", "max_new_tokens")
+"""The keys of the trainer's eval spec an after-stage evaluation uses (the others are about evaluation during
+training: a stage's ``train.eval``). It always asks in the chat template and scores the builtin noise text."""
 PLAN_KEYS = ("model", "gpus", "gpu_mem_gib", "sharding", "gpu")
 OWNED_TRAIN_KEYS = ("model.path", "data.path", "checkpoint.out")
 """Trainer keys the recipe sets itself: the previous stage's model, this stage's packs and folder."""
@@ -56,17 +63,10 @@ RECIPE_TRAIN_DEFAULTS: dict[str, Any] = {
 """What a stage's ``train`` starts from (the trainer's own defaults below these); the stage's keys win."""
 
 
-@dataclass
-class EvalSpec:
-    passkey_lengths: list[int] = field(default_factory=list)
-    """Passkey windows in tokens: prompt + chat template + reply fill each window exactly."""
-    samples: int = 4
-    """Passkey prompts per (length, depth) cell: n per length = depths x samples."""
-    depths: int = 5
-    """Needle depths per length, evenly spaced 0..100%."""
-    ppl_lengths: list[int] = field(default_factory=list)
-    """Sliding-window perplexity windows (builtin noise text); default: the passkey windows."""
-    ppl_stride: int = 256
+RECIPE_EVAL_DEFAULTS: dict[str, Any] = {"samples": 20, "depths": 5, "ppl_stride": 256}
+"""What a recipe's ``eval`` starts from (the trainer's defaults below these, the recipe's ``seed`` as the eval
+seed): n = 20 prompts per length, 4 at each of 5 depths; perplexity windows moving by 256 tokens. The
+passkey lengths are windows: prompt + chat template + reply fill each exactly."""
 
 
 @dataclass
@@ -107,7 +107,7 @@ class StageSpec:
     train: dict
     """Trainer settings as given (dotted keys / sections; ``eval`` passed through to the trainer)."""
     nproc: int
-    eval: EvalSpec
+    eval: EvalConfig
 
     def key(self) -> str:
         return f"{self.index:02d}-{self.name}"
@@ -119,7 +119,7 @@ class Recipe:
     base: str
     base_context: int | None
     seed: int
-    eval: EvalSpec
+    eval: EvalConfig
     plan: dict | None
     stages: list[StageSpec]
     raw: dict
@@ -133,7 +133,13 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return {"path": self.path, "base": self.base, "base_context": self.base_context, "seed": self.seed,
-                "eval": asdict(self.eval), "plan": self.plan, "stages": [asdict(s) for s in self.stages]}
+                "eval": eval_dict(self.eval), "plan": self.plan,
+                "stages": [{**asdict(s), "eval": eval_dict(s.eval)} for s in self.stages]}
+
+
+def eval_dict(ev: EvalConfig) -> dict:
+    """The after-stage keys of an eval spec (:data:`EVAL_KEYS`), as plain JSON."""
+    return {k: copy.deepcopy(getattr(ev, k)) for k in EVAL_KEYS}
 
 
 class _Where:
@@ -142,9 +148,13 @@ class _Where:
     def __init__(self, path: str, stage: str | None = None):
         self.path, self.stage = path, stage
 
+    @property
+    def where(self) -> str:
+        """``recipe.yaml: stage '2k'`` (or just the path): the prefix the trainer's own checks are given."""
+        return f"{self.path}: stage {self.stage!r}" if self.stage else self.path
+
     def __call__(self, key: str, msg: str) -> LongctxError:
-        where = f"{self.path}: stage {self.stage!r}: " if self.stage else f"{self.path}: "
-        return LongctxError(f"{where}{key}: {msg}")
+        return LongctxError(f"{self.where}: {key}: {msg}")
 
 
 def _mapping(value: Any, key: str, bad: _Where, allowed: tuple[str, ...] | None = None) -> dict:
@@ -186,17 +196,22 @@ def resolve_base(base: str) -> str:
     return base
 
 
-def parse_eval(raw: Any, key: str, bad: _Where, defaults: EvalSpec | None = None) -> EvalSpec:
+def parse_eval(raw: Any, key: str, bad: _Where, defaults: dict[str, Any]) -> EvalConfig:
+    """An ``eval`` section on top of ``defaults``, read and checked by the trainer (``from_dict`` + ``validate``:
+    the errors ``longctx train`` gives for its ``eval`` section, naming ``eval.<key>``)."""
     e = _mapping(raw, key, bad, EVAL_KEYS)
-    spec = copy.deepcopy(defaults) if defaults else EvalSpec()
-    if "passkey_lengths" in e:
-        spec.passkey_lengths = _int_list(e["passkey_lengths"], f"{key}.passkey_lengths", bad)
-    if "ppl_lengths" in e:
-        spec.ppl_lengths = _int_list(e["ppl_lengths"], f"{key}.ppl_lengths", bad)
-    for k in ("samples", "depths", "ppl_stride"):
+    for k in ("passkey_lengths", "ppl_lengths"):
         if k in e:
-            setattr(spec, k, _int(e[k], f"{key}.{k}", bad))
-    return spec
+            _int_list(e[k], f"{key}.{k}", bad)
+    cfg = from_dict({"eval": {**defaults, **e}}, bad.where)
+    validate(cfg, where=bad.where)
+    ev = cfg.eval
+    if ev.ppl_stride < 1:
+        raise bad(f"{key}.ppl_stride", "must be >= 1 here (0, half the window, is for evaluation during training)")
+    if ev.samples % ev.depths:
+        raise bad(f"{key}.samples", f"{ev.samples} prompts per length do not spread evenly over {ev.depths} depths; "
+                  f"give a multiple of {ev.depths} (samples counts prompts per length, not per depth)")
+    return ev
 
 
 def _flag_to_key(msg: str) -> str:
@@ -307,7 +322,7 @@ def trainer_settings(train: dict) -> dict:
 
 def parse_train(raw: Any, bad: _Where, pack_length: int) -> tuple[dict, int]:
     """Check the stage's trainer keys with the trainer's own validation; returns (settings, ranks)."""
-    from longctx.train.config import _flat, from_dict, validate
+    from longctx.train.config import _flat
 
     t = dict(_mapping(raw, "train", bad))
     if "eval" in t and not isinstance(t["eval"], dict):
@@ -350,7 +365,7 @@ def parse_recipe(raw: Any, path: str = "<recipe>") -> Recipe:
     plan = _mapping(top.get("plan"), "plan", bad, PLAN_KEYS) or None
     if source is None and plan is None:
         raise bad("base", f"{base!r} is not a checkpoint directory")
-    defaults = parse_eval(top.get("eval"), "eval", bad)
+    defaults = parse_eval(top.get("eval"), "eval", bad, {**RECIPE_EVAL_DEFAULTS, "seed": seed})
     stages_raw = top.get("stages")
     if not isinstance(stages_raw, list) or not stages_raw:
         raise bad("stages", "expected a non-empty list of stages")
@@ -369,7 +384,7 @@ def parse_recipe(raw: Any, path: str = "<recipe>") -> Recipe:
         method, factor, target, params, source, context = parse_extend(s.get("extend"), sbad, source)
         data = parse_data(s.get("data"), sbad, context, base_context, seed)
         train, nproc = parse_train(s.get("train"), sbad, data.pack_length)
-        ev = parse_eval(s.get("eval"), "eval", sbad, defaults)
+        ev = parse_eval(s.get("eval"), "eval", sbad, eval_dict(defaults))
         if not ev.passkey_lengths and context:
             ev.passkey_lengths = sorted({base_context or context, context})
         if not ev.ppl_lengths:
@@ -387,7 +402,6 @@ def parse_recipe(raw: Any, path: str = "<recipe>") -> Recipe:
 def plan_rows(plan: dict, stages: list[StageSpec]) -> list[dict]:
     """One ``longctx plan`` verdict per stage for the GPUs the recipe states (its ``plan`` section)."""
     from longctx.plan import RunShape, load_model_shape, plan_run
-    from longctx.train.config import from_dict
 
     shape = load_model_shape(str(plan.get("model", "")))
     rows = []
