@@ -156,3 +156,18 @@ def test_a_bad_recipe_value_is_refused_before_anything_is_written(tmp_path, key,
     with pytest.raises(LongctxError, match=message):
         train_organism(tmp_path / "out", recipe, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_organism_set_uses_the_trainers_parser(tmp_path, capsys):
+    """`organism train --set` goes through longctx.train.config's --set parser: YAML values converted to the
+    field's type, and a bad key or value is one line naming it (nothing is written)."""
+    from longctx.cli.organism import main
+
+    assert main(["train", "--out", str(tmp_path / "o"), "--set", "steps=500", "--set", "lr=1e-3", "--print-recipe"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["steps"] == 500 and printed["lr"] == 1e-3
+    with pytest.raises(LongctxError, match=r"^--set nope=1: nope: unknown key \(known: hidden_size, "):
+        main(["train", "--out", str(tmp_path / "o"), "--set", "nope=1"])
+    with pytest.raises(LongctxError, match=r"^--set steps=many: steps: expected int, got 'many'$"):
+        main(["train", "--out", str(tmp_path / "o"), "--set", "steps=many"])
+    assert not (tmp_path / "o").exists()
