@@ -65,10 +65,11 @@ def per_length(cells: Sequence[dict]) -> dict[int, dict]:
 def passkey_cells(model_dir: str | Path, lengths: Sequence[int], *, samples_per_cell: int = 4, depths: int = 5,
                   seed: int = 0, results: str | Path | None = None, name: str | None = None,
                   progress: bool = True, model=None, tokenizer=None,
-                  max_new_tokens: int = MAX_NEW_TOKENS) -> list[dict]:
+                  max_new_tokens: int = MAX_NEW_TOKENS, model_id: str | None = None) -> list[dict]:
     """Run the chat passkey grid (lengths x ``depths`` evenly spaced depths x ``samples_per_cell``).
 
     ``results``: a results.json to fill incrementally (resumable); a temporary file when ``None``.
+    ``model_id``: the model's content fingerprint, bound to ``name`` in ``results`` (see :func:`run_needle`).
     """
     cfg = NeedleConfig(task="passkey", lengths=[int(L) for L in lengths], depths=depth_grid(depths),
                        samples=samples_per_cell, seed=seed, max_new_tokens=max_new_tokens)
@@ -78,7 +79,7 @@ def passkey_cells(model_dir: str | Path, lengths: Sequence[int], *, samples_per_
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(Path(results) if results else Path(tmp) / "results.json", {**cfg.meta(), "chat": True})
         return run_needle(hf_generate_fn(model, tokenizer, chat=True), tokenizer, cfg, store, model_name=name,
-                          progress=progress)
+                          progress=progress, model_id=model_id)
 
 
 def passkey_accuracy(model_dir: str | Path, lengths: Sequence[int], **kw) -> dict[int, dict]:

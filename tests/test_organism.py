@@ -171,3 +171,33 @@ def test_organism_set_uses_the_trainers_parser(tmp_path, capsys):
     with pytest.raises(LongctxError, match=r"^--set steps=many: steps: expected int, got 'many'$"):
         main(["train", "--out", str(tmp_path / "o"), "--set", "steps=many"])
     assert not (tmp_path / "o").exists()
+
+
+def test_the_shipped_pretraining_recipe_is_what_organism_train_runs():
+    """configs/recipes/organism_pretrain.yaml is the recipe `longctx organism train` runs with its default settings."""
+    from pathlib import Path
+
+    from longctx.organism.recipe import OrganismRecipe, organism_recipe
+    from longctx.recipe.spec import load_recipe, parse_recipe
+
+    shipped = load_recipe(Path(__file__).parent.parent / "configs" / "recipes" / "organism_pretrain.yaml").to_dict()
+    built = parse_recipe(organism_recipe(OrganismRecipe()), "built").to_dict()
+    shipped.pop("path"), built.pop("path")
+    assert shipped == built
+
+
+def test_organism_phases_get_the_trainer_settings_of_the_recipe():
+    """Phase 1: sdpa, fp32, unshuffled, batch 8, seed data_seed; phase 2: longctx_varlen, its own lr/warmup/steps,
+    seed data_seed + 1, everything else as phase 1."""
+    from longctx.organism.recipe import OrganismRecipe, phase1_settings, phase2_settings
+    from longctx.recipe.spec import trainer_settings
+    from longctx.train.config import from_dict
+
+    r = OrganismRecipe()
+    a, b = (from_dict(trainer_settings(f(r))) for f in (phase1_settings, phase2_settings))
+    assert (a.model.attn_implementation, a.model.dtype, a.data.shuffle, a.train.micro_batch, a.train.seed) == \
+        ("sdpa", "float32", False, 8, 0)
+    assert (b.model.attn_implementation, b.optim.lr, b.optim.warmup_steps, b.train.steps, b.train.seed) == \
+        ("longctx_varlen", 1e-3, 50, 600, 1)
+    assert a.optim.min_lr_ratio == b.optim.min_lr_ratio == 0.1 and a.checkpoint.keep_last == b.checkpoint.keep_last == 2
+

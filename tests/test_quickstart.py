@@ -79,6 +79,31 @@ def test_commands_sh_lists_each_step_with_loadable_configs(reduced_run):
     assert Path(cfg.model.path) == out / "models" / "yarn-x2"
 
 
+def test_a_rerun_continues_the_finished_run_and_reports_the_same_numbers(reduced_run, capsys):
+    """The quick start is a recipe run: the same command again skips every finished stage (the runner's resume
+    rule) and writes the same summary."""
+    out, summary = reduced_run
+    cfg = QuickstartConfig(out=str(out), factor=2, multiples=[1, 2], methods=["yarn"], eval_depths=1, eval_samples=1,
+                           sft_records=4, steps=2, progress=False)
+    again = run_quickstart(cfg)
+    assert "finished" in capsys.readouterr().out
+    drop = ("timings_s", "total_seconds", "finished")
+    assert {k: v for k, v in again.items() if k not in drop} == {k: v for k, v in summary.items() if k not in drop}
+
+
+def test_the_shipped_quickstart_recipe_is_what_the_default_flags_run():
+    """configs/recipes/quickstart.yaml is the recipe `longctx quickstart` runs with its default flags (so
+    `longctx recipe run` on it gives the quick start's numbers)."""
+    from longctx.quickstart.recipe import base_model, quickstart_recipe
+    from longctx.recipe.spec import load_recipe, parse_recipe
+
+    shipped = load_recipe(Path(__file__).parent.parent / "configs" / "recipes" / "quickstart.yaml").to_dict()
+    cfg = QuickstartConfig()
+    built = parse_recipe(quickstart_recipe(cfg, base_model(cfg)), "built").to_dict()
+    shipped.pop("path"), built.pop("path")
+    assert shipped == built
+
+
 def test_refuses_to_delete_a_folder_it_did_not_write(tmp_path):
     """--overwrite replaces only a quick start folder; any other non-empty folder is refused."""
     (tmp_path / "mine.txt").write_text("keep me")
@@ -209,7 +234,7 @@ def test_config_validate_catches_fields_changed_after_construction():
 def test_abf_theta_of_the_shipped_model_is_the_ntk_base_over_its_rotary_dim():
     """The quick start's ABF base is rope_scaling's NTK-aware base: 10000 * 8 ** (32 / 30) for the shipped model."""
     from longctx.models.organism import shipped_model_dir
-    from longctx.quickstart.pipeline import default_abf_theta
+    from longctx.quickstart.recipe import default_abf_theta
 
     assert default_abf_theta(shipped_model_dir(), 8) == 10000.0 * 8 ** (32 / 30)
     assert round(default_abf_theta(shipped_model_dir(), 8)) == 91896
@@ -218,7 +243,7 @@ def test_abf_theta_of_the_shipped_model_is_the_ntk_base_over_its_rotary_dim():
 def test_abf_theta_counts_only_the_rotated_channels(tmp_path):
     """With partial_rotary_factor 0.5 the exponent uses the 16 rotated channels of a 32-wide head, not 32."""
     from longctx.models.organism import shipped_model_dir
-    from longctx.quickstart.pipeline import default_abf_theta
+    from longctx.quickstart.recipe import default_abf_theta
 
     conf = json.loads((shipped_model_dir() / "config.json").read_text())
     conf["rope_parameters"]["partial_rotary_factor"] = 0.5

@@ -119,13 +119,14 @@ def train_step(cfg, nproc: int, yaml_path: Path, callbacks: list[Callable] | Non
 
 
 def evaluate_models(models: Mapping[str, Path | str], ev: EvalConfig, *, prompt_lengths: Sequence[int], out: Path,
-                    progress: bool) -> tuple[dict, dict, str]:
+                    progress: bool, fingerprints: Mapping[str, str] | None = None) -> tuple[dict, dict, str]:
     """Passkey grid + sliding-window perplexity for each model (one load per model), as ``ev`` says.
 
     ``ev``: the eval spec (``passkey_lengths`` are windows; ``samples`` prompts per length, spread evenly
     over ``depths``; ``ppl_lengths`` default to the windows); ``prompt_lengths``: the passkey prompt of
     each window (``window - chat overhead``, so prompt + chat template + reply fill it). Results go to
-    ``out/needle`` and ``out/ppl`` (resumable). Returns (needle cells per model, ppl rows per model, the
+    ``out/needle`` and ``out/ppl`` (resumable; ``fingerprints``: each model's content fingerprint, bound to
+    its name there, so a results file never mixes two checkpoints under one name). Returns (needle cells per model, ppl rows per model, the
     ``longctx needle`` + ``longctx ppl`` commands).
     """
     from eval_longbench.haystack import builtin_text
@@ -144,10 +145,11 @@ def evaluate_models(models: Mapping[str, Path | str], ev: EvalConfig, *, prompt_
         model, tok = load_model(path)
         cells[name] = passkey_cells(path, prompt_lengths, samples_per_cell=per_cell, depths=ev.depths, seed=ev.seed,
                                     results=out / "needle" / "results.json", name=name, progress=progress,
-                                    model=model, tokenizer=tok, max_new_tokens=ev.max_new_tokens)
+                                    model=model, tokenizer=tok, max_new_tokens=ev.max_new_tokens,
+                                    model_id=(fingerprints or {}).get(name))
         ids = tok(text, add_special_tokens=True)["input_ids"]
         rows[name] = run_ppl(model, ids, ppl_windows, ppl_store, model_name=name, stride=ev.ppl_stride, max_tokens=need,
-                             progress=progress)
+                             progress=progress, model_id=(fingerprints or {}).get(name))
         del model
         gc.collect()
     paths = " ".join(q(p) for p in models.values())
