@@ -23,7 +23,9 @@ After continued training, ``--trained LABEL=DIR`` adds a trained checkpoint (e.g
 
 Results are resumable: one :class:`eval_longbench.results.ResultStore` file, saved after every record;
 a rerun (with a larger grid, or after an interruption) computes only what is missing. The extended
-checkpoints are written once under ``--work`` (config only; weights hard-linked).
+checkpoints are a recipe of training-free stages (:func:`variants_recipe`: each ``from: base``,
+``train: false``) run by the recipe runner into ``--work``/variants (config only; weights hard-linked),
+so they are made once and kept by the runner's resume rule.
 
     # the full grid (~18 CPU-hours on 2 cores; minutes on one GPU)
     python benchmarks/real_model.py --out runs/real_model --device cuda
@@ -51,6 +53,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from longctx.core.errors import LongctxError
+from longctx.recipe.layout import Layout
+from longctx.recipe.runner import RecipeRun
+from longctx.recipe.spec import StageSpec, parse_recipe
 
 METHODS: dict[str, str | None] = {"base": None, "pi": "linear", "ntk": "ntk", "dynamic": "dynamic", "yarn": "yarn",
                                   "abf": "abf"}
@@ -161,16 +166,35 @@ def base_checkpoint(work: Path) -> Path:
     return out
 
 
-def variant_checkpoint(base: Path, work: Path, label: str, method: str | None, factor: float | None) -> Path:
-    """The checkpoint of one variant: ``base`` itself, or ``longctx extend`` of it (written once)."""
-    from rope_scaling.extend import extend_checkpoint
+class VariantsLayout(Layout):
+    """The recipe runner's layout for the variants: each extended checkpoint in ``<work>/variants/<label>``."""
 
-    if method is None:
-        return base
-    out = work / label
-    if not (out / "config.json").is_file():
-        extend_checkpoint(base, out, method=method, factor=factor)
-    return out
+    kind = "variants folder"
+
+    def model(self, s: StageSpec) -> Path:
+        return self.out / s.name
+
+    def redo_hint(self, s: StageSpec) -> str:
+        return "use another --work (its variants were extended from another checkpoint)"
+
+
+def variants_recipe(grid: Grid, base: Path) -> dict:
+    """The training-free variants as a recipe: one stage per (method, factor), each extending the base, no training."""
+    return {"base": str(base), "eval": False,
+            "stages": [{"name": label, "from": "base", "extend": {"method": method, "factor": factor}, "train": False}
+                       for label, method, factor in grid.training_free() if method is not None]}
+
+
+def variant_checkpoints(grid: Grid, base: Path, work: Path, progress: bool = True) -> dict[str, Path]:
+    """label -> checkpoint of every variant: ``base``, the recipe runner's extensions, the ``--trained`` folders."""
+    recipe = variants_recipe(grid, base)
+    made: dict[str, Path] = {}
+    if recipe["stages"]:
+        run = RecipeRun(parse_recipe(recipe, "benchmarks/real_model.py"), work / "variants", progress=progress,
+                        layout=VariantsLayout(work / "variants"))
+        made = {r["name"]: Path(r["output"]) for r in run.run(report=lambda run, seconds: {"stages": run.stages})["stages"]}
+    return {label: Path(grid.trained[label]) if label in grid.trained else made.get(label, base)
+            for label, _, _ in grid.variants()}
 
 
 def load_text(paths: list[str] | None, sword_module: str | None) -> tuple[str, str]:
@@ -254,8 +278,7 @@ def run_benchmark(grid: Grid, out: str | Path, *, model: str | Path | None = Non
     store = ResultStore(out / "results.json", meta)
     long_lengths = grid.long_ppl_lengths()
     ppl_tokens = grid.ppl_tokens or (max(long_lengths) if long_lengths else 0)
-    variants = {label: Path(grid.trained[label]) if label in grid.trained else variant_checkpoint(base, work, label, m, f)
-                for label, m, f in grid.variants()}
+    variants = variant_checkpoints(grid, base, work, progress=progress)
     fps = {label: model_fingerprint(path) for label, path in variants.items()}
     loaded: dict = {}
 

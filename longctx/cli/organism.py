@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from pathlib import Path
 
 from longctx.core.errors import LongctxError
@@ -27,22 +26,6 @@ examples:
   longctx organism train --out runs/organism               # ~15 min on 2 CPU cores
   longctx organism train --out runs/organism --set steps=500 --set lr=1e-3
 """
-
-
-def _recipe_overrides(recipe, items: list[str]):
-    names = {f.name: f for f in fields(recipe)}
-    for item in items:
-        if "=" not in item:
-            raise LongctxError(f"--set {item!r}: expected key=value, e.g. steps=500")
-        key, value = item.split("=", 1)
-        if key not in names:
-            raise LongctxError(f"--set {key}: unknown recipe key (known: {', '.join(names)})")
-        typ = type(getattr(recipe, key))
-        try:
-            setattr(recipe, key, typ(value))
-        except ValueError:
-            raise LongctxError(f"--set {key}: expected {typ.__name__}, got {value!r}") from None
-    return recipe
 
 
 def _lengths(text: str) -> list[int]:
@@ -85,8 +68,9 @@ def main(argv: list[str]) -> int:
     a = build_parser().parse_args(argv)
     if a.cmd == "train":
         from longctx.organism.recipe import OrganismRecipe
+        from longctx.train.config import apply_overrides
 
-        recipe = _recipe_overrides(OrganismRecipe(), a.overrides)
+        recipe = apply_overrides(OrganismRecipe(), a.overrides)  # the trainer's --set parser
         if a.print_recipe:
             print(json.dumps(recipe.to_dict(), indent=2))
             return 0
@@ -97,7 +81,8 @@ def main(argv: list[str]) -> int:
               f"model in {summary.get('model', a.out + '/run (resume by rerunning)')}")
         return 0
 
-    from longctx.organism.check import CHECK_SEED, format_accuracy, passkey_cells, per_length, shipped_model_dir
+    from eval_longbench.passkey import format_accuracy, passkey_cells, per_length
+    from longctx.models.organism import CHECK_SEED, shipped_model_dir
 
     if a.samples < 5 or a.samples % 5:
         raise LongctxError(f"--samples: must be a positive multiple of 5 (5 depths), got {a.samples}")

@@ -18,6 +18,9 @@ See a context extension work end to end, on a laptop CPU, without downloading a 
   5. evaluate again and write OUT/report: heatmap_before.png, heatmap_after.png, ppl.png,
      summary.md + summary.json (accuracy and perplexity per length per method) and commands.sh
      (the exact longctx commands for each step, to repeat on your own checkpoint)
+
+It is the recipe configs/recipes/quickstart.yaml (built from the flags) on the recipe runner: a rerun of
+the same command continues where it stopped (--overwrite starts over).
 """
 
 EPILOG = """\
@@ -44,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="peak learning rate (default: 1e-3)")
     p.add_argument("--train-on", choices=["assistant", "all"], help="tokens with a loss: all (default) or only the assistant replies")
     p.add_argument("--seed", type=int, help="seed of data, evaluation and training (default: 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing quick start folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an existing quick start folder (default: continue it; finished steps are kept)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 

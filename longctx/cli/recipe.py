@@ -27,6 +27,7 @@ examples:
   longctx recipe run configs/recipes/organism_512_2k_8k.yaml --dry-run
   longctx recipe run configs/recipes/organism_512_2k_8k.yaml --out runs/organism-8k
   longctx recipe run configs/recipes/organism_512_2k_8k.yaml --out runs/organism-8k --from-stage 8k
+  longctx recipe run configs/recipes/quickstart.yaml --set stages.yarn-x8.train.steps=10 --dry-run
 """
 
 
@@ -43,9 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--from-stage", metavar="NAME", help="redo this stage and every stage after it")
     run.add_argument("--overwrite", action="store_true", help="delete an earlier run in --out (ours only) and start over")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="change one value of the recipe, e.g. seed=1, eval.samples=10, stages.2k.train.steps=5")
     show = sub.add_parser("show", help="validate and print the resolved recipe (JSON)",
                           description="Validate the recipe and print it with every default filled in.")
     show.add_argument("recipe", help="recipe YAML")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="change one value of the recipe (as for run)")
     return p
 
 
@@ -56,7 +61,7 @@ def main(argv: list[str]) -> int:
     from longctx.recipe.spec import load_recipe
 
     a = build_parser().parse_args(argv)
-    recipe = load_recipe(a.recipe)
+    recipe = load_recipe(a.recipe, a.overrides)
     if a.action == "show":
         print(json.dumps(recipe.to_dict(), indent=2))
         return 0
@@ -67,4 +72,5 @@ def main(argv: list[str]) -> int:
         print(dry_run(recipe, out, from_stage=a.from_stage))
         return 0
     RecipeRun(recipe, out, from_stage=a.from_stage, progress=not a.no_progress).run(overwrite=a.overwrite)
+    print(f"\nrecipe done; report in {Path(out) / 'report'}")
     return 0

@@ -1,18 +1,24 @@
-"""The exact pretraining recipe of the shipped tiny model, as one dataclass.
+"""The exact pretraining recipe of the shipped tiny model: its settings (one dataclass) and the recipe they make.
 
-``longctx organism train --out DIR`` runs it: a random Llama (``longctx.models.tiny``), passkey data
-(:mod:`longctx.organism.data`) written as packs, and the project's own trainer
-(:mod:`longctx.train`) driven through its ``RunConfig``. Nothing here trains by itself.
+``longctx organism train --out DIR`` runs :func:`organism_recipe` on the recipe runner
+(:mod:`longctx.recipe.runner`): a random Llama (``base: {tiny: ...}``, :mod:`longctx.models.tiny`),
+phase 1 on passkey conversations of exactly the context length, phase 2 on packs of mixed lengths
+(``pretrain`` data, :mod:`longctx.recipe.pretrain_data`), each trained by the project's trainer with
+the settings below (``--set`` changes them: :func:`longctx.train.config.apply_overrides`). Nothing here
+trains by itself.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 from longctx.core.errors import LongctxError
-from longctx.train.config import RunConfig, validate
+from longctx.recipe.spec import trainer_settings
+from longctx.train.config import RunConfig, from_dict, validate
+
+RECIPE_PATH = "longctx organism train"
+"""How the recipe is named in messages."""
 
 
 @dataclass
@@ -30,7 +36,7 @@ class OrganismRecipe:
     """Seed of the random initialisation (longctx.models.tiny.make_tiny_checkpoint)."""
     # data
     data_seed: int = 0
-    """Base seed of the passkey sequences (see longctx.organism.data.sample_seed)."""
+    """Base seed of the passkey sequences (see longctx.recipe.pretrain_data.sample_seed)."""
     answer_weight: float = 5.0
     """Loss weight of each answer digit relative to every other token."""
     # optimisation (longctx.train)
@@ -43,7 +49,7 @@ class OrganismRecipe:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     checkpoint_every: int = 250
-    # phase 2: mixed lengths (see longctx.organism.data.mixed_pack)
+    # phase 2: mixed lengths (see longctx.recipe.pretrain_data.mixed_pack)
     mixed_steps: int = 600
     """Steps of phase 2 on packs of conversations with uniform lengths in [mixed_min_len, context]; 0 = skip."""
     mixed_min_len: int = 224
@@ -83,44 +89,44 @@ class OrganismRecipe:
             raise LongctxError(f"--set num_kv_heads: {self.num_kv_heads} must divide num_heads {self.num_heads}")
         if self.mixed_steps and not 0 < self.mixed_min_len <= self.context:
             raise LongctxError(f"--set mixed_min_len: must be in [1, context {self.context}], got {self.mixed_min_len}")
-        for cfg in (run_config(self, "init", "packs", "run"), mixed_run_config(self, "init", "packs", "run")):
+        for settings in (phase1_settings(self), phase2_settings(self)):
             try:
-                validate(cfg)
+                validate(from_dict(trainer_settings(settings)))
             except LongctxError as err:
                 raise LongctxError(f"recipe: {err}") from None
 
 
-def mixed_run_config(recipe: OrganismRecipe, phase1_model: str | Path, packs_dir: str | Path, run_dir: str | Path) -> RunConfig:
-    """Phase 2: continue from phase 1 on mixed-length packs (longctx_varlen keeps sequences apart)."""
-    cfg = run_config(recipe, phase1_model, packs_dir, run_dir)
-    cfg.model.attn_implementation = "longctx_varlen"
-    cfg.optim.lr = recipe.mixed_lr
-    cfg.optim.warmup_steps = recipe.mixed_warmup_steps
-    cfg.train.steps = recipe.mixed_steps
-    cfg.train.seed = recipe.data_seed + 1
-    return cfg
+def phase1_settings(recipe: OrganismRecipe) -> dict:
+    """Phase 1's trainer keys: one process, fp32, sdpa attention (one sequence per row: plain causal attention is
+    exact), the rows in their written order (already i.i.d. samples)."""
+    return {"model.attn_implementation": "sdpa", "model.dtype": "float32", "data.shuffle": False,
+            "parallel.layout": RunConfig().parallel.layout,
+            "optim.lr": recipe.lr, "optim.warmup_steps": recipe.warmup_steps, "optim.min_lr_ratio": recipe.min_lr_ratio,
+            "optim.weight_decay": recipe.weight_decay, "optim.grad_clip": recipe.grad_clip,
+            "train.steps": recipe.steps, "train.micro_batch": recipe.batch, "train.loss": "weighted",
+            "train.seed": recipe.data_seed, "checkpoint.every": recipe.checkpoint_every, "checkpoint.keep_last": 2,
+            "log.every": 10, "log.tensorboard": False}
 
 
-def run_config(recipe: OrganismRecipe, init_dir: str | Path, packs_dir: str | Path, run_dir: str | Path) -> RunConfig:
-    """The phase-1 trainer config (single process, fp32, sdpa attention: one sequence per row)."""
-    cfg = RunConfig()
-    cfg.model.path = str(init_dir)
-    cfg.model.attn_implementation = "sdpa"  # one sequence per row: plain causal attention is exact
-    cfg.model.dtype = "float32"
-    cfg.data.path = str(packs_dir)
-    cfg.data.shuffle = False  # the rows are already i.i.d. samples
-    cfg.optim.lr = recipe.lr
-    cfg.optim.warmup_steps = recipe.warmup_steps
-    cfg.optim.min_lr_ratio = recipe.min_lr_ratio
-    cfg.optim.weight_decay = recipe.weight_decay
-    cfg.optim.grad_clip = recipe.grad_clip
-    cfg.train.steps = recipe.steps
-    cfg.train.micro_batch = recipe.batch
-    cfg.train.loss = "weighted"
-    cfg.train.seed = recipe.data_seed
-    cfg.checkpoint.out = str(run_dir)
-    cfg.checkpoint.every = recipe.checkpoint_every
-    cfg.checkpoint.keep_last = 2
-    cfg.log.every = 10
-    cfg.log.tensorboard = False
-    return cfg
+def phase2_settings(recipe: OrganismRecipe) -> dict:
+    """Phase 2: continue from phase 1 on mixed-length packs (longctx_varlen keeps the sequences apart)."""
+    return {**phase1_settings(recipe), "model.attn_implementation": "longctx_varlen", "optim.lr": recipe.mixed_lr,
+            "optim.warmup_steps": recipe.mixed_warmup_steps, "train.steps": recipe.mixed_steps,
+            "train.seed": recipe.data_seed + 1}
+
+
+def organism_recipe(recipe: OrganismRecipe) -> dict:
+    """The recipe mapping of ``recipe`` (phase 2 only when ``mixed_steps``); no evaluation (``longctx organism
+    check`` measures the result)."""
+    tiny = {"family": "llama", "seed": recipe.init_seed, "hidden_size": recipe.hidden_size,
+            "num_layers": recipe.num_layers, "num_heads": recipe.num_heads, "num_kv_heads": recipe.num_kv_heads,
+            "intermediate_size": recipe.intermediate_size, "max_position_embeddings": recipe.context,
+            "rope_theta": recipe.rope_theta}
+    stages = [{"name": "pretrain", "extend": "none", "train": phase1_settings(recipe),
+               "data": {"sources": [{"pretrain": {"rows": recipe.num_sequences, "answer_weight": recipe.answer_weight}}]}}]
+    if recipe.mixed_steps:
+        stages.append({"name": "mixed", "extend": "none", "train": phase2_settings(recipe),
+                       "data": {"sources": [{"pretrain": {"rows": recipe.mixed_steps * recipe.batch, "mixed": True,
+                                                          "min_len": recipe.mixed_min_len,
+                                                          "answer_weight": recipe.answer_weight}}]}})
+    return {"base": {"tiny": tiny}, "seed": recipe.data_seed, "eval": False, "stages": stages}

@@ -1,4 +1,8 @@
-"""What one quick start does, as a dataclass; ``--full`` is the same pipeline with bigger numbers.
+"""What one quick start does, as a dataclass of its flags; ``--full`` is the same pipeline with bigger numbers.
+
+The flags are turned into a recipe (:func:`longctx.quickstart.recipe.quickstart_recipe`): the eval fields
+become the recipe's eval spec (the trainer's :class:`~longctx.train.config.EvalConfig`: n = eval_samples x
+eval_depths prompts per length), the rest its stages.
 
 The config checks itself (:meth:`QuickstartConfig.validate`, also run on construction), so a bad
 value is refused the same way from the CLI and from library code; messages name the

@@ -8,19 +8,36 @@ import platform
 import time
 from pathlib import Path
 
+from eval_longbench.plots import PROMPT_XLABEL, plot_heatmaps, plot_ppl, prompt_heatmap_title
 from longctx.core.io import atomic_write_json, atomic_write_text
+from longctx.recipe.steps import write_commands_sh
 
 
 def summary_rows(run) -> list[dict]:
-    """One row per model (the base, then each stage's trained model): accuracy, n and perplexity per window."""
-    rows = [{"model": "base", "stage": 0, "context": run.recipe.base_context, "passkey": run.base_eval["passkey"],
-             "ppl": run.base_eval["ppl"], "train_seconds": 0.0, "train_cpu_seconds": 0.0}]
+    """One row per model (the base, then per stage its extended model when evaluated before training and its
+    trained model): accuracy, n and perplexity per window."""
+    rows = [{"model": "base", "stage": 0, "context": run.recipe.base_context,
+             "passkey": run.base_eval.get("passkey", {}), "ppl": run.base_eval.get("ppl", {}),
+             "train_seconds": 0.0, "train_cpu_seconds": 0.0}]
     for r in run.stages:
+        if "extended" in r:
+            e = r["extended"]
+            rows.append({"model": e["model"], "stage": r["index"], "context": r["context"], "passkey": e["passkey"],
+                         "ppl": e["ppl"], "train_seconds": 0.0, "train_cpu_seconds": 0.0, "path": e["path"],
+                         "before_training": True})
         rows.append({"model": r["name"], "stage": r["index"], "context": r["context"], "passkey": r["passkey"],
                      "ppl": r["ppl"], "train_seconds": r.get("train_seconds") or 0.0,
                      "train_cpu_seconds": r.get("train_cpu_seconds") or 0.0, "hash": r["hash"],
                      "path": r["output"]})
     return rows
+
+
+def model_cells(run) -> list[list[dict]]:
+    """The passkey cells of each :func:`summary_rows` row, in the same order."""
+    out = [run.base_eval.get("cells", [])]
+    for r in run.stages:
+        out += ([r["extended"]["cells"]] if "extended" in r else []) + [r["cells"]]
+    return out
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -78,23 +95,22 @@ def loss_curve(run) -> dict[str, list[tuple[float, float]]]:
 
 
 def write_report(run, total_seconds: float) -> dict:
-    from eval_longbench.plots import PROMPT_XLABEL, plot_heatmaps, plot_ppl, prompt_heatmap_title
-    from longctx.recipe.steps import write_commands_sh
-
     out = run.out / "report"
     out.mkdir(parents=True, exist_ok=True)
-    cells = {"base": run.base_eval["cells"], **{r["name"]: r["cells"] for r in run.stages}}
-    plot_heatmaps(cells, out / "heatmaps.png", title=prompt_heatmap_title("after each stage", run.overhead),
-                  xlabel=PROMPT_XLABEL)
-    plot_ppl([{"model": name, "length": int(w), "ppl": p} for name, d in
-              [("base", run.base_eval["ppl"]), *[(r["name"], r["ppl"]) for r in run.stages]] for w, p in d.items()],
-             out / "ppl.png", title="perplexity vs context length after each stage (builtin noise text)")
     rows = summary_rows(run)
+    cells = {row["model"]: c for row, c in zip(rows, model_cells(run)) if c}  # evaluated models only
+    if cells:
+        plot_heatmaps(cells, out / "heatmaps.png", title=prompt_heatmap_title("after each stage", run.overhead),
+                      xlabel=PROMPT_XLABEL)
+    ppl = [{"model": row["model"], "length": int(w), "ppl": p} for row in rows for w, p in row["ppl"].items()]
+    if ppl:
+        plot_ppl(ppl, out / "ppl.png", title="perplexity vs context length after each stage (builtin noise text)")
     windows = sorted({int(w) for r in rows for w in r["passkey"]})
-    acc = {f"{w} tokens": [(r["stage"], r["passkey"][str(w)]["accuracy"]) for r in rows if str(w) in r["passkey"]]
-           for w in windows}
-    plot_lines(acc, out / "accuracy_by_stage.png", xlabel="stage (0 = base)", ylabel="passkey accuracy",
-               title="passkey accuracy after each stage, one line per window")
+    acc = {f"{w} tokens": [(r["stage"], r["passkey"][str(w)]["accuracy"]) for r in rows
+                           if str(w) in r["passkey"] and not r.get("before_training")] for w in windows}
+    if acc:
+        plot_lines(acc, out / "accuracy_by_stage.png", xlabel="stage (0 = base)", ylabel="passkey accuracy",
+                   title="passkey accuracy after each stage, one line per window")
     losses = loss_curve(run)
     if any(losses.values()):
         plot_lines(losses, out / "loss.png", xlabel="optimizer step (whole recipe)", ylabel="training loss",
@@ -108,11 +124,12 @@ def write_report(run, total_seconds: float) -> dict:
     md = [f"# longctx recipe: {run.recipe.path}", "",
           f"Base model `{run.base}` (context {run.recipe.base_context}); {len(run.stages)} stage(s).", "",
           "Each cell: passkey accuracy (greedy exact match; n per window; the prompt is the window minus the "
-          f"{run.overhead}-token chat template and reply) / perplexity (sliding window of that length, builtin "
+          f"{run.overhead if ev else '?'}-token chat template and reply) / perplexity (sliding window of that length, builtin "
           "noise text). Stage rows are the trained model of that stage.", "",
           markdown_table(rows), "",
-          f"Wall time: {total_seconds / 60:.1f} min on {os.cpu_count()} CPU core(s); base evaluated with "
-          f"{ev.depths} depths x {ev.samples} samples.", "",
+          f"Wall time: {total_seconds / 60:.1f} min on {os.cpu_count()} CPU core(s); "
+          + (f"base evaluated with n = {ev.samples} prompts per length over {ev.depths} depths." if ev else
+             "no evaluation (eval: false)."), "",
           "Files: `heatmaps.png`, `accuracy_by_stage.png`, `ppl.png`, `loss.png`, `summary.json`, `commands.sh`.", ""]
     atomic_write_text(out / "summary.md", "\n".join(md))
     write_commands_sh(out / "commands.sh", [f"The longctx commands of each stage of {run.recipe.path}.",

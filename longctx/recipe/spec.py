@@ -10,7 +10,7 @@ The format (``configs/recipes/*.yaml`` are worked examples)::
 
     base: organism              # a checkpoint directory; "organism" = the shipped tiny model
     seed: 0
-    eval: {passkey_lengths: [512, 2048], samples: 4, depths: 5, ppl_lengths: [512, 2048]}  # defaults
+    eval: {passkey_lengths: [512, 2048], samples: 20, depths: 5, ppl_lengths: [512, 2048]}  # defaults
     plan: {gpus: 8, gpu_mem_gib: 80, model: llama-3-8b}   # optional memory check (longctx plan)
     stages:
       - name: 2k
@@ -21,6 +21,22 @@ The format (``configs/recipes/*.yaml`` are worked examples)::
           short_share: 0.2                  # of the synthetic records, drawn at <= the base context
         train: {steps: 60, lr: 1e-3, sp_degree: 2, eval: {...}}   # longctx train keys
         eval: {passkey_lengths: [512, 2048]}                        # after-stage evaluation
+      - name: pi-x4
+        from: base                          # default: the previous stage's trained model
+        extend: {method: linear, factor: 4}
+        data: {sources: [{passkey: {records: 200, stream: shared}}]}   # same stream + lengths: shared packs
+        eval_extended: true                 # evaluate the extended model before training too
+
+``base: {tiny: {family, seed, hidden_size, ...}}`` is a random checkpoint the run makes first
+(:func:`longctx.models.tiny.make_tiny_checkpoint`, ``longctx make-tiny``); ``extend: none`` trains the
+stage's input at its own context (pretraining); a ``{pretrain: {...}}`` data source writes the shipped
+model's pretraining rows straight into packs (:mod:`longctx.recipe.pretrain_data`);
+``eval: false`` (top level: every evaluation, the base's included) skips the after-stage evaluation;
+``train: false`` makes a training-free stage (its output is the extended model; it has no ``data``).
+
+Both ``eval`` sections are the trainer's eval spec (:class:`longctx.train.config.EvalConfig`: the same
+keys, meanings and checks as a stage's ``train.eval``), limited to the keys an after-stage evaluation
+uses (:data:`EVAL_KEYS`): ``samples`` is prompts per length, spread evenly over ``depths``.
 """
 
 from __future__ import annotations
@@ -34,13 +50,28 @@ from pathlib import Path
 from typing import Any
 
 from longctx.core.errors import LongctxError
+from longctx.models.organism import shipped_model_dir
+from longctx.models.tiny import tiny_config
+from longctx.train.config import EvalConfig, from_dict, parse_override, validate
 
 TOP_KEYS = ("base", "seed", "eval", "plan", "stages", "description")
-STAGE_KEYS = ("name", "extend", "data", "train", "eval")
+TINY_KEYS = ("family", "seed", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
+             "max_position_embeddings", "rope_theta")
+"""``base: {tiny: {...}}``: the arguments of :func:`longctx.models.tiny.make_tiny_checkpoint` (``longctx make-tiny``)."""
+STAGE_KEYS = ("name", "from", "extend", "data", "train", "eval", "eval_extended")
+BASE = "base"
+"""``from: base``: the stage starts from the recipe's base model (the name no stage may take)."""
+NO_EXTENSION = "none"
+"""``extend: none``: the stage trains its input model as it is (no RoPE change)."""
+PRETRAIN_KEYS = ("rows", "mixed", "min_len", "answer_weight")
+"""A ``pretrain`` data source: ``rows`` of the organism's pretraining data (one conversation of exactly the pack
+length per row; ``mixed: true``: packs filled with conversations of ``min_len``..pack length tokens)."""
 HAYSTACKS = ("noise", "bible")
 """Named haystacks of the synthetic records (else a text file's path)."""
 DATA_KEYS = ("sources", "pack_length", "short_share", "short_min_tokens", "train_on")
-EVAL_KEYS = ("passkey_lengths", "samples", "depths", "ppl_lengths", "ppl_stride")
+EVAL_KEYS = ("passkey_lengths", "samples", "depths", "ppl_lengths", "ppl_stride", "seed", "max_new_tokens")
+"""The keys of the trainer's eval spec an after-stage evaluation uses (the others are about evaluation during
+training: a stage's ``train.eval``). It always asks in the chat template and scores the builtin noise text."""
 PLAN_KEYS = ("model", "gpus", "gpu_mem_gib", "sharding", "gpu")
 OWNED_TRAIN_KEYS = ("model.path", "data.path", "checkpoint.out")
 """Trainer keys the recipe sets itself: the previous stage's model, this stage's packs and folder."""
@@ -55,17 +86,10 @@ RECIPE_TRAIN_DEFAULTS: dict[str, Any] = {
 """What a stage's ``train`` starts from (the trainer's own defaults below these); the stage's keys win."""
 
 
-@dataclass
-class EvalSpec:
-    passkey_lengths: list[int] = field(default_factory=list)
-    """Passkey windows in tokens: prompt + chat template + reply fill each window exactly."""
-    samples: int = 4
-    """Passkey prompts per (length, depth) cell: n per length = depths x samples."""
-    depths: int = 5
-    """Needle depths per length, evenly spaced 0..100%."""
-    ppl_lengths: list[int] = field(default_factory=list)
-    """Sliding-window perplexity windows (builtin noise text); default: the passkey windows."""
-    ppl_stride: int = 256
+RECIPE_EVAL_DEFAULTS: dict[str, Any] = {"samples": 20, "depths": 5, "ppl_stride": 256}
+"""What a recipe's ``eval`` starts from (the trainer's defaults below these, the recipe's ``seed`` as the eval
+seed): n = 20 prompts per length, 4 at each of 5 depths; perplexity windows moving by 256 tokens. The
+passkey lengths are windows: prompt + chat template + reply fill each exactly."""
 
 
 @dataclass
@@ -82,6 +106,11 @@ class DataSpec:
     sword-text-web) or a text file: a real model learns retrieval in real text."""
     passkey_qa_share: float = 0.0
     """Share of the synthetic records that ask for one of 4 key-value needles instead of a pass key."""
+    pretrain: dict = field(default_factory=dict)
+    """The ``pretrain`` source (rows, mixed, min_len, answer_weight); empty: none."""
+    passkey_stream: str = ""
+    """Name of the records' random stream (with the recipe seed); "" = ``recipe-<stage name>``, the stage's
+    own. Stages giving the same stream and the same data keys draw the same records: made and packed once."""
     jsonl: list[str] = field(default_factory=list)
     """User chat JSONL files, packed as given."""
     short_share: float = 0.0
@@ -102,11 +131,18 @@ class StageSpec:
     params: dict
     context: int | None
     """The stage's context (max_position_embeddings after extension); None when the base is not on disk."""
-    data: DataSpec
-    train: dict
-    """Trainer settings as given (dotted keys / sections; ``eval`` passed through to the trainer)."""
+    data: DataSpec | None
+    """``None``: a training-free stage (``train: false``)."""
+    train: dict | None
+    """Trainer settings as given (dotted keys / sections; ``eval`` passed through to the trainer); ``None``: the
+    stage does not train (``train: false``): its output is its extended model."""
     nproc: int
-    eval: EvalSpec
+    eval: EvalConfig | None
+    """The after-stage evaluation; ``None``: none (``eval: false``)."""
+    start: str = BASE
+    """Where the stage starts: ``base`` or an earlier stage's name (whose trained model it extends)."""
+    eval_extended: bool = False
+    """Also evaluate the extended model before training (the training-free row of a comparison)."""
 
     def key(self) -> str:
         return f"{self.index:02d}-{self.name}"
@@ -116,12 +152,16 @@ class StageSpec:
 class Recipe:
     path: str
     base: str
+    """The base checkpoint's folder; "" when the run makes it (``base_tiny``)."""
     base_context: int | None
     seed: int
-    eval: EvalSpec
+    eval: EvalConfig | None
+    """The base's evaluation and every stage's default; ``None``: no evaluation at all (``eval: false``)."""
     plan: dict | None
     stages: list[StageSpec]
     raw: dict
+    base_tiny: dict | None = None
+    """``base: {tiny: ...}``: the random checkpoint the run makes first (make_tiny_checkpoint's arguments)."""
 
     def stage(self, name: str) -> StageSpec:
         for s in self.stages:
@@ -131,8 +171,15 @@ class Recipe:
                            + ", ".join(s.name for s in self.stages) + ")")
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "base": self.base, "base_context": self.base_context, "seed": self.seed,
-                "eval": asdict(self.eval), "plan": self.plan, "stages": [asdict(s) for s in self.stages]}
+        return {"path": self.path, "base": self.base or {"tiny": self.base_tiny}, "base_context": self.base_context,
+                "seed": self.seed,
+                "eval": eval_dict(self.eval), "plan": self.plan,
+                "stages": [{**asdict(s), "eval": eval_dict(s.eval)} for s in self.stages]}
+
+
+def eval_dict(ev: EvalConfig | None) -> dict | None:
+    """The after-stage keys of an eval spec (:data:`EVAL_KEYS`), as plain JSON (``None``: no evaluation)."""
+    return None if ev is None else {k: copy.deepcopy(getattr(ev, k)) for k in EVAL_KEYS}
 
 
 class _Where:
@@ -141,9 +188,13 @@ class _Where:
     def __init__(self, path: str, stage: str | None = None):
         self.path, self.stage = path, stage
 
+    @property
+    def where(self) -> str:
+        """``recipe.yaml: stage '2k'`` (or just the path): the prefix the trainer's own checks are given."""
+        return f"{self.path}: stage {self.stage!r}" if self.stage else self.path
+
     def __call__(self, key: str, msg: str) -> LongctxError:
-        where = f"{self.path}: stage {self.stage!r}: " if self.stage else f"{self.path}: "
-        return LongctxError(f"{where}{key}: {msg}")
+        return LongctxError(f"{self.where}: {key}: {msg}")
 
 
 def _mapping(value: Any, key: str, bad: _Where, allowed: tuple[str, ...] | None = None) -> dict:
@@ -181,23 +232,29 @@ def _int_list(value: Any, key: str, bad: _Where) -> list[int]:
 def resolve_base(base: str) -> str:
     """``organism`` (the shipped tiny model) or a path, as given."""
     if base == "organism":
-        from longctx.organism.check import shipped_model_dir
-
         return str(shipped_model_dir())
     return base
 
 
-def parse_eval(raw: Any, key: str, bad: _Where, defaults: EvalSpec | None = None) -> EvalSpec:
+def parse_eval(raw: Any, key: str, bad: _Where, defaults: dict[str, Any], *, absent: bool = True) -> EvalConfig | None:
+    """An ``eval`` section on top of ``defaults``, read and checked by the trainer (``from_dict`` + ``validate``:
+    the errors ``longctx train`` gives for its ``eval`` section, naming ``eval.<key>``); ``false`` (or no
+    section when ``absent`` is false): no evaluation."""
+    if raw is False or (raw is None and not absent):
+        return None
     e = _mapping(raw, key, bad, EVAL_KEYS)
-    spec = copy.deepcopy(defaults) if defaults else EvalSpec()
-    if "passkey_lengths" in e:
-        spec.passkey_lengths = _int_list(e["passkey_lengths"], f"{key}.passkey_lengths", bad)
-    if "ppl_lengths" in e:
-        spec.ppl_lengths = _int_list(e["ppl_lengths"], f"{key}.ppl_lengths", bad)
-    for k in ("samples", "depths", "ppl_stride"):
+    for k in ("passkey_lengths", "ppl_lengths"):
         if k in e:
-            setattr(spec, k, _int(e[k], f"{key}.{k}", bad))
-    return spec
+            _int_list(e[k], f"{key}.{k}", bad)
+    cfg = from_dict({"eval": {**defaults, **e}}, bad.where)
+    validate(cfg, where=bad.where)
+    ev = cfg.eval
+    if ev.ppl_stride < 1:
+        raise bad(f"{key}.ppl_stride", "must be >= 1 here (0, half the window, is for evaluation during training)")
+    if ev.samples % ev.depths:
+        raise bad(f"{key}.samples", f"{ev.samples} prompts per length do not spread evenly over {ev.depths} depths; "
+                  f"give a multiple of {ev.depths} (samples counts prompts per length, not per depth)")
+    return ev
 
 
 def _flag_to_key(msg: str) -> str:
@@ -222,9 +279,12 @@ def parse_extend(raw: Any, bad: _Where, source: dict | None) -> tuple[str, float
     """
     from rope_scaling.registry import get_method, validate_params
 
+    if raw == NO_EXTENSION:
+        context = int(source.get("max_position_embeddings", 0)) or None if source else None
+        return NO_EXTENSION, None, None, {}, source, context
     e = dict(_mapping(raw, "extend", bad))
     if not e:
-        raise bad("extend", "missing: give method and factor or target_length (or rope_theta for ABF)")
+        raise bad("extend", f"missing: give method and factor or target_length (or rope_theta for ABF), or {NO_EXTENSION}")
     method = e.pop("method", "auto")
     factor = e.pop("factor", None)
     target = e.pop("target_length", None)
@@ -265,16 +325,22 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
         raise bad("data.sources", f"expected a non-empty list of {{passkey: ...}} / {{jsonl: path}}, got {sources!r}")
     for i, src in enumerate(sources):
         key = f"data.sources[{i}]"
-        if not isinstance(src, dict) or len(src) != 1 or next(iter(src)) not in ("passkey", "jsonl"):
-            raise bad(key, f"expected {{passkey: {{records, min_tokens, max_tokens}}}} or {{jsonl: path}}, got {src!r}")
+        if not isinstance(src, dict) or len(src) != 1 or next(iter(src)) not in ("passkey", "jsonl", "pretrain"):
+            raise bad(key, f"expected {{passkey: {{records, min_tokens, max_tokens}}}}, {{jsonl: path}} or "
+                      f"{{pretrain: {{rows}}}}, got {src!r}")
         kind, value = next(iter(src.items()))
+        if kind == "pretrain":
+            if len(sources) != 1:
+                raise bad(key, "a pretrain source writes its packs itself: it is a stage's only source")
+            spec.pretrain = parse_pretrain(value, f"{key}.pretrain", bad, spec.pack_length)
+            continue
         if kind == "jsonl":
             if not isinstance(value, str) or not Path(value).is_file():
                 raise bad(f"{key}.jsonl", f"{value!r} is not a file")
             spec.jsonl.append(value)
             continue
         p = _mapping(value, f"{key}.passkey", bad, ("records", "min_tokens", "max_tokens", "edge_share", "haystack",
-                                                   "qa_share"))
+                                                   "qa_share", "stream"))
         spec.passkey_records = _int(p.get("records", 200), f"{key}.passkey.records", bad)
         low = max(256, (base_context or 512) // 2)
         spec.passkey_max_tokens = _int(p.get("max_tokens", spec.pack_length), f"{key}.passkey.max_tokens", bad, low=256)
@@ -288,6 +354,10 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
         if not isinstance(hay, str) or not (hay in HAYSTACKS or Path(hay).is_file()):
             raise bad(f"{key}.passkey.haystack", f"expected {' or '.join(HAYSTACKS)} or a text file, got {hay!r}")
         spec.passkey_haystack = hay
+        stream = p.get("stream", "")
+        if not isinstance(stream, str):
+            raise bad(f"{key}.passkey.stream", f"expected a name, got {stream!r}")
+        spec.passkey_stream = stream
     share = _fraction(d.get("short_share", 0.0), "data.short_share", bad, below_one=True)
     if share and not spec.passkey_records:
         raise bad("data.short_share", "applies to the synthetic passkey records; add a {passkey: ...} source")
@@ -300,6 +370,21 @@ def parse_data(raw: Any, bad: _Where, context: int | None, base_context: int | N
     return spec
 
 
+def parse_pretrain(raw: Any, key: str, bad: _Where, pack_length: int) -> dict:
+    p = _mapping(raw, key, bad, PRETRAIN_KEYS)
+    out = {"rows": _int(p.get("rows"), f"{key}.rows", bad), "mixed": p.get("mixed", False),
+           "min_len": _int(p.get("min_len", 224), f"{key}.min_len", bad), "answer_weight": p.get("answer_weight", 5.0)}
+    if not isinstance(out["mixed"], bool):
+        raise bad(f"{key}.mixed", f"expected true or false, got {out['mixed']!r}")
+    if out["mixed"] and out["min_len"] > pack_length:
+        raise bad(f"{key}.min_len", f"must be <= the pack length {pack_length}, got {out['min_len']}")
+    w = out["answer_weight"]
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+        raise bad(f"{key}.answer_weight", f"expected a positive number, got {w!r}")
+    out["answer_weight"] = float(w)
+    return out
+
+
 def trainer_settings(train: dict) -> dict:
     """The stage's trainer settings: the recipe defaults, then the stage's keys as given (``eval`` included,
     unchanged: the trainer owns and checks it)."""
@@ -308,7 +393,7 @@ def trainer_settings(train: dict) -> dict:
 
 def parse_train(raw: Any, bad: _Where, pack_length: int) -> tuple[dict, int]:
     """Check the stage's trainer keys with the trainer's own validation; returns (settings, ranks)."""
-    from longctx.train.config import _flat, from_dict, validate
+    from longctx.train.config import _flat
 
     t = dict(_mapping(raw, "train", bad))
     if "eval" in t and not isinstance(t["eval"], dict):
@@ -324,23 +409,58 @@ def parse_train(raw: Any, bad: _Where, pack_length: int) -> tuple[dict, int]:
     return t, nproc
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate the recipe at ``path`` (every stage, before anything runs)."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read the recipe at ``path``, apply ``--set`` ``overrides`` and validate it (every stage, before anything runs)."""
     from longctx.core.io import read_yaml
 
-    return parse_recipe(read_yaml(path, missing="recipe file not found"), str(path))
+    raw = read_yaml(path, missing="recipe file not found")
+    return parse_recipe(apply_overrides(raw, overrides) if overrides else raw, str(path))
+
+
+def apply_overrides(raw: Any, overrides: list[str]) -> Any:
+    """``--set key=value`` items on a recipe mapping (a copy): dotted keys (``seed=1``, ``eval.samples=10``,
+    ``stages.2k.train.optim.lr=2e-3``: a stage by name or index; what follows ``train``/``eval`` is one key
+    there). Parsed by the trainer's ``--set`` parser (values as YAML); the recipe's own checks then name the key."""
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        key, value = parse_override(text)
+        parts, target = key.split("."), raw
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(target, list):
+                found = [x for x in target if isinstance(x, dict) and x.get("name") == part]
+                if not found and part.isdigit() and int(part) < len(target):
+                    found = [target[int(part)]]
+                if not found:
+                    raise LongctxError(f"--set {text}: {'.'.join(parts[:i + 1])}: no such stage")
+                target = found[0]
+                continue
+            if not isinstance(target, dict):
+                raise LongctxError(f"--set {text}: {'.'.join(parts[:i])}: not a mapping")
+            if part in ("train", "eval") and isinstance(target.get(part, {}), dict) and i > 0:
+                target.setdefault(part, {})[".".join(parts[i + 1:])] = value  # the trainer's (dotted) key
+                break
+            target = target.setdefault(part, {})
+        else:
+            if not isinstance(target, dict):
+                raise LongctxError(f"--set {text}: {'.'.join(parts[:-1])}: not a mapping")
+            target[parts[-1]] = value
+    return raw
 
 
 def parse_recipe(raw: Any, path: str = "<recipe>") -> Recipe:
     bad = _Where(path)
     top = _mapping(raw, "recipe", bad, TOP_KEYS)
-    if "base" not in top or not isinstance(top["base"], str):
-        raise bad("base", "missing: a checkpoint directory, or organism for the shipped tiny model")
-    base = resolve_base(top["base"])
+    if "base" not in top or not isinstance(top["base"], (str, dict)):
+        raise bad("base", "missing: a checkpoint directory, organism for the shipped tiny model, or {tiny: {...}}")
+    tiny = parse_tiny(top["base"], bad) if isinstance(top["base"], dict) else None
+    base = "" if tiny else resolve_base(top["base"])
     seed = _int(top.get("seed", 0), "seed", bad, low=0)
     source = None
     base_context = None
-    if Path(base).is_dir():
+    if tiny:
+        source = tiny_config(tiny["family"], **{k: v for k, v in tiny.items() if k not in ("family", "seed")}).to_dict()
+        base_context = int(source["max_position_embeddings"])
+    elif Path(base).is_dir():
         from rope_scaling.checkpoint_config import read_config
 
         try:
@@ -351,48 +471,82 @@ def parse_recipe(raw: Any, path: str = "<recipe>") -> Recipe:
     plan = _mapping(top.get("plan"), "plan", bad, PLAN_KEYS) or None
     if source is None and plan is None:
         raise bad("base", f"{base!r} is not a checkpoint directory")
-    defaults = parse_eval(top.get("eval"), "eval", bad)
+    defaults = parse_eval(top.get("eval"), "eval", bad, {**RECIPE_EVAL_DEFAULTS, "seed": seed})
     stages_raw = top.get("stages")
     if not isinstance(stages_raw, list) or not stages_raw:
         raise bad("stages", "expected a non-empty list of stages")
     stages: list[StageSpec] = []
     names: set[str] = set()
+    configs = {BASE: source}  # the config.json each stage's model will have (None: base not on disk)
     for i, s in enumerate(stages_raw):
         sbad = _Where(path, f"stages[{i}]")
         s = _mapping(s, "stage", sbad, STAGE_KEYS)
         name = s.get("name", f"stage{i + 1}")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             raise sbad("name", f"expected a short name (letters, digits, . _ -), got {name!r}")
-        if name in names:
-            raise sbad("name", f"{name!r} is used by an earlier stage")
+        if name in names or name == BASE:
+            raise sbad("name", f"{name!r} is used by an earlier stage" if name in names
+                       else f"{BASE!r} names the base model (from: {BASE})")
         names.add(name)
         sbad = _Where(path, name)
-        method, factor, target, params, source, context = parse_extend(s.get("extend"), sbad, source)
-        data = parse_data(s.get("data"), sbad, context, base_context, seed)
-        train, nproc = parse_train(s.get("train"), sbad, data.pack_length)
-        ev = parse_eval(s.get("eval"), "eval", sbad, defaults)
-        if not ev.passkey_lengths and context:
+        start = s.get("from", stages[-1].name if stages else BASE)
+        if start not in configs:
+            raise sbad("from", f"expected {BASE} or an earlier stage ({', '.join(st.name for st in stages) or 'none'}), "
+                       f"got {start!r}")
+        eval_extended = s.get("eval_extended", False)
+        if not isinstance(eval_extended, bool):
+            raise sbad("eval_extended", f"expected true or false, got {eval_extended!r}")
+        method, factor, target, params, configs[name], context = parse_extend(s.get("extend"), sbad, configs[start])
+        if s.get("train") is False:
+            if "data" in s:
+                raise sbad("data", "a stage with train: false has no data")
+            if method == NO_EXTENSION:
+                raise sbad("train", "false with extend: none leaves nothing to do")
+            data, train, nproc = None, None, 1
+        else:
+            data = parse_data(s.get("data"), sbad, context, base_context, seed)
+            train, nproc = parse_train(s.get("train"), sbad, data.pack_length)
+        ev = parse_eval(s.get("eval"), "eval", sbad, eval_dict(defaults) or {**RECIPE_EVAL_DEFAULTS, "seed": seed},
+                        absent=defaults is not None)
+        if ev is not None and not ev.passkey_lengths and context:
             ev.passkey_lengths = sorted({base_context or context, context})
-        if not ev.ppl_lengths:
+        if ev is not None and not ev.ppl_lengths:
             ev.ppl_lengths = list(ev.passkey_lengths)
-        stages.append(StageSpec(i + 1, name, method, factor, target, params, context, data, train, nproc, ev))
-    if not defaults.passkey_lengths:
-        defaults.passkey_lengths = list(stages[-1].eval.passkey_lengths)
-    if not defaults.ppl_lengths:
+        if eval_extended and (ev is None or method == NO_EXTENSION):
+            raise sbad("eval_extended", "needs an extension and an evaluation (extend and eval)")
+        stages.append(StageSpec(i + 1, name, method, factor, target, params, context, data, train, nproc, ev, start,
+                                eval_extended))
+    if defaults is not None and not defaults.passkey_lengths:
+        evaluated = [st.eval for st in stages if st.eval is not None]
+        defaults.passkey_lengths = list(evaluated[-1].passkey_lengths) if evaluated else [base_context or 512]
+    if defaults is not None and not defaults.ppl_lengths:
         defaults.ppl_lengths = list(defaults.passkey_lengths)
     if plan:
         check_plan(plan, stages, bad)
-    return Recipe(path, base, base_context, seed, defaults, plan, stages, json.loads(json.dumps(top)))
+    return Recipe(path, base, base_context, seed, defaults, plan, stages, json.loads(json.dumps(top)), tiny)
+
+
+def parse_tiny(raw: dict, bad: _Where) -> dict:
+    """``{tiny: {family, seed, sizes...}}``: checked as ``longctx make-tiny`` checks them (one error naming the key)."""
+    t = _mapping(_mapping(raw, "base", bad, ("tiny",)).get("tiny"), "base.tiny", bad, TINY_KEYS)
+    out = {"family": t.get("family", "llama"), "seed": _int(t.get("seed", 0), "base.tiny.seed", bad, low=0),
+           **{k: t[k] for k in TINY_KEYS[2:] if k in t}}
+    try:
+        tiny_config(out["family"], **{k: v for k, v in out.items() if k not in ("family", "seed")})
+    except LongctxError as err:
+        raise bad("base.tiny", str(err)) from None
+    return out
 
 
 def plan_rows(plan: dict, stages: list[StageSpec]) -> list[dict]:
     """One ``longctx plan`` verdict per stage for the GPUs the recipe states (its ``plan`` section)."""
     from longctx.plan import RunShape, load_model_shape, plan_run
-    from longctx.train.config import from_dict
 
     shape = load_model_shape(str(plan.get("model", "")))
     rows = []
     for s in stages:
+        if s.train is None:
+            continue  # training-free: nothing to plan
         cfg = from_dict(trainer_settings(s.train))
         run = RunShape(seq_len=s.data.pack_length, gpus=int(plan.get("gpus", cfg.parallel.sp_degree)),
                        gpu_mem_gib=float(plan.get("gpu_mem_gib", 80.0)), sp=cfg.parallel.sp_degree,

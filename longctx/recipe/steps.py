@@ -2,9 +2,8 @@
 
 Each function calls the library function behind one ``longctx`` subcommand and returns, with its
 result, the shell line that repeats it (for ``commands.sh``), so every number in a report comes
-from a run the user can repeat on their own checkpoint. One home for these steps: the quick start
-(:mod:`longctx.quickstart.pipeline`) and the recipe runner (:mod:`longctx.recipe.runner`) only
-decide *which* steps run with *which* values.
+from a run the user can repeat on their own checkpoint. One home for these steps: the recipe runner
+(:mod:`longctx.recipe.runner`) only decides *which* steps run with *which* values.
 """
 
 from __future__ import annotations
@@ -15,8 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from eval_longbench.passkey import passkey_cells
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_write_text
+from longctx.train.config import EvalConfig
 
 
 def q(p: Path | str) -> str:
@@ -117,45 +118,47 @@ def train_step(cfg, nproc: int, yaml_path: Path, callbacks: list[Callable] | Non
     return summary, f"longctx train --config {q(yaml_path)} --nproc {nproc}"
 
 
-def evaluate_models(models: Mapping[str, Path | str], *, windows: Sequence[int], prompt_lengths: Sequence[int],
-                    samples: int, depths: int, seed: int, ppl_stride: int, out: Path, progress: bool,
-                    ppl_windows: Sequence[int] | None = None) -> tuple[dict, dict, str]:
-    """Passkey grid + sliding-window perplexity for each model (one load per model).
+def evaluate_models(models: Mapping[str, Path | str], ev: EvalConfig, *, prompt_lengths: Sequence[int], out: Path,
+                    progress: bool, fingerprints: Mapping[str, str] | None = None) -> tuple[dict, dict, str]:
+    """Passkey grid + sliding-window perplexity for each model (one load per model), as ``ev`` says.
 
-    ``prompt_lengths``: passkey prompt tokens (``window - chat overhead``, so prompt + chat template +
-    reply fill each window); ``ppl_windows``: perplexity window lengths (default ``windows``). Results
-    go to ``out/needle`` and ``out/ppl`` (resumable). Returns (needle cells per model, ppl rows per
-    model, the ``longctx needle`` + ``longctx ppl`` commands).
+    ``ev``: the eval spec (``passkey_lengths`` are windows; ``samples`` prompts per length, spread evenly
+    over ``depths``; ``ppl_lengths`` default to the windows); ``prompt_lengths``: the passkey prompt of
+    each window (``window - chat overhead``, so prompt + chat template + reply fill it). Results go to
+    ``out/needle`` and ``out/ppl`` (resumable; ``fingerprints``: each model's content fingerprint, bound to
+    its name there, so a results file never mixes two checkpoints under one name). Returns (needle cells per model, ppl rows per model, the
+    ``longctx needle`` + ``longctx ppl`` commands).
     """
     from eval_longbench.haystack import builtin_text
     from eval_longbench.models import load_model
     from eval_longbench.ppl import run_ppl
     from eval_longbench.results import ResultStore
-    from longctx.organism.check import MAX_NEW_TOKENS, passkey_cells
 
-    ppl_windows = list(ppl_windows or windows)
+    ppl_windows = list(ev.ppl_lengths or ev.passkey_lengths)
+    per_cell = ev.samples // ev.depths
     need = max(ppl_windows)
     text = builtin_text(need)  # exactly what `longctx ppl --text builtin` scores
-    ppl_store = ResultStore(out / "ppl" / "results.json", {"text": ["builtin"], "stride": ppl_stride, "max_tokens": need})
+    ppl_store = ResultStore(out / "ppl" / "results.json", {"text": ["builtin"], "stride": ev.ppl_stride, "max_tokens": need})
     cells: dict[str, list[dict]] = {}
     rows: dict[str, list[dict]] = {}
     for name, path in models.items():
         model, tok = load_model(path)
-        cells[name] = passkey_cells(path, prompt_lengths, samples_per_cell=samples, depths=depths, seed=seed,
+        cells[name] = passkey_cells(path, prompt_lengths, samples_per_cell=per_cell, depths=ev.depths, seed=ev.seed,
                                     results=out / "needle" / "results.json", name=name, progress=progress,
-                                    model=model, tokenizer=tok)
+                                    model=model, tokenizer=tok, max_new_tokens=ev.max_new_tokens,
+                                    model_id=(fingerprints or {}).get(name))
         ids = tok(text, add_special_tokens=True)["input_ids"]
-        rows[name] = run_ppl(model, ids, ppl_windows, ppl_store, model_name=name, stride=ppl_stride, max_tokens=need,
-                             progress=progress)
+        rows[name] = run_ppl(model, ids, ppl_windows, ppl_store, model_name=name, stride=ev.ppl_stride, max_tokens=need,
+                             progress=progress, model_id=(fingerprints or {}).get(name))
         del model
         gc.collect()
     paths = " ".join(q(p) for p in models.values())
     names = ",".join(models)
     command = (f"longctx needle {paths} --names {names} --task passkey --chat --lengths "
-               f"{','.join(map(str, prompt_lengths))} --depths {depths} --samples {samples} --seed {seed} "
-               f"--max-new-tokens {MAX_NEW_TOKENS} --out {q(out / 'needle')}\n"
+               f"{','.join(map(str, prompt_lengths))} --depths {ev.depths} --samples {per_cell} --seed {ev.seed} "
+               f"--max-new-tokens {ev.max_new_tokens} --out {q(out / 'needle')}\n"
                f"longctx ppl {paths} --names {names} --lengths {','.join(map(str, ppl_windows))} --text builtin "
-               f"--stride {ppl_stride} --out {q(out / 'ppl')}")
+               f"--stride {ev.ppl_stride} --out {q(out / 'ppl')}")
     return cells, rows, command
 
 

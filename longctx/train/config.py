@@ -271,26 +271,31 @@ AUTO_ZERO_KEYS = frozenset({"train.loss_chunk"})
 """Integer keys whose 0 means "choose automatically": the string "auto" is read as 0."""
 
 
-def _set(cfg: RunConfig, dotted: str, value: Any, where: str) -> None:
+def _set(cfg: Any, dotted: str, value: Any, where: str) -> None:
+    """Set ``section.key`` (or a bare ``key`` unique across sections) of the dataclass ``cfg`` to ``value``,
+    converted to the field's type; raise naming the key. The one ``--set`` setter: a :class:`RunConfig`,
+    or any other dataclass of settings (sections are its dataclass-valued fields; it may have none)."""
+    sections = [f.name for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))]
     parts = dotted.split(".")
     if len(parts) == 1:  # bare name: top-level field or a unique field of one section
         name = parts[0]
-        if name in _field_types(RunConfig) and name not in SECTIONS:
+        if name in _field_types(type(cfg)) and name not in sections:
             parts = [name]
         else:
-            owners = [s for s in SECTIONS if name in _field_types(type(getattr(cfg, s)))]
+            owners = [s for s in sections if name in _field_types(type(getattr(cfg, s)))]
             if len(owners) != 1:
-                hint = f"ambiguous, use one of {', '.join(f'{o}.{name}' for o in owners)}" if owners else "unknown key"
+                hint = (f"ambiguous, use one of {', '.join(f'{o}.{name}' for o in owners)}" if owners else "unknown key"
+                        + ("" if sections else f" (known: {', '.join(_field_types(type(cfg)))})"))
                 raise LongctxError(f"{where}: {name}: {hint}")
             parts = [owners[0], name]
     target: Any = cfg
     for i, part in enumerate(parts[:-1]):
-        if part not in SECTIONS or i > 0:
-            raise LongctxError(f"{where}: {dotted}: unknown section {part!r} (sections: {', '.join(SECTIONS)})")
+        if part not in sections or i > 0:
+            raise LongctxError(f"{where}: {dotted}: unknown section {part!r} (sections: {', '.join(sections)})")
         target = getattr(target, part)
     types = _field_types(type(target))
     name = parts[-1]
-    if name not in types or name in SECTIONS:
+    if name not in types or name in sections:
         raise LongctxError(f"{where}: {dotted}: unknown key (known: {', '.join(sorted(types))})")
     if isinstance(value, str) and value.strip().lower() == "auto" and f"{parts[0]}.{name}" in AUTO_ZERO_KEYS:
         value = 0
@@ -328,6 +333,14 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value) if value.strip() else ""
 
 
+def apply_overrides(cfg: Any, overrides: list[str]) -> Any:
+    """Apply ``--set key=value`` items to the dataclass ``cfg`` (in order) with :func:`_set`; returns ``cfg``."""
+    for text in overrides:
+        key, value = parse_override(text)
+        _set(cfg, key, value, f"--set {text}")
+    return cfg
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None, *, validate_now: bool = True) -> RunConfig:
     """Read ``path`` (YAML), apply ``--set`` overrides, and validate (static checks only)."""
     raw: dict[str, Any] = {}
@@ -335,10 +348,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
         from longctx.core.io import read_yaml
 
         raw = read_yaml(path) or {}
-    cfg = from_dict(raw, str(path or "<config>"))
-    for text in overrides or []:
-        key, value = parse_override(text)
-        _set(cfg, key, value, f"--set {text}")
+    cfg = apply_overrides(from_dict(raw, str(path or "<config>")), overrides or [])
     if validate_now:
         validate(cfg)
     return cfg

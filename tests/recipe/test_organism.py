@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 from safetensors import safe_open
+from support import ROOT
 
+from eval_longbench.passkey import passkey_accuracy
 from longctx.core.errors import LongctxError
-from longctx.organism.check import CHECK_SEED, passkey_accuracy, shipped_model_dir
-from longctx.organism.data import pretrain_sequence, write_pretrain_packs
+from longctx.models.organism import CHECK_SEED, shipped_model_dir
+from longctx.recipe.pretrain_data import pretrain_sequence, write_pretrain_packs
 
 
 def test_pretrain_sequence_has_exact_length_and_boosted_answer(tok):
@@ -105,8 +107,8 @@ def test_check_cli_writes_per_length_accuracy(tiny_llama, tmp_path, capsys):
 
 def test_check_cli_rejects_samples_not_multiple_of_depths():
     """--samples must spread evenly over the 5 depths; otherwise a LongctxError names the flag."""
-    from longctx.core.errors import LongctxError
     from longctx.cli.organism import main
+    from longctx.core.errors import LongctxError
 
     with pytest.raises(LongctxError, match="--samples"):
         main(["check", "--samples", "7"])
@@ -115,7 +117,7 @@ def test_check_cli_rejects_samples_not_multiple_of_depths():
 def test_mixed_pack_holds_whole_sequences_of_allowed_lengths(tok):
     """Phase-2 packs are pack_len tokens; each sequence has min_len..pack_len tokens, restarts its positions and
     carries weights summing to 1; trailing padding has no label and no weight."""
-    from longctx.organism.data import mixed_pack
+    from longctx.recipe.pretrain_data import mixed_pack
 
     lens_seen = []
     for i in range(6):
@@ -149,3 +151,47 @@ def test_a_bad_recipe_value_is_refused_before_anything_is_written(tmp_path, key,
     with pytest.raises(LongctxError, match=message):
         train_organism(tmp_path / "out", recipe, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_organism_set_uses_the_trainers_parser(tmp_path, capsys):
+    """`organism train --set` goes through longctx.train.config's --set parser: YAML values converted to the
+    field's type, and a bad key or value is one line naming it (nothing is written)."""
+    from longctx.cli.organism import main
+
+    assert main(["train", "--out", str(tmp_path / "o"), "--set", "steps=500", "--set", "lr=1e-3", "--print-recipe"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["steps"] == 500 and printed["lr"] == 1e-3
+    with pytest.raises(LongctxError, match=r"^--set nope=1: nope: unknown key \(known: hidden_size, "):
+        main(["train", "--out", str(tmp_path / "o"), "--set", "nope=1"])
+    with pytest.raises(LongctxError, match=r"^--set steps=many: steps: expected int, got 'many'$"):
+        main(["train", "--out", str(tmp_path / "o"), "--set", "steps=many"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_shipped_pretraining_recipe_is_what_organism_train_runs():
+    """configs/recipes/organism_pretrain.yaml is the recipe `longctx organism train` runs with its default settings."""
+
+    from longctx.organism.recipe import OrganismRecipe, organism_recipe
+    from longctx.recipe.spec import load_recipe, parse_recipe
+
+    shipped = load_recipe(ROOT / "configs" / "recipes" / "organism_pretrain.yaml").to_dict()
+    built = parse_recipe(organism_recipe(OrganismRecipe()), "built").to_dict()
+    shipped.pop("path"), built.pop("path")
+    assert shipped == built
+
+
+def test_organism_phases_get_the_trainer_settings_of_the_recipe():
+    """Phase 1: sdpa, fp32, unshuffled, batch 8, seed data_seed; phase 2: longctx_varlen, its own lr/warmup/steps,
+    seed data_seed + 1, everything else as phase 1."""
+    from longctx.organism.recipe import OrganismRecipe, phase1_settings, phase2_settings
+    from longctx.recipe.spec import trainer_settings
+    from longctx.train.config import from_dict
+
+    r = OrganismRecipe()
+    a, b = (from_dict(trainer_settings(f(r))) for f in (phase1_settings, phase2_settings))
+    assert (a.model.attn_implementation, a.model.dtype, a.data.shuffle, a.train.micro_batch, a.train.seed) == \
+        ("sdpa", "float32", False, 8, 0)
+    assert (b.model.attn_implementation, b.optim.lr, b.optim.warmup_steps, b.train.steps, b.train.seed) == \
+        ("longctx_varlen", 1e-3, 50, 600, 1)
+    assert a.optim.min_lr_ratio == b.optim.min_lr_ratio == 0.1 and a.checkpoint.keep_last == b.checkpoint.keep_last == 2
+

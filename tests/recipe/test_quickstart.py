@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 from safetensors import safe_open
+from support import ROOT
 
-from longctx.core.errors import LongctxError
 from longctx.cli.quickstart import build_parser, config_from_args
+from longctx.core.errors import LongctxError
 from longctx.quickstart.config import QuickstartConfig
 from longctx.quickstart.pipeline import run_quickstart
 
@@ -79,6 +80,31 @@ def test_commands_sh_lists_each_step_with_loadable_configs(reduced_run):
     assert Path(cfg.model.path) == out / "models" / "yarn-x2"
 
 
+def test_a_rerun_continues_the_finished_run_and_reports_the_same_numbers(reduced_run, capsys):
+    """The quick start is a recipe run: the same command again skips every finished stage (the runner's resume
+    rule) and writes the same summary."""
+    out, summary = reduced_run
+    cfg = QuickstartConfig(out=str(out), factor=2, multiples=[1, 2], methods=["yarn"], eval_depths=1, eval_samples=1,
+                           sft_records=4, steps=2, progress=False)
+    again = run_quickstart(cfg)
+    assert "finished" in capsys.readouterr().out
+    drop = ("timings_s", "total_seconds", "finished")
+    assert {k: v for k, v in again.items() if k not in drop} == {k: v for k, v in summary.items() if k not in drop}
+
+
+def test_the_shipped_quickstart_recipe_is_what_the_default_flags_run():
+    """configs/recipes/quickstart.yaml is the recipe `longctx quickstart` runs with its default flags (so
+    `longctx recipe run` on it gives the quick start's numbers)."""
+    from longctx.quickstart.recipe import base_model, quickstart_recipe
+    from longctx.recipe.spec import load_recipe, parse_recipe
+
+    shipped = load_recipe(ROOT / "configs" / "recipes" / "quickstart.yaml").to_dict()
+    cfg = QuickstartConfig()
+    built = parse_recipe(quickstart_recipe(cfg, base_model(cfg)), "built").to_dict()
+    shipped.pop("path"), built.pop("path")
+    assert shipped == built
+
+
 def test_refuses_to_delete_a_folder_it_did_not_write(tmp_path):
     """--overwrite replaces only a quick start folder; any other non-empty folder is refused."""
     (tmp_path / "mine.txt").write_text("keep me")
@@ -96,8 +122,8 @@ def test_cli_rejects_lengths_beyond_the_extension():
 
 def test_sft_records_have_the_requested_lengths():
     """Each synthetic conversation renders to the token count it records, within [min, max]."""
-    from longctx.quickstart.data import sft_records
     from longctx.core.tokenizer import byte_tokenizer
+    from longctx.recipe.synthetic import sft_records
 
     tok = byte_tokenizer()
     recs = sft_records(tok, 5, min_tokens=300, max_tokens=900, seed=1)
@@ -115,8 +141,8 @@ def _needle_position(record: dict) -> float:
 
 def test_edge_share_puts_that_share_of_needles_at_the_haystack_edges():
     """edge_share=1: every needle sits at the start or the end of the haystack, both edges used; 0: spread inside."""
-    from longctx.quickstart.data import sft_records
     from longctx.core.tokenizer import byte_tokenizer
+    from longctx.recipe.synthetic import sft_records
 
     tok = byte_tokenizer()
     edge = [_needle_position(r) for r in sft_records(tok, 20, min_tokens=1500, max_tokens=2000, seed=3, edge_share=1.0)]
@@ -131,8 +157,8 @@ FILLER = [f"Sentence number {i} of the book says little." for i in range(400)]
 
 def test_a_filler_text_replaces_the_noise_haystack():
     """With filler sentences the haystack is made of them (the key still hidden in it, the length still exact)."""
-    from longctx.quickstart.data import sft_records
     from longctx.core.tokenizer import byte_tokenizer
+    from longctx.recipe.synthetic import sft_records
 
     tok = byte_tokenizer()
     for r in sft_records(tok, 4, min_tokens=600, max_tokens=900, seed=2, filler=FILLER):
@@ -147,8 +173,8 @@ def test_qa_share_asks_for_a_key_value_needle_among_distractors():
     rendered at exactly the drawn length."""
     import re
 
-    from longctx.quickstart.data import QA_NEEDLES, sft_records
     from longctx.core.tokenizer import byte_tokenizer
+    from longctx.recipe.synthetic import QA_NEEDLES, sft_records
 
     tok = byte_tokenizer()
     recs = sft_records(tok, 6, min_tokens=700, max_tokens=1000, seed=4, filler=FILLER, qa_share=1.0)
@@ -167,8 +193,8 @@ def test_qa_share_asks_for_a_key_value_needle_among_distractors():
 
 def test_edge_share_zero_keeps_the_quick_start_records():
     """The default draws exactly the records it drew before the option existed (same stream, same depths)."""
-    from longctx.quickstart.data import sft_records
     from longctx.core.tokenizer import byte_tokenizer
+    from longctx.recipe.synthetic import sft_records
 
     tok = byte_tokenizer()
     a = sft_records(tok, 6, min_tokens=300, max_tokens=900, seed=1)
@@ -208,8 +234,8 @@ def test_config_validate_catches_fields_changed_after_construction():
 
 def test_abf_theta_of_the_shipped_model_is_the_ntk_base_over_its_rotary_dim():
     """The quick start's ABF base is rope_scaling's NTK-aware base: 10000 * 8 ** (32 / 30) for the shipped model."""
-    from longctx.organism.check import shipped_model_dir
-    from longctx.quickstart.pipeline import default_abf_theta
+    from longctx.models.organism import shipped_model_dir
+    from longctx.quickstart.recipe import default_abf_theta
 
     assert default_abf_theta(shipped_model_dir(), 8) == 10000.0 * 8 ** (32 / 30)
     assert round(default_abf_theta(shipped_model_dir(), 8)) == 91896
@@ -217,8 +243,8 @@ def test_abf_theta_of_the_shipped_model_is_the_ntk_base_over_its_rotary_dim():
 
 def test_abf_theta_counts_only_the_rotated_channels(tmp_path):
     """With partial_rotary_factor 0.5 the exponent uses the 16 rotated channels of a 32-wide head, not 32."""
-    from longctx.organism.check import shipped_model_dir
-    from longctx.quickstart.pipeline import default_abf_theta
+    from longctx.models.organism import shipped_model_dir
+    from longctx.quickstart.recipe import default_abf_theta
 
     conf = json.loads((shipped_model_dir() / "config.json").read_text())
     conf["rope_parameters"]["partial_rotary_factor"] = 0.5

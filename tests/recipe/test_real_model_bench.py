@@ -74,3 +74,20 @@ def test_the_table_counts_correct_over_measured_samples_and_marks_missing_cells(
     table = bench.format_table(rows, grid, "text")
     assert "| variant | passkey 4K | ppl 4K | facts |" in table
     assert "| base | 1/2 | 7.12 | 9/10 |" in table and "| yarn-x2 | – | – | – |" in table
+
+
+def test_the_variants_are_training_free_recipe_stages_made_once(bench, tiny_llama, tmp_path):
+    """The extended checkpoints come from the recipe runner (one `from: base`, `train: false` stage per method and
+    factor): each has its method's rope config, the base stands for itself, and a rerun keeps them (skipped)."""
+    import json
+
+    grid = bench.Grid(methods=["base", "pi", "yarn"], factors=[2])
+    made = bench.variant_checkpoints(grid, tiny_llama, tmp_path, progress=False)
+    assert list(made) == ["base", "pi-x2", "yarn-x2"] and made["base"] == tiny_llama
+    for label, rope_type in (("pi-x2", "linear"), ("yarn-x2", "yarn")):
+        conf = json.loads((made[label] / "config.json").read_text())
+        assert made[label] == tmp_path / "variants" / label
+        assert conf["rope_parameters"]["rope_type"] == rope_type and conf["max_position_embeddings"] == 512
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "variants").glob("*/config.json")}
+    assert bench.variant_checkpoints(grid, tiny_llama, tmp_path, progress=False) == made
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "variants").glob("*/config.json")} == before

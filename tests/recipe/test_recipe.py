@@ -68,11 +68,18 @@ def write(tmp_path: Path, raw: dict, name: str = "r.yaml") -> Path:
     ({"stages/1/train/model": {"path": "/x"}}, r"stage 's2': train\.model\.path: set by the recipe"),
     ({"stages/1/train/eval": [1, 2]}, r"stage 's2': train\.eval: expected a mapping"),
     ({"stages/1/train/sp_degree": 3}, r"stage 's2': train: parallel\.layout: pack length 1024 is not divisible by 3"),
-    ({"stages/1/eval": {"samples": 0}}, r"stage 's2': eval\.samples: expected an integer >= 1"),
+    ({"stages/1/eval": {"samples": 0}}, r"stage 's2': eval\.samples: must be >= 1, got 0"),
+    ({"stages/1/eval": {"samples": 4, "depths": 3}}, r"stage 's2': eval\.samples: 4 prompts per length do not spread evenly over 3 depths"),
+    ({"stages/1/eval": {"every": 5}}, r"stage 's2': eval\.every: unknown key"),
     ({"stages/1/data/pack_length": 8192},
      r"stage 's2': data\.pack_length: 8192 is longer than the stage's extended context 2048 \(extend: max_position_embeddings\)"),
     ({"stages/1/colour": "red"}, r"stage 'stages\[1\]': stage\.colour: unknown key"),
     ({"stages/1/name": "s1"}, r"stage 'stages\[1\]': name: 's1' is used by an earlier stage"),
+    ({"stages/1/name": "base"}, r"stage 'stages\[1\]': name: 'base' names the base model"),
+    ({"stages/1/from": "nope"}, r"stage 's2': from: expected base or an earlier stage \(s1\), got 'nope'"),
+    ({"stages/1/eval_extended": "yes"}, r"stage 's2': eval_extended: expected true or false"),
+    ({"stages/1/train": False}, r"stage 's2': data: a stage with train: false has no data"),
+    ({"stages/1/data/sources": [{"passkey": {"stream": 3}}]}, r"stage 's2': data\.sources\[0\]\.passkey\.stream: "),
 ])
 def test_a_bad_value_is_one_error_naming_the_stage_and_key(change, message):
     """Every invalid value of the second stage is refused before anything runs, naming the stage and key."""
@@ -80,6 +87,28 @@ def test_a_bad_value_is_one_error_naming_the_stage_and_key(change, message):
     with pytest.raises(LongctxError, match=message) as exc:
         parse_recipe(raw, "r.yaml")
     assert str(exc.value).startswith("r.yaml: ") and "\n" not in str(exc.value)
+
+
+def test_a_stage_from_the_base_is_planned_on_the_base_config():
+    """`from: base` makes a stage start from the base again: yarn x4 from 512 is 2048, as if it were the first."""
+    r = parse_recipe(tiny(**{"stages/1/from": "base"}), "r.yaml")
+    assert [s.start for s in r.stages] == ["base", "base"] and [s.context for s in r.stages] == [1024, 2048]
+
+
+def test_set_overrides_change_the_recipe_before_it_is_checked(tmp_path):
+    """`longctx recipe run/show --set`: the trainer's key=value parser on the recipe's dotted keys (a stage by name;
+    after train/eval the trainer's key); a bad value is the recipe's one-line error naming the key."""
+    path = write(tmp_path, tiny())
+    r = load_recipe(path, ["seed=3", "stages.s2.train.optim.lr=2e-3", "eval.samples=2", "stages.0.eval.depths=2"])
+    from longctx.recipe.spec import trainer_settings
+    from longctx.train.config import from_dict
+
+    assert r.seed == 3 and from_dict(trainer_settings(r.stages[1].train)).optim.lr == 2e-3 and r.eval.samples == 2
+    assert r.stages[0].eval.depths == 2
+    with pytest.raises(LongctxError, match=r"^--set stages\.s9\.train\.steps=1: stages\.s9: no such stage$"):
+        load_recipe(path, ["stages.s9.train.steps=1"])
+    with pytest.raises(LongctxError, match=r"stage 's1': train: steps: expected int, got 'many'"):
+        load_recipe(path, ["stages.s1.train.steps=many"])
 
 
 def test_stage_two_is_planned_on_the_config_stage_one_writes():

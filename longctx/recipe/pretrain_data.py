@@ -1,9 +1,10 @@
-"""Pretraining data of the shipped tiny model: passkey tasks in RULER-style noise, as packs.
+"""Pretraining data of the shipped tiny model: passkey tasks in RULER-style noise, written as packs.
 
 Each sequence is one chat turn of exactly ``seq_len`` tokens: the user message is an
 :func:`eval_longbench.haystack.passkey_sample` prompt, the assistant answers with the key, all
-rendered by the byte tokenizer's chat template (so ``longctx needle --chat`` asks the model the way
-it was trained, and the quick start's SFT records are the same conversations at longer lengths). The loss covers the whole sequence
+rendered by the byte tokenizer's chat template (:mod:`eval_longbench.passkey`, so ``longctx needle
+--chat`` asks the model the way it was trained, and the recipes' SFT records are the same
+conversations at longer lengths). The loss covers the whole sequence
 (the model also learns the filler language), with the key's digits weighted ``answer_weight``
 times wherever they can be retrieved: in the answer, and in the needle's own repeat of the key
 ("The pass key is 12345. Remember it. 12345 is ..."). The repeat is a short-range copy, so it
@@ -13,7 +14,8 @@ Weights are normalised so each sequence sums to 1, as in packing's LongAlign con
 trainer's ``weighted`` loss (divide by the number of sequences) is a per-sequence mean.
 
 Rows are a pure function of (seed, index): ``pretrain_sequence(tok, 512, seed, i)`` is the same on
-every machine, and training/check seeds never overlap (see :func:`sample_seed`).
+every machine, and training/check seeds never overlap (see :func:`sample_seed`). Written directly as
+packs (packing's writer and manifest), not through ``longctx pack``: the weights are not packing's.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from eval_longbench.haystack import passkey_sample
+from eval_longbench.passkey import answer_offset, chat_ids, chat_overhead, passkey_messages
 from longctx.core.errors import LongctxError
 from longctx.core.labels import IGNORE_INDEX
+from longctx.core.tokenizer import byte_tokenizer
+from packing.writer import make_manifest, pack_row, tokenizer_info, write_packs
 
 FORMAT_NOTE = ("organism pretraining: one passkey sequence per row, labels = input_ids (whole-sequence LM), "
                "loss_weights = 1 per target token and answer_weight on the answer digits, normalised to sum 1 per row")
@@ -35,34 +40,6 @@ FORMAT_NOTE = ("organism pretraining: one passkey sequence per row, labels = inp
 def sample_seed(seed: int, index: int | str) -> int:
     """Seed of sequence ``index`` of a data set with base ``seed`` (namespaced away from eval seeds)."""
     return random.Random(f"organism-pretrain:{seed}:{index}").randrange(2**31)
-
-
-ANSWER = "The pass key is {key}."
-"""The assistant's reply. It repeats the needle's own words before the key, so retrieval is an
-n-gram copy ("...pass key is" -> the digits that followed it in the needle), the easiest form of
-the task for a 2-layer model (a bare-key reply right after the chat header is harder to match)."""
-
-
-def passkey_messages(prompt: str, key: str) -> list[dict]:
-    """The conversation the model learns: the passkey prompt from the user, the key in a fixed reply."""
-    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": ANSWER.format(key=key)}]
-
-
-def chat_overhead(tokenizer, digits: int = 5) -> int:
-    """Tokens the chat template adds around a prompt and a ``digits``-digit answer."""
-    return len(chat_ids(tokenizer, passkey_messages("", "0" * digits)))
-
-
-def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
-    """Token ids of a whole conversation as the chat template renders it (what packing tokenizes)."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def answer_offset(tokenizer, prompt: str) -> int:
-    """Token index of the key's first digit in the rendered conversation (chat header + reply prefix)."""
-    head = tokenizer.apply_chat_template(passkey_messages(prompt, "")[:1], tokenize=False, add_generation_prompt=True)
-    return len(tokenizer(head + ANSWER.split("{key}")[0], add_special_tokens=False)["input_ids"])
 
 
 def key_positions(ids: np.ndarray, key_ids: list[int]) -> list[int]:
@@ -107,8 +84,6 @@ def iter_sequences(tokenizer, n: int, seq_len: int, seed: int, **kw) -> Iterator
 def _write(out: str | Path, rows: Iterator[dict], n: int, pack_length: int, tokenizer, *, config: dict,
            conventions: str, progress: bool, overwrite: bool, desc: str, unit: str, **extra) -> Path:
     """Write ``n`` rows with packing's writer; ``config`` names this module as the source, ``extra`` adds manifest keys."""
-    from packing.writer import make_manifest, tokenizer_info, write_packs
-
     manifest = make_manifest("pack", pack_length, n, tokenizer_info(tokenizer, "longctx.core.tokenizer.byte_tokenizer"),
                              config=config, **extra, conventions={"loss_weights": conventions})
     return write_packs(out, rows, manifest, overwrite=overwrite, progress=progress, desc=desc, unit=unit)
@@ -117,16 +92,13 @@ def _write(out: str | Path, rows: Iterator[dict], n: int, pack_length: int, toke
 def write_pretrain_packs(out: str | Path, n: int, *, seq_len: int = 512, seed: int = 0, answer_weight: float = 5.0,
                          tokenizer=None, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``n`` pretraining rows (one sequence of ``seq_len`` tokens each) as a pack directory at ``out``."""
-    from longctx.core.tokenizer import byte_tokenizer
-    from packing.writer import pack_row
-
     if n < 1:
         raise LongctxError(f"organism data: n must be >= 1, got {n}")
     tokenizer = tokenizer if tokenizer is not None else byte_tokenizer()
     rows = (pack_row([s], seq_len, tokenizer.pad_token_id)
             for s in iter_sequences(tokenizer, n, seq_len, seed, answer_weight=answer_weight))
     return _write(out, rows, n, seq_len, tokenizer,
-                  config={"source": "longctx.organism.data", "seed": seed, "answer_weight": answer_weight, "digits": 5},
+                  config={"source": "longctx.recipe.pretrain_data", "seed": seed, "answer_weight": answer_weight, "digits": 5},
                   conventions=FORMAT_NOTE, progress=progress, overwrite=overwrite, desc="organism data", unit="seq",
                   counts={"sequences": n, "packs": n, "tokens_packed": n * seq_len})
 
@@ -139,8 +111,6 @@ def mixed_pack(tokenizer, pack_len: int, min_len: int, seed: int, pack_index: in
     lengths; mixed lengths packed together (LongAlign packing, positions restarting per sequence)
     teach every length. Each sequence's weights sum to 1, as in phase 1.
     """
-    from packing.writer import pack_row
-
     rng = random.Random(f"organism-mixed:{seed}:{pack_index}")
     parts, left = [], pack_len
     while left >= min_len:
@@ -155,14 +125,12 @@ def mixed_pack(tokenizer, pack_len: int, min_len: int, seed: int, pack_index: in
 def write_mixed_packs(out: str | Path, n: int, *, pack_len: int = 512, min_len: int = 224, seed: int = 0,
                       answer_weight: float = 5.0, tokenizer=None, overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``n`` :func:`mixed_pack` rows as a pack directory (packing's format + manifest)."""
-    from longctx.core.tokenizer import byte_tokenizer
-
     if n < 1 or not 0 < min_len <= pack_len:
         raise LongctxError(f"organism data: need n >= 1 and 0 < min_len <= pack_len, got {n}, {min_len}, {pack_len}")
     tokenizer = tokenizer if tokenizer is not None else byte_tokenizer()
     rows = (mixed_pack(tokenizer, pack_len, min_len, seed, i, answer_weight=answer_weight) for i in range(n))
     return _write(out, rows, n, pack_len, tokenizer,
-                  config={"source": "longctx.organism.data.mixed_pack", "seed": seed, "min_len": min_len,
+                  config={"source": "longctx.recipe.pretrain_data.mixed_pack", "seed": seed, "min_len": min_len,
                           "answer_weight": answer_weight, "digits": 5},
                   conventions=FORMAT_NOTE + "; several sequences per pack, position_ids restart at 0",
                   progress=progress, overwrite=overwrite, desc="organism mixed data", unit="pack")

@@ -1,4 +1,4 @@
-"""Synthetic long SFT data for the quick start and recipes: passkey and key-value QA chats at mixed lengths.
+"""Synthetic long SFT data of recipes (the quick start's too): passkey and key-value QA chats at mixed lengths.
 
 The records are ordinary chat records (``messages``), so they go through ``longctx pack`` like a
 user's own data; they are the conversations the shipped model was pretrained on, only longer. Mixed lengths (half the original context up to the new one) matter: packing long
@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eval_longbench.haystack import passkey_sample
+from eval_longbench.needle import NeedleConfig, build_sample
+from eval_longbench.passkey import chat_ids, chat_overhead, passkey_messages
 from longctx.core.io import atomic_write_text
-from longctx.organism.data import chat_ids, chat_overhead, passkey_messages
 
 QA_NEEDLES = 4
 """Needles in a QA record: the asked one and three distractors (the benchmark's multi-needle task)."""
@@ -63,8 +64,6 @@ def _qa_overhead(tokenizer) -> int:
 
 
 def _qa_record(tokenizer, prompt_tokens: int, depth: float, seed: int, filler, i: int, total: int) -> dict:
-    from eval_longbench.needle import NeedleConfig, build_sample
-
     cfg = NeedleConfig(task="needle", lengths=[prompt_tokens], num_needles=QA_NEEDLES)
     sample = build_sample(tokenizer, cfg, prompt_tokens, depth, seed, filler=filler)
     messages = [{"role": "user", "content": sample["prompt"]},
