@@ -28,7 +28,8 @@ def heatmap_matrix(cells: Sequence[dict]) -> tuple[list[int], list[float], list[
     return lengths, depths, [[by.get((L, d)) for L in lengths] for d in depths]
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically and close it (every plot of ours, and the recipe report, go through here)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -83,7 +84,7 @@ def plot_grids(grids: dict[str, tuple[list[str], list[str], list[list[float | No
         fig.colorbar(im, ax=list(axes[0]), label="score", fraction=0.046 / len(grids), pad=0.02)
     if title:
         fig.suptitle(title, y=1.06)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_task_heatmaps(summaries: dict[str, dict], path: str | Path, title: str = "RULER") -> Path:
@@ -187,7 +188,7 @@ def _close_curves(curves: dict[str, tuple[list, list]]) -> list[str]:
 
 def plot_ppl(rows: Sequence[dict], path: str | Path, title: str = "Perplexity vs context length") -> Path:
     """Perplexity (log scale) against evaluation length, one line per model (see :func:`ppl_figure`)."""
-    return _save(ppl_figure(rows, title), path)
+    return save_figure(ppl_figure(rows, title), path)
 
 
 def _fmt_len(n: int) -> str:
@@ -226,4 +227,4 @@ def plot_training_curves(records: Sequence[dict], path: str | Path, title: str =
     ppl.set_ylabel("perplexity")
     ppl.set_title("perplexity vs step")
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from eval_longbench.passkey import format_accuracy, passkey_cells, per_length
 from longctx.core.errors import LongctxError
+from longctx.core.io import atomic_write_json, check_out_vs_inputs
+from longctx.models.organism import CHECK_SEED, shipped_model_dir
+from longctx.organism.recipe import OrganismRecipe
+from longctx.organism.train import train_organism
+from longctx.train.config import apply_overrides
 
 DESCRIPTION = """\
 The tiny pretrained model shipped in longctx/assets/organism: a 0.46M-parameter Llama with a byte
@@ -67,30 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     a = build_parser().parse_args(argv)
     if a.cmd == "train":
-        from longctx.organism.recipe import OrganismRecipe
-        from longctx.train.config import apply_overrides
-
         recipe = apply_overrides(OrganismRecipe(), a.overrides)  # the trainer's --set parser
         if a.print_recipe:
             print(json.dumps(recipe.to_dict(), indent=2))
             return 0
-        from longctx.organism.train import train_organism
-
         summary = train_organism(a.out, recipe, progress=not a.no_progress)
         print(f"longctx organism train: {summary['step']} steps ({summary['status']}) in {summary['seconds']:.0f} s; "
               f"model in {summary.get('model', a.out + '/run (resume by rerunning)')}")
         return 0
-
-    from eval_longbench.passkey import format_accuracy, passkey_cells, per_length
-    from longctx.models.organism import CHECK_SEED, shipped_model_dir
 
     if a.samples < 5 or a.samples % 5:
         raise LongctxError(f"--samples: must be a positive multiple of 5 (5 depths), got {a.samples}")
     model = Path(a.model) if a.model else shipped_model_dir()
     out = Path(a.out) if a.out else None
     if out:
-        from longctx.core.io import check_out_vs_inputs
-
         check_out_vs_inputs(out, [model])
     cells = passkey_cells(model, _lengths(a.lengths), samples_per_cell=a.samples // 5,
                           seed=CHECK_SEED if a.seed is None else a.seed,
@@ -100,7 +96,5 @@ def main(argv: list[str]) -> int:
     print(f"{model}: passkey accuracy (greedy, exact match, chat prompt)")
     print(format_accuracy(acc, context))
     if out:
-        from longctx.core.io import atomic_write_json
-
         atomic_write_json(out / "accuracy.json", {"model": str(model), "per_length": {str(k): v for k, v in acc.items()}})
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from longctx.core.errors import LongctxError
+from longctx.quickstart.config import full, short
+from longctx.quickstart.pipeline import run_quickstart
 
 DESCRIPTION = """\
 See a context extension work end to end, on a laptop CPU, without downloading a model:
@@ -55,8 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(a: argparse.Namespace):
     """Map the flags onto a :class:`~longctx.quickstart.config.QuickstartConfig` (which validates itself)."""
-    from longctx.quickstart.config import full, short
-
     given: dict = {"out": a.out, "progress": not a.no_progress}
     if a.model:
         given["model"] = a.model
@@ -75,8 +75,6 @@ def config_from_args(a: argparse.Namespace):
 
 
 def main(argv: list[str]) -> int:
-    from longctx.quickstart.pipeline import run_quickstart
-
     a = build_parser().parse_args(argv)
     cfg = config_from_args(a)
     run_quickstart(cfg, overwrite=a.overwrite)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from longctx.recipe.runner import RecipeRun, dry_run
+from longctx.recipe.spec import load_recipe
 
 DESCRIPTION = """\
 Run a context-extension schedule from one file, as GLM-4 went 2K -> 32K -> 128K: a recipe names the
@@ -55,18 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    import json
-    from pathlib import Path
-
-    from longctx.recipe.spec import load_recipe
-
     a = build_parser().parse_args(argv)
     recipe = load_recipe(a.recipe, a.overrides)
     if a.action == "show":
         print(json.dumps(recipe.to_dict(), indent=2))
         return 0
-    from longctx.recipe.runner import RecipeRun, dry_run
-
     out = a.out or str(Path("runs") / Path(a.recipe).stem)
     if a.dry_run:
         print(dry_run(recipe, out, from_stage=a.from_stage))

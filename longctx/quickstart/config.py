@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from longctx.core.errors import LongctxError
+from rope_scaling.registry import METHODS
 
 POSITIVE = ("steps", "sft_records", "eval_samples", "eval_depths", "factor")
 """Fields that must be >= 1."""
@@ -73,8 +74,6 @@ class QuickstartConfig:
             raise LongctxError("--methods: give at least one method, e.g. yarn,linear")
         if not self.multiples or min(self.multiples) < 1 or max(self.multiples) > self.factor:
             raise LongctxError(f"--multiples: need values between 1 and --factor {self.factor}, got {self.multiples}")
-        from rope_scaling.registry import METHODS
-
         bad = [m for m in self.methods if m not in METHODS]
         if bad:
             raise LongctxError(f"--methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")

@@ -8,7 +8,7 @@ import platform
 import time
 from pathlib import Path
 
-from eval_longbench.plots import PROMPT_XLABEL, plot_heatmaps, plot_ppl, prompt_heatmap_title
+from eval_longbench.plots import PROMPT_XLABEL, plot_heatmaps, plot_ppl, plt, prompt_heatmap_title, save_figure
 from longctx.core.io import atomic_write_json, atomic_write_text
 from longctx.recipe.steps import write_commands_sh
 
@@ -60,8 +60,6 @@ def markdown_table(rows: list[dict]) -> str:
 def plot_lines(series: dict[str, list[tuple[float, float]]], path: Path, *, xlabel: str, ylabel: str, title: str,
                logx: bool = False, logy: bool = False) -> Path:
     """One line per series (points sorted by x)."""
-    from eval_longbench.plots import _save, plt
-
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, pts in series.items():
         pts = sorted(pts)
@@ -75,7 +73,7 @@ def plot_lines(series: dict[str, list[tuple[float, float]]], path: Path, *, xlab
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def loss_curve(run) -> dict[str, list[tuple[float, float]]]:

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -35,19 +36,29 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eval_longbench.fingerprint import model_fingerprint
+from eval_longbench.haystack import read_text_sources, split_sentences
 from eval_longbench.passkey import MAX_NEW_TOKENS, chat_overhead, per_length
+from eval_longbench.public_text import world_english_bible
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_write_json, check_out_vs_inputs, is_our_output, read_json
-from longctx.recipe.layout import EXTENDED, TRAINED, Layout
-from longctx.recipe.report import write_report
 from longctx.models.tiny import FLAGS, make_tiny_checkpoint
+from longctx.recipe.layout import EXTENDED, TRAINED, Layout
 from longctx.recipe.pretrain_data import write_mixed_packs, write_pretrain_packs
-from longctx.recipe.spec import (BASE, HAYSTACKS, NO_EXTENSION, OWNED_TRAIN_KEYS, Recipe, StageSpec, plan_rows,
-                                 trainer_settings)
-from longctx.recipe.steps import q
-from longctx.recipe.steps import evaluate_models, extend_step, pack_step, train_config, train_step
+from longctx.recipe.report import write_report
+from longctx.recipe.spec import (
+    BASE,
+    HAYSTACKS,
+    NO_EXTENSION,
+    OWNED_TRAIN_KEYS,
+    Recipe,
+    StageSpec,
+    plan_rows,
+    trainer_settings,
+)
+from longctx.recipe.steps import evaluate_models, extend_step, pack_step, q, train_config, train_step
 from longctx.recipe.synthetic import sft_records, write_sft_jsonl
-from longctx.train.config import RESUME_NEUTRAL_KEYS, _flat, from_dict
+from longctx.train.config import RESUME_NEUTRAL_KEYS, flat_keys, from_dict
+from packing.pipeline import load_tokenizer
 
 MARKER = "recipe.json"
 HASH_VERSION = 1
@@ -60,8 +71,6 @@ def _say(msg: str) -> None:
 def cpu_seconds() -> float:
     """CPU seconds used so far by this process and its finished children (the spawned training ranks):
     the honest cost on a shared machine, where wall time depends on the neighbours."""
-    import resource
-
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
@@ -87,7 +96,7 @@ def resolved_stage(stage: StageSpec, input_fingerprint: str, seed: int) -> dict:
         return {"version": HASH_VERSION, "input": input_fingerprint, "seed": seed, "extend": extend, "data": None,
                 "train": None, "eval": _eval_hashed(stage.eval, seed),
                 **({"eval_extended": True} if stage.eval_extended else {})}
-    train = _flat(from_dict(trainer_settings(stage.train)).to_dict())
+    train = flat_keys(from_dict(trainer_settings(stage.train)).to_dict())
     train = {k: v for k, v in train.items() if k not in RESUME_NEUTRAL_KEYS and k not in OWNED_TRAIN_KEYS}
     data = asdict(stage.data)
     data["jsonl"] = [{"path": p, "sha256": file_sha(p)} for p in stage.data.jsonl]
@@ -123,11 +132,7 @@ def haystack_sentences(haystack: str) -> list[str] | None:
     """Sentences of a recipe's named haystack or text file; ``None`` for the noise haystack."""
     if haystack == "noise":
         return None
-    from eval_longbench.haystack import read_text_sources, split_sentences
-
     if haystack == "bible":
-        from eval_longbench.public_text import world_english_bible
-
         return split_sentences(world_english_bible())
     return split_sentences(read_text_sources([haystack]))
 
@@ -138,7 +143,7 @@ def stage_hash(resolved: dict) -> str:
 
 def changed_keys(old: dict, new: dict) -> list[str]:
     """Dotted keys whose values differ between two resolved stages (for the refusal message)."""
-    a, b = _flat(old), _flat(new)
+    a, b = flat_keys(old), flat_keys(new)
     return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
@@ -220,8 +225,6 @@ class RecipeRun:
     @property
     def tokenizer(self):
         if self._tok is None:
-            from packing.pipeline import load_tokenizer
-
             self._tok = load_tokenizer(str(self.base))
             if not getattr(self._tok, "chat_template", None):
                 raise LongctxError(f"{self.recipe.path}: base: the tokenizer of {self.base} has no chat template "

@@ -50,9 +50,14 @@ from pathlib import Path
 from typing import Any
 
 from longctx.core.errors import LongctxError
+from longctx.core.io import read_yaml
 from longctx.models.organism import shipped_model_dir
 from longctx.models.tiny import tiny_config
-from longctx.train.config import EvalConfig, from_dict, parse_override, validate
+from longctx.plan import RunShape, load_model_shape, plan_run
+from longctx.train.config import EvalConfig, flat_keys, from_dict, parse_override, validate
+from rope_scaling.checkpoint_config import patch_config, read_config
+from rope_scaling.extend import plan_extension
+from rope_scaling.registry import get_method, validate_params
 
 TOP_KEYS = ("base", "seed", "eval", "plan", "stages", "description")
 TINY_KEYS = ("family", "seed", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
@@ -277,8 +282,6 @@ def parse_extend(raw: Any, bad: _Where, source: dict | None) -> tuple[str, float
     With ``source`` (the config.json the stage starts from) the whole extension is planned as
     ``longctx extend`` would; without it (a base not on disk) only the method and its parameters are checked.
     """
-    from rope_scaling.registry import get_method, validate_params
-
     if raw == NO_EXTENSION:
         context = int(source.get("max_position_embeddings", 0)) or None if source else None
         return NO_EXTENSION, None, None, {}, source, context
@@ -299,9 +302,6 @@ def parse_extend(raw: Any, bad: _Where, source: dict | None) -> tuple[str, float
             validate_params(method, params)
         if source is None:
             return method, factor, target, params, None, target
-        from rope_scaling.checkpoint_config import patch_config
-        from rope_scaling.extend import plan_extension
-
         plan = plan_extension(source, "config.json", method=method, target_length=target, factor=factor, **params)
     except LongctxError as err:
         msg = _flag_to_key(str(err))
@@ -393,12 +393,10 @@ def trainer_settings(train: dict) -> dict:
 
 def parse_train(raw: Any, bad: _Where, pack_length: int) -> tuple[dict, int]:
     """Check the stage's trainer keys with the trainer's own validation; returns (settings, ranks)."""
-    from longctx.train.config import _flat
-
     t = dict(_mapping(raw, "train", bad))
     if "eval" in t and not isinstance(t["eval"], dict):
         raise bad("train.eval", f"expected a mapping (the trainer's eval section), got {t['eval']!r}")
-    given = set(_flat({k: v for k, v in t.items() if k != "eval"}))
+    given = set(flat_keys({k: v for k, v in t.items() if k != "eval"}))
     owned = [k for k in OWNED_TRAIN_KEYS if k in given or k.split(".")[1] in given]
     if owned:
         raise bad(f"train.{owned[0]}", "set by the recipe (the previous stage's model, this stage's packs and folder)")
@@ -411,8 +409,6 @@ def parse_train(raw: Any, bad: _Where, pack_length: int) -> tuple[dict, int]:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read the recipe at ``path``, apply ``--set`` ``overrides`` and validate it (every stage, before anything runs)."""
-    from longctx.core.io import read_yaml
-
     raw = read_yaml(path, missing="recipe file not found")
     return parse_recipe(apply_overrides(raw, overrides) if overrides else raw, str(path))
 
@@ -461,8 +457,6 @@ def parse_recipe(raw: Any, path: str = "<recipe>") -> Recipe:
         source = tiny_config(tiny["family"], **{k: v for k, v in tiny.items() if k not in ("family", "seed")}).to_dict()
         base_context = int(source["max_position_embeddings"])
     elif Path(base).is_dir():
-        from rope_scaling.checkpoint_config import read_config
-
         try:
             source = read_config(base)[0]
         except LongctxError as err:
@@ -540,8 +534,6 @@ def parse_tiny(raw: dict, bad: _Where) -> dict:
 
 def plan_rows(plan: dict, stages: list[StageSpec]) -> list[dict]:
     """One ``longctx plan`` verdict per stage for the GPUs the recipe states (its ``plan`` section)."""
-    from longctx.plan import RunShape, load_model_shape, plan_run
-
     shape = load_model_shape(str(plan.get("model", "")))
     rows = []
     for s in stages:

@@ -14,10 +14,19 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from eval_longbench.haystack import builtin_text
+from eval_longbench.models import load_model
 from eval_longbench.passkey import passkey_cells
+from eval_longbench.ppl import run_ppl
+from eval_longbench.results import ResultStore
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_write_text
-from longctx.train.config import EvalConfig
+from longctx.train.config import EvalConfig, dump_yaml, from_dict
+from longctx.train.run import launch_local
+from longctx.train.trainer import Trainer
+from packing.pipeline import PackConfig, pack_files
+from rope_scaling.extend import extend_checkpoint
+from rope_scaling.registry import get_method
 
 
 def q(p: Path | str) -> str:
@@ -35,8 +44,6 @@ def _flag_value(v: Any) -> str:
 
 def extend_flags(method: str, factor: float | None, target_length: int | None, params: Mapping[str, Any]) -> str:
     """``--method yarn --factor 8 --beta-fast 32``: the ``longctx extend`` flags of one extension."""
-    from rope_scaling.registry import get_method
-
     parts = [f"--method {method}"]
     if factor is not None:
         parts.append(f"--factor {_flag_value(factor)}")
@@ -56,8 +63,6 @@ def extend_flags(method: str, factor: float | None, target_length: int | None, p
 def extend_step(src: Path | str, out: Path | str, *, method: str, factor: float | None = None,
                 target_length: int | None = None, params: Mapping[str, Any] | None = None) -> tuple[dict, str]:
     """Write ``out`` = ``src`` with rescaled RoPE (``longctx extend``); returns (rope_parameters, command)."""
-    from rope_scaling.extend import extend_checkpoint
-
     params = dict(params or {})
     rope = extend_checkpoint(src, out, method=method, factor=factor, target_length=target_length, overwrite=True,
                              **params)
@@ -67,8 +72,6 @@ def extend_step(src: Path | str, out: Path | str, *, method: str, factor: float 
 def pack_step(jsonls: Sequence[Path], tokenizer_dir: Path | str, out: Path, *, pack_length: int, train_on: str,
               seed: int, progress: bool, tokenizer=None) -> tuple[dict, str]:
     """Pack chat JSONL files into ``out`` (``longctx pack``); returns (manifest counts, command)."""
-    from packing.pipeline import PackConfig, pack_files
-
     res = pack_files(list(jsonls), tokenizer_dir, out, PackConfig(pack_length=pack_length, train_on=train_on, seed=seed,
                                                                  progress=progress),
                      overwrite=True, tokenizer=tokenizer)
@@ -84,8 +87,6 @@ def train_config(model: Path | str, packs: Path | str, out: Path | str, settings
     with the trainer's own type checks (:func:`longctx.train.config.from_dict`), so a bad value fails
     naming its key exactly as ``longctx train --set`` would.
     """
-    from longctx.train.config import from_dict
-
     cfg = from_dict(dict(settings), "train")
     cfg.model.path = str(model)
     cfg.data.path = str(packs)
@@ -99,18 +100,12 @@ def train_step(cfg, nproc: int, yaml_path: Path, callbacks: list[Callable] | Non
     One rank runs in this process (``callbacks`` reach the trainer: tests use them to interrupt a run);
     more ranks are local gloo processes, the same code path as torchrun.
     """
-    from longctx.train.config import dump_yaml
-
     atomic_write_text(yaml_path, dump_yaml(cfg))
     try:
         if nproc == 1:
-            from longctx.train.trainer import Trainer
-
             summary = Trainer(cfg, callbacks=callbacks).run()
             summary.pop("history", None)
         else:
-            from longctx.train.run import launch_local
-
             summary = launch_local(cfg, nproc, timeout=7 * 24 * 3600.0)[0]
     except RuntimeError as err:
         tail = str(err).strip().splitlines()[-1] if str(err).strip() else str(err)
@@ -129,11 +124,6 @@ def evaluate_models(models: Mapping[str, Path | str], ev: EvalConfig, *, prompt_
     its name there, so a results file never mixes two checkpoints under one name). Returns (needle cells per model, ppl rows per model, the
     ``longctx needle`` + ``longctx ppl`` commands).
     """
-    from eval_longbench.haystack import builtin_text
-    from eval_longbench.models import load_model
-    from eval_longbench.ppl import run_ppl
-    from eval_longbench.results import ResultStore
-
     ppl_windows = list(ev.ppl_lengths or ev.passkey_lengths)
     per_cell = ev.samples // ev.depths
     need = max(ppl_windows)

@@ -8,7 +8,9 @@ run fails before any process group or model is created, with an error that names
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
 import math
 import typing
@@ -20,9 +22,10 @@ from typing import Any
 
 import yaml
 
+from longctx.core.errors import LongctxError
+from longctx.core.io import read_yaml
 from longctx.distributed.layouts import DEFAULT_LAYOUT, LAYOUTS, degree_keys, get_layout, layouts_help
 from longctx.distributed.layouts.choose import AUTO, fallback_layout
-from longctx.core.errors import LongctxError
 
 
 @dataclass
@@ -345,8 +348,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, *, 
     """Read ``path`` (YAML), apply ``--set`` overrides, and validate (static checks only)."""
     raw: dict[str, Any] = {}
     if path is not None:
-        from longctx.core.io import read_yaml
-
         raw = read_yaml(path) or {}
     cfg = apply_overrides(from_dict(raw, str(path or "<config>")), overrides or [])
     if validate_now:
@@ -481,11 +482,12 @@ Every other key, train.steps included (the cosine schedule runs to it), changes 
 _PATH_KEYS = ("model.path", "data.path")
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_keys(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``: the dotted keys that ``--set``, resume checks and recipe hashes compare."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat_keys(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -503,8 +505,8 @@ def config_changes(saved: dict[str, Any], current: RunConfig) -> list[tuple[str,
     ``saved`` is the nested dict a checkpoint recorded (``RunConfig.to_dict()``); keys it lacks (a config
     key added since) count as their default value.
     """
-    old = _flat(RunConfig().to_dict()) | _flat(saved)
-    new = _flat(current.to_dict())
+    old = flat_keys(RunConfig().to_dict()) | flat_keys(saved)
+    new = flat_keys(current.to_dict())
     return [(k, old.get(k), v) for k, v in new.items()
             if k not in RESUME_NEUTRAL_KEYS and not _same(k, old.get(k), v)]
 
@@ -525,9 +527,6 @@ _REGISTRY_DOCS: dict[str, Callable[[], str]] = {"ParallelConfig.layout": layouts
 
 def field_docs() -> dict[str, str]:
     """``section.field`` -> docstring, read from this module's source (for --help and docs)."""
-    import ast
-    import inspect
-
     out: dict[str, str] = {}
     tree = ast.parse(inspect.getsource(__import__(__name__, fromlist=["x"])))
     for node in tree.body:

@@ -31,10 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from eval_longbench.haystack import builtin_text, read_text_sources
+from eval_longbench.models import hf_generate_batch_fn
+from eval_longbench.needle import NeedleConfig, build_sample, depth_grid, sample_seed, score_exact
+from eval_longbench.plots import plot_training_curves
+from eval_longbench.ppl import sliding_window_ppl
+from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_write_text
+from longctx.train.checkpoint import rng_state, set_rng_state
 from longctx.train.config import EvalConfig
+from rope_scaling.checkpoint_config import read_config, read_rope_config
 
 EVAL_PROMPT_ATTN = "sdpa"  # supports the KV cache of generation; the longctx kernels do not
 BASE_FILE = "eval_base.json"
@@ -44,16 +53,12 @@ CURVES_FILE = "eval_curves.png"
 def original_window(model_dir: str | Path) -> int:
     """The context a checkpoint was trained at: its rope ``original_max_position_embeddings`` (an
     extended checkpoint), else ``max_position_embeddings``."""
-    from rope_scaling.checkpoint_config import read_config, read_rope_config
-
     raw, path = read_config(model_dir)
     return int(read_rope_config(raw, path).original_length)
 
 
 def ppl_token_ids(tokenizer, text_spec: str, n_tokens: int) -> list[int]:
     """The first ``n_tokens`` token ids of ``eval.ppl_text`` ("builtin" or paths), tokenized as ``longctx ppl`` does."""
-    from eval_longbench.haystack import builtin_text, read_text_sources
-
     try:
         text = builtin_text(n_tokens) if text_spec == "builtin" else read_text_sources([text_spec])
     except LongctxError as err:
@@ -66,8 +71,6 @@ def ppl_token_ids(tokenizer, text_spec: str, n_tokens: int) -> list[int]:
 
 def passkey_prompts(tokenizer, lengths: list[int], samples: int, depths: int, seed: int) -> dict[int, list[dict]]:
     """``samples`` passkey prompts per length, sample i at depth ``i mod depths`` of an even depth grid."""
-    from eval_longbench.needle import NeedleConfig, build_sample, depth_grid, sample_seed
-
     grid = depth_grid(depths)
     cfg = NeedleConfig(task="passkey", lengths=lengths, depths=grid)
     out: dict[int, list[dict]] = {}
@@ -83,8 +86,6 @@ def passkey_prompts(tokenizer, lengths: list[int], samples: int, depths: int, se
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module, attn_implementation: str = EVAL_PROMPT_ATTN) -> Iterator[None]:
     """Eval mode, no grad, ``attn_implementation`` and saved RNG states; all put back on exit."""
-    from longctx.train.checkpoint import rng_state, set_rng_state
-
     rngs, was_training = rng_state(), model.training
     old_attn = getattr(model.config, "_attn_implementation", None)
     if old_attn not in (None, attn_implementation):
@@ -114,10 +115,6 @@ class EvalSuite:
 
     def measure(self, model: torch.nn.Module, *, synced: bool = False) -> dict[str, Any]:
         """Passkey accuracy and perplexity per length of ``model`` as it is now (call inside :func:`eval_mode`)."""
-        from eval_longbench.models import hf_generate_batch_fn
-        from eval_longbench.needle import score_exact
-        from eval_longbench.ppl import sliding_window_ppl
-
         t0 = time.perf_counter()
         generate = hf_generate_batch_fn(model, self.tokenizer, chat=self.chat, batch_size=self.cfg.batch_size,
                                         synced=synced)
@@ -168,8 +165,6 @@ class TrainEval:
 
     def __init__(self, cfg: EvalConfig, model_dir: str | Path, out: Path, *, is_main: bool, runs_here: bool,
                  autocast_dtype: torch.dtype | None = None):
-        from transformers import AutoTokenizer
-
         self.cfg, self.out, self.is_main, self.runs_here = cfg, out, is_main, runs_here
         self.autocast_dtype = autocast_dtype  # the training step's autocast (bf16 on CUDA), unverified on CUDA
         self.model_dir = str(model_dir)
@@ -222,10 +217,6 @@ class TrainEval:
 
     def base_from_checkpoint(self, device: torch.device) -> None:
         """A resumed run without saved base values: measure the base checkpoint itself (loaded apart)."""
-        from transformers import AutoModelForCausalLM
-
-        from longctx.core.checkpoint_files import SAFE_LOAD_KWARGS
-
         base = AutoModelForCausalLM.from_pretrained(self.model_dir, **SAFE_LOAD_KWARGS,
                                                     attn_implementation=EVAL_PROMPT_ATTN).to(device)
         measured, _ = self.measure(base, synced=False)
@@ -246,8 +237,6 @@ class TrainEval:
         return rec["passkey"][longest] >= self.cfg.stop_at - 1e-12
 
     def plot(self) -> None:
-        from eval_longbench.plots import plot_training_curves
-
         plot_training_curves(self.records, self.out / CURVES_FILE)
 
 
