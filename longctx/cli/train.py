@@ -95,5 +95,5 @@ def main(argv: list[str]) -> int:
         print(f"longctx train: {summary['step']} steps done; model exported to {summary['exported']}")
     else:
         print(f"longctx train: {summary['step']} steps done; checkpoint in {summary['out']}/checkpoints "
-              "(checkpoint.export is none: nothing written to final/)")
+              "(checkpoint.export is false: nothing written to final/)")
     return 0

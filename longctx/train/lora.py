@@ -118,7 +118,8 @@ def wrap(model: torch.nn.Module, p: PeftConfig, family: Family) -> tuple[Any, st
         raise RuntimeError("peft.get_peft_model did not adapt the model in place")
     trainable = sum(t.numel() for t in trainable_parameters(model).values())
     total = sum(t.numel() for t in {id(q): q for q in model.parameters()}.values())
-    line = (f"peft: LoRA r={p.r} alpha={p.alpha:g} on {config.target_modules}; embeddings/norms trained: {why}; "
+    on_what = config.target_modules if isinstance(config.target_modules, str) else ",".join(sorted(config.target_modules))
+    line = (f"peft: LoRA r={p.r} alpha={p.alpha:g} on {on_what}; embeddings/norms trained: {why}; "
             f"{trainable:,} of {total:,} parameters train ({100 * trainable / total:.2f}%)")
     return peft_model, line
 

@@ -3,6 +3,7 @@ embeddings and norms) train; sequence parallelism is exact; resume is bit for bi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -18,9 +19,13 @@ from longctx.distributed.launch import run_local
 from longctx.train.config import load_config
 
 from support import TESTS, train_ranks as tr
-from support.step_compare import assert_same_step, one_process
+from support.step_compare import PARAM_TOL, assert_same_step, one_process
 
 LORA = {"peft.method": "lora", "peft.r": 4, "data.shuffle": False}
+
+# The `lora` extra is in the `test` extra, so CI has it; an environment without it (the GPU image) skips
+# the tests that train, and still runs the config checks and the missing-package message.
+needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft (the lora extra) is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +69,7 @@ def test_peft_keys_read_from_set_with_auto_and_bool_exports():
     assert load_config(None, ["peft.train_embeddings_norms=true"]).peft.train_embeddings_norms is True
 
 
+@needs_peft
 @pytest.mark.parametrize("target", ["q_projj", "lm_head"])
 def test_a_target_matching_no_module_of_the_model_is_one_line(tiny_llama, packs, tmp_path, target):
     from longctx.train.trainer import Trainer
@@ -101,6 +107,7 @@ def test_embeddings_norms_auto_follows_the_rope_extension():
 
 
 # ---------------------------------------------------------------- what trains
+@needs_peft
 @pytest.mark.parametrize("plus", [False, True])
 def test_frozen_weights_stay_bitwise_and_only_adapters_move(tiny_llama, packs, tmp_path, capsys, plus):
     """2 steps: every frozen base weight equals the checkpoint's bit for bit; every adapter B and (LoRA+) the
@@ -138,6 +145,7 @@ def test_frozen_weights_stay_bitwise_and_only_adapters_move(tiny_llama, packs, t
 
 
 # ---------------------------------------------------------------- sequence parallel
+@needs_peft
 @pytest.mark.parametrize("layout", ["varlen", "ulysses"])
 def test_lora_with_sp_degree_2_equals_sp_degree_1(tiny_llama, multi_doc_packs, tmp_path, layout):
     """LoRA+ (adapters on every linear layer, embeddings and norms trained) on packs of several documents: one
@@ -154,7 +162,56 @@ def test_lora_with_sp_degree_2_equals_sp_degree_1(tiny_llama, multi_doc_packs, t
     assert_same_step(out, ref)
 
 
+@needs_peft
+def test_lora_with_the_alst_memory_set_takes_the_plain_lora_step(tiny_llama, packs, tmp_path):
+    """Gradient checkpointing, checkpoint offload and the tiled MLP (adapters inside the MLP too) apply to the
+    adapted model and take the same step."""
+    sets = {**LORA, "checkpoint.export": "none", "peft.target_modules": "all-linear"}
+    ref = one_process(tr.base_config(tiny_llama, packs, tmp_path / "plain", **sets))
+    memory = {"model.gradient_checkpointing": True, "model.checkpoint_offload": True, "train.tiled_mlp": True,
+              "train.mlp_tiles": 2}
+    out = one_process(tr.base_config(tiny_llama, packs, tmp_path / "alst", **sets, **memory))
+    assert any(".mlp." in k and "lora_B" in k for k in ref["grads"])
+    assert_same_step(out, ref)
+
+
+@needs_peft
+def test_fsdp_lora_on_2_ranks_equals_one_rank_with_double_accumulation(tiny_llama, packs, tmp_path):
+    """FSDP2 shards the adapted model; the gathered trainable checkpoint and the merged export equal the
+    one-rank step."""
+    from transformers import AutoModelForCausalLM
+
+    from longctx.train.trainer import Trainer
+
+    sets = {**LORA, "peft.train_embeddings_norms": True, "checkpoint.export": "none"}
+    ref = one_process(tr.base_config(tiny_llama, packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
+    cfg = tr.base_config(tiny_llama, packs, tmp_path / "fsdp", **{**sets, "parallel.fsdp": True,
+                                                                   "checkpoint.export": "merged"})
+    run_local(tr.train_params, 2, cfg.to_dict(), timeout=240, threads_per_rank=1)
+    saved = load_file(tmp_path / "fsdp" / "checkpoints" / "step-00000001" / "model.safetensors")
+    assert saved and all("lora_" in k or "modules_to_save" in k for k in saved)
+    assert tr.rel_err({k: v.numpy() for k, v in saved.items()}, {k: ref["params"][k] for k in saved}) <= PARAM_TOL
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "final", dtype=torch.float32).eval()
+    single = tr.base_config(tiny_llama, packs, tmp_path / "one", **{**sets, "train.grad_accum": 2,
+                                                                    "checkpoint.export": "merged"})
+    Trainer(single).run()
+    want = AutoModelForCausalLM.from_pretrained(tmp_path / "one" / "final", dtype=torch.float32).eval()
+    assert tr.rel_err(tr.params_of(merged), tr.params_of(want)) <= PARAM_TOL
+
+
+@needs_peft
+def test_the_eval_section_evaluates_the_adapted_model(tiny_llama, packs, tmp_path):
+    from longctx.train.trainer import Trainer
+
+    sets = {**LORA, "train.steps": 1, "checkpoint.export": "none", "eval.at_end": True, "eval.ppl_lengths": "[256]",
+            "eval.guard_length": 256, "eval.samples": 1, "eval.depths": 1}
+    out = Trainer(tr.base_config(tiny_llama, packs, tmp_path / "run", **sets)).run()
+    assert [r["step"] for r in out["eval"]] == [0, 1]
+    assert out["eval"][1]["ppl"]["256"] != out["eval"][0]["ppl"]["256"]  # the adapters changed the model
+
+
 # ---------------------------------------------------------------- resume
+@needs_peft
 def test_kill_and_resume_equals_the_uninterrupted_run_bit_for_bit(tiny_llama, packs, tmp_path):
     from longctx.train.trainer import Trainer
 
@@ -177,6 +234,7 @@ def test_kill_and_resume_equals_the_uninterrupted_run_bit_for_bit(tiny_llama, pa
         assert all(torch.equal(a[s], b[s]) for s in a), "optimizer state"
 
 
+@needs_peft
 def test_resume_with_another_rank_is_refused_naming_the_key(tiny_llama, packs, tmp_path):
     from longctx.train.trainer import Trainer
 
@@ -199,8 +257,11 @@ with torch.no_grad():
 """
 
 
+@needs_peft
 @pytest.mark.parametrize("plus", [False, True])
 def test_merged_export_loads_without_peft_with_the_peft_models_logits(tiny_llama, packs, tmp_path, plus):
+    from transformers import AutoModelForCausalLM
+
     from longctx.train.trainer import Trainer
 
     sets = {**LORA, "train.steps": 2, "peft.train_embeddings_norms": plus}
@@ -217,10 +278,14 @@ def test_merged_export_loads_without_peft_with_the_peft_models_logits(tiny_llama
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = torch.load(tmp_path / "logits.pt")
     assert (got - want).abs().max() <= 1e-5
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32).eval()
+    with torch.no_grad():
+        assert (base(input_ids=ids).logits - want).abs().max() > 1e-3  # training changed the model
     assert not (final / "adapter_config.json").exists()
     assert "lora" not in " ".join(load_file(final / "model.safetensors"))
 
 
+@needs_peft
 def test_adapter_export_loads_with_peft_onto_the_base(tiny_llama, packs, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
