@@ -296,3 +296,21 @@ def test_adapter_export_loads_with_peft_onto_the_base(tiny_llama, packs, tmp_pat
     t.model.eval()
     with torch.no_grad():
         assert (loaded(input_ids=ids).logits - t.peft_model(input_ids=ids).logits).abs().max() <= 1e-5
+
+
+@needs_peft
+def test_an_extended_rope_turns_embeddings_norms_on_and_the_export_keeps_it(tiny_llama, packs, tmp_path, capsys):
+    """auto: a yarn-extended checkpoint trains its embeddings and norms (the reason logged); the merged export
+    keeps the extended RoPE config."""
+    from rope_scaling.extend import extend_checkpoint
+
+    from longctx.train.trainer import Trainer
+
+    extended = tmp_path / "yarn"
+    extend_checkpoint(tiny_llama, extended, method="yarn", factor=4)
+    t = Trainer(tr.base_config(extended, packs, tmp_path / "run", **{**LORA, "train.steps": 1}))
+    final = Path(t.run()["exported"])
+    assert "embeddings/norms trained: auto: on, the RoPE was extended (rope_type yarn)" in capsys.readouterr().out
+    assert any("embed_tokens.modules_to_save" in n for n, p in t.model.named_parameters() if p.requires_grad)
+    saved = json.loads((final / "config.json").read_text())
+    assert saved["rope_parameters"]["rope_type"] == "yarn"
