@@ -47,6 +47,9 @@ class Family:
     shards one unit each, what activation offload wraps, where the MLP to tile is found."""
     mlp: str = "mlp"
     """Attribute of one decoder layer holding its MLP (``train.tiled_mlp`` runs it over sequence tiles)."""
+    attention_projections: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """Names of the attention's linear projections in one decoder layer: the modules LoRA adapts by default
+    (``peft.target_modules: []``; Phi-3 fuses q/k/v into one ``qkv_proj``)."""
     mlp_per_token: bool = True
     """The MLP maps each token on its own (dense gated MLP), so tiling the sequence cannot change it.
     An expert-routed MLP is not: its routing and capacity see the whole batch."""

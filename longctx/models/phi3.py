@@ -11,4 +11,5 @@ FAMILY = Family(
     rope_type_aliases=frozen({"su": "longrope", "yarn": "longrope"}),
     top_level_original_length=True,
     sliding_window_key="sliding_window",
+    attention_projections=("qkv_proj", "o_proj"),
 )

@@ -98,6 +98,8 @@ def resolved_stage(stage: StageSpec, input_fingerprint: str, seed: int) -> dict:
                 **({"eval_extended": True} if stage.eval_extended else {})}
     train = flat_keys(from_dict(trainer_settings(stage.train)).to_dict())
     train = {k: v for k, v in train.items() if k not in RESUME_NEUTRAL_KEYS and k not in OWNED_TRAIN_KEYS}
+    if train.get("peft.method") == "none":  # keys added later (LoRA): absent when unused, so older stages keep their hash
+        train = {k: v for k, v in train.items() if not k.startswith("peft.")}
     data = asdict(stage.data)
     data["jsonl"] = [{"path": p, "sha256": file_sha(p)} for p in stage.data.jsonl]
     for k, unused in (("passkey_edge_share", 0.0), ("passkey_qa_share", 0.0), ("passkey_haystack", "noise")):

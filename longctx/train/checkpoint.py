@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_dir, atomic_write_json
+from longctx.train.lora import load_trainable, trainable_parameters
 from longctx.train.parallelize import full_state, load_full_state
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
@@ -194,16 +195,22 @@ def _write(save, obj: Any, path: Path) -> None:
 
 
 def save_checkpoint(root: str | Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, trainer_state: dict, keep_last: int = 2, sharded: bool = False) -> Path | None:
+                    scheduler: Any, trainer_state: dict, keep_last: int = 2, sharded: bool = False,
+                    trainable_only: bool = False) -> Path | None:
     """Write checkpoint ``step`` atomically on rank 0 (collective: every rank must call it).
 
     ``sharded``: the model is FSDP-sharded; full state dicts are gathered first (same files on disk).
+    ``trainable_only`` (LoRA): model.safetensors holds the trainable parameters only (the adapters, and the
+    embeddings/norms when they train); the frozen base is model.path's, which the resume check pins.
     """
     rngs = _gather_rng()
     if sharded:
         msd, osd = full_state(model, optimizer)
     else:
         msd, osd = model.state_dict(), optimizer.state_dict()
+    if trainable_only:
+        keep = trainable_parameters(model)
+        msd = {k: v for k, v in msd.items() if k in keep}
     rank = dist.get_rank() if dist.is_initialized() else 0
     final = Path(root) / f"step-{step:08d}"
     if rank == 0:
@@ -242,17 +249,21 @@ def prune_checkpoints(root: str | Path, step: int, keep_last: int) -> None:
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    world_size: int = 1, rank: int = 0, sharded: bool = False) -> dict:
-    """Restore model, optimizer, scheduler and this rank's RNG; return trainer.json's dict."""
+                    world_size: int = 1, rank: int = 0, sharded: bool = False, trainable_only: bool = False) -> dict:
+    """Restore model (``trainable_only``: its trainable parameters), optimizer, scheduler and this rank's RNG;
+    return trainer.json's dict."""
     path = Path(path)
     try:
         state = json.loads((path / "trainer.json").read_text())
         msd = load_file(path / "model.safetensors", device="cpu")
         osd = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        if trainable_only and not sharded:
+            load_trainable(model, msd, str(path))
         if sharded:
-            load_full_state(model, optimizer, msd, osd)
+            load_full_state(model, optimizer, msd, osd, strict=not trainable_only)
         else:
-            model.load_state_dict(msd)
+            if not trainable_only:
+                model.load_state_dict(msd)
             optimizer.load_state_dict(osd)
         if scheduler is not None:
             scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))  # plain numbers

@@ -128,6 +128,37 @@ class TrainConfig:
     """Seed for data order and every RNG."""
 
 
+PEFT_METHODS = ("none", "lora")
+ALL_LINEAR = "all-linear"
+
+
+@dataclass
+class PeftConfig:
+    method: str = "none"
+    """"none": full fine-tuning (every weight trains); "lora": Hugging Face PEFT LoRA adapters on
+    peft.target_modules, the base weights frozen (no gradients, no AdamW states): needs the ``lora`` extra
+    (pip install 'longctx-align[lora]')."""
+    r: int = 8
+    """LoRA rank (>= 1): the inner dimension of each adapter's A (r x in) and B (out x r) matrices."""
+    alpha: float = 16.0
+    """LoRA alpha: the adapter's update is scaled by alpha / r."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input, in [0, 1) (0 keeps a step deterministic across SP layouts)."""
+    target_modules: list[str] = field(default_factory=list)
+    """Leaf names of the linear modules to adapt ("q_proj,v_proj"), or ["all-linear"] (PEFT's spelling: every
+    linear layer but the output head); [] = the attention projections the model family declares
+    (q_proj, k_proj, v_proj, o_proj for Llama; ``longctx/models``)."""
+    train_embeddings_norms: bool | None = None
+    """Also train the input embeddings (and a head tied to them) and every norm in full (LongLoRA's "LoRA+",
+    arXiv 2309.12307: context extension with LoRA alone leaves a perplexity gap), as PEFT modules_to_save.
+    null or "auto" = on when the checkpoint's RoPE was extended (its rope parameters name a rope_type other than
+    default, or original_max_position_embeddings), with the reason in the log."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.method != "none"
+
+
 @dataclass
 class CheckpointConfig:
     out: str = ""
@@ -138,8 +169,11 @@ class CheckpointConfig:
     """Keep this many most recent checkpoints (older ones are deleted after a new one is complete)."""
     resume: bool = True
     """Resume from the newest complete checkpoint in out/checkpoints when one exists."""
-    export: bool = True
-    """Write the final Hugging Face checkpoint (safetensors + extended rope config) to out/final."""
+    export: str = "merged"
+    """What out/final holds at the end: "merged" (a plain Hugging Face checkpoint, safetensors + extended rope
+    config; with peft.method lora the adapters merged into the base, loadable without PEFT), "adapter" (peft
+    only: the PEFT adapter folder, for PeftModel.from_pretrained onto model.path), or "none". true/false are
+    read as merged/none."""
     allow_config_change: bool = False
     """Resume even though the config differs from the one the checkpoint was saved with (the changes are
     logged). Without it a resume that changes a key affecting the result (optimizer, schedule, steps, data,
@@ -204,6 +238,7 @@ class RunConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    peft: PeftConfig = field(default_factory=PeftConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -265,6 +300,10 @@ def _coerce(value: Any, typ: Any, name: str, where: str) -> Any:
     raise LongctxError(f"{where}: {name}: expected {typ.__name__}, got {value!r}")
 
 
+def _boolish(value: Any) -> bool:
+    return isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"))
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -272,6 +311,11 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 AUTO_ZERO_KEYS = frozenset({"train.loss_chunk"})
 """Integer keys whose 0 means "choose automatically": the string "auto" is read as 0."""
+AUTO_NONE_KEYS = frozenset({"peft.train_embeddings_norms"})
+"""Optional keys whose null means "choose automatically": the string "auto" is read as null."""
+EXPORTS = ("merged", "adapter", "none")
+_EXPORT_BOOLS = {True: "merged", False: "none"}
+"""checkpoint.export was a bool before the adapter export: true/false still read as merged/none."""
 
 
 def _set(cfg: Any, dotted: str, value: Any, where: str) -> None:
@@ -302,6 +346,10 @@ def _set(cfg: Any, dotted: str, value: Any, where: str) -> None:
         raise LongctxError(f"{where}: {dotted}: unknown key (known: {', '.join(sorted(types))})")
     if isinstance(value, str) and value.strip().lower() == "auto" and f"{parts[0]}.{name}" in AUTO_ZERO_KEYS:
         value = 0
+    if isinstance(value, str) and value.strip().lower() == "auto" and f"{parts[0]}.{name}" in AUTO_NONE_KEYS:
+        value = None
+    if isinstance(target, CheckpointConfig) and name == "export":
+        value = _EXPORT_BOOLS.get(_coerce(value, bool, dotted, where) if _boolish(value) else value, value)
     value = _coerce(value, types[name], dotted, where)
     if isinstance(target, DataConfig) and name == "mode" and value in DEPRECATED_DATA_MODES:
         new = DEPRECATED_DATA_MODES[value]
@@ -403,6 +451,11 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
     if not c.optim.eps > 0:
         raise bad("optim.eps", f"must be > 0, got {c.optim.eps}")
     _validate_eval(c.eval, bad)
+    _validate_peft(c.peft, bad)
+    if c.checkpoint.export not in EXPORTS:
+        raise bad("checkpoint.export", f"{c.checkpoint.export!r} is not one of {', '.join(EXPORTS)}")
+    if c.checkpoint.export == "adapter" and not c.peft.enabled:
+        raise bad("checkpoint.export", "adapter exports the PEFT adapter, so it needs peft.method: lora")
     if c.model.checkpoint_offload and not c.model.gradient_checkpointing:
         raise bad("model.checkpoint_offload", "offloads the checkpointed layer inputs, so it needs "
                   "model.gradient_checkpointing: true")
@@ -429,6 +482,24 @@ def validate(cfg: RunConfig, world_size: int | None = None, pack_length: int | N
             raise bad("parallel.layout", f"pack length {pack_length} is not divisible by {unit} "
                       f"({layout.unit_formula}, sp = sp_degree {sp}) for the "
                       f"{c.parallel.layout} layout; re-pack with a pack length that is a multiple of {unit}")
+
+
+def _validate_peft(p: PeftConfig, bad: Callable[[str, str], LongctxError]) -> None:
+    """The ``peft`` section's static checks (whether each target matches a module is checked on the model)."""
+    if p.method not in PEFT_METHODS:
+        raise bad("peft.method", f"{p.method!r} is not one of {', '.join(PEFT_METHODS)}")
+    if p.r < 1:
+        raise bad("peft.r", f"the LoRA rank must be >= 1, got {p.r}")
+    if not p.alpha > 0:
+        raise bad("peft.alpha", f"must be > 0, got {p.alpha}")
+    if not 0 <= p.dropout < 1:
+        raise bad("peft.dropout", f"must be in [0, 1), got {p.dropout}")
+    names = [t.strip() for t in p.target_modules]
+    if any(not t or not t.replace("_", "").replace("-", "").isalnum() for t in names):
+        raise bad("peft.target_modules", f"expected leaf module names (e.g. q_proj,v_proj) or {ALL_LINEAR}, "
+                  f"got {p.target_modules}")
+    if ALL_LINEAR in names and len(names) > 1:
+        raise bad("peft.target_modules", f"{ALL_LINEAR} already adapts every linear layer; give it alone")
 
 
 EVAL_PROMPTS = ("auto", "chat", "plain")

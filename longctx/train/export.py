@@ -30,7 +30,12 @@ def export_hf(model: torch.nn.Module, source: str | Path, out: str | Path, overw
             model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         finally:
             config._attn_implementation_internal = saved_impl
-        for f in source.iterdir() if source.is_dir() else []:
-            if f.is_file() and f.name != "config.json" and not f.name.endswith(_WEIGHT_SUFFIXES) and not (tmp / f.name).exists():
-                shutil.copy2(f, tmp / f.name)
+        copy_side_files(source, tmp)
     return out
+
+
+def copy_side_files(source: Path, dest: Path) -> None:
+    """Copy the tokenizer and generation files of ``source`` (not its config or weights) into ``dest``."""
+    for f in source.iterdir() if source.is_dir() else []:
+        if f.is_file() and f.name != "config.json" and not f.name.endswith(_WEIGHT_SUFFIXES) and not (dest / f.name).exists():
+            shutil.copy2(f, dest / f.name)

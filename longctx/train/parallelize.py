@@ -86,9 +86,11 @@ def full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None =
     return msd, osd
 
 
-def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, msd: dict, osd: dict) -> None:
-    """Scatter full state dicts (read by every rank) back into the sharded model and optimizer."""
-    opts = StateDictOptions(full_state_dict=True)
+def load_full_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, msd: dict, osd: dict,
+                    strict: bool = True) -> None:
+    """Scatter full state dicts (read by every rank) back into the sharded model and optimizer (``strict``
+    False: ``msd`` holds only some parameters, LoRA's trainable ones)."""
+    opts = StateDictOptions(full_state_dict=True, strict=strict)
     set_model_state_dict(model, msd, options=opts)
     set_optimizer_state_dict(model, optimizer, osd, options=opts)
 

@@ -35,6 +35,7 @@ from longctx.models.registry import family_of, trainable_family
 from longctx.plan import plan_run, shape_from_config
 from longctx.plan.options import run_from_train_config
 from longctx.train import checkpoint as ckpt
+from longctx.train import lora
 from longctx.train.config import RunConfig, config_changes, describe_changes, dump_yaml, validate
 from longctx.train.data import StepData, open_packs
 from longctx.train.evaluate import TrainEval, read_eval_records, summary_line
@@ -73,6 +74,7 @@ class Trainer:
         self.stopped_early: str | None = None  # "eval.stop_at" once the evaluation target was reached
         self.history: list[dict] = []
         self.evaluator: Any = None  # longctx.train.evaluate.TrainEval when the eval section is on
+        self.peft_model: Any = None  # the PeftModel around self.model when peft.method is lora
 
     # ---------------------------------------------------------------- setup
     def setup_distributed(self) -> None:
@@ -189,7 +191,7 @@ class Trainer:
                                                               attn_implementation=self.attn_implementation())
         except OSError as err:
             raise LongctxError(f"{c.model.path}: model.path: cannot load ({str(err).splitlines()[0]})") from None
-        trainable_family(self.model.config, f"{c.model.path} (model.path)")  # a hub name: first read here
+        self.family = trainable_family(self.model.config, f"{c.model.path} (model.path)")  # a hub name: first read here
         self.model.to(self.device).train()
         self.model.config.use_cache = False
         heads = getattr(self.model.config, "num_attention_heads", None)
@@ -198,6 +200,11 @@ class Trainer:
             why = get_layout(self.layout).check_heads(c.parallel.sp_degree, heads, kv_heads)
             if why:
                 raise LongctxError(f"config: parallel.layout: {why}")
+        if c.peft.enabled:  # first: checkpointing, tiling, offload and FSDP then apply to the adapted model
+            self.peft_model, line = lora.wrap(self.model, c.peft, self.family)
+            self.model.train()
+            if self.is_main:
+                print(f"longctx train: {line}", flush=True)
         if c.model.gradient_checkpointing:
             enable_checkpointing(self.model)
         if c.train.tiled_mlp:
@@ -298,7 +305,7 @@ class Trainer:
             raise LongctxError(f"{path / 'trainer.json'}: cannot read ({err})") from None
         self.check_config_change(path, state)
         state = ckpt.load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.mesh.world_size, self.mesh.rank,
-                                     sharded=self.fsdp)
+                                     sharded=self.fsdp, trainable_only=self.peft_model is not None)
         self.step, self.position = int(state["step"]), int(state["position"])
         if state.get("stopped_early") == "eval.stop_at" and self.cfg.eval.stop_at is not None:
             self.stopped_early = "eval.stop_at"  # that run reached its target: it is finished
@@ -366,7 +373,7 @@ class Trainer:
                              {"position": self.position, "world_size": self.mesh.world_size, "config": self.cfg.to_dict(),
                               **({"stopped_early": self.stopped_early} if self.stopped_early else {})},
                              self.cfg.checkpoint.keep_last,
-                             sharded=self.fsdp)
+                             sharded=self.fsdp, trainable_only=self.peft_model is not None)
 
     def _weights_finite(self) -> bool:
         """Every parameter finite on every rank (FSDP shards are checked where they live)."""
@@ -470,10 +477,18 @@ class Trainer:
         return status
 
     def export(self) -> Path | None:
+        """Write out/final (collective): the model, or with LoRA the merged model or the adapter folder."""
         path, state = None, None
         if self.fsdp:
             state = full_state(self.model)[0]
-        if self.is_main:
+        if self.peft_model is not None:
+            keep = lora.trainable_parameters(self.model)
+            state = {k: v.detach().cpu() for k, v in (state.items() if state is not None else keep.items()) if k in keep}
+        if self.is_main and self.peft_model is not None:
+            c = self.cfg
+            path = lora.export_lora(c.model.path, c.peft, self.family, self.model.config, state, self.out / "final",
+                                    c.checkpoint.export)
+        elif self.is_main:
             path = export_hf(self.model, self.cfg.model.path, self.out / "final", state_dict=state)
         if self.groups.world is not None:
             dist.barrier()
@@ -492,7 +507,7 @@ class Trainer:
         exported = None
         if status == "done":
             self.save()
-            if self.cfg.checkpoint.export:
+            if self.cfg.checkpoint.export != "none":
                 path = self.export()
                 exported = str(path) if path is not None else None
         return {"status": status, "step": self.step, "history": self.history, "out": str(self.out),

@@ -173,6 +173,16 @@ def test_a_stage_hash_without_the_newer_data_keys_is_the_one_it_was():
         assert key not in resolved["data"]
 
 
+def test_a_stage_without_lora_hashes_no_peft_key_and_a_lora_stage_hashes_them():
+    """The peft section came later: a stage that does not use it keeps the hash it had (no peft.* key), and
+    turning LoRA on, or changing its rank, changes the hash."""
+    resolved = resolved_stage(parse_recipe(tiny(), "r.yaml").stages[1], "fp0", 0)
+    assert not any(k.startswith("peft.") for k in resolved["train"])
+    lora = [stage_hash(resolved_stage(parse_recipe(tiny(**{"stages/1/train/peft": {"method": "lora", "r": r}}),
+                                                   "r.yaml").stages[1], "fp0", 0)) for r in (4, 8)]
+    assert len({stage_hash(resolved), *lora}) == 3
+
+
 def test_a_haystack_file_is_hashed_by_its_content(tmp_path):
     """Editing the text file a stage hides its needles in makes the stage's hash change (its data did)."""
     text = tmp_path / "book.txt"

@@ -101,3 +101,24 @@ def train_then_sigkill(cfg_dict: dict, kill_after: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     Trainer(from_dict(cfg_dict), callbacks=[cb]).run()
+
+
+def killed_resumed_and_straight(killed_cfg, straight_cfg, kill_after: int) -> tuple:
+    """Run ``killed_cfg`` in a subprocess SIGKILLed right after optimizer step ``kill_after``, resume it here to
+    the end, and run ``straight_cfg`` (the same run elsewhere) uninterrupted: returns (resumed summary,
+    resumed trainer, straight trainer) for the bit-for-bit comparisons of the resume tests."""
+    import signal
+    import subprocess
+    import sys
+
+    from longctx.train.trainer import Trainer
+
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r}); from support import train_ranks as tr; "
+            f"tr.train_then_sigkill({killed_cfg.to_dict()!r}, {kill_after})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    resumed = Trainer(killed_cfg)
+    summary = resumed.run()
+    straight = Trainer(straight_cfg)
+    straight.run()
+    return summary, resumed, straight

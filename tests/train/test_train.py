@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from longctx.train.config import RunConfig, load_config, validate
 from longctx.distributed.mesh import Mesh
 from longctx.train.parallelize import checkpointing_enabled
 
-from support import ROOT, TESTS, train_ranks as tr
+from support import ROOT, train_ranks as tr
 
 
 # ---------------------------------------------------------------- config
@@ -285,19 +283,11 @@ def test_sigterm_saves_a_checkpoint_and_stops_cleanly(tiny_llama, packs, tmp_pat
 
 def test_sigkill_then_resume_gives_the_weights_of_an_uninterrupted_run(tiny_llama, packs, tmp_path):
     """SIGKILL right after step 3 (checkpoints every 2), resume to step 5: weights equal a straight 5-step run."""
-    from longctx.train.trainer import Trainer
-
     sets = {"train.steps": 5, "checkpoint.every": 2, "optim.warmup_steps": 2, "checkpoint.export": False}
-    killed = tr.base_config(tiny_llama, packs, tmp_path / "killed", **sets)
-    code = ("import sys; sys.path.insert(0, %r); from support import train_ranks as tr; "
-            "from longctx.train.config import from_dict; tr.train_then_sigkill(%r, 3)") % (
-        str(TESTS), killed.to_dict())
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    resumed = Trainer(killed)
-    assert resumed.run()["history"][0]["step"] == 3  # restarted from checkpoint 2
-    straight = Trainer(tr.base_config(tiny_llama, packs, tmp_path / "straight", **sets))
-    straight.run()
+    summary, resumed, straight = tr.killed_resumed_and_straight(
+        tr.base_config(tiny_llama, packs, tmp_path / "killed", **sets),
+        tr.base_config(tiny_llama, packs, tmp_path / "straight", **sets), kill_after=3)
+    assert summary["history"][0]["step"] == 3  # restarted from checkpoint 2
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
 
