@@ -15,13 +15,14 @@ from longctx.core.sizing import auto_loss_chunk
 from longctx.distributed.layouts import DEFAULT_LAYOUT, LAYOUTS, get_layout, layouts_help
 from longctx.plan.planner import plan_run
 from longctx.plan.report import render_json, render_table
-from longctx.plan.search import max_seq_len, recommend_sp
+from longctx.plan.search import lora_note, max_seq_len, recommend_sp
 from longctx.plan.shapes import (
     ATTN_KERNELS,
     CHECKPOINTINGS,
     PRESETS,
     ModelShape,
     RunShape,
+    check_int,
     check_number,
     load_model_shape,
 )
@@ -30,6 +31,10 @@ SHARDINGS_RUN = ("none", "fsdp")
 """The sharding modes ``longctx train`` runs (parallel.fsdp); the memory model also knows zero2/zero3."""
 DTYPES_RUN = ("bf16", "fp32")
 """The dtypes ``longctx train`` runs (model.dtype)."""
+PEFT_METHODS = ("none", "lora")
+"""The ``peft.method`` values ``longctx train`` runs."""
+LORA_DEFAULT_RANK = 8
+"""``peft.r``'s default in ``longctx train``'s config (``PeftConfig.r``; tests/plan/test_plan_matches_trainer checks)."""
 
 
 def _loss_chunk(text: str) -> int:
@@ -96,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "accumulator), sdpa = every other implementation (sdpa, longctx_varlen, longctx_ring)")
     p.add_argument("--dtype", default="bf16", choices=DTYPES_RUN,
                    help="model.dtype: bf16 (auto on CUDA: float32 weights, bf16 compute) or fp32 (float32)")
+    p.add_argument("--peft", default="none", choices=PEFT_METHODS,
+                   help="none = full fine-tuning; lora = LoRA adapters on a frozen base (peft.method)")
+    p.add_argument("--lora-rank", type=int, default=None,
+                   help=f"LoRA rank r, with --peft lora (peft.r; default {LORA_DEFAULT_RANK}, the key's)")
+    p.add_argument("--lora-targets", default="attention",
+                   help="linear layers LoRA adapts (peft.target_modules): attention (q/k/v/o, the key's []), "
+                   "all-linear, or names joined by commas (q_proj,v_proj)")
+    p.add_argument("--lora-train-embeddings-norms", action="store_true",
+                   help="LongLoRA's LoRA+: the embedding and every norm also train (peft.train_embeddings_norms: "
+                   "true; the trainer's auto turns it on for an extended RoPE)")
     p.add_argument("--frag-margin", type=float, default=0.05, help="allocator fragmentation margin (fraction)")
     p.add_argument("--overhead", type=float, default=1.0, help="fixed per-GPU overhead, GiB (CUDA context, NCCL)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the table")
@@ -114,6 +129,12 @@ def run_from_args(a: argparse.Namespace, shape: ModelShape | None = None) -> Run
         raise LongctxError(f"--loss-chunk: must be a positive integer or auto/0, got {a.loss_chunk}")
     if a.mlp_tiles < 0:
         raise LongctxError(f"--mlp-tiles: must be >= 0 (0 = ceil(tokens / hidden)), got {a.mlp_tiles}")
+    lora = a.peft == "lora"
+    if not lora and (a.lora_rank is not None or a.lora_targets != "attention" or a.lora_train_embeddings_norms):
+        raise LongctxError("--lora-rank/--lora-targets/--lora-train-embeddings-norms: need --peft lora")
+    rank = LORA_DEFAULT_RANK if a.lora_rank is None else a.lora_rank
+    if lora:
+        check_int("lora-rank", rank, low=1)
     chunk = a.loss_chunk or (auto_loss_chunk(shape.vocab_size, shape.hidden_size) if shape is not None else 1)
     return RunShape(
         seq_len=a.seq_len, gpus=a.gpus, gpu_mem_gib=a.gpu_mem, sp=a.sp, layout=a.layout, micro_batch=a.micro_batch,
@@ -122,6 +143,8 @@ def run_from_args(a: argparse.Namespace, shape: ModelShape | None = None) -> Run
         # bf16 = the trainer's model.dtype: auto on CUDA (float32 weights, bf16 compute); fp32 has no second copy
         master_weights="params" if a.dtype == "bf16" else "none",
         foreach_optimizer=False, frag_margin=a.frag_margin, overhead_gib=a.overhead,
+        lora_rank=rank if lora else 0, lora_targets=a.lora_targets if lora else "attention",
+        lora_embeddings_norms=a.lora_train_embeddings_norms,
     )
 
 
@@ -141,8 +164,9 @@ def main(argv: list[str]) -> int:
     sp = recommend_sp(shape, run)
     peak = a.peak_tflops * 1e12 if a.peak_tflops is not None else None
     time = step_time(shape, run, gpu=a.gpu, mfu=a.mfu, peak_flops=peak)
+    note = lora_note(shape, run)
     if a.json:
-        print(json.dumps(render_json(result, longest, sp, time), indent=2))
+        print(json.dumps({**render_json(result, longest, sp, time), "lora_note": note}, indent=2))
     else:
-        print(render_table(result, longest, sp, time))
+        print(render_table(result, longest, sp, time) + (f"\nnote: {note}" if note else ""))
     return 0 if result.fits else 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from longctx.distributed.layouts import get_layout
-from longctx.plan.shapes import ModelShape, RunShape
+from longctx.plan.shapes import ModelShape, RunShape, lora_adapter_params, lora_saved_params
 
 GiB = float(2**30)
 
@@ -103,7 +103,8 @@ def rmsnorm_bytes_per_token(h: int, a: int, norm: str, r: int | None = None) -> 
 
 def layer_activation_bytes_per_token(shape: ModelShape, a: int, attn_kernel: str = "flash", norm: str = "hf",
                                      tiled_mlp: int = 1, swiglu: str = "hf", r: int | None = None) -> float:
-    """Everything one decoder layer keeps for backward, per token (no checkpointing):
+    """Everything one decoder layer keeps for backward, per token (no checkpointing; LoRA adds
+    :func:`lora_activation_bytes_per_token`):
 
         n · rmsnorm                                   (n = norms_per_layer: input_layernorm, post_attention_layernorm, GLM-4 two more)
       + a · (q + kv + kv) + a · q + 4 · heads         (rotated q, k, v; attention output; fp32 log-sum-exp)
@@ -145,8 +146,16 @@ def saved_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> flo
 def layer_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:
     """One layer's full activations, T · act_layer: recomputed in backward under checkpointing; without
     it, the last layer's (so that kept + this = all L layers in forward, one layer at the backward end)."""
-    return tokens * layer_activation_bytes_per_token(shape, run.act_bytes, run.attn_kernel, run.norm, run.mlp_tiles(shape.hidden_size),
-                                                     run.swiglu, run.residual_bytes)
+    return tokens * (layer_activation_bytes_per_token(shape, run.act_bytes, run.attn_kernel, run.norm,
+                                                      run.mlp_tiles(shape.hidden_size), run.swiglu, run.residual_bytes)
+                     + lora_activation_bytes_per_token(run))
+
+
+def lora_activation_bytes_per_token(run: RunShape) -> float:
+    """LoRA's own activations in one layer, per token: each adapter keeps its A output (r values, compute
+    dtype) for B's gradient, a · r per target. Its input is the base linear's (dropout 0: the same tensor).
+    The activations a frozen base linear no longer needs are not subtracted (an over-estimate)."""
+    return run.act_bytes * run.lora_rank * len(run.lora_target_names()) if run.lora else 0.0
 
 
 def backward_transient_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:
@@ -216,24 +225,52 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
     p, pl, pe = shape.num_params, shape.layer_params, shape.embedding_params
     root = pe * (1 if shape.tie_embeddings else 2)  # FSDP2's root unit (step.LMLoss): embedding + untied head
     all_ = PHASES
-    terms = [
-        Term("params", params_bytes(p, pa, param_shard, run.offload == "params"), all_,
-             ("P·4/S (float32 weights)" if run.fp32_weights else "P·a/S") + " (0 if offloaded)"),
-        Term("gathered params", gathered_params_bytes(pl, pe, a, param_shard > 1 or run.offload == "params",
-                                                      root_params=root if run.sharding == "fsdp" else 0),
-             ("forward", "backward", "backward_end"),
-             "max(2·P_L, P_E" + (", root = embedding + head" if run.sharding == "fsdp" else "") + ")·a under ZeRO-3/FSDP"),
-        Term("grads", grads_bytes(p, pl, pa, shard, opt_off), ("backward_end", "step"),
-             ("P·4/S" if run.fp32_weights else "P·a/S") + " (P_L·a if offloaded)"),
-        Term("unsharded root grads", root * a if run.sharding == "fsdp" else 0.0, ("backward", "backward_end"),
-             "2·P_E·a: FSDP2 reduce-scatters the root unit (embedding + head) once its backward ends"),
-        Term("autocast weight copies", pl * a if run.autocast else 0.0, ("forward", "backward", "backward_end"),
-             "P_L·a (one layer's bf16 casts; autocast's cache is off)"),
-        Term("optimizer states", optimizer_bytes(p, opt_state, shard, opt_off), all_,
-             ("P·2a/S" if opt_state == 2 * a and a < 4 else f"P·{opt_state}/S") + " (0 if offloaded)"),
-        Term("optimizer step", optimizer_step_bytes(p / shard, max(pe, shape.intermediate_size * shape.hidden_size),
-                                                    run.foreach_optimizer, opt_off), ("step",),
-             "4·P/S (foreach) or 8·max numel"),
+    if run.lora:  # frozen base; float32 adapters (PEFT's autocast_adapter_dtype) + LoRA+'s copies train
+        ad, saved = lora_adapter_params(shape, run), lora_saved_params(shape, run)
+        pl += ad // shape.num_layers
+        root += pe if saved else 0  # the embedding's trainable copy sits in the root unit beside the original
+        largest = max([pe] if saved else [run.lora_rank * max(d) for d in
+                                          (shape.linear_dims()[t] for t in run.lora_target_names())])
+        model_terms = [
+            Term("params", params_bytes(p + saved, pa, param_shard, run.offload == "params")
+                 + params_bytes(ad, 4, param_shard, run.offload == "params"), all_,
+                 f"(P + P_E+norms)·{pa}/S frozen base + copies, + 4·A/S adapters" if saved
+                 else f"P·{pa}/S frozen base + 4·A/S adapters (A = L·r·Σ(in+out) per target)"),
+            Term("gathered params", gathered_params_bytes(pl, pe, a, param_shard > 1 or run.offload == "params",
+                                                          root_params=root if run.sharding == "fsdp" else 0),
+                 ("forward", "backward", "backward_end"), "max(2·(P_L + A/L), P_E, root)·a under FSDP"),
+            Term("grads", (ad * 4 + saved * pa) / shard, ("backward_end", "step"),
+                 "(4·A" + (f" + {pa}·(P_E+norms)" if saved else "") + ")/S (trainable only)"),
+            Term("unsharded root grads", pe * a if run.sharding == "fsdp" and saved else 0.0,
+                 ("backward", "backward_end"), "P_E·a: the trained embedding copy's gradient before reduce-scatter"),
+            Term("autocast weight copies", pl * a if run.autocast else 0.0, ("forward", "backward", "backward_end"),
+                 "P_L·a (one layer's bf16 casts; autocast's cache is off)"),
+            Term("optimizer states", optimizer_bytes(ad, 8, shard, opt_off) + optimizer_bytes(saved, opt_state, shard, opt_off),
+                 all_, "8·A/S" + (f" + {opt_state}·(P_E+norms)/S" if saved else "") + " (trainable only)"),
+            Term("optimizer step", optimizer_step_bytes((ad + saved) / shard, largest, run.foreach_optimizer, opt_off),
+                 ("step",), "4·trainable/S (foreach) or 8·max trainable numel"),
+        ]
+    else:
+        model_terms = [
+            Term("params", params_bytes(p, pa, param_shard, run.offload == "params"), all_,
+                 ("P·4/S (float32 weights)" if run.fp32_weights else "P·a/S") + " (0 if offloaded)"),
+            Term("gathered params", gathered_params_bytes(pl, pe, a, param_shard > 1 or run.offload == "params",
+                                                          root_params=root if run.sharding == "fsdp" else 0),
+                 ("forward", "backward", "backward_end"),
+                 "max(2·P_L, P_E" + (", root = embedding + head" if run.sharding == "fsdp" else "") + ")·a under ZeRO-3/FSDP"),
+            Term("grads", grads_bytes(p, pl, pa, shard, opt_off), ("backward_end", "step"),
+                 ("P·4/S" if run.fp32_weights else "P·a/S") + " (P_L·a if offloaded)"),
+            Term("unsharded root grads", root * a if run.sharding == "fsdp" else 0.0, ("backward", "backward_end"),
+                 "2·P_E·a: FSDP2 reduce-scatters the root unit (embedding + head) once its backward ends"),
+            Term("autocast weight copies", pl * a if run.autocast else 0.0, ("forward", "backward", "backward_end"),
+                 "P_L·a (one layer's bf16 casts; autocast's cache is off)"),
+            Term("optimizer states", optimizer_bytes(p, opt_state, shard, opt_off), all_,
+                 ("P·2a/S" if opt_state == 2 * a and a < 4 else f"P·{opt_state}/S") + " (0 if offloaded)"),
+            Term("optimizer step", optimizer_step_bytes(p / shard, max(pe, shape.intermediate_size * shape.hidden_size),
+                                                        run.foreach_optimizer, opt_off), ("step",),
+                 "4·P/S (foreach) or 8·max numel"),
+        ]
+    terms = model_terms + [
         Term("activations (kept)", saved_activation_bytes(t, shape, run), ("forward", "backward"),
              "L·T·a·H (checkpoints)" if run.checkpointing == "full" else "(L−1)·T·act_layer"),
         Term("checkpoint in recompute", t * run.residual_bytes * shape.hidden_size if run.checkpointing == "full" else 0.0,

@@ -33,6 +33,10 @@ TRAIN_KEYS: dict[str, str] = {
     "mlp_tiles": "train.mlp_tiles",
     "attn_kernel": "model.attn_implementation",
     "dtype": "model.dtype",
+    "peft": "peft.method",
+    "lora_rank": "peft.r",
+    "lora_targets": "peft.target_modules",
+    "lora_train_embeddings_norms": "peft.train_embeddings_norms",
 }
 """Planner flag (argparse dest) -> the ``longctx train`` config key it stands for."""
 
@@ -62,14 +66,25 @@ def attn_kernel_for(attn_implementation: str) -> str:
     return "flash" if attn_implementation in FLASH_IMPLEMENTATIONS else "sdpa"
 
 
+def lora_targets_for(target_modules: list[str]) -> str:
+    """The planner's ``lora_targets`` for ``peft.target_modules``: [] = "attention", ["all-linear"], or the names."""
+    names = [t.strip() for t in target_modules if t.strip()]
+    return ",".join(names) if names else "attention"
+
+
 def run_from_train_config(cfg: Any, shape: ModelShape, pack_length: int, world_size: int, device_type: str,
-                          gpu_mem_gib: float, *, layout: str | None = None) -> RunShape:
+                          gpu_mem_gib: float, *, layout: str | None = None,
+                          embeddings_norms: bool | None = None) -> RunShape:
     """The :class:`RunShape` of a ``longctx train`` run (``cfg`` a ``RunConfig``), as the trainer checks it.
 
     CPU runs use the planner's CPU mode (fp32, per-tensor AdamW, no allocator margin, no CUDA overhead,
     host offload saves nothing); CUDA runs bf16 unless ``model.dtype: float32``. ``layout``: the layout the
-    trainer resolved (``parallel.layout: auto`` names none of its own); default ``parallel.layout``."""
+    trainer resolved (``parallel.layout: auto`` names none of its own); default ``parallel.layout``.
+    ``embeddings_norms``: ``peft.train_embeddings_norms`` as the trainer resolved its auto (from the checkpoint's
+    RoPE, ``longctx.train.lora.embeddings_norms_on``); default the key itself, auto read as off."""
     c = cfg
+    lora = c.peft.method == "lora"
+    plus = c.peft.train_embeddings_norms if embeddings_norms is None else embeddings_norms
     cpu = device_type != "cuda"
     return RunShape(
         seq_len=pack_length, gpus=world_size, gpu_mem_gib=gpu_mem_gib, sp=c.parallel.sp_degree,
@@ -86,4 +101,6 @@ def run_from_train_config(cfg: Any, shape: ModelShape, pack_length: int, world_s
         attn_kernel=attn_kernel_for(c.model.attn_implementation),
         foreach_optimizer=False,  # the trainer builds AdamW(foreach=False)
         frag_margin=0.0 if cpu else 0.05, overhead_gib=0.0 if cpu else 1.0, device="cpu" if cpu else "cuda",
+        lora_rank=c.peft.r if lora else 0, lora_targets=lora_targets_for(c.peft.target_modules) if lora else "attention",
+        lora_embeddings_norms=bool(plus) and lora,
     )

@@ -7,6 +7,7 @@ the layout's granularity (its unit: 2·sp for zigzag) finds the largest fitting 
 from __future__ import annotations
 
 from longctx.distributed.layouts import get_layout
+from longctx.plan.memory import GiB
 from longctx.plan.planner import plan_run
 from longctx.plan.shapes import ModelShape, RunShape, seq_granularity
 
@@ -50,6 +51,26 @@ def recommend_sp(shape: ModelShape, run: RunShape) -> int | None:
         if plan_run(shape, run.replace(sp=sp)).fits:
             return sp
     return None
+
+
+LORA_SUGGESTED_RANK = 16
+"""The rank :func:`lora_note` plans with (``peft.r``; the trainer's default is 8, the memory barely differs)."""
+
+
+def lora_note(shape: ModelShape, run: RunShape, rank: int = LORA_SUGGESTED_RANK) -> str | None:
+    """When full fine-tuning does not fit at ``run.seq_len``, the LoRA runs that would (same settings,
+    attention targets): the longest sequence for LoRA and for LoRA+ (embeddings and norms trained); None
+    when the run already fits or already is LoRA."""
+    if run.lora or plan_run(shape, run).fits:
+        return None
+    lora = run.replace(lora_rank=rank, lora_targets="attention")
+    plus = lora.replace(lora_embeddings_norms=True)
+    longest, longest_plus = max_seq_len(shape, lora), max_seq_len(shape, plus)
+    at = plan_run(shape, lora)
+    verdict = f"fits ({at.total_bytes / GiB:.1f} GiB)" if at.fits else f"does not fit either ({at.total_bytes / GiB:.1f} GiB)"
+    return (f"full fine-tuning does not fit at seq_len {run.seq_len}; LoRA (--peft lora --lora-rank {rank}, attention) "
+            f"{verdict}: longest seq_len {longest or 'none'} with LoRA, {longest_plus or 'none'} with LoRA+ "
+            "(--lora-train-embeddings-norms)")
 
 
 def _gcd(a: int, b: int) -> int:

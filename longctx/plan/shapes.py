@@ -34,6 +34,12 @@ MASTER_WEIGHTS = ("optimizer", "params", "none")
 ATTN_KERNELS = ("flash", "sdpa")
 NORMS = ("hf", "fused")
 IMPLS = ("hf", "fused")
+LORA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+"""``lora_targets: attention``: a Llama-style layer's attention projections (``Family.attention_projections``)."""
+LORA_ALL_LINEAR = LORA_ATTENTION + ("gate_proj", "up_proj", "down_proj")
+"""``lora_targets: all-linear``: every linear layer of a decoder layer (PEFT's all-linear: the head excluded)."""
+LORA_NAMES = LORA_ALL_LINEAR + ("qkv_proj", "gate_up_proj")
+"""Every leaf name :meth:`ModelShape.linear_dims` knows (Phi-3's fused projections too)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,20 @@ class ModelShape:
         """All parameters: embedding, L layers, final norm, and the head unless tied."""
         head = 0 if self.tie_embeddings else self.embedding_params
         return self.embedding_params + self.num_layers * self.layer_params + self.hidden_size + head
+
+    @property
+    def norm_params(self) -> int:
+        """RMSNorm gains: ``norms_per_layer`` of width H per layer, the q/k norms (Qwen3), the final norm."""
+        return self.num_layers * (self.norms_per_layer * self.hidden_size + (2 * self.head_dim if self.qk_norm else 0)) \
+            + self.hidden_size
+
+    def linear_dims(self) -> dict[str, tuple[int, int]]:
+        """(in, out) features of each linear layer in one decoder layer, by its leaf name; the fused names
+        (Phi-3's qkv_proj, gate_up_proj) too, so a ``peft.target_modules`` list naming them is counted."""
+        h, q, kv, i = self.hidden_size, self.q_dim, self.kv_dim, self.intermediate_size
+        return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
+                "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
+                "qkv_proj": (h, q + 2 * kv), "gate_up_proj": (h, 2 * i)}
 
     @property
     def matmul_params(self) -> int:
@@ -168,6 +188,15 @@ class RunShape:
     """Fixed per-GPU overhead: CUDA context, NCCL and cuBLAS workspaces (GiB). 0 on CPU."""
     device: str = "cuda"
     """"cuda" or "cpu": where the step runs; on "cpu" host offload moves nothing off the device."""
+    lora_rank: int = 0
+    """LoRA rank r (``peft.method: lora``, ``peft.r``); 0 = full fine-tuning. With LoRA the base weights are
+    frozen (no gradients, no AdamW states) and only the adapters (and :attr:`lora_embeddings_norms`) train."""
+    lora_targets: str = "attention"
+    """The linear layers LoRA adapts (``peft.target_modules``): "attention" (q/k/v/o, the default []),
+    "all-linear", or leaf names joined by commas ("q_proj,v_proj")."""
+    lora_embeddings_norms: bool = False
+    """LongLoRA's "LoRA+" (``peft.train_embeddings_norms``): the input embedding (a tied head with it) and every
+    norm also train in full, as trainable copies beside the frozen originals (PEFT ``modules_to_save``)."""
 
     def __post_init__(self) -> None:
         validate_run(self)
@@ -210,6 +239,18 @@ class RunShape:
     def offloads_checkpoints(self) -> bool:
         """Checkpoint offload frees device memory: on, with full checkpointing, and a device apart from the host."""
         return self.checkpoint_offload and self.checkpointing == "full" and self.device != "cpu"
+
+    @property
+    def lora(self) -> bool:
+        return self.lora_rank > 0
+
+    def lora_target_names(self) -> tuple[str, ...]:
+        """:attr:`lora_targets` as leaf names of a decoder layer's linear layers."""
+        if self.lora_targets == "attention":
+            return LORA_ATTENTION
+        if self.lora_targets == "all-linear":
+            return LORA_ALL_LINEAR
+        return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
 
     def replace(self, **changes: Any) -> "RunShape":
         return dataclasses.replace(self, **changes)
@@ -278,6 +319,14 @@ def validate_run(run: RunShape) -> None:
             f"--seq-len: {run.seq_len} is not a multiple of {seq_granularity(run)} "
             f"({get_layout(run.layout).unit_formula} for layout {run.layout})"
         )
+    check_int("lora-rank", run.lora_rank, low=0, why=" (0 = full fine-tuning)")
+    if run.lora:
+        unknown = [t for t in run.lora_target_names() if t not in LORA_NAMES]
+        if unknown or not run.lora_target_names():
+            raise LongctxError(f"--lora-targets: {run.lora_targets!r}: expected attention, all-linear or names among "
+                               f"{', '.join(LORA_NAMES)}")
+    elif run.lora_embeddings_norms:
+        raise LongctxError("--lora-train-embeddings-norms: needs LoRA (--peft lora)")
     if run.offload == "params" and run.sharding not in ("zero3", "fsdp"):
         raise LongctxError("--offload params: needs --sharding zero3 or fsdp (parameter offload is a ZeRO-3 feature)")
 
@@ -349,6 +398,27 @@ def shape_from_config(config: Any, name: str = "custom", *, source: str | None =
         norms_per_layer=family.norms_per_layer if family is not None else 2,
         qk_norm=family.qk_norm if family is not None else False,
     )
+
+
+def lora_adapter_params(shape: ModelShape, run: RunShape) -> int:
+    """LoRA's adapter parameters: r · (in + out) for each targeted linear (A is r×in, B is out×r), in every
+    layer; 0 for full fine-tuning. PEFT's own count is the test's oracle (``tests/plan/test_plan_lora.py``)."""
+    if not run.lora:
+        return 0
+    dims = shape.linear_dims()
+    return shape.num_layers * sum(run.lora_rank * sum(dims[t]) for t in run.lora_target_names())
+
+
+def lora_saved_params(shape: ModelShape, run: RunShape) -> int:
+    """Parameters LoRA+ trains in full (``modules_to_save`` copies): the input embedding (a tied head is the
+    same tensor; an untied head stays frozen, as ``longctx.train.lora.full_modules``) and every norm."""
+    return shape.embedding_params + shape.norm_params if run.lora and run.lora_embeddings_norms else 0
+
+
+def trainable_params(shape: ModelShape, run: RunShape) -> int:
+    """Parameters with gradients and AdamW states: all of them (full fine-tuning), or LoRA's adapters and
+    LoRA+'s copies."""
+    return lora_adapter_params(shape, run) + lora_saved_params(shape, run) if run.lora else shape.num_params
 
 
 def load_model_shape(spec: str) -> ModelShape:

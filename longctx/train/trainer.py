@@ -244,8 +244,9 @@ class Trainer:
             return  # CPU without an explicit budget: nothing to check against
         config = AutoConfig.from_pretrained(c.model.path)
         shape = shape_from_config(config, Path(c.model.path).name)
+        plus = lora.embeddings_norms_on(c.peft, config)[0] if c.peft.enabled else False  # auto: the RoPE decides
         run = run_from_train_config(c, shape, self.src.pack_length, self.mesh.world_size, self.device.type, mem,
-                                   layout=self.layout)
+                                   layout=self.layout, embeddings_norms=plus)
         result = plan_run(shape, run)
         if self.is_main:
             print(f"longctx train: plan: {result.message()}", flush=True)

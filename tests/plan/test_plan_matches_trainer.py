@@ -50,7 +50,10 @@ PERTURB = {  # memory-relevant trainer key -> a changed value
     "parallel.fsdp": False, "model.gradient_checkpointing": False, "model.checkpoint_offload": True,
     "train.loss_chunk": 512, "train.tiled_mlp": False, "train.mlp_tiles": 3,
     "model.attn_implementation": "flash_attention_2", "model.dtype": "float32",
+    "peft.method": "lora", "peft.r": 64, "peft.target_modules": "[all-linear]", "peft.train_embeddings_norms": True,
 }
+LORA_KEYS = {"peft.r", "peft.target_modules", "peft.train_embeddings_norms"}
+"""Keys read only under peft.method: lora (perturbed against a LoRA base)."""
 
 
 def _train_run(sets: list[str]) -> RunShape:
@@ -61,9 +64,10 @@ def _train_run(sets: list[str]) -> RunShape:
 
 def test_every_memory_relevant_trainer_key_changes_the_plan_the_trainer_checks():
     assert set(PERTURB) == MEMORY_KEYS
-    base = _train_run(BASE + ["parallel.fsdp=true"])
     for key, value in PERTURB.items():
-        sets = BASE + ["parallel.fsdp=true"] + [f"{key}={value}"]
+        start = BASE + ["parallel.fsdp=true"] + (["peft.method=lora"] if key in LORA_KEYS else [])
+        base = _train_run(start)
+        sets = start + [f"{key}={value}"]
         if key == "train.tiled_mlp":
             sets = [s for s in sets if not s.startswith("train.tiled_mlp")] + [f"{key}={value}"]
         assert _train_run(sets) != base, key
@@ -79,6 +83,12 @@ def test_every_memory_relevant_trainer_key_changes_the_plan_the_trainer_checks()
     (["--attn-kernel", "flash", "--micro-batch", "2"], ["model.gradient_checkpointing=true",
                                                         "model.attn_implementation=flash_attention_2",
                                                         "train.micro_batch=2"]),
+    (["--peft", "lora"], ["peft.method=lora"]),
+    (["--peft", "lora", "--lora-rank", "16", "--lora-targets", "all-linear", "--lora-train-embeddings-norms",
+      "--sharding", "fsdp"],
+     ["peft.method=lora", "peft.r=16", "peft.target_modules=[all-linear]", "peft.train_embeddings_norms=true",
+      "parallel.fsdp=true"]),
+    (["--peft", "lora", "--lora-targets", "q_proj,v_proj"], ["peft.method=lora", "peft.target_modules=[q_proj,v_proj]"]),
 ])
 def test_plan_flags_and_the_equivalent_train_config_give_the_same_run(flags, sets):
     """`longctx plan` and `longctx train`'s own check build the identical RunShape for the same choices
