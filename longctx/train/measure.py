@@ -20,6 +20,9 @@ from torch.utils._pytree import tree_flatten
 from transformers import AutoModelForCausalLM
 
 from longctx.core.loss import chunked_lm_loss, shift_targets
+from longctx.models.registry import family_of
+from longctx.train import lora
+from longctx.train.config import PeftConfig
 from longctx.train.parallelize import (
     apply_checkpoint_offload,
     apply_tiled_mlp,
@@ -73,7 +76,8 @@ class StepMeasurement:
 
 
 def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointing: bool = False,
-                       mlp_tiles: int = 1, checkpoint_offload: bool = False, seed: int = 0) -> StepMeasurement:
+                       mlp_tiles: int = 1, checkpoint_offload: bool = False, seed: int = 0,
+                       peft: PeftConfig | None = None) -> StepMeasurement:
     """Peak memory of the second AdamW step of a ``transformers`` causal LM built from ``config``
     (float32, CPU, SDPA attention, one sequence of ``seq_len`` tokens).
 
@@ -81,18 +85,21 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
     otherwise the final hidden states go through ``longctx.core.loss.chunked_lm_loss`` with that chunk
     size, as the longctx trainer does. ``mlp_tiles`` != 1 and ``checkpoint_offload`` apply the trainer's
     ``train.tiled_mlp`` (0 = automatic tiles) and ``model.checkpoint_offload`` (``longctx.train.parallelize``). The first step runs untracked so that the optimizer states
-    exist; the second is measured, from the forward pass to ``zero_grad``.
+    exist; the second is measured, from the forward pass to ``zero_grad``. ``peft`` (method lora): the
+    trainer's LoRA wrap first (``longctx.train.lora.wrap``), AdamW over the trainable parameters only.
     """
     torch.manual_seed(seed)
     config._attn_implementation = "sdpa"
     model = AutoModelForCausalLM.from_config(config).float().train()
+    if peft is not None and peft.enabled:  # as the trainer: wrap in place, then checkpointing and the memory set
+        lora.wrap(model, peft, family_of(config, "measure"))
     if checkpointing:
         enable_checkpointing(model)
     if mlp_tiles != 1:
         apply_tiled_mlp(model, mlp_tiles)
     if checkpoint_offload:
         apply_checkpoint_offload(model, pin_memory=False)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, foreach=False)
     ids = torch.randint(0, config.vocab_size, (1, seq_len))
     position_ids = torch.arange(seq_len)[None]
 

@@ -13,6 +13,7 @@ import torch
 from longctx.plan import RunShape, plan_run, shape_from_config
 from longctx.train.measure import LiveTensorBytes, measure_train_step
 from longctx.models.tiny import tiny_config
+from longctx.train.config import PeftConfig
 
 TOLERANCE = 0.15  # the issue's bound; observed agreement is within ~3% (see docs/plan.md)
 
@@ -77,4 +78,28 @@ def test_memory_set_predicted_peak_is_within_15_percent_of_measured(case):
                    checkpoint_offload=offload, device="cpu")
     predicted = plan_run(shape_from_config(cfg), run).total_bytes
     assert measured.peak_bytes > 1.5 * measured.static_bytes
+    assert abs(predicted - measured.peak_bytes) / measured.peak_bytes <= TOLERANCE, (predicted, measured)
+
+
+LORA_CASES = {
+    # (r, target_modules, train_embeddings_norms, checkpointing): the frozen base, the adapters' states
+    # and LoRA+'s copies, on the chunked loss the trainer runs.
+    "lora-attention-ckpt": (8, [], False, True),
+    "lora-plus-all-linear-no-ckpt": (8, ["all-linear"], True, False),
+}
+
+
+@pytest.mark.parametrize("case", list(LORA_CASES))
+def test_lora_predicted_peak_is_within_15_percent_of_measured(case):
+    """The planner's LoRA model (frozen base, float32 adapters, LoRA+ copies) against a real LoRA step."""
+    pytest.importorskip("peft")
+    rank, targets, plus, ckpt = LORA_CASES[case]
+    cfg = tiny_config("llama", hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=4, intermediate_size=512,
+                      vocab_size=2048, tie_word_embeddings=False)
+    peft = PeftConfig(method="lora", r=rank, target_modules=targets, train_embeddings_norms=plus)
+    measured = measure_train_step(cfg, 1024, loss_chunk=256, checkpointing=ckpt, peft=peft)
+    run = RunShape(seq_len=1024, dtype="fp32", attn_kernel="sdpa", foreach_optimizer=False, frag_margin=0.0,
+                   overhead_gib=0.0, loss_chunk=256, checkpointing="full" if ckpt else "none", master_weights="none",
+                   lora_rank=rank, lora_targets=targets[0] if targets else "attention", lora_embeddings_norms=plus)
+    predicted = plan_run(shape_from_config(cfg), run).total_bytes
     assert abs(predicted - measured.peak_bytes) / measured.peak_bytes <= TOLERANCE, (predicted, measured)
