@@ -148,14 +148,43 @@ def layer_activation_bytes(tokens: int, shape: ModelShape, run: RunShape) -> flo
     it, the last layer's (so that kept + this = all L layers in forward, one layer at the backward end)."""
     return tokens * (layer_activation_bytes_per_token(shape, run.act_bytes, run.attn_kernel, run.norm,
                                                       run.mlp_tiles(shape.hidden_size), run.swiglu, run.residual_bytes)
-                     + lora_activation_bytes_per_token(run))
+                     + lora_activation_bytes_per_token(shape, run, frozen_savings=run.checkpointing == "none"))
 
 
-def lora_activation_bytes_per_token(run: RunShape) -> float:
-    """LoRA's own activations in one layer, per token: each adapter keeps its A output (r values, compute
-    dtype) for B's gradient, a · r per target. Its input is the base linear's (dropout 0: the same tensor).
-    The activations a frozen base linear no longer needs are not subtracted (an over-estimate)."""
-    return run.act_bytes * run.lora_rank * len(run.lora_target_names()) if run.lora else 0.0
+def lora_activation_bytes_per_token(shape: ModelShape, run: RunShape, frozen_savings: bool = True) -> float:
+    """What LoRA changes in one layer's activations, per token (0 for full fine-tuning). Autograd keeps a
+    tensor only for a gradient that is needed, and a frozen weight needs none:
+
+      + a · r per target                          each adapter's A output, kept for B's gradient
+      − a · H   if no q/k/v target                the input norm's output (only a weight gradient reads it)
+      − a · H   if no gate/up target              the post-attention norm's output
+      − a · I / tiles   if down_proj is frozen    the MLP product silu(gate)·up
+      − a · q   if o_proj is frozen (SDPA)        o_proj's contiguous input copy
+      − n · w · H   if the norms are frozen       each norm's normalised tensor (w: its bytes, float32 under
+                                                  autocast), kept only for the gain's gradient ("hf" norms)
+
+    An adapter's input is the base linear's (dropout 0: the same tensor), so it adds nothing. The savings
+    count for the layers kept in forward (no checkpointing: ``frozen_savings``), not for the one layer
+    recomputed in backward under checkpointing, whose peak (the MLP backward, with the attention's tensors
+    still alive) the full fine-tuning term already bounds loosely: measured, subtracting them there
+    under-predicts a LoRA step by 8% (tests/plan/test_plan_cpu.py), keeping them over-predicts by 8%."""
+    if not run.lora:
+        return 0.0
+    a, h, names = run.act_bytes, shape.hidden_size, set(run.lora_target_names())
+    out = a * run.lora_rank * len(names)
+    if not frozen_savings:
+        return out
+    if not names & {"q_proj", "k_proj", "v_proj", "qkv_proj"}:
+        out -= a * h
+    if not names & {"gate_proj", "up_proj", "gate_up_proj"}:
+        out -= a * h
+    if "down_proj" not in names:
+        out -= a * shape.intermediate_size / run.mlp_tiles(h)
+    if "o_proj" not in names and run.attn_kernel == "sdpa":
+        out -= a * shape.q_dim
+    if not run.lora_embeddings_norms and run.norm == "hf":
+        out -= shape.norms_per_layer * max(run.residual_bytes, a) * h
+    return out
 
 
 def backward_transient_bytes(tokens: int, shape: ModelShape, run: RunShape) -> float:

@@ -83,8 +83,9 @@ def test_memory_set_predicted_peak_is_within_15_percent_of_measured(case):
 
 LORA_CASES = {
     # (r, target_modules, train_embeddings_norms, checkpointing): the frozen base, the adapters' states
-    # and LoRA+'s copies, on the chunked loss the trainer runs.
+    # and LoRA+'s copies, on the chunked loss the trainer runs. pred/measured: 1.080, 1.055, 1.017.
     "lora-attention-ckpt": (8, [], False, True),
+    "lora-attention-no-ckpt": (8, [], False, False),  # the frozen MLP keeps fewer activations: 1.28 if not modelled
     "lora-plus-all-linear-no-ckpt": (8, ["all-linear"], True, False),
 }
 
