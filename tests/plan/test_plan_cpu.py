@@ -10,10 +10,10 @@ planner runs in its CPU mode: fp32, sdpa kernel, per-tensor AdamW, no margin, no
 import pytest
 import torch
 
-from longctx.plan import RunShape, plan_run, shape_from_config
-from longctx.train.measure import LiveTensorBytes, measure_train_step
 from longctx.models.tiny import tiny_config
+from longctx.plan import RunShape, plan_run, shape_from_config
 from longctx.train.config import PeftConfig
+from longctx.train.measure import LiveTensorBytes, measure_train_step
 
 TOLERANCE = 0.15  # the bound; observed agreement is within ~3% (see docs/plan.md)
 

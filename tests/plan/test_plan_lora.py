@@ -17,10 +17,11 @@ from longctx.core.errors import LongctxError
 from longctx.models.registry import family_of
 from longctx.models.tiny import tiny_config
 from longctx.plan import plan_run, shape_from_config
+from longctx.plan.options import run_from_train_config
 from longctx.plan.search import lora_note, max_seq_len
 from longctx.plan.shapes import PRESETS, RunShape, lora_adapter_params, lora_saved_params, trainable_params
 from longctx.train import lora
-from longctx.train.config import PeftConfig
+from longctx.train.config import PeftConfig, load_config
 
 needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft (the lora extra) is not installed")
 
@@ -91,3 +92,14 @@ def test_plan_suggests_lora_when_full_fine_tuning_does_not_fit(capsys):
                       "--peft", "lora", "--lora-rank", "16"])
     out = capsys.readouterr().out
     assert code == 0 and "frozen base" in out and "note: full fine-tuning" not in out
+
+
+def test_the_trainer_plans_a_lora_run_as_lora_with_auto_resolved_by_the_rope():
+    """``check_plan`` passes ``embeddings_norms`` as ``longctx.train.lora.embeddings_norms_on`` resolved ``auto``."""
+    shape = shape_from_config(tiny_config("llama"))
+    lora_cfg = load_config(None, ["peft.method=lora", "peft.r=4"], validate_now=False)
+    run = run_from_train_config(lora_cfg, shape, 1024, 1, "cuda", 80.0)
+    assert (run.lora_rank, run.lora_targets, run.lora_embeddings_norms) == (4, "attention", False)  # auto: off
+    assert run_from_train_config(lora_cfg, shape, 1024, 1, "cuda", 80.0, embeddings_norms=True).lora_embeddings_norms
+    full = load_config(None, [], validate_now=False)
+    assert not run_from_train_config(full, shape, 1024, 1, "cuda", 80.0, embeddings_norms=True).lora
