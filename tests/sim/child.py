@@ -6,6 +6,7 @@ the harness shows the traceback).
 """
 
 import json
+import os
 import sys
 
 
@@ -20,6 +21,12 @@ def main() -> None:
     result = getattr(importlib.import_module(module), name)(**json.loads(open(kwargs_path).read()))
     with open(out_path, "w") as f:
         json.dump(result, f, default=str)
+    # Skip interpreter teardown: the autograd engine's worker thread for the fake CUDA device is still alive
+    # then, and destroying it raced into std::terminate ("terminate called without an active exception",
+    # exit -6) in ~3 of 12 runs of loss_head_dtypes after its result was written. Nothing is left to run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
