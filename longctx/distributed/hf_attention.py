@@ -248,7 +248,6 @@ def _refuse_padding_mask(*args, attention_mask: torch.Tensor | None = None, **kw
 
 def register() -> None:
     """Register ``longctx_varlen`` and ``longctx_ring`` with transformers (idempotent)."""
-    # transformers inside: importing it costs ~3 s, which the trainer's import (and --help) does not pay
     AttentionInterface.register("longctx_varlen", longctx_varlen_attention)
     AttentionInterface.register("longctx_ring", longctx_ring_attention)
     for name in NAMES:
