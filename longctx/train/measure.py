@@ -11,6 +11,7 @@ without returning it as a tensor is not seen).
 
 from __future__ import annotations
 
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -67,17 +68,26 @@ class LiveTensorBytes(TorchDispatchMode):
         return out
 
 
+WARMUP_TOKENS = 64
+
+
 @dataclass(frozen=True)
 class StepMeasurement:
     peak_bytes: int
     """Peak live tensor bytes during one full training step (params and optimizer states included)."""
     static_bytes: int
     """Live bytes before the step: parameters, optimizer states, inputs."""
+    step_seconds: float
+    """Wall-clock seconds of a step: the mean of the ``timed_steps`` run after the measured one, outside the
+    meter; with ``timed_steps`` 0 the measured step's own (its dispatch hook included: it matters for tiny
+    models only)."""
+    step_cpu_seconds: float
+    """The same steps' CPU seconds (every thread of the process): steadier than wall time on a shared machine."""
 
 
 def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointing: bool = False,
                        mlp_tiles: int = 1, checkpoint_offload: bool = False, seed: int = 0,
-                       peft: PeftConfig | None = None) -> StepMeasurement:
+                       peft: PeftConfig | None = None, timed_steps: int = 0) -> StepMeasurement:
     """Peak memory of the second AdamW step of a ``transformers`` causal LM built from ``config``
     (float32, CPU, SDPA attention, one sequence of ``seq_len`` tokens).
 
@@ -85,8 +95,11 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
     otherwise the final hidden states go through ``longctx.core.loss.chunked_lm_loss`` with that chunk
     size, as the longctx trainer does. ``mlp_tiles`` != 1 and ``checkpoint_offload`` apply the trainer's
     ``train.tiled_mlp`` (0 = automatic tiles) and ``model.checkpoint_offload`` (``longctx.train.parallelize``). The first step runs untracked so that the optimizer states
-    exist; the second is measured, from the forward pass to ``zero_grad``. ``peft`` (method lora): the
+    exist (on the first ``WARMUP_TOKENS`` tokens: the states' size does not depend on the length); the second
+    is measured, from the forward pass to ``zero_grad``. ``peft`` (method lora): the
     trainer's LoRA wrap first (``longctx.train.lora.wrap``), AdamW over the trainable parameters only.
+    ``timed_steps`` > 0: that many more steps, outside the meter (whose dispatch hook costs time), give
+    :attr:`StepMeasurement.step_seconds`.
     """
     torch.manual_seed(seed)
     config._attn_implementation = "sdpa"
@@ -103,11 +116,11 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
     ids = torch.randint(0, config.vocab_size, (1, seq_len))
     position_ids = torch.arange(seq_len)[None]
 
-    def step() -> None:
+    def step(ids: torch.Tensor, position_ids: torch.Tensor) -> None:
         if loss_chunk:
             hidden = model.model(input_ids=ids, position_ids=position_ids).last_hidden_state
             targets, _ = shift_targets(ids, None, position_ids)
-            loss = chunked_lm_loss(hidden, model.lm_head.weight, targets, chunk_size=loss_chunk) / seq_len
+            loss = chunked_lm_loss(hidden, model.lm_head.weight, targets, chunk_size=loss_chunk) / ids.shape[1]
         else:
             loss = model(input_ids=ids, position_ids=position_ids, labels=ids).loss
         loss.backward()
@@ -115,7 +128,7 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    step()
+    step(ids[:, :WARMUP_TOKENS], position_ids[:, :WARMUP_TOKENS])  # creates the AdamW states (their size needs no long step)
     with LiveTensorBytes() as meter:
         tensors = [p for p in model.parameters()] + [b for b in model.buffers()] + [ids, position_ids]
         tensors += [v for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
@@ -123,5 +136,12 @@ def measure_train_step(config, seq_len: int, *, loss_chunk: int = 0, checkpointi
             meter.track(t)
         static = meter.current
         meter.reset_peak()
-        step()
-    return StepMeasurement(meter.peak, static)
+        wall, cpu = time.perf_counter(), time.process_time()
+        step(ids, position_ids)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if timed_steps:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(timed_steps):
+            step(ids, position_ids)
+        wall, cpu = (time.perf_counter() - wall) / timed_steps, (time.process_time() - cpu) / timed_steps
+    return StepMeasurement(meter.peak, static, wall, cpu)
