@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-train-embeddings-norms", action="store_true",
                    help="LongLoRA's LoRA+: the embedding and every norm also train (peft.train_embeddings_norms: "
                    "true; the trainer's auto turns it on for an extended RoPE)")
+    p.add_argument("--lora-dropout", type=float, default=0.0,
+                   help="dropout on each adapter's input (peft.dropout): above 0 each adapted linear keeps a dropped "
+                   "copy of its input")
     p.add_argument("--frag-margin", type=float, default=0.05, help="allocator fragmentation margin (fraction)")
     p.add_argument("--overhead", type=float, default=1.0, help="fixed per-GPU overhead, GiB (CUDA context, NCCL)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the table")
@@ -130,8 +133,9 @@ def run_from_args(a: argparse.Namespace, shape: ModelShape | None = None) -> Run
     if a.mlp_tiles < 0:
         raise LongctxError(f"--mlp-tiles: must be >= 0 (0 = ceil(tokens / hidden)), got {a.mlp_tiles}")
     lora = a.peft == "lora"
-    if not lora and (a.lora_rank is not None or a.lora_targets != "attention" or a.lora_train_embeddings_norms):
-        raise LongctxError("--lora-rank/--lora-targets/--lora-train-embeddings-norms: need --peft lora")
+    if not lora and (a.lora_rank is not None or a.lora_targets != "attention" or a.lora_train_embeddings_norms
+                     or a.lora_dropout):
+        raise LongctxError("--lora-rank/--lora-targets/--lora-train-embeddings-norms/--lora-dropout: need --peft lora")
     rank = LORA_DEFAULT_RANK if a.lora_rank is None else a.lora_rank
     if lora:
         check_int("lora-rank", rank, low=1)
@@ -144,7 +148,7 @@ def run_from_args(a: argparse.Namespace, shape: ModelShape | None = None) -> Run
         master_weights="params" if a.dtype == "bf16" else "none",
         foreach_optimizer=False, frag_margin=a.frag_margin, overhead_gib=a.overhead,
         lora_rank=rank if lora else 0, lora_targets=a.lora_targets if lora else "attention",
-        lora_embeddings_norms=a.lora_train_embeddings_norms,
+        lora_embeddings_norms=a.lora_train_embeddings_norms, lora_dropout=a.lora_dropout,
     )
 
 

@@ -50,6 +50,9 @@ class Family:
     attention_projections: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Names of the attention's linear projections in one decoder layer: the modules LoRA adapts by default
     (``peft.target_modules: []``; Phi-3 fuses q/k/v into one ``qkv_proj``)."""
+    mlp_projections: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
+    """Names of the MLP's linear projections (Phi-3 fuses gate/up into ``gate_up_proj``): with the attention's,
+    what PEFT's ``all-linear`` adapts, so what the planner counts for it."""
     mlp_per_token: bool = True
     """The MLP maps each token on its own (dense gated MLP), so tiling the sequence cannot change it.
     An expert-routed MLP is not: its routing and capacity see the whole batch."""

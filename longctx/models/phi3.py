@@ -12,4 +12,5 @@ FAMILY = Family(
     top_level_original_length=True,
     sliding_window_key="sliding_window",
     attention_projections=("qkv_proj", "o_proj"),
+    mlp_projections=("gate_up_proj", "down_proj"),
 )

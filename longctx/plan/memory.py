@@ -163,15 +163,24 @@ def lora_activation_bytes_per_token(shape: ModelShape, run: RunShape, frozen_sav
       − n · w · H   if the norms are frozen       each norm's normalised tensor (w: its bytes, float32 under
                                                   autocast), kept only for the gain's gradient ("hf" norms)
 
-    An adapter's input is the base linear's (dropout 0: the same tensor), so it adds nothing. The savings
+      + (w + 1) · in   per target, if dropout > 0  its dropped input (for A's gradient; w: the input's bytes,
+                                                  float32 for the norm-fed q/k/v/gate/up under autocast) and
+                                                  the dropout's bool mask; the tiled MLP's down_proj: in / tiles
+
+    With dropout 0 an adapter's input is the base linear's (the same tensor), so it adds nothing. The savings
     count for the layers kept in forward (no checkpointing: ``frozen_savings``), not for the one layer
     recomputed in backward under checkpointing, whose peak (the MLP backward, with the attention's tensors
     still alive) the full fine-tuning term already bounds loosely: measured, subtracting them there
     under-predicts a LoRA step by 8% (tests/plan/test_plan_cpu.py), keeping them over-predicts by 8%."""
     if not run.lora:
         return 0.0
-    a, h, names = run.act_bytes, shape.hidden_size, set(run.lora_target_names())
+    a, h, names = run.act_bytes, shape.hidden_size, set(run.lora_target_names(shape))
     out = a * run.lora_rank * len(names)
+    if run.lora_dropout > 0:
+        dims, tiles = shape.linear_dims(), run.mlp_tiles(h)
+        for t in names:
+            width = dims[t][0] / (tiles if t == "down_proj" else 1)
+            out += (a if t in ("o_proj", "down_proj") else max(run.residual_bytes, a)) * width + width
     if not frozen_savings:
         return out
     if not names & {"q_proj", "k_proj", "v_proj", "qkv_proj"}:
@@ -259,7 +268,7 @@ def memory_terms(shape: ModelShape, run: RunShape) -> list[Term]:
         pl += ad // shape.num_layers
         root += pe if saved else 0  # the embedding's trainable copy sits in the root unit beside the original
         largest = max([pe] if saved else [run.lora_rank * max(d) for d in
-                                          (shape.linear_dims()[t] for t in run.lora_target_names())])
+                                          (shape.linear_dims()[t] for t in run.lora_target_names(shape))])
         model_terms = [
             Term("params", params_bytes(p + saved, pa, param_shard, run.offload == "params")
                  + params_bytes(ad, 4, param_shard, run.offload == "params"), all_,

@@ -37,6 +37,7 @@ TRAIN_KEYS: dict[str, str] = {
     "lora_rank": "peft.r",
     "lora_targets": "peft.target_modules",
     "lora_train_embeddings_norms": "peft.train_embeddings_norms",
+    "lora_dropout": "peft.dropout",
 }
 """Planner flag (argparse dest) -> the ``longctx train`` config key it stands for."""
 
@@ -102,5 +103,5 @@ def run_from_train_config(cfg: Any, shape: ModelShape, pack_length: int, world_s
         foreach_optimizer=False,  # the trainer builds AdamW(foreach=False)
         frag_margin=0.0 if cpu else 0.05, overhead_gib=0.0 if cpu else 1.0, device="cpu" if cpu else "cuda",
         lora_rank=c.peft.r if lora else 0, lora_targets=lora_targets_for(c.peft.target_modules) if lora else "attention",
-        lora_embeddings_norms=bool(plus) and lora,
+        lora_embeddings_norms=bool(plus) and lora, lora_dropout=c.peft.dropout if lora else 0.0,
     )

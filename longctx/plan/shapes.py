@@ -35,10 +35,12 @@ ATTN_KERNELS = ("flash", "sdpa")
 NORMS = ("hf", "fused")
 IMPLS = ("hf", "fused")
 LORA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-"""``lora_targets: attention``: a Llama-style layer's attention projections (``Family.attention_projections``)."""
-LORA_ALL_LINEAR = LORA_ATTENTION + ("gate_proj", "up_proj", "down_proj")
-"""``lora_targets: all-linear``: every linear layer of a decoder layer (PEFT's all-linear: the head excluded)."""
-LORA_NAMES = LORA_ALL_LINEAR + ("qkv_proj", "gate_up_proj")
+"""A Llama-style layer's attention projections: ``lora_targets: attention`` unless the family declares others
+(``ModelShape.attention_projections``, from ``Family.attention_projections``)."""
+LORA_MLP = ("gate_proj", "up_proj", "down_proj")
+"""A Llama-style layer's MLP projections (``ModelShape.mlp_projections``); with the attention's, ``all-linear``
+(PEFT's: every linear layer of a decoder layer, the head excluded)."""
+LORA_NAMES = LORA_ATTENTION + LORA_MLP + ("qkv_proj", "gate_up_proj")
 """Every leaf name :meth:`ModelShape.linear_dims` knows (Phi-3's fused projections too)."""
 
 
@@ -68,6 +70,10 @@ class ModelShape:
     """Label shown in reports."""
     norms_per_layer: int = 2
     """RMSNorms of width H per decoder layer (``Family.norms_per_layer``: 2, GLM-4 4)."""
+    attention_projections: tuple[str, ...] = LORA_ATTENTION
+    """Leaf names of the attention's linear layers (``Family.attention_projections``; Phi-3: qkv_proj, o_proj)."""
+    mlp_projections: tuple[str, ...] = LORA_MLP
+    """Leaf names of the MLP's linear layers (``Family.mlp_projections``; Phi-3: gate_up_proj, down_proj)."""
     qk_norm: bool = False
     """An RMSNorm of width d over the queries and the keys in each layer (Qwen3); parameters only."""
 
@@ -197,6 +203,9 @@ class RunShape:
     lora_embeddings_norms: bool = False
     """LongLoRA's "LoRA+" (``peft.train_embeddings_norms``): the input embedding (a tied head with it) and every
     norm also train in full, as trainable copies beside the frozen originals (PEFT ``modules_to_save``)."""
+    lora_dropout: float = 0.0
+    """Dropout on each adapter's input (``peft.dropout``, in [0, 1)): above 0 every adapted linear keeps its own
+    dropped copy of its input (for A's gradient) and a one-byte mask; at 0 PEFT skips it and adds nothing."""
 
     def __post_init__(self) -> None:
         validate_run(self)
@@ -244,12 +253,18 @@ class RunShape:
     def lora(self) -> bool:
         return self.lora_rank > 0
 
-    def lora_target_names(self) -> tuple[str, ...]:
-        """:attr:`lora_targets` as leaf names of a decoder layer's linear layers."""
+    def lora_target_names(self, shape: ModelShape) -> tuple[str, ...]:
+        """:attr:`lora_targets` as leaf names of ``shape``'s decoder-layer linear layers."""
         if self.lora_targets == "attention":
-            return LORA_ATTENTION
+            return shape.attention_projections
         if self.lora_targets == "all-linear":
-            return LORA_ALL_LINEAR
+            return shape.attention_projections + shape.mlp_projections
+        return self.lora_named_targets()
+
+    def lora_named_targets(self) -> tuple[str, ...]:
+        """The leaf names of a ``q_proj,v_proj``-style :attr:`lora_targets` (empty for attention/all-linear)."""
+        if self.lora_targets in ("attention", "all-linear"):
+            return ()
         return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
 
     def replace(self, **changes: Any) -> "RunShape":
@@ -321,12 +336,13 @@ def validate_run(run: RunShape) -> None:
         )
     check_int("lora-rank", run.lora_rank, low=0, why=" (0 = full fine-tuning)")
     if run.lora:
-        unknown = [t for t in run.lora_target_names() if t not in LORA_NAMES]
-        if unknown or not run.lora_target_names():
+        named = run.lora_named_targets()
+        if run.lora_targets not in ("attention", "all-linear") and (not named or set(named) - set(LORA_NAMES)):
             raise LongctxError(f"--lora-targets: {run.lora_targets!r}: expected attention, all-linear or names among "
                                f"{', '.join(LORA_NAMES)}")
-    elif run.lora_embeddings_norms:
-        raise LongctxError("--lora-train-embeddings-norms: needs LoRA (--peft lora)")
+        check_number("lora-dropout", run.lora_dropout, low=0.0, high=1.0, high_open=True)
+    elif run.lora_embeddings_norms or run.lora_dropout:
+        raise LongctxError("--lora-train-embeddings-norms/--lora-dropout: need LoRA (--peft lora)")
     if run.offload == "params" and run.sharding not in ("zero3", "fsdp"):
         raise LongctxError("--offload params: needs --sharding zero3 or fsdp (parameter offload is a ZeRO-3 feature)")
 
@@ -397,6 +413,8 @@ def shape_from_config(config: Any, name: str = "custom", *, source: str | None =
         name=name,
         norms_per_layer=family.norms_per_layer if family is not None else 2,
         qk_norm=family.qk_norm if family is not None else False,
+        attention_projections=family.attention_projections if family is not None else LORA_ATTENTION,
+        mlp_projections=family.mlp_projections if family is not None else LORA_MLP,
     )
 
 
@@ -406,7 +424,7 @@ def lora_adapter_params(shape: ModelShape, run: RunShape) -> int:
     if not run.lora:
         return 0
     dims = shape.linear_dims()
-    return shape.num_layers * sum(run.lora_rank * sum(dims[t]) for t in run.lora_target_names())
+    return shape.num_layers * sum(run.lora_rank * sum(dims[t]) for t in run.lora_target_names(shape))
 
 
 def lora_saved_params(shape: ModelShape, run: RunShape) -> int:

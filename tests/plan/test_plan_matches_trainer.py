@@ -51,8 +51,9 @@ PERTURB = {  # memory-relevant trainer key -> a changed value
     "train.loss_chunk": 512, "train.tiled_mlp": False, "train.mlp_tiles": 3,
     "model.attn_implementation": "flash_attention_2", "model.dtype": "float32",
     "peft.method": "lora", "peft.r": 64, "peft.target_modules": "[all-linear]", "peft.train_embeddings_norms": True,
+    "peft.dropout": 0.1,
 }
-LORA_KEYS = {"peft.r", "peft.target_modules", "peft.train_embeddings_norms"}
+LORA_KEYS = {"peft.r", "peft.target_modules", "peft.train_embeddings_norms", "peft.dropout"}
 """Keys read only under peft.method: lora (perturbed against a LoRA base)."""
 
 
@@ -89,6 +90,7 @@ def test_every_memory_relevant_trainer_key_changes_the_plan_the_trainer_checks()
      ["peft.method=lora", "peft.r=16", "peft.target_modules=[all-linear]", "peft.train_embeddings_norms=true",
       "parallel.fsdp=true"]),
     (["--peft", "lora", "--lora-targets", "q_proj,v_proj"], ["peft.method=lora", "peft.target_modules=[q_proj,v_proj]"]),
+    (["--peft", "lora", "--lora-dropout", "0.05"], ["peft.method=lora", "peft.dropout=0.05"]),
 ])
 def test_plan_flags_and_the_equivalent_train_config_give_the_same_run(flags, sets):
     """`longctx plan` and `longctx train`'s own check build the identical RunShape for the same choices
