@@ -604,6 +604,8 @@ def describe(s: StageSpec) -> list[str]:
         cfg = from_dict(trainer_settings(s.train))
         lines.append(f"  train: {cfg.train.steps} steps, lr {cfg.optim.lr:g}, sp_degree {cfg.parallel.sp_degree} "
                      f"({cfg.parallel.layout}), {s.nproc} rank(s)"
+                     + (f", LoRA r={cfg.peft.r}" + (" + embeddings/norms" if s.embeddings_norms else "")
+                        + f" (final: {cfg.checkpoint.export})" if cfg.peft.enabled else "")
                      + (", with evaluation during training" if "eval" in s.train else ""))
     lines.append("  eval: none" if s.eval is None else
                  f"  eval: passkey at {s.eval.passkey_lengths} (n = {s.eval.samples} per length), "

@@ -47,6 +47,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from longctx.core.errors import LongctxError
@@ -54,7 +55,9 @@ from longctx.core.io import read_yaml
 from longctx.models.organism import shipped_model_dir
 from longctx.models.tiny import tiny_config
 from longctx.plan import RunShape, load_model_shape, plan_run
+from longctx.plan.options import lora_targets_for
 from longctx.train.config import EvalConfig, flat_keys, from_dict, parse_override, validate
+from longctx.train.lora import embeddings_norms_on
 from rope_scaling.checkpoint_config import patch_config, read_config
 from rope_scaling.extend import plan_extension
 from rope_scaling.registry import get_method, validate_params
@@ -148,6 +151,9 @@ class StageSpec:
     """Where the stage starts: ``base`` or an earlier stage's name (whose trained model it extends)."""
     eval_extended: bool = False
     """Also evaluate the extended model before training (the training-free row of a comparison)."""
+    embeddings_norms: bool = False
+    """A LoRA stage: whether its embeddings and norms train too (peft.train_embeddings_norms, auto resolved on the
+    config the stage trains, as the trainer resolves it); what the plan plans. False without LoRA."""
 
     def key(self) -> str:
         return f"{self.index:02d}-{self.name}"
@@ -509,15 +515,51 @@ def parse_recipe(raw: Any, path: str = "<recipe>") -> Recipe:
         if eval_extended and (ev is None or method == NO_EXTENSION):
             raise sbad("eval_extended", "needs an extension and an evaluation (extend and eval)")
         stages.append(StageSpec(i + 1, name, method, factor, target, params, context, data, train, nproc, ev, start,
-                                eval_extended))
+                                eval_extended, train is not None and lora_embeddings_norms(train, configs[name], method)))
     if defaults is not None and not defaults.passkey_lengths:
         evaluated = [st.eval for st in stages if st.eval is not None]
         defaults.passkey_lengths = list(evaluated[-1].passkey_lengths) if evaluated else [base_context or 512]
     if defaults is not None and not defaults.ppl_lengths:
         defaults.ppl_lengths = list(defaults.passkey_lengths)
+    check_outputs(stages, path)
     if plan:
         check_plan(plan, stages, bad)
     return Recipe(path, base, base_context, seed, defaults, plan, stages, json.loads(json.dumps(top)), tiny)
+
+
+def lora_embeddings_norms(train: dict, config: dict | None, method: str) -> bool:
+    """Whether a stage trains LoRA with the embeddings and norms (LoRA+): ``peft.train_embeddings_norms``, its
+    auto resolved on ``config`` (the config.json the stage trains) by the trainer's rule
+    (:func:`longctx.train.lora.embeddings_norms_on`); with no config (base not on disk), auto is on when the
+    stage extends the RoPE."""
+    p = from_dict(trainer_settings(train)).peft
+    if not p.enabled:
+        return False
+    if config is None:
+        return method != NO_EXTENSION if p.train_embeddings_norms is None else p.train_embeddings_norms
+    return embeddings_norms_on(p, SimpleNamespace(**config))[0]
+
+
+def check_outputs(stages: list[StageSpec], path: str) -> None:
+    """A training stage's output (``train/final``) is what a later stage starts from and what its evaluation
+    loads, so it must be a full checkpoint: ``checkpoint.export: merged`` (a LoRA stage's adapters merged into
+    the base). ``adapter`` (a PEFT adapter folder, no config.json) or ``none`` (no final model) fits only a last
+    stage nothing starts from and nothing evaluates; otherwise one error naming the key, before anything runs."""
+    for s in stages:
+        if s.train is None:
+            continue
+        export = from_dict(trainer_settings(s.train)).checkpoint.export
+        if export == "merged":
+            continue
+        bad = _Where(path, s.name)
+        what = "a PEFT adapter folder, not a model" if export == "adapter" else "no model"
+        users = [t.name for t in stages if t.start == s.name]
+        if users:
+            raise bad("train.checkpoint.export", f"{export} leaves {what} in train/final, and stage {users[0]!r} "
+                      "starts from it: it needs a full model; use merged (the default: LoRA merged into the base)")
+        if s.eval is not None:
+            raise bad("train.checkpoint.export", f"{export} leaves {what} in train/final, and the after-stage "
+                      "evaluation loads it: use merged (the default: LoRA merged into the base), or eval: false")
 
 
 def parse_tiny(raw: dict, bad: _Where) -> dict:
@@ -545,7 +587,9 @@ def plan_rows(plan: dict, stages: list[StageSpec]) -> list[dict]:
                        layout=cfg.parallel.layout, micro_batch=1 if cfg.parallel.sp_degree > 1 else cfg.train.micro_batch,
                        sharding="fsdp" if cfg.parallel.fsdp else str(plan.get("sharding", "none")),
                        checkpointing="full" if cfg.model.gradient_checkpointing else "none",
-                       loss_chunk=cfg.train.loss_chunk, dtype="bf16", attn_kernel="sdpa")
+                       loss_chunk=cfg.train.loss_chunk, dtype="bf16", attn_kernel="sdpa",
+                       lora_rank=cfg.peft.r if cfg.peft.enabled else 0, lora_embeddings_norms=s.embeddings_norms,
+                       lora_targets=lora_targets_for(cfg.peft.target_modules) if cfg.peft.enabled else "attention")
         result = plan_run(shape, run)
         rows.append({"stage": s.name, "seq_len": s.data.pack_length, "sp": cfg.parallel.sp_degree, "gpus": run.gpus,
                      "gpu_mem_gib": run.gpu_mem_gib, "fits": result.fits,

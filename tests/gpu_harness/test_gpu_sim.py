@@ -111,3 +111,27 @@ def test_a_trainer_step_with_fsdp2_computes_in_bf16_without_autocast():
     r = run_case("sim.cases:trainer_step", sp=2, fsdp=True, offload=True)
     assert r["autocast"] == "None" and r["param_dtypes"] == ["torch.float32"]
     assert set(r["counters"]["matmul_dtypes"]) == {"bfloat16"}
+
+
+LORA_PLUS = {"peft.method": "lora", "peft.r": 4, "peft.target_modules": "all-linear", "peft.train_embeddings_norms": "true"}
+
+
+@pytest.mark.parametrize("fsdp", [False, True], ids=["autocast", "fsdp2"])
+def test_a_lora_trainer_step_on_the_simulated_gpu_trains_only_the_adapters_in_bf16(fsdp):
+    """The trainer's LoRA+ step (PEFT injects adapters on every linear layer of the model already on the GPU)
+    with SP 2, checkpointing and the tiled MLP (FSDP2 instead of the tiled MLP): every parameter and gradient on
+    the device in float32, every matmul (the adapters' too) in bf16, the layout's attention in forward and
+    recompute; gradients for exactly the adapters and LoRA+'s copies, which the step writes, and no in-place
+    write to any frozen base weight (its version counter stays). Numerics: tests/train/test_lora.py on CPU."""
+    r = run_case("sim.cases:trainer_step", sp=2, fsdp=fsdp, peft=LORA_PLUS)
+    assert r["device"] == "cuda:0" and r["step"] == 1
+    assert r["autocast"] == ("None" if fsdp else "torch.bfloat16")
+    assert r["param_devices"] == ["cuda:0"] and r["param_dtypes"] == ["torch.float32"]
+    assert set(r["counters"]["matmul_dtypes"]) == {"bfloat16"}
+    assert {label for label, _, _ in r["calls"]} == {"varlen ring"} and len(r["calls"]) == 4
+    trainable = r["trainable"]
+    assert all("lora_" in n or "modules_to_save" in n for n in trainable)
+    assert any(".mlp." in n and "lora_B" in n for n in trainable) and any("embed_tokens.modules_to_save" in n
+                                                                          for n in trainable)
+    assert sorted(r["grads"]) == trainable and set(r["grads"].values()) == {"cuda:0 torch.float32"}
+    assert r["written"] == trainable and r["optimized"] == len(trainable)

@@ -183,6 +183,13 @@ def test_a_stage_without_lora_hashes_no_peft_key_and_a_lora_stage_hashes_them():
     assert len({stage_hash(resolved), *lora}) == 3
 
 
+def test_stages_without_lora_keep_the_hashes_they_had_before_the_peft_section():
+    """The tiny recipe's stage hashes as the runner computed them before LoRA existed (commit 9753827^): runs
+    finished then are still recognised as finished."""
+    stages = parse_recipe(tiny(), "r.yaml").stages
+    assert [stage_hash(resolved_stage(s, "fp0", 0)) for s in stages] == ["bc4a04f6ce761aea", "81bab91e854f7b13"]
+
+
 def test_a_haystack_file_is_hashed_by_its_content(tmp_path):
     """Editing the text file a stage hides its needles in makes the stage's hash change (its data did)."""
     text = tmp_path / "book.txt"
@@ -356,3 +363,96 @@ def test_interrupted_in_stage_two_then_rerun_gives_the_uninterrupted_weights(str
     assert [m["step"] for m in metrics] == [1, 2, 3]
     a, b = _weights(out), _weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- LoRA stages
+LORA = {"method": "lora", "r": 4}
+
+
+def _base_name(name: str) -> str:
+    """A parameter name of a PEFT-adapted model as the plain checkpoint spells it."""
+    return name.replace(".base_layer", "").replace(".original_module", "")
+
+
+@pytest.mark.parametrize("export", ["adapter", "none"])
+def test_a_stage_whose_final_is_no_model_is_refused_when_a_later_stage_starts_from_it(export):
+    """checkpoint.export adapter (a PEFT adapter folder) or none leaves the next stage nothing to extend and
+    train: one line naming the stage, the key and the stage that needs a full model, before anything runs."""
+    raw = tiny(**{"eval": False, "stages/0/train/peft": LORA, "stages/0/train/checkpoint": {"export": export}})
+    with pytest.raises(LongctxError, match=rf"^r\.yaml: stage 's1': train\.checkpoint\.export: {export} leaves .* "
+                                           r"stage 's2' starts from it: it needs a full model; use merged") as exc:
+        parse_recipe(raw, "r.yaml")
+    assert "\n" not in str(exc.value)
+
+
+def test_an_adapter_export_is_refused_where_the_stage_is_evaluated_and_accepted_where_nothing_loads_it():
+    """The after-stage evaluation loads train/final as a model too; a last stage without evaluation (or one no
+    later stage starts from: from: base) may keep its adapters unmerged."""
+    adapter = {"stages/1/train/peft": LORA, "stages/1/train/checkpoint": {"export": "adapter"}}
+    with pytest.raises(LongctxError, match=r"stage 's2': train\.checkpoint\.export: adapter .* the after-stage "
+                                           r"evaluation loads it: use merged .*, or eval: false"):
+        parse_recipe(tiny(**adapter), "r.yaml")
+    assert parse_recipe(tiny(**adapter, **{"stages/1/eval": False}), "r.yaml").stages[1].eval is None
+    first = {"stages/0/train/peft": LORA, "stages/0/train/checkpoint": {"export": "adapter"}, "stages/0/eval": False,
+             "stages/1/from": "base"}
+    assert [s.start for s in parse_recipe(tiny(**first), "r.yaml").stages] == ["base", "base"]
+
+
+def test_the_dry_run_says_which_stage_trains_lora():
+    from longctx.recipe.runner import describe
+
+    stages = parse_recipe(tiny(**{"stages/1/train/peft": LORA}), "r.yaml").stages
+    assert "LoRA" not in " ".join(describe(stages[0]))
+    assert "3 steps, lr 0.001, sp_degree 1 (varlen), 1 rank(s), LoRA r=4 + embeddings/norms (final: merged)" in \
+        " ".join(describe(stages[1]))
+
+
+def test_the_plan_plans_a_lora_stage_as_lora_with_its_auto_embeddings_norms():
+    """The 8B recipe's first stage with peft.method lora: planned with a frozen base (less memory than full
+    fine-tuning), LoRA+ on by auto (the stage extends the RoPE), and off when the stage says so (less again)."""
+    from longctx.recipe.spec import plan_rows
+
+    path = ROOT / "configs" / "recipes" / "glm4_style_llama3_8b.yaml"
+    name = load_recipe(path).stages[0].name
+    sets = [f"stages.{name}.train.peft.method=lora"]
+    recipes = [load_recipe(path), load_recipe(path, sets),
+               load_recipe(path, [*sets, f"stages.{name}.train.peft.train_embeddings_norms=false"])]
+    assert [r.stages[0].embeddings_norms for r in recipes] == [False, True, False]
+    full, plus, plain = (plan_rows(r.plan, r.stages)[0]["gib_per_gpu"] for r in recipes)
+    assert full > plus > plain
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # a tiny recipe end to end: ~1 CPU-minute, much longer wall time on a busy machine
+@pytest.mark.parametrize("second", ["full", "lora"])
+def test_a_lora_stage_hands_the_next_stage_its_merged_model(tmp_path, monkeypatch, second):
+    """Stage 1 trains LoRA (yarn x2: LoRA+ by auto) and exports the adapters merged into a plain checkpoint;
+    stage 2 (full fine-tuning, or LoRA again) extends that checkpoint and its trainer starts from exactly its
+    weights. Stage 1's merge moved the adapted projections and kept the frozen MLP bit for bit."""
+    from longctx.train.trainer import Trainer
+
+    starts: dict[str, dict] = {}
+    setup = Trainer.setup
+
+    def recording_setup(self, *args, **kwargs):
+        out = setup(self, *args, **kwargs)
+        starts[Path(self.cfg.checkpoint.out).parent.name] = {
+            _base_name(k): v.detach().clone() for k, v in self.model.state_dict().items()
+            if "lora_" not in k and "modules_to_save" not in k}
+        return out
+
+    monkeypatch.setattr(Trainer, "setup", recording_setup)
+    raw = tiny(**{"eval": False, "stages/0/train/peft": LORA, "stages/1/train/steps": 2,
+                  **({"stages/1/train/peft": LORA} if second == "lora" else {})})
+    RecipeRun(parse_recipe(raw, "r.yaml"), tmp_path / "run", progress=False).run()
+    s1 = tmp_path / "run" / "stages" / "01-s1"
+    final = s1 / "train" / "final"
+    assert not (final / "adapter_config.json").exists()
+    merged = load_file(final / "model.safetensors")
+    assert not any("lora" in k for k in merged)
+    extended = load_file(s1 / "model" / "model.safetensors")  # what stage 1 trained: the base, extended
+    assert not torch.equal(merged["model.layers.0.self_attn.q_proj.weight"], extended["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(merged["model.layers.0.mlp.up_proj.weight"], extended["model.layers.0.mlp.up_proj.weight"])
+    start = starts["02-s2"]
+    assert set(merged) <= set(start)
+    assert all(torch.equal(start[k], v) for k, v in merged.items())

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from sim.runtime import CallLog, Counters, simulate, to_fake_cuda
+from sim.runtime import CallLog, Counters, module_moves_onto, simulate, to_fake_cuda
 
 
 def tiny_config(layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2, vocab: int = 256,
@@ -219,10 +219,14 @@ def traced_peak(preset: str = "llama-3-8b", layers: int = 2, seq_len: int = 4096
             "peak_phase": plan.peak_phase, "terms": {t.name: t.bytes / 2**30 for t in plan.breakdown}}
 
 
-def trainer_step(sp: int = 2, layout: str = "varlen", fsdp: bool = False, offload: bool = False) -> dict:
+def trainer_step(sp: int = 2, layout: str = "varlen", fsdp: bool = False, offload: bool = False,
+                 peft: dict | None = None) -> dict:
     """One optimizer step of the real ``Trainer`` (setup_distributed, build_data, check_plan, build_model,
     build_optimizer, train_one_step) as rank 0 of ``sp`` fake ranks on the simulated GPU: the trainer's own
-    wiring (device, dtype policy, checkpointing, tiled MLP, offload, FSDP2) on the CUDA path."""
+    wiring (device, dtype policy, checkpointing, tiled MLP, offload, FSDP2, ``peft`` keys: LoRA) on the CUDA path.
+
+    Also reports, per parameter, what a fake tensor can tell without values: which had a gradient at the
+    optimizer step, which the step wrote in place (the version counter moved), and where each lives."""
     import os
     import tempfile
     from pathlib import Path
@@ -241,7 +245,7 @@ def trainer_step(sp: int = 2, layout: str = "varlen", fsdp: bool = False, offloa
     cfg = tr.base_config(model_dir, packs, tmp / "out", **{
         "parallel.sp_degree": sp, "parallel.layout": layout, "parallel.fsdp": str(fsdp).lower(),
         "model.gradient_checkpointing": "true", "model.checkpoint_offload": str(offload).lower(),
-        "train.tiled_mlp": str(not fsdp).lower()})
+        "train.tiled_mlp": str(not fsdp).lower(), **(peft or {})})
     fake = FakeTensorMode(allow_non_fake_inputs=True)
     load = transformers.AutoModelForCausalLM.from_pretrained
 
@@ -253,14 +257,23 @@ def trainer_step(sp: int = 2, layout: str = "varlen", fsdp: bool = False, offloa
     transformers.AutoModelForCausalLM.from_pretrained = from_pretrained
     log = _attention_log()
     counters = Counters()
-    with simulate(fake, counters):
+    with simulate(fake, counters), module_moves_onto(fake):
         t = Trainer(cfg)
         t.setup_distributed()
         t.build_data()
         t.check_plan()
         t.build_model()
         t.build_optimizer()
+        params = dict(t.model.named_parameters())
+        grads: dict[str, str] = {}
+        t.optimizer.register_step_pre_hook(lambda *_: grads.update(
+            {n: f"{p.grad.device} {p.grad.dtype}" for n, p in params.items() if p.grad is not None}))
+        versions = {n: p._version for n, p in params.items()}
         stats = t.train_one_step()
     return {"device": str(t.device), "autocast": str(t.step_opts.autocast_dtype), "calls": log.calls,
             "counters": counters.as_dict(), "step": t.step, "stats_keys": sorted(stats),
-            "param_dtypes": sorted({str(p.dtype) for p in t.model.parameters()})}
+            "param_dtypes": sorted({str(p.dtype) for p in t.model.parameters()}),
+            "param_devices": sorted({str(p.device) for p in t.model.parameters()}),
+            "trainable": sorted(n for n, p in params.items() if p.requires_grad), "grads": grads,
+            "written": sorted(n for n, p in params.items() if p._version != versions[n]),
+            "optimized": sum(len(g["params"]) for g in t.optimizer.param_groups)}

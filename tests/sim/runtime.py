@@ -272,6 +272,40 @@ def simulate(fake, counters: Counters):
         yield counters
 
 
+@contextlib.contextmanager
+def module_moves_onto(fake):
+    """``nn.Module.to("cuda")`` on the simulated device: parameters and buffers already fake ``cuda`` ones (of the
+    asked dtype) stay, the same objects (``nn.Module._apply`` cannot swap a fake parameter: fake mode holds a
+    weak reference to it); real host ones become fake ``cuda`` ones. What a library does to a model already on
+    the GPU, e.g. PEFT moving each new LoRA layer (its base layer and the adapters it made on the host) to its
+    base weight's device."""
+    original = torch.nn.Module.to
+
+    def to(self, *args, **kwargs):
+        device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        if device is None or device.type != "cuda":
+            return original(self, *args, **kwargs)
+
+        def moved(t: torch.Tensor) -> torch.Tensor:
+            cast = dtype if dtype is not None and t.is_floating_point() else t.dtype
+            return t.to(cast) if _is_fake(t) else fake.from_tensor(t.detach()).to("cuda", cast)
+
+        for module in self.modules():
+            for name, p in list(module.named_parameters(recurse=False)):
+                if not (_is_fake(p) and p.dtype == moved(p).dtype):
+                    setattr(module, name, torch.nn.Parameter(moved(p), requires_grad=p.requires_grad))
+            for name, b in list(module.named_buffers(recurse=False)):
+                if not _is_fake(b):
+                    module.register_buffer(name, moved(b), persistent=name not in module._non_persistent_buffers_set)
+        return self
+
+    torch.nn.Module.to = to
+    try:
+        yield
+    finally:
+        torch.nn.Module.to = original
+
+
 def to_fake_cuda(model: torch.nn.Module, fake) -> torch.nn.Module:
     """Replace every parameter and buffer of a real (CPU) or ``meta`` model by a fake ``cuda`` one of the same
     dtype (call inside ``fake``; a meta tensor, having no values, becomes zeros)."""

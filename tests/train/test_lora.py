@@ -19,6 +19,7 @@ from longctx.train.config import load_config
 
 from support import train_ranks as tr
 from support.step_compare import PARAM_TOL, assert_same_step, one_process
+from support.ulysses_ranks import train_layout
 
 LORA = {"peft.method": "lora", "peft.r": 4, "data.shuffle": False}
 
@@ -145,17 +146,24 @@ def test_frozen_weights_stay_bitwise_and_only_adapters_move(tiny_llama, packs, t
 
 # ---------------------------------------------------------------- sequence parallel
 @needs_peft
-@pytest.mark.parametrize("layout", ["varlen", "ulysses"])
-def test_lora_with_sp_degree_2_equals_sp_degree_1(tiny_llama, multi_doc_packs, tmp_path, layout):
+@pytest.mark.parametrize("layout, sp", [
+    pytest.param("varlen", {"parallel.sp_degree": 2}, id="varlen-2"),
+    pytest.param("ulysses", {"parallel.sp_degree": 2}, id="ulysses-2"),
+    pytest.param("usp", {"parallel.sp_degree": 4, "parallel.ulysses_degree": 2}, id="usp-2x2"),
+])
+def test_lora_with_sequence_parallelism_equals_sp_degree_1(tiny_llama, multi_doc_packs, tmp_path, layout, sp):
     """LoRA+ (adapters on every linear layer, embeddings and norms trained) on packs of several documents: one
-    step on 2 SP ranks has the loss, adapter gradients and parameters of one process."""
+    step on 2 SP ranks (varlen ring, Ulysses) or 4 (USP: Ulysses 2 x ring 2) has the loss, adapter gradients
+    and parameters of one process."""
     sets = {**LORA, "train.micro_batch": 2, "checkpoint.export": "none", "parallel.layout": layout,
             "peft.target_modules": "all-linear", "peft.train_embeddings_norms": True}
     ref = one_process(tr.base_config(tiny_llama, multi_doc_packs, tmp_path / "sp1", **sets))
     assert any("lora_B" in k for k in ref["grads"]) and any("modules_to_save" in k for k in ref["grads"])
     assert all("lora_" in k or "modules_to_save" in k for k in ref["grads"])
-    cfg = tr.base_config(tiny_llama, multi_doc_packs, tmp_path / "sp2", **sets, **{"parallel.sp_degree": 2})
-    out = run_local(tr.train_params, 2, cfg.to_dict(), timeout=240, threads_per_rank=1)[0]
+    cfg = tr.base_config(tiny_llama, multi_doc_packs, tmp_path / "sp", **sets, **sp)
+    ranks = sp["parallel.sp_degree"]
+    out = run_local(train_layout, ranks, cfg.to_dict(), timeout=120 * ranks, threads_per_rank=1)[0]
+    assert (out["layout"], out["degree"]) == (layout, sp.get("parallel.ulysses_degree", 0))  # usp: 2 x 2 as asked
     assert set(out["grads"]) == set(ref["grads"])
     assert tr.rel_err(out["grads"], ref["grads"]) <= 1e-5
     assert_same_step(out, ref)
