@@ -2,18 +2,20 @@
 
 - **Lines** (``niah.py`` noise and needle haystacks, ``variable_tracking.py``): a list of lines joined by
   ``"\\n"``; needles and statements go in with ``list.insert`` at indexes drawn per sample, as RULER's
-  ``sentences.insert(index, element)``. RULER's unit is a whole line; ours is a character: the lines are
-  whole, except the first, which is the tail of one more line (a *fragment*) when the length needs part
-  of a line. A fragment is a line like the others for the insertion indexes.
+  ``sentences.insert(index, element)``. RULER's unit is a whole line; ours is a token: the lines are
+  whole, except the first, which is the first tokens of one more line (a *fragment*, empty when the
+  length needs just one more token) when the length needs part of a line. A fragment is a line like the
+  others for the insertion indexes.
 - **Essay** (``niah.py`` essay haystack): the text's first words (repeated when the text is too short,
   as RULER does), cut into sentences; needle ``k`` goes before sentence ``int(len(sentences) * depth_k /
   100)`` and the pieces are joined with spaces, empty ones included (RULER's double spaces, where two
   needles share a position, are kept). RULER's unit is a word; ours is a character, so the last word may
-  be cut.
+  be cut (or followed by its space).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,20 +37,34 @@ class LineSource:
         return self.lines[i]
 
 
-def line_haystack(line: Callable[[int], str], chars: int) -> list[str]:
-    """The haystack lines of ``chars`` characters (joined by ``"\\n"``): lines ``line(0..m-1)`` whole,
-    preceded by the tail of line ``m`` (the rest of ``chars``) when that is not empty."""
+@functools.lru_cache(maxsize=1 << 16)
+def _line_ids(tokenizer, line: str) -> tuple[int, ...]:
+    return tuple(tokenizer(line, add_special_tokens=False)["input_ids"])
+
+
+def line_haystack(line: Callable[[int], str], size: int, tokenizer) -> tuple[str | None, list[str]]:
+    """``(fragment, whole lines)`` for ``size`` units: lines ``line(0..m-1)`` whole (a line's tokens + 1 for
+    its newline), then what is left, which goes first as a fragment line: 1 unit an empty line, ``k + 1``
+    units the first ``k`` tokens of line ``m``; ``None`` when nothing is left. So each unit adds about one
+    token to the prompt, even where a fragment starts (its newline alone would add two). The fragment is a
+    line's head: it starts like every line and ends before a newline, so no token merges across its cut."""
     whole: list[str] = []
     used = 0
     while True:
         nxt = line(len(whole))
-        need = len(nxt) + (1 if whole else 0)
-        if used + need > chars:
+        ids = _line_ids(tokenizer, nxt)
+        if used + len(ids) + 1 > size:
             break
         whole.append(nxt)
-        used += need
-    rest = chars - used - (1 if whole else 0)  # a fragment in front needs its own "\n"
-    return ([nxt[len(nxt) - rest:]] if rest > 0 else []) + whole
+        used += len(ids) + 1
+    rest = size - used
+    if rest == 0:
+        return None, whole
+    return (tokenizer.decode(list(ids[:rest - 1]), skip_special_tokens=True) if rest > 1 else ""), whole
+
+
+def haystack_lines(fragment: str | None, whole: list[str]) -> list[str]:
+    return ([] if fragment is None else [fragment]) + whole
 
 
 def insert_lines(lines: Sequence[str], items: Sequence[str], indexes: Sequence[int]) -> list[str]:
@@ -67,13 +83,16 @@ def essay_text(full: str, chars: int) -> tuple[str, float]:
     repeats = chars / len(full)
     if chars > len(full):
         full = " ".join([full] * (chars // (len(full) + 1) + 1))
-    return full[:chars].rstrip(), max(1.0, repeats)
+    return full[:chars], max(1.0, repeats)
 
 
 def essay_context(text: str, needles: Sequence[str], depths: Sequence[int]) -> str:
     """RULER's essay insertion: needle ``i`` (in order) before sentence ``int(n * depth / 100)`` of the
-    sorted positions, the pieces joined by single spaces."""
+    sorted positions, the pieces joined by single spaces. A cut that ends in a space keeps it (RULER's
+    whole words never do): each character then adds one, which a byte tokenizer needs to fill exactly."""
     sents = split_sentences(text)
+    if sents and text[-1:].isspace():
+        sents[-1] += " "
     cuts = [0] + sorted(int(len(sents) * (d / 100)) for d in depths) + [len(sents)]
     parts = []
     for i in range(1, len(cuts)):
@@ -84,21 +103,22 @@ def essay_context(text: str, needles: Sequence[str], depths: Sequence[int]) -> s
 
 
 def fit_lines(ctx: GenContext, budget: int, line: Callable[[int], str], insert: Callable[[list[str], Any], list[str]],
-              draw: Callable[[int], Any], render: Callable[[str], str]) -> tuple[str, int, int, Any, int]:
-    """A line haystack that fills ``budget``: ``(prompt, chars, tokens, plan, lines)``.
+              draw: Callable[[int], Any], render: Callable[[str], str]) -> tuple[str, int, Any, str, int]:
+    """A line haystack that fills ``budget``: ``(prompt, tokens, plan, fragment, number of lines)``.
 
     RULER draws the insertion indexes from the line count, which the fit decides, so: fit first with every
     item at the front (``insert(lines, None)``; where the items go barely moves the count), then ``plan =
     draw(lines)`` and refit only if the count moved. ``render(context)`` is the whole prompt.
     """
-    def build(chars: int, plan: Any) -> str:
-        return render("\n".join(insert(line_haystack(line, chars), plan)))
+    tok = ctx.tokenizer
 
-    prompt, chars, tokens = fit_exact(ctx, budget, lambda c: build(c, None), guess=4 * budget)
-    n_lines = len(line_haystack(line, chars))
-    plan = draw(n_lines)
-    prompt = build(chars, plan)
+    def build(size: int, plan: Any) -> str:
+        return render("\n".join(insert(haystack_lines(*line_haystack(line, size, tok)), plan)))
+
+    prompt, size, tokens = fit_exact(ctx, budget, lambda n: build(n, None), guess=budget)
+    plan = draw(len(haystack_lines(*line_haystack(line, size, tok))))
+    prompt = build(size, plan)
     if ctx.count(prompt) != tokens:
-        prompt, chars, tokens = fit_exact(ctx, budget, lambda c: build(c, plan), guess=chars)
-        n_lines = len(line_haystack(line, chars))
-    return prompt, chars, tokens, plan, n_lines
+        prompt, size, tokens = fit_exact(ctx, budget, lambda n: build(n, plan), guess=size)
+    fragment, whole = line_haystack(line, size, tok)
+    return prompt, tokens, plan, fragment, len(haystack_lines(fragment, whole))

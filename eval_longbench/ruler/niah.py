@@ -111,9 +111,9 @@ def make_niah(spec: NiahSpec, name: str, ctx: GenContext, length: int, budget: i
                 raise DoesNotFit(f"{budget} tokens leave {n_lines} haystack lines for {len(needles)} needles")
             return sorted(rng.sample(range(n_lines), len(needles)), reverse=True)
 
-        prompt, chars, tokens, at, n_lines = fit_lines(
+        prompt, tokens, at, fragment, n_lines = fit_lines(
             ctx, budget, line, lambda lines, at: insert_lines(lines, needles, [0] * len(needles) if at is None else at), draw, render)
-        info.update(insert_at=at, lines=n_lines, haystack_chars=chars)
+        info.update(insert_at=at, lines=n_lines, fragment=fragment)
     return Sample(prompt, [v for i in asked for v in values[i]], tokens, info)
 
 

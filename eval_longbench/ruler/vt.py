@@ -99,11 +99,11 @@ def make_vt(num_chains: int, num_hops: int, name: str, ctx: GenContext, length: 
         user, prefix = task_text(context, values[0], num_hops + 1)
         return ctx.render(shot + "\n" + user, prefix)
 
-    prompt, chars, tokens, plan, n_lines = fit_lines(
+    prompt, tokens, plan, fragment, n_lines = fit_lines(
         ctx, budget, lambda i: NOISE, lambda lines, plan: insert_chains(lines, chains, plan),
         lambda n: draw_positions(rng, n, chains), render)
     return Sample(prompt, variables[0], tokens, {"value": values[0], "chains": chains, "insert_at": plan,
-                                                 "lines": n_lines, "haystack_chars": chars})
+                                                 "lines": n_lines, "fragment": fragment})
 
 
 TASKS = [

@@ -69,12 +69,14 @@ def singular(template: str) -> str:
     return template.replace("answers", "answer")
 
 
-def noise_lines(chars: int) -> list[str]:
-    """``[haystack] * num_haystack`` (niah.py), plus the tail of one more block in front: the lines of a
-    ``chars``-character haystack (the one difference: RULER stops at whole lines)."""
-    n = (chars + 1) // (len(NOISE) + 1)
-    rest = chars - n * (len(NOISE) + 1) if n else chars
-    return ([NOISE[-rest:]] if rest > 0 else []) + [NOISE] * n
+def noise_lines(s) -> list[str]:
+    """``[haystack] * num_haystack`` (niah.py), after the sample's fragment (the first tokens of one more
+    block, when the length needs part of a line: the one difference, RULER stops at whole lines)."""
+    fragment = s.info["fragment"]
+    if fragment is None:
+        return [NOISE] * s.info["lines"]
+    assert NOISE.startswith(fragment) and fragment != NOISE  # "" is an empty first line: one token, its newline
+    return [fragment] + [NOISE] * (s.info["lines"] - 1)
 
 
 def insert_needles(sentences: list[str], needles: list[str], indexes: list[int]) -> str:
@@ -86,8 +88,11 @@ def insert_needles(sentences: list[str], needles: list[str], indexes: list[int])
 
 
 def essay_context(text: str, needles: list[str], depths: list[int]) -> str:
-    """niah.py, essay haystack (``sent_tokenize`` is our sentence split: the haystack text is ours)."""
+    """niah.py, essay haystack (``sent_tokenize`` is our sentence split, and our cut may end in a space,
+    which stays: the haystack text is ours)."""
     document_sents = split_sentences(text)
+    if text.endswith(" "):
+        document_sents[-1] += " "
     insertion_positions = [0] + sorted([int(len(document_sents) * (depth / 100)) for depth in depths]) + \
         [len(document_sents)]
     document_sents_list = []
@@ -118,8 +123,7 @@ def test_niah_noise_haystack_is_rulers_prompt(seed):
     check_needles(s, "numbers", 1)
     at = s.info["insert_at"]
     assert at == sorted(at, reverse=True) and len(set(at)) == 1 and 0 <= at[0] < s.info["lines"]
-    lines = noise_lines(s.info["haystack_chars"])
-    assert len(lines) == s.info["lines"]
+    lines = noise_lines(s)
     expected = prepare(singular(NIAH_TEMPLATE), singular(NIAH_PREFIX)).format(
         type_needle_v="number", context=insert_needles(lines, s.info["needles"], at), query=s.info["keys"][0])
     assert s.prompt == expected
@@ -132,7 +136,7 @@ def test_niah_essay_haystack_is_rulers_prompt(name, value_type, values, plural):
     s = TASKS[name].generate(CHAT, 2000, 1872, 4)
     check_needles(s, value_type, values)
     assert set(s.info["depths"]) <= set(DEPTHS) and len(s.info["depths"]) == len(s.info["needles"])
-    text = " ".join(ESSAY.split())[:s.info["haystack_chars"]].rstrip()
+    text = " ".join(ESSAY.split())[:s.info["haystack_chars"]]
     template, prefix, type_v = NIAH_TEMPLATE, NIAH_PREFIX, value_type
     if not plural:
         template, prefix, type_v = singular(template), singular(prefix), value_type[:-1]
@@ -163,7 +167,7 @@ def test_niah_needle_haystack_is_rulers_prompt(name, key, value_type):
 def test_niah_without_a_chat_template_is_rulers_base_template():
     """RULER's ``base`` model template is the task text itself; the answer prefix follows it."""
     s = TASKS["niah_single_1"].generate(GenContext(BYTE, chat=False), 1500, 1372, 0)
-    lines = noise_lines(s.info["haystack_chars"])
+    lines = noise_lines(s)
     expected = prepare(singular(NIAH_TEMPLATE), singular(NIAH_PREFIX), "{task_template}").format(
         type_needle_v="number", context=insert_needles(lines, s.info["needles"], s.info["insert_at"]),
         query=s.info["keys"][0])
@@ -192,8 +196,7 @@ def test_vt_is_rulers_prompt_with_its_one_shot_example(seed):
     # variable_tracking.py: chain statements, "VAR X = VAR Y " with RULER's trailing space
     names = s.answers
     assert chain == [f"VAR {names[0]} = {s.info['value']}"] + [f"VAR {names[j + 1]} = VAR {names[j]} " for j in range(4)]
-    sentences = noise_lines(s.info["haystack_chars"])
-    assert len(sentences) == s.info["lines"]
+    sentences = noise_lines(s)
     for positions in s.info["insert_at"]:
         assert positions == sorted(positions) and len(set(positions)) == len(chain)
         for insert_pi, j in zip(positions, range(len(chain))):
