@@ -259,6 +259,6 @@ def test_qa_is_rulers_prompt(tmp_path):
     f.write_text(json.dumps(squad))
     s = TASKS["qa_1"].generate(GenContext(BYTE, chat=True, qa={"squad": load_qa(f, "squad")}), 1000, 968, 3)
     order = sorted(docs, key=s.prompt.index)
-    context = "\n\n".join("Document {i}:\n{document}".format(i=i + 1, document=d) for i, d in enumerate(order))
+    context = "\n\n".join(f"Document {i + 1}:\n{d}" for i, d in enumerate(order))
     query = re.search(r"Question: (Q\d\?)", s.prompt).group(1)
     assert s.prompt == prepare(QA_TEMPLATE, QA_PREFIX).format(context=context, query=query)

@@ -11,7 +11,14 @@ from eval_longbench.ruler.base import GenContext, RulerTask, Sample, fit_count
 from eval_longbench.ruler.qa import load_qa
 from eval_longbench.ruler.registry import TASKS, register, select_tasks, unregister
 from eval_longbench.ruler.runner import (
-    RulerConfig, base_threshold, comparison_table, effective_length, length_averages, run_ruler, score_table, summarize,
+    RulerConfig,
+    base_threshold,
+    comparison_table,
+    effective_length,
+    length_averages,
+    run_ruler,
+    score_table,
+    summarize,
 )
 from longctx.core.errors import LongctxError
 from longctx.core.tokenizer import byte_tokenizer
@@ -26,7 +33,7 @@ def oracle(prompt: str, max_new_tokens: int) -> str:
     if "VAR " in prompt:
         value = re.findall(r"assigned the value (\d+) in the text above", prompt)[-1]
         env = {}
-        for var, rhs in re.findall(r"^VAR ([A-Z]{5}) = (VAR [A-Z]{5} |\d+)$", prompt, flags=re.M):
+        for var, rhs in re.findall(r"^VAR ([A-Z]{5}) = (VAR [A-Z]{5} |\d+)$", prompt, flags=re.MULTILINE):
             env[var] = env[rhs[4:-1]] if rhs.startswith("VAR ") else rhs
         return ", ".join(v for v, val in env.items() if val == value)
     keys = re.findall(r"for (.+?) mentioned in the provided text\?", prompt)[-1].replace(", and ", ", ").split(", ")
@@ -209,8 +216,9 @@ def test_a_toy_ruler_task_registers_with_two_files(tmp_path, monkeypatch):
     """A new RULER task is TWO files: its module in eval_longbench/ruler/ (generator + ``TASKS``, here a toy
     dropped into the package) and one row of ``registry.FAMILIES``. Selection (by name and ``all``), the
     runner, scoring, the tables and ``longctx ruler`` take it from there."""
-    import eval_longbench.ruler as package
     from support.toy_module import module_in_package
+
+    import eval_longbench.ruler as package
     from eval_longbench.ruler import registry
     from longctx.cli import main
 
@@ -320,3 +328,62 @@ def test_cli_end_to_end_on_the_organism_then_resumes_without_generating(tmp_path
     assert ruler_main(argv) == 0
     assert "nothing to generate" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["records"] == data["records"]
+
+
+def test_haystack_reads_rulers_paul_graham_json_text_files_and_folders(tmp_path):
+    """``--haystack`` takes RULER's own ``PaulGrahamEssays.json`` ({"text": ...}), text files and folders of
+    them; a JSON file without its text is a one-line error naming the file."""
+    from eval_longbench.ruler.texts import read_haystack
+
+    (tmp_path / "PaulGrahamEssays.json").write_text(json.dumps({"text": "How to   Start.\nEssay one."}))
+    (tmp_path / "essays").mkdir()
+    (tmp_path / "essays" / "b.txt").write_text("Second essay.")
+    hay = read_haystack([str(tmp_path / "PaulGrahamEssays.json"), str(tmp_path / "essays")])
+    assert hay.joined == "How to Start. Essay one. Second essay."  # RULER's words, joined by single spaces
+    (tmp_path / "bad.json").write_text(json.dumps({"essays": []}))
+    with pytest.raises(LongctxError, match=r"bad\.json: text: missing or empty; expected RULER's essay file"):
+        read_haystack([str(tmp_path / "bad.json")])
+
+
+def test_default_haystack_is_the_world_english_bible_when_installed_else_the_built_in_essay(tmp_path, monkeypatch):
+    """Offline and not repeating where Debian's sword-text-web is installed; the short built-in essay elsewhere."""
+    from support.sword import write_module
+
+    from eval_longbench.ruler import texts
+
+    monkeypatch.setattr(texts, "WEB_MODULE", tmp_path / "absent")
+    texts.default_haystack.cache_clear()
+    assert texts.default_haystack().text == texts.ESSAY
+    write_module(tmp_path, "ot", ["<verse>In the beginning, God created the heavens and the earth.</verse>"])
+    monkeypatch.setattr(texts, "WEB_MODULE", tmp_path)
+    texts.default_haystack.cache_clear()
+    try:
+        hay = texts.default_haystack()
+        assert hay.joined == "In the beginning, God created the heavens and the earth." and "World English Bible" in hay.source
+    finally:
+        texts.default_haystack.cache_clear()
+
+
+def test_templated_generation_reads_the_prompt_as_it_stands():
+    """A local chat model in RULER's layout gets the templated conversation (the prefix in the assistant's
+    turn) and adds nothing to it: no BOS in front of the template's own text, no second template."""
+    import torch
+    from tokenizers import processors
+
+    from eval_longbench.models import chat_prompt, hf_generate_fn
+
+    class Capture(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w, self.seen = torch.nn.Parameter(torch.zeros(1)), []
+
+        def generate(self, ids, **kw):
+            self.seen.append(ids[0].tolist())
+            return torch.cat([ids, torch.tensor([[tok.eos_token_id]])], 1)
+
+    tok = byte_tokenizer()
+    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<|bos|> $A", special_tokens=[("<|bos|>", 256)])
+    model, prompt = Capture(), chat_prompt(tok, "Find the key.") + " The key is"
+    hf_generate_fn(model, tok, templated=True)(prompt, 4)
+    hf_generate_fn(model, tok)(prompt, 4)  # a prompt without a chat template gets the tokenizer's BOS
+    assert model.seen == [tok(prompt, add_special_tokens=False)["input_ids"], [256] + tok(prompt, add_special_tokens=False)["input_ids"]]

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 
 import pytest
+from support.bpe import bpe_tokenizer
 
 from eval_longbench.haystack import Needle, fit_prompt, split_sentences
 from eval_longbench.models import chat_prompt
@@ -17,9 +18,9 @@ from eval_longbench.ruler.base import DoesNotFit, GenContext, string_match_all, 
 from eval_longbench.ruler.registry import TASKS, select_tasks
 from eval_longbench.ruler.texts import Haystack, cwe_pool
 from longctx.core.tokenizer import byte_tokenizer
-from support.bpe import bpe_tokenizer
 
 BYTE = byte_tokenizer()
+NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 BPE = bpe_tokenizer()
 NEEDLE_RE = re.compile(r"One of the special magic (\w+) for ([^\n]+?) is: ([\w-]+)\.")
 
@@ -91,7 +92,7 @@ def test_variable_chain_resolves_to_the_asked_value(seed):
     s = TASKS["vt"].generate(GenContext(BYTE, chat=True), 2400, 2370, seed)
     value = re.findall(r"assigned the value (\d+) in the text above", s.prompt)[-1]
     env: dict[str, str] = {}
-    for var, rhs in re.findall(r"^VAR ([A-Z]{5}) = (VAR [A-Z]{5} |\d+)$", s.prompt, flags=re.M):
+    for var, rhs in re.findall(r"^VAR ([A-Z]{5}) = (VAR [A-Z]{5} |\d+)$", s.prompt, flags=re.MULTILINE):
         env[var] = env[rhs[4:-1]] if rhs.startswith("VAR ") else rhs  # a reference must already be defined
     holders = sorted(v for v, val in env.items() if val == value)
     assert holders == sorted(s.answers) and len(holders) == 5
@@ -149,8 +150,7 @@ def test_noise_needle_is_a_line_at_its_drawn_index():
         s = TASKS["niah_single_1"].generate(GenContext(BPE), 3000, 2900, seed)
         lines = s.prompt.split("\n")[1:-1]
         at = lines.index(s.info["needles"][0])
-        assert at == s.info["insert_at"][0] and set(lines[1:at] + lines[at + 1:]) == {"The grass is green. The sky is "
-                                                                                     "blue. The sun is yellow. Here we go. There and back again."}
+        assert at == s.info["insert_at"][0] and set(lines[1:at] + lines[at + 1:]) == {NOISE}
         got.add(at)
     assert len(got) > 3
 
