@@ -1,4 +1,4 @@
-"""RULER's two haystack layouts, sized in characters so a prompt can fill its length to the token.
+"""RULER's two haystack layouts, sized so a prompt can fill its length to the token.
 
 - **Lines** (``niah.py`` noise and needle haystacks, ``variable_tracking.py``): a list of lines joined by
   ``"\\n"``; needles and statements go in with ``list.insert`` at indexes drawn per sample, as RULER's
