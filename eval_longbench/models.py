@@ -45,12 +45,15 @@ def chat_prompt(tokenizer, user_text: str, system: str | None = None) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def hf_generate_fn(model, tokenizer, *, chat: bool = False, system: str | None = None) -> GenerateFn:
+def hf_generate_fn(model, tokenizer, *, chat: bool = False, system: str | None = None,
+                   templated: bool = False) -> GenerateFn:
     """Greedy generation with a HF model; with ``chat`` the prompt goes through the chat template.
 
     The template output already contains any BOS it needs, so special tokens are not added twice.
+    ``templated``: the prompt already is the templated conversation (RULER's, ending inside the
+    assistant's turn): it is tokenized as it stands, with no special tokens added.
     """
-    batch = hf_generate_batch_fn(model, tokenizer, chat=chat, system=system)
+    batch = hf_generate_batch_fn(model, tokenizer, chat=chat, system=system, templated=templated)
     return lambda prompt, max_new_tokens: batch([prompt], max_new_tokens)[0]
 
 
@@ -62,14 +65,15 @@ def _eos_ids(model, tokenizer) -> set[int]:
 
 
 def hf_generate_batch_fn(model, tokenizer, *, chat: bool = False, system: str | None = None,
-                         batch_size: int = 8, synced: bool = False) -> BatchGenerateFn:
+                         batch_size: int = 8, synced: bool = False, templated: bool = False) -> BatchGenerateFn:
     """Batched greedy generation: ``generate(prompts, max_new_tokens) -> replies`` (input order).
 
     Prompts are grouped by token length and each group is decoded ``batch_size`` rows per
     ``model.generate`` call, so no row is ever padded (no attention mask to build, the same math as
     one prompt at a time) and a passkey grid of one length costs a few calls instead of one per
     prompt. Each reply is cut at its first end-of-sequence token, exactly where single-prompt
-    generation stops. ``synced``: every rank of an FSDP group calls this together (transformers'
+    generation stops. ``templated``: prompts already hold the chat template's text (see
+    :func:`hf_generate_fn`). ``synced``: every rank of an FSDP group calls this together (transformers'
     ``synced_gpus``: ranks keep stepping until all are done, as sharded forwards are collective).
     """
     device = next(model.parameters()).device
@@ -78,8 +82,8 @@ def hf_generate_batch_fn(model, tokenizer, *, chat: bool = False, system: str | 
 
     @torch.no_grad()
     def generate(prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-        encoded = [tokenizer(chat_prompt(tokenizer, p, system) if chat else p, add_special_tokens=not chat)["input_ids"]
-                   for p in prompts]
+        encoded = [tokenizer(chat_prompt(tokenizer, p, system) if chat else p,
+                             add_special_tokens=not (chat or templated))["input_ids"] for p in prompts]
         groups: dict[int, list[int]] = {}
         for i, ids in enumerate(encoded):
             groups.setdefault(len(ids), []).append(i)

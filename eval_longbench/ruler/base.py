@@ -1,9 +1,12 @@
 """What a RULER task is: a seeded prompt generator plus a scorer, and the token-exact fitting they share.
 
-A task turns ``(context, length, budget, seed)`` into a :class:`Sample` whose *final* prompt (what the model
-reads: the chat template applied when ``chat``, else the tokenizer's own special tokens added) has at
-most ``budget`` tokens of the model's tokenizer, as close to it as the task's granularity allows. The
-runner sets ``budget = length - max_new_tokens`` (RULER's rule: prompt plus answer fit the length).
+A task turns ``(context, length, budget, seed)`` into a :class:`Sample` whose prompt is laid out as
+NVIDIA/RULER lays it out (``scripts/data/prepare.py``: ``model_template.format(task_template=...) +
+answer_prefix``): the task text is the user turn and the answer prefix (`` The special magic number for
+... is``) opens the assistant turn, after the chat template's generation prompt. The prompt has at most
+``budget`` tokens of the model's tokenizer (chat template, examples and answer prefix counted), exactly
+``budget`` for the haystack tasks. The runner sets ``budget = length - max_new_tokens`` (RULER's rule:
+prompt plus answer fit the length).
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eval_longbench.haystack import Needle, fit_prompt
 from eval_longbench.models import chat_prompt
+from eval_longbench.ruler.texts import Haystack
 from longctx.core.errors import LongctxError
 
-DEPTHS = tuple(round(i / 39, 4) for i in range(40))
-"""RULER's needle depths: 40 evenly spaced fractions from 0 to 1 (each needle takes a seeded one)."""
+DEPTHS = tuple(round(100 * i / 39) for i in range(40))
+"""RULER's depths in percent: ``np.round(np.linspace(0, 100, num=40)).astype(int)`` (no ties, so ``round``
+agrees); the essay haystack draws its needle depths from them."""
 
 
 class DoesNotFit(LongctxError):
@@ -30,31 +34,48 @@ class DoesNotFit(LongctxError):
 @dataclass(frozen=True)
 class Sample:
     prompt: str
-    """The user text (the runner's ``generate`` applies the chat template when the model has one)."""
+    """What ``generate`` receives: for a local chat model the templated conversation up to and including
+    the answer prefix (``generate`` adds nothing); for a server that applies the template itself, the user
+    message (task text + answer prefix); without a chat template, the task text + answer prefix."""
     answers: list[str]
-    """Reference strings; the scorer looks for them in the prediction."""
+    """Reference strings; the scorer looks for them in the prediction (the reply after the prefix)."""
     n_tokens: int
-    """Tokens of the final prompt (chat template included when ``chat``)."""
+    """Tokens the model reads for ``prompt`` (chat template and special tokens included)."""
     info: dict = field(default_factory=dict)
-    """Task-specific facts worth keeping (asked and achieved needle depths, word counts)."""
+    """Task-specific facts worth keeping (needle positions, haystack size, word counts)."""
 
 
 @dataclass
 class GenContext:
-    """What every generator reads: the model's tokenizer, whether prompts go through its chat template,
-    and the optional texts (``essay``: haystack sentences; ``qa``: QA sets by format, e.g. ``squad``)."""
+    """What every generator reads: the model's tokenizer, how prompts reach the model, and the optional
+    texts (``essay``: the essay haystack, default :func:`~eval_longbench.ruler.texts.default_haystack`;
+    ``qa``: QA sets by format, e.g. ``squad``)."""
 
     tokenizer: Any
     chat: bool = False
-    essay: Sequence[str] | None = None
+    """Prompts go through the tokenizer's chat template (RULER's model template)."""
+    server_template: bool = False
+    """``generate`` applies the chat template itself (an OpenAI-compatible chat endpoint): the answer
+    prefix then ends the user message, as RULER's own API clients send it (``call_api.py``: input +
+    answer_prefix as the user turn), since a chat call has no way to start the assistant's turn."""
+    essay: Haystack | None = None
     qa: dict[str, Any] = field(default_factory=dict)
 
+    def turn(self, user: str) -> str:
+        """``user`` in RULER's model template: one user turn ready for the reply (the chat template with
+        its generation prompt), or the text itself without a template or when the server applies it."""
+        return chat_prompt(self.tokenizer, user) if self.chat and not self.server_template else user
+
+    def render(self, user: str, prefix: str) -> str:
+        """RULER's prompt: the user turn, then the answer prefix (``prepare.py``: template + answer_prefix)."""
+        return self.turn(user) + prefix
+
     def count(self, prompt: str) -> int:
-        """Tokens the model reads for ``prompt`` (as :func:`eval_longbench.models.hf_generate_fn` builds them)."""
+        """Tokens the model reads for a rendered ``prompt`` (as the ``generate`` of this layout builds them)."""
         tok = self.tokenizer
-        if self.chat:
+        if self.chat and self.server_template:
             return len(tok(chat_prompt(tok, prompt), add_special_tokens=False)["input_ids"])
-        return len(tok(prompt, add_special_tokens=True)["input_ids"])
+        return len(tok(prompt, add_special_tokens=not self.chat)["input_ids"])
 
     def raw(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -100,8 +121,10 @@ class RulerTask:
     """The settings that define the task (haystack, value types, counts); part of :meth:`version`."""
     needs: str | None = None
     """Input the user must supply (``squad``: ``--squad-file``); ``--tasks all`` leaves the task out without it."""
-    version: int = 1
-    """Bump when the generator's output changes, so stored results of the old prompts are not reused."""
+    version: int = 2
+    """Bump when the generator's output changes, so stored results of the old prompts are not reused
+    (2: RULER's layout: answer prefix in the assistant turn, VT/CWE examples, noise lines, per-sample
+    insertion points; 1: the layout before it)."""
 
     def __post_init__(self):
         if self.metric not in METRICS:
@@ -118,31 +141,6 @@ class RulerTask:
 
     def score(self, prediction: str, answers: Sequence[str]) -> float:
         return METRICS[self.metric](prediction, answers)
-
-
-def fit_haystack(ctx: GenContext, budget: int, needles: Sequence[Needle], *, intro: str, question: str,
-                 sentences: Callable[[], Iterator[str]]) -> tuple[str, dict]:
-    """``intro \\n haystack-with-needles \\n question`` whose final prompt has at most ``budget`` tokens.
-
-    :func:`eval_longbench.haystack.fit_prompt` fits the raw text exactly (needles at token depths); the
-    chat template's (or BOS's) tokens are taken off first, and if a tokenizer merges across the template's
-    edges the raw target shrinks by the excess and the fit is redone. ``sentences`` makes a fresh,
-    identically seeded haystack stream per try.
-    """
-    probe = intro + "\n\n" + question
-    target = budget - (ctx.count(probe) - ctx.raw(probe))
-    for _ in range(4):
-        try:
-            prompt, info = fit_prompt(ctx.tokenizer, target, needles, intro=intro, question=question, sentences=sentences())
-        except LongctxError as e:
-            if "too short" in str(e) or "cannot fit" in str(e):
-                raise DoesNotFit(f"{budget} tokens cannot hold the task's fixed text") from None
-            raise
-        n = ctx.count(prompt)
-        if n <= budget:
-            return prompt, {**info, "n_tokens": n}
-        target -= n - budget
-    raise DoesNotFit(f"no prompt of at most {budget} tokens found")
 
 
 def fit_count(ctx: GenContext, budget: int, build: Callable[[int], tuple[str, Any]], *, low: int,
@@ -174,6 +172,25 @@ def fit_count(ctx: GenContext, budget: int, build: Callable[[int], tuple[str, An
             hi = mid
     prompt, payload = build(lo)
     return prompt, payload, lo, ctx.count(prompt)
+
+
+EXACT_SCAN = 8
+"""Sizes past the largest fitting one that :func:`fit_exact` also tries: a tokenizer that merges across the
+cut can make the count dip back (``ky`` is two tokens, ``sky`` one), and one of them may hit the budget."""
+
+
+def fit_exact(ctx: GenContext, budget: int, render: Callable[[int], str], *, guess: int) -> tuple[str, int, int]:
+    """``(prompt, size, tokens)``: the largest haystack ``size`` (characters) whose ``render(size)`` has at
+    most ``budget`` final tokens, moved up to one with exactly ``budget`` when one of the next
+    :data:`EXACT_SCAN` sizes has it. The character is our unit where RULER's is a whole line or word:
+    that is what makes the prompt fill the length to the token."""
+    prompt, _, size, tokens = fit_count(ctx, budget, lambda c: (render(c), None), low=0, guess=guess)
+    if tokens < budget:
+        for c in range(size + 1, size + 1 + EXACT_SCAN):
+            p = render(c)
+            if ctx.count(p) == budget:
+                return p, c, budget
+    return prompt, size, tokens
 
 
 def task_rng(name: str, seed: int) -> random.Random:

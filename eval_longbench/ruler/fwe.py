@@ -1,5 +1,8 @@
 """RULER's frequent-word extraction (aggregation): the 3 most frequent made-up words of a Zipf text.
 
+Follows NVIDIA/RULER ``scripts/data/synthetic/freq_words_extraction.py`` with the template and answer
+prefix of its ``constants.py`` (the prefix opens the assistant turn, :class:`GenContext.render`).
+
 A vocabulary of random 6-letter coded words (size ``length // 50``, RULER's) is drawn with Zipf counts
 ``int(N * k**-alpha / zeta(alpha))`` for rank ``k``; rank 1 is the noise word ``...``, so the answer is
 ranks 2-4. ``N`` is the largest that fits. The counts of ranks 2-4 must beat rank 5's strictly, or the
@@ -15,8 +18,8 @@ from eval_longbench.ruler.base import DoesNotFit, GenContext, RulerTask, Sample,
 
 TEMPLATE = ("Read the following coded text and track the frequency of each coded word. Find the three most "
             "frequently appeared coded words. {context}\nQuestion: Do not provide any explanation. Please ignore "
-            "the dots '....'. What are the three most frequently appeared words in the above coded text?"
-            " Answer: According to the coded text above, the three most frequently appeared words are:")
+            "the dots '....'. What are the three most frequently appeared words in the above coded text?")
+ANSWER_PREFIX = " Answer: According to the coded text above, the three most frequently appeared words are:"
 
 
 @functools.lru_cache(maxsize=16)
@@ -46,7 +49,7 @@ def make_fwe(alpha: float, word_len: int, name: str, ctx: GenContext, length: in
         counts = zipf_counts(n_words, vocab_size, alpha)
         words = [w for w, c in zip(vocab, counts) for _ in range(c)]
         task_rng(f"{name}:order:{order_seed}", n_words).shuffle(words)
-        return TEMPLATE.format(context=" ".join(words)), counts
+        return ctx.render(TEMPLATE.format(context=" ".join(words)), ANSWER_PREFIX), counts
 
     prompt, counts, n, tokens = fit_count(ctx, budget, build, low=1, guess=max(2, budget // 4))
     if not counts[3] > counts[4]:

@@ -1,30 +1,34 @@
 """RULER's needle-in-a-haystack family: single, multi-key, multi-value and multi-query retrieval.
 
-Needles read ``One of the special magic {numbers} for {key} is: {value}.`` and go in at seeded depths
-from RULER's 40-point grid, measured in tokens (:func:`eval_longbench.haystack.fit_prompt`). Haystacks:
-``noise`` (the built-in noise sentences), ``essay`` (``--haystack`` text, else the built-in essay) and
-``needle`` (the haystack is itself made of needles with other keys: the hardest distractors). The
-answer is every value of every asked key; the score is the fraction of them in the reply.
+Follows NVIDIA/RULER ``scripts/data/synthetic/niah.py`` with the template and answer prefix of its
+``constants.py``. Needles read ``One of the special magic {numbers} for {key} is: {value}.``; keys are
+wonderwords ``adjective-noun`` pairs, 7-digit numbers or UUIDs; the needle list is shuffled. Haystacks:
+
+- ``noise``: RULER's noise block, one per line; the needles go in as lines at indexes drawn per sample
+  (``random.sample(range(lines), needles)``, inserted from the last index down);
+- ``needle``: lines that are themselves needles with other keys (the hardest distractors), the same way;
+- ``essay``: the essay's first words, needles between sentences at depths drawn from RULER's 40 (see
+  :mod:`eval_longbench.ruler.haystacks`).
+
+The question asks some keys; the answer is every value of them; the score is the fraction found.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import random
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from eval_longbench.haystack import Needle, filler_stream, split_sentences
-from eval_longbench.ruler.base import DEPTHS, GenContext, RulerTask, Sample, fit_haystack, join_list, task_rng
-from eval_longbench.ruler.texts import ESSAY, key_words
+from eval_longbench.ruler.base import DEPTHS, DoesNotFit, GenContext, RulerTask, Sample, fit_exact, join_list, task_rng
+from eval_longbench.ruler.haystacks import LineSource, essay_context, essay_text, fit_lines, insert_lines
+from eval_longbench.ruler.texts import NOISE, default_haystack, key_word
 
-NEEDLE = "One of the special magic {type} for {key} is: {value}."
-INTRO = ("Some special magic {type} are hidden within the following text. Make sure to memorize it. "
-         "I will quiz you about the {type} afterwards.")
-QUESTION = ("What are all the special magic {type} for {query} mentioned in the provided text?"
-            " The special magic {type} for {query} mentioned in the provided text are")
+NEEDLE = "One of the special magic {type_needle_v} for {key} is: {value}."
+TEMPLATE = ("Some special magic {type_needle_v} are hidden within the following text. Make sure to memorize it. "
+            "I will quiz you about the {type_needle_v} afterwards.\n{context}\nWhat are all the special magic "
+            "{type_needle_v} for {query} mentioned in the provided text?")
+ANSWER_PREFIX = " The special magic {type_needle_v} for {query} mentioned in the provided text are"
 
 
 @dataclass(frozen=True)
@@ -38,27 +42,18 @@ class NiahSpec:
 
 
 def random_value(kind: str, rng: random.Random) -> str:
-    """A 7-digit number, an ``adjective-noun`` word or a UUID4, as RULER draws them."""
+    """A 7-digit number, an ``adjective-noun`` key or a UUID4, as RULER draws them."""
     if kind == "numbers":
         return str(rng.randint(1_000_000, 9_999_999))
     if kind == "words":
-        return rng.choice(_words())
+        return key_word(rng)
     if kind == "uuids":
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
     raise ValueError(f"unknown needle type {kind!r}")
 
 
-@functools.lru_cache(maxsize=1)
-def _words() -> list[str]:
-    return key_words()
-
-
-@functools.lru_cache(maxsize=1)
-def essay_sentences() -> list[str]:
-    return split_sentences(ESSAY)
-
-
 def _fresh(kind: str, rng: random.Random, used: set[str]) -> str:
+    """A value not drawn before in this sample (RULER does not check; a repeat would make two answers)."""
     while True:
         v = random_value(kind, rng)
         if v not in used:
@@ -66,42 +61,60 @@ def _fresh(kind: str, rng: random.Random, used: set[str]) -> str:
             return v
 
 
-def _texts(spec: NiahSpec) -> tuple[str, str]:
-    """Intro and question; one asked value makes RULER's template singular ("A special magic number")."""
-    intro, question, kind = INTRO, QUESTION, spec.value_type
+def singular(text: str) -> str:
+    """RULER's rewrite when one value is asked (``A special magic number is hidden ...``)."""
+    return text.replace("Some", "A").replace("are all", "is").replace("are", "is").replace("answers", "answer")
+
+
+def _texts(spec: NiahSpec) -> tuple[str, str, str]:
+    """Template, answer prefix and the value type as they read: singular when one value is asked."""
     if spec.num_queries * spec.num_values == 1:
-        fix = lambda t: t.replace("Some", "A").replace("are all", "is").replace("are", "is")  # noqa: E731
-        intro, question, kind = fix(intro), fix(question), kind[:-1]
-    return intro.replace("{type}", kind), question.replace("{type}", kind)
+        return singular(TEMPLATE), singular(ANSWER_PREFIX), spec.value_type[:-1]
+    return TEMPLATE, ANSWER_PREFIX, spec.value_type
 
 
 def make_niah(spec: NiahSpec, name: str, ctx: GenContext, length: int, budget: int, seed: int) -> Sample:
     rng = task_rng(name, seed)
     used: set[str] = set()
-    n_keys = max(spec.num_keys, spec.num_queries)
-    keys = [_fresh(spec.key_type, rng, used) for _ in range(n_keys)]
-    values = [[_fresh(spec.value_type, rng, used) for _ in range(spec.num_values)] for _ in keys]
-    texts = [NEEDLE.format(type=spec.value_type, key=k, value=v) for k, vs in zip(keys, values) for v in vs]
-    rng.shuffle(texts)
-    depths = sorted(rng.sample(DEPTHS, len(texts)))
-    asked = rng.sample(range(n_keys), spec.num_queries)
-    answers = [v for i in asked for v in values[i]]
-    intro, question = _texts(spec)
-    question = question.format(query=join_list([keys[i] for i in asked]))
+    keys, values, needles = [], [], []
+    for _ in range(max(spec.num_keys, spec.num_queries)):
+        keys.append(_fresh(spec.key_type, rng, used))
+        values.append([_fresh(spec.value_type, rng, used) for _ in range(spec.num_values)])
+        needles += [NEEDLE.format(type_needle_v=spec.value_type, key=keys[-1], value=v) for v in values[-1]]
+    rng.shuffle(needles)
+    asked = rng.sample(range(len(keys)), spec.num_queries)
+    queries = [keys[i] for i in asked]
+    template, prefix, type_v = _texts(spec)
+    fill = {"type_needle_v": type_v, "query": join_list(queries)}
 
-    def sentences() -> Iterator[str]:
+    def render(context: str) -> str:
+        return ctx.render(template.format(context=context, **fill), prefix.format(**fill))
+
+    info: dict = {"needles": needles, "keys": queries}
+    if spec.haystack == "essay":
+        hay = ctx.essay or default_haystack()
+        depths = rng.sample(DEPTHS, len(needles))
+        prompt, chars, tokens = fit_exact(ctx, budget, lambda c: render(essay_context(essay_text(hay.joined, c)[0],
+                                                                                      needles, depths)), guess=4 * budget)
+        info.update(depths=depths, haystack_chars=chars, haystack_repeats=round(essay_text(hay.joined, chars)[1], 2))
+    else:
         if spec.haystack == "noise":
-            return filler_stream(None, seed)
-        if spec.haystack == "essay":
-            return filler_stream(ctx.essay if ctx.essay is not None else essay_sentences(), seed)
-        hay_rng, taken = random.Random(f"ruler:{name}:{seed}:haystack"), set(used)
-        return (NEEDLE.format(type=spec.value_type, key=_fresh(spec.key_type, hay_rng, taken),
-                              value=_fresh(spec.value_type, hay_rng, taken)) for _ in itertools.count())
+            line = lambda i: NOISE
+        else:
+            taken = set(used)
+            line = LineSource(lambda r: NEEDLE.format(type_needle_v=spec.value_type, key=_fresh(spec.key_type, r, taken),
+                                                      value=_fresh(spec.value_type, r, taken)),
+                              random.Random(f"ruler:{name}:{seed}:haystack"))
 
-    prompt, info = fit_haystack(ctx, budget, [Needle(t, d) for t, d in zip(texts, depths)], intro=intro,
-                                question=question, sentences=sentences)
-    return Sample(prompt, answers, info["n_tokens"],
-                  {"depths": depths, "needle_depths": info["needle_depths"], "keys": [keys[i] for i in asked]})
+        def draw(n_lines: int) -> list[int]:
+            if n_lines < len(needles):
+                raise DoesNotFit(f"{budget} tokens leave {n_lines} haystack lines for {len(needles)} needles")
+            return sorted(rng.sample(range(n_lines), len(needles)), reverse=True)
+
+        prompt, tokens, at, fragment, n_lines = fit_lines(
+            ctx, budget, line, lambda lines, at: insert_lines(lines, needles, [0] * len(needles) if at is None else at), draw, render)
+        info.update(insert_at=at, lines=n_lines, fragment=fragment)
+    return Sample(prompt, [v for i in asked for v in values[i]], tokens, info)
 
 
 def niah_task(name: str, spec: NiahSpec) -> RulerTask:

@@ -1,8 +1,10 @@
 """RULER's QA tasks on files you supply: ``qa_1`` (SQuAD format), ``qa_2`` (HotpotQA format). No download.
 
-A sample asks one question over its gold document(s) plus as many distractor documents (the other
-questions' documents, seeded order) as fit, shuffled and numbered ``Document 1:`` ... The score is
-RULER's string-match-part: 1 when any accepted answer appears in the reply.
+Follows NVIDIA/RULER ``scripts/data/synthetic/qa.py`` with the template and answer prefix (`` Answer:``)
+of its ``constants.py``. A sample asks one question over its gold document(s) plus as many distractor
+documents as fit: first the other paragraphs of the question's own SQuAD article (RULER's
+``more_context``), then any other document, each group in seeded order; shuffled and numbered
+``Document 1:`` ... The score is RULER's string-match-part: 1 when any accepted answer appears in the reply.
 
 Files: SQuAD v1/v2 JSON (``{"data": [{"paragraphs": [{"context", "qas": [{"question", "answers":
 [{"text"}]}]}]}]}``; unanswerable v2 questions are skipped) or HotpotQA JSON (a list of ``{"question",
@@ -21,12 +23,15 @@ from longctx.core.errors import LongctxError
 
 TEMPLATE = ("Answer the question based on the given documents. Only give me the answer and do not output any other "
             "words.\n\nThe following are given documents.\n\n{context}\n\nAnswer the question based on the given "
-            "documents. Only give me the answer and do not output any other words.\n\nQuestion: {query} Answer:")
+            "documents. Only give me the answer and do not output any other words.\n\nQuestion: {query}")
+ANSWER_PREFIX = " Answer:"
 
 
 @dataclass(frozen=True)
 class QASet:
-    questions: list[dict]  # {"question": str, "answers": [str], "gold": [doc index]}
+    questions: list[dict]
+    """``{"question": str, "answers": [str], "gold": [doc index], "near": [doc index]}``; ``near``: the other
+    paragraphs of a SQuAD question's article, the distractors RULER takes first."""
     docs: list[str]
 
 
@@ -47,18 +52,22 @@ def load_qa(path: str | Path, fmt: str) -> QASet:
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise LongctxError(f"{path}: data: missing; not a SQuAD file (expected {{\"data\": [...]}})")
         for i, art in enumerate(data["data"]):
-            for j, para in enumerate(art.get("paragraphs", []) if isinstance(art, dict) else []):
-                where = f"{path}: data[{i}].paragraphs[{j}]"
+            paras = art.get("paragraphs", []) if isinstance(art, dict) else []
+            for j, para in enumerate(paras):
                 if not isinstance(para, dict) or not isinstance(para.get("context"), str):
-                    raise LongctxError(f"{where}.context: missing or not text")
-                d = doc(para["context"])
+                    raise LongctxError(f"{path}: data[{i}].paragraphs[{j}].context: missing or not text")
+            article = [doc(para["context"]) for para in paras]
+            for j, para in enumerate(paras):
+                where = f"{path}: data[{i}].paragraphs[{j}]"
+                d = article[j]
                 for q in para.get("qas", []):
                     answers = [a.get("text") for a in q.get("answers", []) if isinstance(a, dict) and a.get("text")]
                     if q.get("is_impossible") or not answers:
                         continue
                     if not isinstance(q.get("question"), str):
                         raise LongctxError(f"{where}.qas: a question is missing or not text")
-                    questions.append({"question": q["question"], "answers": list(dict.fromkeys(answers)), "gold": [d]})
+                    questions.append({"question": q["question"], "answers": list(dict.fromkeys(answers)), "gold": [d],
+                                      "near": [x for x in dict.fromkeys(article) if x != d]})
     elif fmt == "hotpotqa":
         if not isinstance(data, list):
             raise LongctxError(f"{path}: not a HotpotQA file (expected a JSON list of records)")
@@ -83,15 +92,19 @@ def make_qa(fmt: str, name: str, ctx: GenContext, length: int, budget: int, seed
         raise LongctxError(f"ruler task {name}: needs --{fmt}-file")
     rng = task_rng(name, seed)
     q = qa.questions[rng.randrange(len(qa.questions))]
-    others = [i for i in range(len(qa.docs)) if i not in q["gold"]]
-    rng.shuffle(others)
+    near = [i for i in q.get("near", []) if i not in q["gold"]]
+    skip = set(q["gold"]) | set(near)
+    rest = [i for i in range(len(qa.docs)) if i not in skip]
+    rng.shuffle(near)
+    rng.shuffle(rest)
+    others = near + rest
     order_seed = rng.random()
 
     def build(n: int) -> tuple[str, list[str]]:
         picked = list(q["gold"]) + others[:n]
         task_rng(f"{name}:order:{order_seed}", n).shuffle(picked)
         context = "\n\n".join(f"Document {i + 1}:\n{qa.docs[d]}" for i, d in enumerate(picked))
-        return TEMPLATE.format(context=context, query=q["question"]), picked
+        return ctx.render(TEMPLATE.format(context=context, query=q["question"]), ANSWER_PREFIX), picked
 
     prompt, picked, _, tokens = fit_count(ctx, budget, build, low=0, guess=min(len(others), 8), high=len(others))
     return Sample(prompt, q["answers"], tokens, {"question": q["question"], "documents": len(picked)})

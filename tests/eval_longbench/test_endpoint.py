@@ -229,24 +229,29 @@ def test_results_key_an_endpoint_without_its_credentials_or_query():
     assert key == "endpoint http://h:80/v1 model x tokenizer none"
 
 
-def ruler_predictions(out):
-    recs = json.loads((out / "results.json").read_text())["records"]
-    return {k.split("|", 1)[1]: (v["score"], v["prediction"]) for k, v in recs.items()}
+@pytest.mark.slow  # a small RULER run of the real organism: ~10-30 s on 2 busy cores
+def test_ruler_over_the_endpoint_sends_the_local_prompt_with_the_prefix_in_the_user_turn(organism, tmp_path):
+    """`longctx ruler --endpoint` with the organism's tokenizer sends what a local run feeds the model, task
+    text and answer prefix, but as one user message (a chat call cannot open the assistant's turn; RULER's
+    API clients send it so too); the lengths count the chat template the server wraps it in."""
+    from eval_longbench.models import chat_prompt
+    from eval_longbench.ruler.base import GenContext
+    from eval_longbench.ruler.registry import TASKS
+    from eval_longbench.ruler.runner import sample_seed
 
-
-@pytest.mark.slow  # two small RULER runs of the real organism: ~10-30 s on 2 busy cores
-def test_ruler_over_the_endpoint_scores_like_the_local_run(organism, tmp_path):
-    """`longctx ruler --endpoint` with the organism's tokenizer builds the same prompts (chat template
-    counted) and gets the local run's predictions and scores, sample for sample."""
     model, tok = organism
-    args = ["--lengths", "512", "--tasks", "niah_single_1,vt", "--samples", "2", "--names", "organism"]
-    assert ruler_main([str(ORGANISM), "--out", str(tmp_path / "local"), *args]) == 0
     with ChatServer(model=model, tokenizer=tok) as srv:
         assert ruler_main(["--endpoint", srv.url, "--served-model", "organism", "--tokenizer", str(ORGANISM),
-                           "--out", str(tmp_path / "served"), *args]) == 0
-    local, served = ruler_predictions(tmp_path / "local"), ruler_predictions(tmp_path / "served")
-    assert served == local and len(local) == 4
-    assert len(srv.requests) == 4
+                           "--out", str(tmp_path / "served"), "--lengths", "512", "--tasks", "niah_single_1,niah_multikey_2",
+                           "--samples", "2", "--max-new-tokens", "32"]) == 0
+    sent = sorted(r["body"]["messages"][-1]["content"] for r in srv.requests)
+    local = [TASKS[t].generate(GenContext(tok, chat=True), 512, 480, sample_seed(0, t, 512, i)).prompt
+             for t in ("niah_single_1", "niah_multikey_2") for i in range(2)]
+    head, tail = chat_prompt(tok, "X").split("X")  # local: template(task) + prefix; sent: task + prefix
+    assert sent == sorted(p[len(head):].replace(tail, "", 1) for p in local) and len(sent) == 4
+    recs = json.loads((tmp_path / "served" / "results.json").read_text())["records"].values()
+    assert [r["n_tokens"] for r in recs] == [480] * 4
+    assert all(len(tok(chat_prompt(tok, m), add_special_tokens=False)["input_ids"]) == 480 for m in sent)
 
 
 def test_ruler_over_an_endpoint_needs_its_tokenizer(tmp_path):

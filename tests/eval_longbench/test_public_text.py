@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import struct
-import zlib
 
 import pytest
+from support.sword import write_module
 
 from eval_longbench.public_text import (
     osis_to_text,
@@ -20,20 +20,9 @@ OT = [('<chapter osisID="Gen.1" sID="Gen.1"/><div type="x-p" sID="p1"/>In the <w
 NT = ['<title type="main">Matthew</title>The book of the genealogy &amp; more.']
 
 
-def _write_module(folder, testament: str, blocks: list[str]) -> None:
-    """SWORD zverse layout: <t>.bzs = (offset, size, uncompressed size) uint32 triples, <t>.bzz = zlib blocks."""
-    data, index = b"", b""
-    for b in blocks:
-        z = zlib.compress(b.encode())
-        index += struct.pack("<III", len(data), len(z), len(b.encode()))
-        data += z
-    (folder / f"{testament}.bzs").write_bytes(index)
-    (folder / f"{testament}.bzz").write_bytes(data)
-
-
 def test_a_ztext_module_reads_as_running_text_in_testament_order_without_notes(tmp_path):
-    _write_module(tmp_path, "nt", NT)
-    _write_module(tmp_path, "ot", OT)
+    write_module(tmp_path, "nt", NT)
+    write_module(tmp_path, "ot", OT)
     assert read_sword_ztext(tmp_path) == ("In the beginning, God created the heavens and the earth. The earth was "
                                           "formless and empty. Matthew The book of the genealogy & more.")
 

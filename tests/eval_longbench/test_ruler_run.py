@@ -11,7 +11,14 @@ from eval_longbench.ruler.base import GenContext, RulerTask, Sample, fit_count
 from eval_longbench.ruler.qa import load_qa
 from eval_longbench.ruler.registry import TASKS, register, select_tasks, unregister
 from eval_longbench.ruler.runner import (
-    RulerConfig, base_threshold, comparison_table, effective_length, length_averages, run_ruler, score_table, summarize,
+    RulerConfig,
+    base_threshold,
+    comparison_table,
+    effective_length,
+    length_averages,
+    run_ruler,
+    score_table,
+    summarize,
 )
 from longctx.core.errors import LongctxError
 from longctx.core.tokenizer import byte_tokenizer
@@ -21,20 +28,20 @@ ORGANISM = "longctx/assets/organism"
 
 
 def oracle(prompt: str, max_new_tokens: int) -> str:
-    """Solves NIAH and VT from the prompt text alone (an independent reading of what the task asks)."""
+    """Solves NIAH and VT from the prompt text alone (an independent reading of what the task asks); the
+    reply continues the answer prefix that ends the prompt."""
     if "VAR " in prompt:
-        value = re.search(r"assigned the value (\d+) in the text above", prompt).group(1)
+        value = re.findall(r"assigned the value (\d+) in the text above", prompt)[-1]
         env = {}
-        for var, rhs in re.findall(r"VAR ([A-Z]{5}) = (VAR [A-Z]{5}|\d+)\.", prompt):
-            env[var] = env[rhs[4:]] if rhs.startswith("VAR ") else rhs
+        for var, rhs in re.findall(r"^VAR ([A-Z]{5}) = (VAR [A-Z]{5} |\d+)$", prompt, flags=re.MULTILINE):
+            env[var] = env[rhs[4:-1]] if rhs.startswith("VAR ") else rhs
         return ", ".join(v for v, val in env.items() if val == value)
-    question = prompt.rsplit("\n", 1)[1]
-    keys = re.search(r"for (.+?) mentioned in the provided text\?", question).group(1).replace(", and ", ", ").split(", ")
-    needles = re.findall(r"One of the special magic \w+ for ([\w-]+) is: ([\w-]+)\.", prompt)
+    keys = re.findall(r"for (.+?) mentioned in the provided text\?", prompt)[-1].replace(", and ", ", ").split(", ")
+    needles = re.findall(r"One of the special magic \w+ for ([^\n]+?) is: ([\w-]+)\.", prompt)
     return " ".join(v for k, v in needles if k in keys)
 
 
-def niah_vt(samples=1, lengths=(1500,)):
+def niah_vt(samples=1, lengths=(2000,)):
     return RulerConfig([TASKS[n] for n in ("niah_single_1", "niah_multikey_2", "niah_multiquery", "vt")],
                        list(lengths), samples=samples)
 
@@ -60,7 +67,7 @@ def test_rerun_generates_nothing_and_adding_a_length_generates_only_it(tmp_path)
     assert len(calls) == 8
     recs = run_ruler(gen, TOK, niah_vt(samples=2), ResultStore(path, {}), model_name="m", chat=True, progress=False)
     assert len(calls) == 8 and len(recs) == 8
-    run_ruler(gen, TOK, niah_vt(samples=2, lengths=(1500, 1800)), ResultStore(path, {}), model_name="m", chat=True, progress=False)
+    run_ruler(gen, TOK, niah_vt(samples=2, lengths=(2000, 2300)), ResultStore(path, {}), model_name="m", chat=True, progress=False)
     assert len(calls) == 16
 
 
@@ -69,6 +76,41 @@ def test_another_checkpoint_under_the_same_name_is_refused(tmp_path):
     run_ruler(oracle, TOK, cfg, ResultStore(tmp_path / "r.json", {}), model_name="m", chat=True, model_id="aaaa", progress=False)
     with pytest.raises(LongctxError, match="another checkpoint under the same name"):
         run_ruler(oracle, TOK, cfg, ResultStore(tmp_path / "r.json", {}), model_name="m", chat=True, model_id="bbbb", progress=False)
+
+
+def test_results_of_the_layout_before_rulers_are_not_reused(tmp_path):
+    """A results file from before RULER's layout (tasks at version 1) holds records under other keys: the
+    rerun generates every sample anew and reads none of the old records."""
+    import dataclasses
+
+    from eval_longbench.ruler.runner import record_key
+
+    cfg, path = niah_vt(), tmp_path / "r.json"
+    old = ResultStore(path, {})
+    for t in cfg.tasks:
+        old.put(record_key("m", dataclasses.replace(t, version=1), cfg, 2000, 0), {"task": t.name, "length": 2000,
+                                                                                     "score": 0.0})
+    calls = []
+    recs = run_ruler(lambda p, n: calls.append(p) or oracle(p, n), TOK, cfg, ResultStore(path, {}), model_name="m",
+                     chat=True, progress=False)
+    assert len(calls) == 4 and [r["score"] for r in recs] == [1.0] * 4
+
+
+def test_a_short_essay_haystack_warns_once_with_its_repeat_factor(tmp_path):
+    """An essay shorter than the prompt repeats (RULER's rule too, but its essays are long): one warning
+    with the factor and the way out (--haystack), not one per sample."""
+    from eval_longbench.ruler.texts import Haystack
+
+    logs = []
+    cfg = RulerConfig([TASKS["niah_single_2"], TASKS["niah_single_1"]], [2000, 3000], samples=2)
+    run_ruler(oracle, TOK, cfg, ResultStore(tmp_path / "r.json", {}), model_name="m", chat=True, progress=False,
+              essay=Haystack("A short essay. It has few words. " * 10, "essay.txt"), log=logs.append)
+    assert len(logs) == 1 and "essay.txt, 70 words" in logs[0] and "--haystack" in logs[0]
+    assert re.search(r"repeats (\d+\.\d)x", logs[0]) and float(re.search(r"repeats (\d+\.\d)x", logs[0]).group(1)) > 4
+    logs.clear()
+    run_ruler(oracle, TOK, cfg, ResultStore(tmp_path / "s.json", {}), model_name="m", chat=True, progress=False,
+              essay=Haystack("Long text. " * 2000, "long.txt"), log=logs.append)
+    assert logs == []
 
 
 def test_a_changed_task_definition_is_not_reused(tmp_path):
@@ -84,11 +126,11 @@ def test_a_changed_task_definition_is_not_reused(tmp_path):
 
 
 def test_task_that_cannot_fit_is_recorded_without_generation(tmp_path):
-    cfg = RulerConfig([TASKS["niah_multikey_1"]], [400], samples=1)
+    cfg = RulerConfig([TASKS["niah_multikey_1"], TASKS["vt"]], [400], samples=1)
     recs = run_ruler(lambda p, n: pytest.fail("generated"), TOK, cfg, ResultStore(tmp_path / "r.json", {}),
                      model_name="m", chat=True, progress=False)
-    assert recs[0]["score"] is None and "niah_multikey_1 @ 400" in recs[0]["skipped"]
-    assert score_table(recs) == {"niah_multikey_1": {400: None}}
+    assert [r["score"] for r in recs] == [None, None] and "niah_multikey_1 @ 400" in recs[0]["skipped"]
+    assert score_table(recs) == {"niah_multikey_1": {400: None}, "vt": {400: None}}
 
 
 def test_effective_length_is_the_last_length_before_the_first_drop():
@@ -174,8 +216,9 @@ def test_a_toy_ruler_task_registers_with_two_files(tmp_path, monkeypatch):
     """A new RULER task is TWO files: its module in eval_longbench/ruler/ (generator + ``TASKS``, here a toy
     dropped into the package) and one row of ``registry.FAMILIES``. Selection (by name and ``all``), the
     runner, scoring, the tables and ``longctx ruler`` take it from there."""
-    import eval_longbench.ruler as package
     from support.toy_module import module_in_package
+
+    import eval_longbench.ruler as package
     from eval_longbench.ruler import registry
     from longctx.cli import main
 
@@ -191,10 +234,10 @@ def test_a_toy_ruler_task_registers_with_two_files(tmp_path, monkeypatch):
         assert [r["score"] for r in recs] == [1.0, 1.0] and all(r["n_tokens"] <= 296 for r in recs)
 
         out = tmp_path / "out"
-        assert main(["ruler", ORGANISM, "--lengths", "512", "--tasks", "count_sevens,vt", "--samples", "1",
+        assert main(["ruler", ORGANISM, "--lengths", "512", "--tasks", "count_sevens,niah_single_1", "--samples", "1",
                      "--max-new-tokens", "8", "--out", str(out)]) == 0
         recs = json.loads((out / "results.json").read_text())["records"].values()
-        assert sorted((r["task"], r["n_tokens"]) for r in recs) == [("count_sevens", 504), ("vt", 504)]
+        assert sorted((r["task"], r["n_tokens"]) for r in recs) == [("count_sevens", 504), ("niah_single_1", 504)]
         assert "count_sevens" in json.loads((out / "summary.json").read_text())["models"]["organism"]["table"]
         assert "| count_sevens |" in (out / "table.md").read_text()
 
@@ -270,13 +313,13 @@ def test_cli_end_to_end_on_the_organism_then_resumes_without_generating(tmp_path
     from longctx.cli.ruler import main as ruler_main
 
     out = tmp_path / "ruler"
-    argv = [ORGANISM, "--lengths", "512,600", "--tasks", "niah_single_1,vt", "--samples", "1", "--max-new-tokens", "8",
+    argv = [ORGANISM, "--lengths", "512,600", "--tasks", "niah_single_1,niah_multikey_2", "--samples", "1", "--max-new-tokens", "8",
             "--threshold", "base", "--out", str(out)]
     assert ruler_main(argv) == 0
     data = json.loads((out / "results.json").read_text())
     recs = list(data["records"].values())
     assert len(recs) == 4 and data["models"]["organism"]
-    assert all(r["n_tokens"] == r["length"] - 8 for r in recs)  # chat template included, exact
+    assert all(r["n_tokens"] == r["length"] - 8 for r in recs)  # chat template and answer prefix included, exact
     summary = json.loads((out / "summary.json").read_text())["models"]["organism"]
     assert summary["window"] == 512 and summary["threshold"] == summary["average"]["512"]
     assert (out / "heatmap.png").stat().st_size > 1000 and "| niah_single_1 |" in (out / "table.md").read_text()
@@ -285,3 +328,62 @@ def test_cli_end_to_end_on_the_organism_then_resumes_without_generating(tmp_path
     assert ruler_main(argv) == 0
     assert "nothing to generate" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text())["records"] == data["records"]
+
+
+def test_haystack_reads_rulers_paul_graham_json_text_files_and_folders(tmp_path):
+    """``--haystack`` takes RULER's own ``PaulGrahamEssays.json`` ({"text": ...}), text files and folders of
+    them; a JSON file without its text is a one-line error naming the file."""
+    from eval_longbench.ruler.texts import read_haystack
+
+    (tmp_path / "PaulGrahamEssays.json").write_text(json.dumps({"text": "How to   Start.\nEssay one."}))
+    (tmp_path / "essays").mkdir()
+    (tmp_path / "essays" / "b.txt").write_text("Second essay.")
+    hay = read_haystack([str(tmp_path / "PaulGrahamEssays.json"), str(tmp_path / "essays")])
+    assert hay.joined == "How to Start. Essay one. Second essay."  # RULER's words, joined by single spaces
+    (tmp_path / "bad.json").write_text(json.dumps({"essays": []}))
+    with pytest.raises(LongctxError, match=r"bad\.json: text: missing or empty; expected RULER's essay file"):
+        read_haystack([str(tmp_path / "bad.json")])
+
+
+def test_default_haystack_is_the_world_english_bible_when_installed_else_the_built_in_essay(tmp_path, monkeypatch):
+    """Offline and not repeating where Debian's sword-text-web is installed; the short built-in essay elsewhere."""
+    from support.sword import write_module
+
+    from eval_longbench.ruler import texts
+
+    monkeypatch.setattr(texts, "WEB_MODULE", tmp_path / "absent")
+    texts.default_haystack.cache_clear()
+    assert texts.default_haystack().text == texts.ESSAY
+    write_module(tmp_path, "ot", ["<verse>In the beginning, God created the heavens and the earth.</verse>"])
+    monkeypatch.setattr(texts, "WEB_MODULE", tmp_path)
+    texts.default_haystack.cache_clear()
+    try:
+        hay = texts.default_haystack()
+        assert hay.joined == "In the beginning, God created the heavens and the earth." and "World English Bible" in hay.source
+    finally:
+        texts.default_haystack.cache_clear()
+
+
+def test_templated_generation_reads_the_prompt_as_it_stands():
+    """A local chat model in RULER's layout gets the templated conversation (the prefix in the assistant's
+    turn) and adds nothing to it: no BOS in front of the template's own text, no second template."""
+    import torch
+    from tokenizers import processors
+
+    from eval_longbench.models import chat_prompt, hf_generate_fn
+
+    class Capture(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w, self.seen = torch.nn.Parameter(torch.zeros(1)), []
+
+        def generate(self, ids, **kw):
+            self.seen.append(ids[0].tolist())
+            return torch.cat([ids, torch.tensor([[tok.eos_token_id]])], 1)
+
+    tok = byte_tokenizer()
+    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<|bos|> $A", special_tokens=[("<|bos|>", 256)])
+    model, prompt = Capture(), chat_prompt(tok, "Find the key.") + " The key is"
+    hf_generate_fn(model, tok, templated=True)(prompt, 4)
+    hf_generate_fn(model, tok)(prompt, 4)  # a prompt without a chat template gets the tokenizer's BOS
+    assert model.seen == [tok(prompt, add_special_tokens=False)["input_ids"], [256] + tok(prompt, add_special_tokens=False)["input_ids"]]
