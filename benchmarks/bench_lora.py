@@ -12,6 +12,8 @@ time do not depend on their values.
 - peak: the exact peak of live tensor bytes during the second step (parameters, gradients, optimizer states
   and activations: ``LiveTensorBytes``);
 - planned: ``longctx plan``'s prediction for the same run in its CPU mode (``plan_run``; 1.00 = exact);
+- planned speed vs full: the planner's hardware FLOPs of full fine-tuning over this setup's (a frozen weight
+  computes no weight gradient: ``longctx.plan.throughput``), beside the measured ratio;
 - tok / CPU-s: tokens over the mean CPU time (all threads of the process) of ``--timed-steps`` steps run after
   the measured one, outside the meter (so its dispatch hook costs nothing; 0: the measured step's own time). CPU time, not wall time, because
   this machine is shared: other processes stretch wall time but not the CPU time a step consumes. The ratio
@@ -34,7 +36,8 @@ from transformers import AutoConfig
 from longctx.gguf import find_packaged_model
 from longctx.models.organism import shipped_model_dir
 from longctx.plan.planner import plan_run
-from longctx.plan.shapes import shape_from_config, trainable_params
+from longctx.plan.shapes import RunShape, shape_from_config, trainable_params
+from longctx.plan.throughput import forward_flops, sequence_flops
 from longctx.train.config import PeftConfig
 from longctx.train.measure import measure_train_step
 from longctx.train.validate_plan import cpu_run
@@ -54,16 +57,24 @@ def model_config(name: str):
     return AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
 
 
+def planned_run(seq_len: int, setup: str) -> RunShape:
+    """The planner's CPU-mode run for ``setup``: what the measured step does."""
+    run, peft = cpu_run(seq_len, LOSS_CHUNK, True), SETUPS[setup]
+    return run if peft is None else run.replace(lora_rank=RANK, lora_embeddings_norms=bool(peft.train_embeddings_norms))
+
+
+def planned_flops(name: str, seq_len: int, setup: str) -> float:
+    """Hardware FLOPs of one step as the planner counts them (checkpointing's recomputed forward included)."""
+    shape, run = shape_from_config(model_config(name), name), planned_run(seq_len, setup)
+    return sum(sequence_flops(shape, seq_len, run=run)) + forward_flops(shape, seq_len, run)
+
+
 def measure(name: str, seq_len: int, setup: str, timed_steps: int) -> dict:
     """One row: measured peak and speed of ``setup`` on model ``name`` at ``seq_len``, and the planner's peak."""
     config = model_config(name)
-    peft = SETUPS[setup]
-    m = measure_train_step(config, seq_len, loss_chunk=LOSS_CHUNK, checkpointing=True, peft=peft,
+    m = measure_train_step(config, seq_len, loss_chunk=LOSS_CHUNK, checkpointing=True, peft=SETUPS[setup],
                            timed_steps=timed_steps)
-    run = cpu_run(seq_len, LOSS_CHUNK, True)
-    if peft is not None:
-        run = run.replace(lora_rank=RANK, lora_embeddings_norms=bool(peft.train_embeddings_norms))
-    shape = shape_from_config(config, name)
+    shape, run = shape_from_config(config, name), planned_run(seq_len, setup)
     return {"model": name, "seq_len": seq_len, "setup": setup, "trainable": trainable_params(shape, run),
             "peak_bytes": m.peak_bytes, "planned_bytes": plan_run(shape, run).total_bytes,
             "step_seconds": m.step_seconds, "step_cpu_seconds": m.step_cpu_seconds,
@@ -75,12 +86,13 @@ def table(rows: list[dict]) -> str:
     mib = 2.0**20
     full = {(r["model"], r["seq_len"]): r for r in rows if r["setup"] == "full"}
     out = [("| model | length | training | trainable params | peak MiB | planned MiB | planned / peak | CPU s / step | "
-            "wall s / step | tok / CPU-s | peak vs full | tok / CPU-s vs full |"),
-           "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "wall s / step | tok / CPU-s | peak vs full | tok / CPU-s vs full | planned speed vs full |"),
+           "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         f = full.get((r["model"], r["seq_len"]))
+        speed = planned_flops(r["model"], r["seq_len"], "full") / planned_flops(r["model"], r["seq_len"], r["setup"])
         rel = (f"{r['peak_bytes'] / f['peak_bytes']:.2f} | {r['tokens_per_cpu_second'] / f['tokens_per_cpu_second']:.2f}"
-               if f else "– | –")
+               if f else "– | –") + f" | {speed:.2f}"
         out.append(f"| {r['model']} | {r['seq_len']} | {r['setup']} | {r['trainable']:,} | {r['peak_bytes'] / mib:.1f} | "
                    f"{r['planned_bytes'] / mib:.1f} | {r['planned_bytes'] / r['peak_bytes']:.3f} | "
                    f"{r['step_cpu_seconds']:.2f} | {r['step_seconds']:.2f} | {r['tokens_per_cpu_second']:.0f} | {rel} |")
@@ -97,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
                         "hook adds a fixed cost per operation: fine for SmolLM2's minutes-long steps, not for the organism's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadiest on a shared machine)")
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--table", type=Path, help="print the table of rows an earlier --json wrote, and measure nothing")
     a = p.parse_args(argv)
+    if a.table:
+        print(table(json.loads(a.table.read_text())))
+        return 0
     torch.set_num_threads(a.threads)
     rows = []
     for name in a.models.split(","):
