@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from longctx.core.errors import LongctxError
 from longctx.distributed.launch import run_local
+from longctx.distributed.layouts import LAYOUTS
 from longctx.train.config import load_config
 
 from support import train_ranks as tr
@@ -32,6 +33,12 @@ needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason
 def multi_doc_packs(tmp_path_factory) -> Path:
     """3 packs of 96 tokens, several documents each (documents cross the SP shard boundary)."""
     return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(9, 10, 40, seed=2), 96)
+
+
+@pytest.fixture(scope="module")
+def long_docs(tmp_path_factory) -> Path:
+    """2 packs of 96 tokens, one document each (what the zigzag layout is for)."""
+    return tr.make_packs(tmp_path_factory.mktemp("docs") / "p", tr.random_seqs(2, 80, 96, seed=3), 96)
 
 
 def _base_weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -146,24 +153,30 @@ def test_frozen_weights_stay_bitwise_and_only_adapters_move(tiny_llama, packs, t
 
 # ---------------------------------------------------------------- sequence parallel
 @needs_peft
-@pytest.mark.parametrize("layout, sp", [
-    pytest.param("varlen", {"parallel.sp_degree": 2}, id="varlen-2"),
-    pytest.param("ulysses", {"parallel.sp_degree": 2}, id="ulysses-2"),
-    pytest.param("usp", {"parallel.sp_degree": 4, "parallel.ulysses_degree": 2}, id="usp-2x2"),
+@pytest.mark.parametrize("layout, sp, data", [
+    pytest.param("varlen", {"parallel.sp_degree": 2}, "multi_doc_packs", id="varlen-2"),
+    pytest.param("ulysses", {"parallel.sp_degree": 2}, "multi_doc_packs", id="ulysses-2"),
+    pytest.param("usp", {"parallel.sp_degree": 4, "parallel.ulysses_degree": 2}, "multi_doc_packs", id="usp-2x2"),
+    pytest.param("zigzag", {"parallel.sp_degree": 2}, "long_docs", id="zigzag-2"),
+    pytest.param("auto", {"parallel.sp_degree": 2}, "multi_doc_packs", id="auto-2"),
 ])
-def test_lora_with_sequence_parallelism_equals_sp_degree_1(tiny_llama, multi_doc_packs, tmp_path, layout, sp):
-    """LoRA+ (adapters on every linear layer, embeddings and norms trained) on packs of several documents: one
-    step on 2 SP ranks (varlen ring, Ulysses) or 4 (USP: Ulysses 2 x ring 2) has the loss, adapter gradients
-    and parameters of one process."""
+def test_lora_with_sequence_parallelism_equals_sp_degree_1(tiny_llama, request, tmp_path, layout, sp, data):
+    """LoRA+ (adapters on every linear layer, embeddings and norms trained) on packs of several documents (zigzag:
+    one document a pack, what it is for): one step on 2 SP ranks (varlen or zigzag ring, Ulysses, auto's choice)
+    or 4 (USP: Ulysses 2 x ring 2) has the loss, adapter gradients and parameters of one process."""
+    packs = request.getfixturevalue(data)
     sets = {**LORA, "train.micro_batch": 2, "checkpoint.export": "none", "parallel.layout": layout,
             "peft.target_modules": "all-linear", "peft.train_embeddings_norms": True}
-    ref = one_process(tr.base_config(tiny_llama, multi_doc_packs, tmp_path / "sp1", **sets))
+    ref = one_process(tr.base_config(tiny_llama, packs, tmp_path / "sp1", **sets))
     assert any("lora_B" in k for k in ref["grads"]) and any("modules_to_save" in k for k in ref["grads"])
     assert all("lora_" in k or "modules_to_save" in k for k in ref["grads"])
-    cfg = tr.base_config(tiny_llama, multi_doc_packs, tmp_path / "sp", **sets, **sp)
+    cfg = tr.base_config(tiny_llama, packs, tmp_path / "sp", **sets, **sp)
     ranks = sp["parallel.sp_degree"]
     out = run_local(train_layout, ranks, cfg.to_dict(), timeout=120 * ranks, threads_per_rank=1)[0]
-    assert (out["layout"], out["degree"]) == (layout, sp.get("parallel.ulysses_degree", 0))  # usp: 2 x 2 as asked
+    if layout == "auto":
+        assert out["layout"] in LAYOUTS and out["layout"] != "auto"
+    else:
+        assert (out["layout"], out["degree"]) == (layout, sp.get("parallel.ulysses_degree", 0))  # usp: 2 x 2 as asked
     assert set(out["grads"]) == set(ref["grads"])
     assert tr.rel_err(out["grads"], ref["grads"]) <= 1e-5
     assert_same_step(out, ref)
