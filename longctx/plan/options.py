@@ -73,6 +73,17 @@ def lora_targets_for(target_modules: list[str]) -> str:
     return ",".join(names) if names else "attention"
 
 
+def lora_fields(peft: Any, embeddings_norms: bool | None = None) -> dict[str, Any]:
+    """The :class:`RunShape` LoRA fields of a trainer ``peft`` section (none for full fine-tuning: the
+    defaults). ``embeddings_norms``: ``peft.train_embeddings_norms`` with its auto resolved (default the key
+    itself, auto read as off)."""
+    if peft.method != "lora":
+        return {}
+    plus = peft.train_embeddings_norms if embeddings_norms is None else embeddings_norms
+    return {"lora_rank": peft.r, "lora_targets": lora_targets_for(peft.target_modules),
+            "lora_embeddings_norms": bool(plus), "lora_dropout": peft.dropout}
+
+
 def run_from_train_config(cfg: Any, shape: ModelShape, pack_length: int, world_size: int, device_type: str,
                           gpu_mem_gib: float, *, layout: str | None = None,
                           embeddings_norms: bool | None = None) -> RunShape:
@@ -84,8 +95,6 @@ def run_from_train_config(cfg: Any, shape: ModelShape, pack_length: int, world_s
     ``embeddings_norms``: ``peft.train_embeddings_norms`` as the trainer resolved its auto (from the checkpoint's
     RoPE, ``longctx.train.lora.embeddings_norms_on``); default the key itself, auto read as off."""
     c = cfg
-    lora = c.peft.method == "lora"
-    plus = c.peft.train_embeddings_norms if embeddings_norms is None else embeddings_norms
     cpu = device_type != "cuda"
     return RunShape(
         seq_len=pack_length, gpus=world_size, gpu_mem_gib=gpu_mem_gib, sp=c.parallel.sp_degree,
@@ -102,6 +111,5 @@ def run_from_train_config(cfg: Any, shape: ModelShape, pack_length: int, world_s
         attn_kernel=attn_kernel_for(c.model.attn_implementation),
         foreach_optimizer=False,  # the trainer builds AdamW(foreach=False)
         frag_margin=0.0 if cpu else 0.05, overhead_gib=0.0 if cpu else 1.0, device="cpu" if cpu else "cuda",
-        lora_rank=c.peft.r if lora else 0, lora_targets=lora_targets_for(c.peft.target_modules) if lora else "attention",
-        lora_embeddings_norms=bool(plus) and lora, lora_dropout=c.peft.dropout if lora else 0.0,
+        **lora_fields(c.peft, embeddings_norms),
     )

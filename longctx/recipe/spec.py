@@ -55,7 +55,7 @@ from longctx.core.io import read_yaml
 from longctx.models.organism import shipped_model_dir
 from longctx.models.tiny import tiny_config
 from longctx.plan import RunShape, load_model_shape, plan_run
-from longctx.plan.options import lora_targets_for
+from longctx.plan.options import lora_fields
 from longctx.train.config import EvalConfig, flat_keys, from_dict, parse_override, validate
 from longctx.train.lora import embeddings_norms_on
 from rope_scaling.checkpoint_config import patch_config, read_config
@@ -588,8 +588,7 @@ def plan_rows(plan: dict, stages: list[StageSpec]) -> list[dict]:
                        sharding="fsdp" if cfg.parallel.fsdp else str(plan.get("sharding", "none")),
                        checkpointing="full" if cfg.model.gradient_checkpointing else "none",
                        loss_chunk=cfg.train.loss_chunk, dtype="bf16", attn_kernel="sdpa",
-                       lora_rank=cfg.peft.r if cfg.peft.enabled else 0, lora_embeddings_norms=s.embeddings_norms,
-                       lora_targets=lora_targets_for(cfg.peft.target_modules) if cfg.peft.enabled else "attention")
+                       **lora_fields(cfg.peft, s.embeddings_norms))
         result = plan_run(shape, run)
         rows.append({"stage": s.name, "seq_len": s.data.pack_length, "sp": cfg.parallel.sp_degree, "gpus": run.gpus,
                      "gpu_mem_gib": run.gpu_mem_gib, "fits": result.fits,
