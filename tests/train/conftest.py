@@ -1,10 +1,24 @@
-"""Fixtures of the trainer's fault tests: finished runs, built once per test module (copy before damaging)."""
+"""Fixtures of the trainer's tests: the sequence-parallel tests' packs (read-only), and the fault tests' finished
+runs, built once per test module (copy before damaging)."""
 
 from pathlib import Path
 
 import pytest
 
+from support import train_ranks as tr
 from support.train_faults import finished_run
+
+
+@pytest.fixture(scope="session")
+def multi_doc_packs(tmp_path_factory) -> Path:
+    """3 packs of 96 tokens, several documents each (documents cross the SP shard boundary)."""
+    return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(9, 10, 40, seed=2), 96)
+
+
+@pytest.fixture(scope="session")
+def long_docs(tmp_path_factory) -> Path:
+    """2 packs of 96 tokens, one document each (what the zigzag layout is for)."""
+    return tr.make_packs(tmp_path_factory.mktemp("docs") / "p", tr.random_seqs(2, 80, 96, seed=3), 96)
 
 
 @pytest.fixture(scope="module")

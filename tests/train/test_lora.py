@@ -29,18 +29,6 @@ LORA = {"peft.method": "lora", "peft.r": 4, "data.shuffle": False}
 needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft (the lora extra) is not installed")
 
 
-@pytest.fixture(scope="module")
-def multi_doc_packs(tmp_path_factory) -> Path:
-    """3 packs of 96 tokens, several documents each (documents cross the SP shard boundary)."""
-    return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(9, 10, 40, seed=2), 96)
-
-
-@pytest.fixture(scope="module")
-def long_docs(tmp_path_factory) -> Path:
-    """2 packs of 96 tokens, one document each (what the zigzag layout is for)."""
-    return tr.make_packs(tmp_path_factory.mktemp("docs") / "p", tr.random_seqs(2, 80, 96, seed=3), 96)
-
-
 def _base_weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(model_dir / "model.safetensors")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,22 +12,10 @@ from support import train_ranks as tr
 from support.step_compare import PARAM_TOL, assert_same_step, one_process
 
 
-@pytest.fixture(scope="module")
-def packs(tmp_path_factory) -> Path:
-    """3 packs of 96 tokens, several sequences each (documents cross the SP shard boundary)."""
-    return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(9, 10, 40, seed=2), 96)
-
-
-@pytest.fixture(scope="module")
-def long_docs(tmp_path_factory) -> Path:
-    """2 packs of 96 tokens, one document each (what the zigzag layout is for)."""
-    return tr.make_packs(tmp_path_factory.mktemp("docs") / "p", tr.random_seqs(2, 80, 96, seed=3), 96)
-
-
 @pytest.mark.parametrize("layout", ["varlen", "zigzag"])
-def test_one_step_with_sp_degree_2_equals_sp_degree_1(tiny_llama, packs, long_docs, tmp_path, layout):
+def test_one_step_with_sp_degree_2_equals_sp_degree_1(tiny_llama, multi_doc_packs, long_docs, tmp_path, layout):
     """Ring attention over 2 ranks + summed gradients: the same optimizer step as one rank (packed docs: varlen)."""
-    data = packs if layout == "varlen" else long_docs
+    data = multi_doc_packs if layout == "varlen" else long_docs
     sets = {"train.micro_batch": 2, "data.shuffle": False, "checkpoint.export": False, "parallel.layout": layout}
     ref = one_process(tr.base_config(tiny_llama, data, tmp_path / "sp1", **sets))
     cfg = tr.base_config(tiny_llama, data, tmp_path / "sp2", **sets, **{"parallel.sp_degree": 2})
@@ -36,11 +23,11 @@ def test_one_step_with_sp_degree_2_equals_sp_degree_1(tiny_llama, packs, long_do
     assert_same_step(out, ref)
 
 
-def test_one_step_on_2_dp_ranks_equals_one_rank_with_double_accumulation(tiny_llama, packs, tmp_path):
+def test_one_step_on_2_dp_ranks_equals_one_rank_with_double_accumulation(tiny_llama, multi_doc_packs, tmp_path):
     """2 DP ranks x 1 micro-batch = 1 rank x 2 accumulated micro-batches (global-M normalisation, summed grads)."""
     sets = {"data.shuffle": False, "checkpoint.export": False}
-    ref = one_process(tr.base_config(tiny_llama, packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
-    cfg = tr.base_config(tiny_llama, packs, tmp_path / "dp2", **sets)
+    ref = one_process(tr.base_config(tiny_llama, multi_doc_packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
+    cfg = tr.base_config(tiny_llama, multi_doc_packs, tmp_path / "dp2", **sets)
     out = run_local(tr.train_params, 2, cfg.to_dict(), timeout=240, threads_per_rank=1)[0]
     assert_same_step(out, ref)
 
@@ -79,11 +66,11 @@ def test_end_to_end_extend_pack_train_sp2_loss_falls_and_export_loads(tmp_path):
     assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()
 
 
-def test_fsdp_on_2_ranks_equals_one_rank_with_double_accumulation(tiny_llama, packs, tmp_path):
+def test_fsdp_on_2_ranks_equals_one_rank_with_double_accumulation(tiny_llama, multi_doc_packs, tmp_path):
     """parallel.fsdp shards weights and AdamW states (FSDP2, gloo): gathered checkpoint and export equal the 1-rank step."""
     sets = {"data.shuffle": False, "checkpoint.export": False}
-    ref = one_process(tr.base_config(tiny_llama, packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
-    cfg = tr.base_config(tiny_llama, packs, tmp_path / "fsdp", **{**sets, "parallel.fsdp": True, "checkpoint.export": True})
+    ref = one_process(tr.base_config(tiny_llama, multi_doc_packs, tmp_path / "acc2", **sets, **{"train.grad_accum": 2}))
+    cfg = tr.base_config(tiny_llama, multi_doc_packs, tmp_path / "fsdp", **{**sets, "parallel.fsdp": True, "checkpoint.export": True})
     run_local(tr.train_params, 2, cfg.to_dict(), timeout=240, threads_per_rank=1)
     from safetensors.torch import load_file
 
