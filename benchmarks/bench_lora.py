@@ -26,6 +26,7 @@ time do not depend on their values.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ from transformers import AutoConfig
 from longctx.gguf import find_packaged_model
 from longctx.models.organism import shipped_model_dir
 from longctx.plan.planner import plan_run
-from longctx.plan.shapes import RunShape, shape_from_config, trainable_params
+from longctx.plan.shapes import ModelShape, RunShape, shape_from_config, trainable_params
 from longctx.plan.throughput import forward_flops, sequence_flops
 from longctx.train.config import PeftConfig
 from longctx.train.measure import measure_train_step
@@ -63,9 +64,15 @@ def planned_run(seq_len: int, setup: str) -> RunShape:
     return run if peft is None else run.replace(lora_rank=RANK, lora_embeddings_norms=bool(peft.train_embeddings_norms))
 
 
+@functools.lru_cache
+def model_shape(name: str) -> ModelShape:
+    """The planner's shape of ``name`` (read once: SmolLM2's comes from parsing its GGUF)."""
+    return shape_from_config(model_config(name), name)
+
+
 def planned_flops(name: str, seq_len: int, setup: str) -> float:
     """Hardware FLOPs of one step as the planner counts them (checkpointing's recomputed forward included)."""
-    shape, run = shape_from_config(model_config(name), name), planned_run(seq_len, setup)
+    shape, run = model_shape(name), planned_run(seq_len, setup)
     return sum(sequence_flops(shape, seq_len, run=run)) + forward_flops(shape, seq_len, run)
 
 
@@ -74,7 +81,7 @@ def measure(name: str, seq_len: int, setup: str, timed_steps: int) -> dict:
     config = model_config(name)
     m = measure_train_step(config, seq_len, loss_chunk=LOSS_CHUNK, checkpointing=True, peft=SETUPS[setup],
                            timed_steps=timed_steps)
-    shape, run = shape_from_config(config, name), planned_run(seq_len, setup)
+    shape, run = model_shape(name), planned_run(seq_len, setup)
     return {"model": name, "seq_len": seq_len, "setup": setup, "trainable": trainable_params(shape, run),
             "peak_bytes": m.peak_bytes, "planned_bytes": plan_run(shape, run).total_bytes,
             "step_seconds": m.step_seconds, "step_cpu_seconds": m.step_cpu_seconds,
