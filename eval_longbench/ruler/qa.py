@@ -8,7 +8,8 @@ documents as fit: first the other paragraphs of the question's own SQuAD article
 
 Files: SQuAD v1/v2 JSON (``{"data": [{"paragraphs": [{"context", "qas": [{"question", "answers":
 [{"text"}]}]}]}]}``; unanswerable v2 questions are skipped) or HotpotQA JSON (a list of ``{"question",
-"answer", "context": [[title, [sentence, ...]], ...]}``; every listed paragraph counts as gold, as in RULER).
+"answer", "context": [[title, [sentence, ...]], ...]}``, or the same records in Hugging Face ``hotpot_qa``'s layout,
+``"context": {"title": [...], "sentences": [...]}``; every listed paragraph counts as gold, as in RULER).
 """
 
 from __future__ import annotations
@@ -75,15 +76,27 @@ def load_qa(path: str | Path, fmt: str) -> QASet:
             if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("question", "answer")):
                 raise LongctxError(f"{path}: record {i}: question/answer: missing or not text")
             try:
-                gold = [doc(f"{title}\n{''.join(sents)}") for title, sents in r["context"]]
+                gold = [doc(f"{title}\n{''.join(sents)}") for title, sents in _hotpot_paragraphs(r["context"])]
             except (KeyError, TypeError, ValueError):
-                raise LongctxError(f"{path}: record {i}: context: expected [[title, [sentence, ...]], ...]") from None
+                raise LongctxError(f"{path}: record {i}: context: expected [[title, [sentence, ...]], ...] "
+                                   "or {\"title\": [...], \"sentences\": [[...], ...]}") from None
             questions.append({"question": r["question"], "answers": [r["answer"]], "gold": gold})
     else:
         raise ValueError(f"unknown QA format {fmt!r}")
     if not questions:
         raise LongctxError(f"{path}: no answerable questions")
     return QASet(questions, list(docs))
+
+
+def _hotpot_paragraphs(context) -> list:
+    """HotpotQA's own ``[[title, sentences], ...]``, or Hugging Face ``hotpot_qa``'s columns
+    ``{"title": [...], "sentences": [...]}`` (the same paragraphs, zipped back), which copies of the dev set carry."""
+    if isinstance(context, dict):
+        titles, sents = context["title"], context["sentences"]
+        if not isinstance(titles, list) or not isinstance(sents, list) or len(titles) != len(sents):
+            raise ValueError("title and sentences differ in length")
+        return list(zip(titles, sents))
+    return context
 
 
 def make_qa(fmt: str, name: str, ctx: GenContext, length: int, budget: int, seed: int) -> Sample:

@@ -297,6 +297,20 @@ def test_hotpotqa_sample_holds_every_supporting_paragraph(tmp_path):
     assert f"T{i}a\nFact {i} one." in s.prompt and f"T{i}b\nFact {i} two." in s.prompt and s.answers == [f"A{i}"]
 
 
+def test_hotpotqa_in_hugging_faces_column_layout_reads_as_the_original(tmp_path):
+    recs = [{"question": f"Q{i}?", "answer": f"A{i}", "context": [[f"T{i}a", [f"Fact {i} one. "]], [f"T{i}b", [f"Fact {i} two."]]]}
+            for i in range(3)]
+    columns = [dict(r, context={"title": [t for t, _ in r["context"]], "sentences": [s for _, s in r["context"]]})
+               for r in recs]
+    (tmp_path / "orig.json").write_text(json.dumps(recs))
+    (tmp_path / "hf.json").write_text(json.dumps(columns))
+    assert load_qa(tmp_path / "hf.json", "hotpotqa") == load_qa(tmp_path / "orig.json", "hotpotqa")
+    columns[1]["context"]["sentences"].pop()
+    (tmp_path / "hf.json").write_text(json.dumps(columns))
+    with pytest.raises(LongctxError, match=r"hf\.json: record 1: context: expected"):
+        load_qa(tmp_path / "hf.json", "hotpotqa")
+
+
 def test_bad_qa_file_names_the_record(tmp_path):
     f = tmp_path / "h.json"
     f.write_text(json.dumps([{"question": "q", "answer": "a", "context": "not a list"}]))
