@@ -28,6 +28,7 @@ import torch.multiprocessing as mp
 
 
 def free_port() -> int:
+    """A port free now, for a process started later (``torchrun --master-port``); it may be taken in between."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -128,7 +129,9 @@ def _worker(rank: int, world_size: int, port: int, backend: str, threads: int, f
             device = torch.device("cuda", rank % torch.cuda.device_count())
             torch.cuda.set_device(device)
             kwargs["device_id"] = device
-        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=60), **kwargs)
+        store = dist.TCPStore("127.0.0.1", port, world_size, is_master=False, timeout=timedelta(seconds=60))
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timedelta(seconds=60),
+                                **kwargs)
         out = fn(rank, world_size, *args)
         dist.barrier()
         # Plain pickle bytes, not the multiprocessing reducer: that one shares tensor storage through
@@ -167,7 +170,10 @@ def run_local(
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     threads = threads_per_rank or max(1, (os.cpu_count() or 1) // world_size)
-    port = free_port()
+    # The launcher serves the group's rendezvous store itself, on a port the OS hands it and it keeps: a port
+    # picked free and bound later by rank 0 can be taken in between by another run (two suites at once).
+    store = dist.TCPStore("127.0.0.1", 0, None, is_master=True, timeout=timedelta(seconds=60), wait_for_workers=False)
+    port = store.port
     procs = [
         ctx.Process(target=_worker, args=(r, world_size, port, backend, threads, fn, args, results, os.getpid()),
                     daemon=True)
@@ -211,4 +217,5 @@ def run_local(
             if p.is_alive():
                 p.kill()
                 p.join()
+        del store  # after the ranks: they use it until they leave the group
     return [out[r] for r in range(world_size)]

@@ -99,6 +99,7 @@ def test_run_local_nccl_rank_sets_its_device_before_the_group(monkeypatch):
         monkeypatch.setenv(k, "0")  # _worker overwrites them; monkeypatch restores them afterwards
     calls = _record_cuda_and_init(monkeypatch, device_count=2)
     monkeypatch.setattr(dist, "barrier", lambda *a, **k: None)
+    monkeypatch.setattr(dist, "TCPStore", lambda *a, **k: "the launcher's store")  # no launcher serves one here
     results: queue.Queue = queue.Queue()
     launch._worker(3, 4, 12345, "nccl", torch.get_num_threads(), _record_rank, (calls,), results)
     rank, ok, _ = results.get_nowait()
@@ -106,6 +107,7 @@ def test_run_local_nccl_rank_sets_its_device_before_the_group(monkeypatch):
     cuda1 = torch.device("cuda", 1)  # rank 3 on 2 devices
     assert calls[0] == ("set_device", cuda1)
     assert calls[1][:2] == ("init", "nccl") and calls[1][2]["device_id"] == cuda1
+    assert calls[1][2]["store"] == "the launcher's store"
     assert calls[2] == ("fn", 3, 4)
 
 
