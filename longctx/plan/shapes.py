@@ -42,6 +42,8 @@ LORA_MLP = ("gate_proj", "up_proj", "down_proj")
 (PEFT's: every linear layer of a decoder layer, the head excluded)."""
 LORA_NAMES = LORA_ATTENTION + LORA_MLP + ("qkv_proj", "gate_up_proj")
 """Every leaf name :meth:`ModelShape.linear_dims` knows (Phi-3's fused projections too)."""
+LORA_PRESETS = ("attention", "all-linear")
+"""The :attr:`RunShape.lora_targets` that name a set of layers instead of listing leaf names."""
 
 
 @dataclass(frozen=True)
@@ -263,7 +265,7 @@ class RunShape:
 
     def lora_named_targets(self) -> tuple[str, ...]:
         """The leaf names of a ``q_proj,v_proj``-style :attr:`lora_targets` (empty for attention/all-linear)."""
-        if self.lora_targets in ("attention", "all-linear"):
+        if self.lora_targets in LORA_PRESETS:
             return ()
         return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
 
@@ -337,7 +339,7 @@ def validate_run(run: RunShape) -> None:
     check_int("lora-rank", run.lora_rank, low=0, why=" (0 = full fine-tuning)")
     if run.lora:
         named = run.lora_named_targets()
-        if run.lora_targets not in ("attention", "all-linear") and (not named or set(named) - set(LORA_NAMES)):
+        if run.lora_targets not in LORA_PRESETS and (not named or set(named) - set(LORA_NAMES)):
             raise LongctxError(f"--lora-targets: {run.lora_targets!r}: expected attention, all-linear or names among "
                                f"{', '.join(LORA_NAMES)}")
         check_number("lora-dropout", run.lora_dropout, low=0.0, high=1.0, high_open=True)
