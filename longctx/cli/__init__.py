@@ -90,11 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_left()
     except LongctxError as err:
-        print(f"longctx {name}: error: {err}", file=sys.stderr)
+        _say(f"longctx {name}: error: {err}")
         return 2
     except KeyboardInterrupt:
-        print(f"longctx {name}: interrupted", file=sys.stderr)
+        _say(f"longctx {name}: interrupted")
         return 130
+
+
+def _say(line: str) -> None:
+    """One line to stderr in one write: ranks sharing a terminal or log file print their errors at the same
+    moment, and print()'s separate newline let another rank's line land between a message and its end."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":

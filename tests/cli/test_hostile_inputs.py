@@ -114,3 +114,24 @@ def test_ruler_threshold_base_without_the_window_among_the_lengths_is_refused_le
     err = _refused(capsys, *_ruler(tiny_llama, tmp_path / "o", "--lengths", "128", "--threshold", "base"))
     assert err == "longctx ruler: error: --threshold base: the model's window 256 must be one of --lengths (have 128)"
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_the_error_line_reaches_stderr_in_one_write(tmp_path, monkeypatch):
+    """Ranks sharing a log print their errors at once: a line written in two pieces (print's separate newline)
+    let another rank's line land inside it (seen in the two-node kill test)."""
+    class Recorder:
+        def __init__(self):
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    err = Recorder()
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(["pack", str(tmp_path / "missing.jsonl"), "--tokenizer", str(tmp_path), "--pack-length", "128",
+                 "--out", str(tmp_path / "p"), "--no-progress"]) == 2
+    assert len(err.writes) == 1 and err.writes[0].startswith("longctx pack: error: ") and err.writes[0].endswith("\n")
