@@ -28,7 +28,6 @@ import math
 import random
 import re
 import socket
-import sys
 import threading
 import time
 import urllib.error
@@ -39,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from longctx.core.console import stderr_line
 from longctx.core.errors import LongctxError
 
 MAX_WAIT = 60.0
@@ -147,12 +147,8 @@ def _retry_after(value) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def call_with_retries(call: Callable[[], str], parse: Callable[[str], Any], max_tries: int, backoff: float,
-                      sleep: Callable[[float], None], *, log: Callable[[str], None] = _stderr, what: str = "endpoint",
+                      sleep: Callable[[float], None], *, log: Callable[[str], None] = stderr_line, what: str = "endpoint",
                       unparsed: str = "reply could not be parsed") -> Outcome:
     """Call until ``parse(reply)`` is not ``None``. Fatal errors (401/403/404, refused redirects)
     propagate; a rejected request (other 4xx) ends at once with ``value=None``; after ``max_tries``

@@ -19,13 +19,13 @@ from eval_longbench.chat_client import (  # noqa: F401  (re-exported: the judge'
     ChatClient,
     EndpointUnreachable,
     TransientError,
-    _stderr,
     call_with_retries,
     map_concurrent,
     redact,
     redact_and_cut,
 )
 from eval_longbench.models import hf_generate_fn
+from longctx.core.console import stderr_line
 from longctx.core.errors import LongctxError
 
 JudgeUnreachable = EndpointUnreachable
@@ -115,7 +115,7 @@ class OpenAIJudge(ChatClient):
 
 
 def rate_with_retries(call: Callable[[], str], max_tries: int, backoff: float, sleep: Callable[[float], None],
-                      log: Callable[[str], None] = _stderr) -> Rating:
+                      log: Callable[[str], None] = stderr_line) -> Rating:
     """Call the judge until a rating parses (the shared retry rules of :func:`call_with_retries`);
     after ``max_tries`` failures the rating is ``None`` with the last error."""
     out = call_with_retries(call, parse_rating, max_tries, backoff, sleep, log=log, what="judge",

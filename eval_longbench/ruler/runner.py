@@ -9,7 +9,6 @@ the table shows ``n/a`` there and the length's average is over the tasks that fi
 
 from __future__ import annotations
 
-import sys
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from eval_longbench.models import GenerateFn
 from eval_longbench.results import ResultStore
 from eval_longbench.ruler.base import DoesNotFit, GenContext, RulerTask
 from eval_longbench.ruler.texts import HAYSTACK_HINT, Haystack, default_haystack
+from longctx.core.console import stderr_line
 from longctx.core.errors import LongctxError
 
 RULER_THRESHOLD = 85.6
@@ -64,10 +64,6 @@ def record_key(model_name: str, task: RulerTask, cfg: RulerConfig, length: int, 
     return f"{model_name}|{task.name}@{task.config_hash(cfg.max_new_tokens)}|{length}|{i}"
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def repeat_warning(haystack: Haystack, task: str, length: int, factor: float) -> str:
     return (f"ruler: warning: the essay haystack ({haystack.source}, {len(haystack.joined.split())} words) is shorter than "
             f"{task} needs at {length} tokens: it repeats {factor:.1f}x there (more at longer lengths), which makes "
@@ -87,7 +83,7 @@ def run_ruler(
     qa: dict | None = None,
     model_id: str | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = stderr_line,
 ) -> list[dict]:
     """Fill every missing (task, length, sample) record of ``model_name`` in ``store``; return all of them.
 

@@ -15,6 +15,7 @@ import os
 import sys
 
 from longctx import __version__
+from longctx.core.console import stderr_line
 from longctx.core.errors import LongctxError
 
 SUBCOMMANDS: dict[str, str] = {
@@ -90,18 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _reader_left()
     except LongctxError as err:
-        _say(f"longctx {name}: error: {err}")
+        stderr_line(f"longctx {name}: error: {err}")
         return 2
     except KeyboardInterrupt:
-        _say(f"longctx {name}: interrupted")
+        stderr_line(f"longctx {name}: interrupted")
         return 130
-
-
-def _say(line: str) -> None:
-    """One line to stderr in one write: ranks sharing a terminal or log file print their errors at the same
-    moment, and print()'s separate newline let another rank's line land between a message and its end."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 if __name__ == "__main__":

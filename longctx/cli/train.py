@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import textwrap
 
 import torch.distributed as dist
 
+from longctx.core.console import stderr_line
 from longctx.core.errors import LongctxError
 from longctx.train.config import SECTIONS, RunConfig, dump_yaml, field_docs, load_config
 from longctx.train.run import launch_local, run_training
@@ -89,8 +89,8 @@ def main(argv: list[str]) -> int:
     else:
         summary = _run_this_rank(cfg)
     if summary["status"] == "interrupted":
-        print(f"longctx train: stopped by a signal after step {summary['step']}; checkpoint saved in "
-              f"{summary['out']}/checkpoints (rerun the same command to resume)", file=sys.stderr)
+        stderr_line(f"longctx train: stopped by a signal after step {summary['step']}; checkpoint saved in "
+                    f"{summary['out']}/checkpoints (rerun the same command to resume)")
     elif summary.get("exported"):
         print(f"longctx train: {summary['step']} steps done; model exported to {summary['exported']}")
     else:
