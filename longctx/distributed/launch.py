@@ -16,7 +16,6 @@ import queue
 import signal
 import threading
 import time
-import socket
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,13 +24,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
-
-def free_port() -> int:
-    """A port free now, for a process started later (``torchrun --master-port``); it may be taken in between."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RankFailed(RuntimeError):
@@ -171,7 +163,8 @@ def run_local(
     results = ctx.Queue()
     threads = threads_per_rank or max(1, (os.cpu_count() or 1) // world_size)
     # The launcher serves the group's rendezvous store itself, on a port the OS hands it and it keeps: a port
-    # picked free and bound later by rank 0 can be taken in between by another run (two suites at once).
+    # picked free and bound later by rank 0 can be taken in between by another run (two suites at once). The
+    # local `store` keeps serving until this function returns, after the ranks have left the group.
     store = dist.TCPStore("127.0.0.1", 0, None, is_master=True, timeout=timedelta(seconds=60), wait_for_workers=False)
     port = store.port
     procs = [
@@ -217,5 +210,4 @@ def run_local(
             if p.is_alive():
                 p.kill()
                 p.join()
-        del store  # after the ranks: they use it until they leave the group
     return [out[r] for r in range(world_size)]

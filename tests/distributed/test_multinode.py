@@ -21,7 +21,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from longctx.distributed.launch import free_port
 from longctx.train.checkpoint import verify_checkpoint
 
 from support import ROOT, TESTS, train_ranks as tr
@@ -38,6 +37,13 @@ STEPS = 4
 def packs(tmp_path_factory) -> Path:
     """12+ packs of 128 tokens: DP 2 x 4 steps reads 8 without wrapping."""
     return tr.make_packs(tmp_path_factory.mktemp("packs") / "p", tr.random_seqs(30, 12, 50, seed=4), 128)
+
+
+def free_port() -> int:
+    """A port free now, for torchrun's rendezvous started next (it may be taken in between: a test-only risk)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _env(**extra: str) -> dict:
